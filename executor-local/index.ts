@@ -1,0 +1,1 @@
+export { LocalExecutor, createLocalExecutor, type LocalExecutorOptions } from "./local-executor.js";

@@ -1,0 +1,24 @@
+/**
+ * numerous-tasks: background tasks for TypeScript apps. The one entry point: the SDK, with the
+ * executor chosen from the environment on first use.
+ */
+import { type NumerousConfig, loadConfig } from "./sdk/config.js";
+import type { Executor } from "./sdk/executor.js";
+import { setDefaultExecutorFactory } from "./sdk/runtime.js";
+import { LocalExecutor } from "./executor-local/local-executor.js";
+// PLATFORM_IMPORT
+
+export * from "./sdk/index.js";
+
+/**
+ * Builds the executor a config names: the in-process local one, or a client of the platform
+ * daemon.
+ */
+export function createExecutor(config: NumerousConfig = loadConfig()): Executor {
+  if (config.executor === "platform") throw new Error("platform executor: not built yet");
+  return new LocalExecutor({ concurrency: config.concurrency });
+}
+
+setDefaultExecutorFactory(() => createExecutor(loadConfig()));
+
+export { LocalExecutor };

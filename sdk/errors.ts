@@ -1,0 +1,151 @@
+/**
+ * The SDK's error family. Every error a user can catch is a {@link TaskError} with a
+ * stable `code`; `instanceof` works and `name` is set, so logs and type guards agree.
+ */
+export class TaskError extends Error {
+  /** A stable, machine-readable code, e.g. `TASK_FAILED`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** The error a task function threw (or its workload's death), as it crossed the executor. */
+export interface TaskErrorInfo {
+  readonly name: string;
+  readonly message: string;
+  readonly stack?: string;
+  /** Set when the failure is one of the SDK's own errors, e.g. `EXECUTOR_UNAVAILABLE`. */
+  readonly code?: string;
+}
+
+/** The task function threw, or its workload died. `cause` rebuilds the original error. */
+export class TaskFailedError extends TaskError {
+  readonly instanceId: string;
+  readonly error: TaskErrorInfo;
+
+  constructor(instanceId: string, error: TaskErrorInfo) {
+    super("TASK_FAILED", `task instance ${instanceId} failed: ${error.name}: ${error.message}`, {
+      cause: rebuildError(error),
+    });
+    this.instanceId = instanceId;
+    this.error = error;
+  }
+}
+
+/** The instance was stopped before its function returned a value. */
+export class TaskCancelledError extends TaskError {
+  readonly instanceId: string;
+
+  constructor(instanceId: string, reason?: TaskErrorInfo) {
+    super(
+      "TASK_CANCELLED",
+      `task instance ${instanceId} was cancelled before it returned a value`,
+      reason ? { cause: rebuildError(reason) } : undefined,
+    );
+    this.instanceId = instanceId;
+  }
+}
+
+/** `waitForCompletion` gave up after `timeoutMs`; the task itself goes on running. */
+export class TaskTimeoutError extends TaskError {
+  readonly instanceId: string;
+  readonly timeoutMs: number;
+
+  constructor(instanceId: string, timeoutMs: number) {
+    super(
+      "TASK_TIMEOUT",
+      `task instance ${instanceId} did not finish within ${timeoutMs} ms (it is still running)`,
+    );
+    this.instanceId = instanceId;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** No instance with this id exists for this executor (and deployment). */
+export class TaskNotFoundError extends TaskError {
+  readonly instanceId: string;
+
+  constructor(instanceId: string) {
+    super("TASK_NOT_FOUND", `no task instance with id ${JSON.stringify(instanceId)}`);
+    this.instanceId = instanceId;
+  }
+}
+
+/** `getTaskController()` was called outside a running task. */
+export class NoTaskContextError extends TaskError {
+  constructor() {
+    super(
+      "NO_TASK_CONTEXT",
+      "getTaskController() was called outside a task; call it inside a function wrapped with task()",
+    );
+  }
+}
+
+/** A value cannot cross the wire: arguments, outputs and results must survive the codec. */
+export class TaskInputError extends TaskError {
+  /** Where the bad value sits, e.g. `args[0].when`. */
+  readonly path: string;
+
+  constructor(path: string, problem: string) {
+    super("TASK_INPUT", `${path}: ${problem}`);
+    this.path = path;
+  }
+}
+
+/** The environment names an executor or setting that does not exist. */
+export class ExecutorConfigError extends TaskError {
+  readonly variable: string;
+  readonly value: string | undefined;
+
+  constructor(variable: string, value: string | undefined, problem: string) {
+    super("EXECUTOR_CONFIG", `${variable}=${JSON.stringify(value)}: ${problem}`);
+    this.variable = variable;
+    this.value = value;
+  }
+}
+
+/** The platform executor could not reach its daemon. */
+export class ExecutorUnavailableError extends TaskError {
+  readonly address: string;
+
+  constructor(address: string, detail: string, options?: { cause?: unknown }) {
+    super("EXECUTOR_UNAVAILABLE", `task executor at ${address} is unavailable: ${detail}`, options);
+    this.address = address;
+  }
+}
+
+/** Type guard that accepts anything. */
+export function isTaskError(value: unknown): value is TaskError {
+  return value instanceof TaskError;
+}
+
+/** Turns whatever a task threw into the plain record that crosses the executor. */
+export function toErrorInfo(thrown: unknown): TaskErrorInfo {
+  if (thrown instanceof Error) {
+    const code = (thrown as { code?: unknown }).code;
+    return {
+      name: thrown.name || "Error",
+      message: thrown.message,
+      ...(thrown.stack === undefined ? {} : { stack: thrown.stack }),
+      ...(typeof code === "string" ? { code } : {}),
+    };
+  }
+  let shown: string;
+  try {
+    shown = typeof thrown === "string" ? JSON.stringify(thrown) : String(thrown);
+  } catch {
+    shown = Object.prototype.toString.call(thrown);
+  }
+  return { name: "NonErrorThrown", message: `the task threw a non-Error value: ${shown}` };
+}
+
+function rebuildError(info: TaskErrorInfo): Error {
+  const error = new Error(info.message);
+  error.name = info.name;
+  error.stack = info.stack ?? `${info.name}: ${info.message}`;
+  return error;
+}

@@ -1,0 +1,88 @@
+import type { EncodedValue } from "./codec.js";
+import type { TaskErrorInfo } from "./errors.js";
+import type { TaskStatus } from "./task-status.js";
+
+/** A task as executors know it: `id` depends only on `name`. */
+export interface TaskDefinition {
+  readonly id: string;
+  readonly name: string;
+}
+
+/**
+ * One instance at one moment. Plain data, so it can cross any transport; values are
+ * codec-encoded and decoded by the SDK only when read.
+ */
+export interface InstanceSnapshot {
+  readonly id: string;
+  readonly taskId: string;
+  readonly taskName: string;
+  readonly status: TaskStatus;
+  readonly progress: number;
+  /** The last `setOutput` object, encoded. */
+  readonly output?: EncodedValue | undefined;
+  /** The function's return value, encoded; present exactly when it returned one. */
+  readonly result?: EncodedValue | undefined;
+  readonly error?: TaskErrorInfo | undefined;
+  /** Epoch milliseconds. */
+  readonly createdAt: number;
+  readonly startedAt?: number | undefined;
+  readonly finishedAt?: number | undefined;
+  /** Grows with every change, so a watcher can tell old news from new. */
+  readonly revision: number;
+}
+
+/** What calling a task hands its executor. */
+export interface SubmitRequest {
+  readonly id: string;
+  readonly taskId: string;
+  readonly taskName: string;
+  /** The argument list, encoded. */
+  readonly args: EncodedValue;
+  readonly createdAt: number;
+}
+
+/** A page of instances, in creation order. */
+export interface InstanceQuery {
+  /** A task's id or name. */
+  readonly task?: string | undefined;
+  readonly status?: readonly TaskStatus[] | undefined;
+  /** At most this many; executors cap it. */
+  readonly limit?: number | undefined;
+  /** The id of the last instance of the previous page. */
+  readonly cursor?: string | undefined;
+}
+
+export interface InstancePage {
+  readonly instances: readonly InstanceSnapshot[];
+  /** Pass as `cursor` for the next page; absent on the last page. */
+  readonly nextCursor?: string | undefined;
+}
+
+/**
+ * The contract every executor implements: in-process, over a daemon, or your own. It holds no
+ * transport type. The same contract test suite (`test/executor-contract.ts`) runs against each.
+ */
+export interface Executor {
+  /**
+   * Starts an instance. Called synchronously when a task is called and must not block or throw
+   * for transport reasons: an executor that cannot reach its backend fails the instance
+   * instead. Returns the pending snapshot.
+   */
+  submit(request: SubmitRequest): InstanceSnapshot;
+  /** The latest snapshot, or `undefined` for an unknown id. */
+  get(id: string, options?: { signal?: AbortSignal }): Promise<InstanceSnapshot | undefined>;
+  list(query: InstanceQuery, options?: { signal?: AbortSignal }): Promise<InstancePage>;
+  listDefinitions(options?: { signal?: AbortSignal }): Promise<readonly TaskDefinition[]>;
+  /**
+   * Requests a stop. Pending instances become cancelled and never run; running ones see
+   * `shouldStop()`. Resolves `false` for an unknown id.
+   */
+  stop(id: string, options?: { signal?: AbortSignal }): Promise<boolean>;
+  /**
+   * Calls `listener` with every snapshot of `id` newer than `afterRevision`, until a terminal
+   * one (then the watch ends by itself) or until the returned function is called.
+   */
+  watch(id: string, afterRevision: number, listener: (snapshot: InstanceSnapshot) => void): () => void;
+  /** Releases connections and timers; running local work is not awaited. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,30 @@
+import { createHash, randomFillSync } from "node:crypto";
+
+const ALPHABET = "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
+const POOL_SIZE = 21 * 256;
+const pool = Buffer.allocUnsafe(POOL_SIZE);
+let offset = POOL_SIZE;
+
+/** A new instance id: 21 URL-safe characters, 126 random bits (the nanoid scheme). */
+export function createInstanceId(): string {
+  if (offset + 21 > POOL_SIZE) {
+    randomFillSync(pool);
+    offset = 0;
+  }
+  let id = "";
+  for (let i = offset; i < offset + 21; i++) id += ALPHABET[(pool[i] as number) & 63];
+  offset += 21;
+  return id;
+}
+
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Instance ids are made by clients, so the daemon checks them: URL-safe, 1 to 64 characters. */
+export function isValidInstanceId(id: unknown): id is string {
+  return typeof id === "string" && ID_PATTERN.test(id);
+}
+
+/** A definition's id depends only on its name, so it is the same in every process. */
+export function definitionIdFor(name: string): string {
+  return `td_${createHash("sha256").update(name).digest("base64url").slice(0, 22)}`;
+}

@@ -1,0 +1,112 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { type EncodedValue, encodeValue } from "./codec.js";
+import { NoTaskContextError, TaskInputError } from "./errors.js";
+
+/** What a running task uses to report and to learn that it should stop. */
+export interface TaskController {
+  readonly instanceId: string;
+  readonly taskName: string;
+  /** Aborted when a stop is requested. Pass it to `fetch`, timers and child work. */
+  readonly signal: AbortSignal;
+  /**
+   * Reports progress.
+   * @param progress a finite number from 0 to 1.
+   * @throws {RangeError} for anything else.
+   */
+  setProgress(progress: number): void;
+  /**
+   * Replaces the instance's output with a plain object.
+   * @throws {TaskInputError} when it is not a plain object that survives the codec.
+   */
+  setOutput(output: Record<string, unknown>): void;
+  /** True once a stop was requested. */
+  shouldStop(): boolean;
+}
+
+/** Where a controller sends what the task reports: the executor behind it. */
+export interface ControllerSink {
+  progress(progress: number): void;
+  output(output: EncodedValue): void;
+}
+
+/** The controller both executors hand to task functions. */
+export class TaskControllerImpl implements TaskController {
+  readonly instanceId: string;
+  readonly taskName: string;
+  readonly #abort = new AbortController();
+  readonly #sink: ControllerSink;
+
+  constructor(instanceId: string, taskName: string, sink: ControllerSink) {
+    this.instanceId = instanceId;
+    this.taskName = taskName;
+    this.#sink = sink;
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  setProgress(progress: number): void {
+    if (typeof progress !== "number" || !(progress >= 0 && progress <= 1)) {
+      throw new RangeError(
+        `setProgress expects a finite number from 0 to 1, got ${describe(progress)}`,
+      );
+    }
+    this.#sink.progress(progress);
+  }
+
+  setOutput(output: Record<string, unknown>): void {
+    if (
+      typeof output !== "object" ||
+      output === null ||
+      Array.isArray(output) ||
+      !isPlainPrototype(output)
+    ) {
+      throw new TaskInputError("output", `setOutput expects a plain object, got ${describe(output)}`);
+    }
+    this.#sink.output(encodeValue(output, "output"));
+  }
+
+  shouldStop(): boolean {
+    return this.#abort.signal.aborted;
+  }
+
+  /** Executors call this when a stop arrives; later calls do nothing. */
+  requestStop(): void {
+    if (!this.#abort.signal.aborted) {
+      const reason = new Error(`task instance ${this.instanceId} was asked to stop`);
+      reason.name = "AbortError";
+      this.#abort.abort(reason);
+    }
+  }
+}
+
+function isPlainPrototype(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  if (typeof value === "number") return String(value);
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value;
+}
+
+const context = new AsyncLocalStorage<TaskController>();
+
+/** Runs `fn` with `controller` ambient, for the whole async call tree it starts. */
+export function runWithController<T>(controller: TaskController, fn: () => T): T {
+  return context.run(controller, fn);
+}
+
+/**
+ * The controller of the task this code runs in, anywhere in its async call tree.
+ * @throws {NoTaskContextError} outside a task.
+ */
+export function getTaskController(): TaskController {
+  const controller = context.getStore();
+  if (controller === undefined) throw new NoTaskContextError();
+  return controller;
+}

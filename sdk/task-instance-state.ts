@@ -1,0 +1,250 @@
+import { decodeValue } from "./codec.js";
+import {
+  ExecutorUnavailableError,
+  TaskCancelledError,
+  type TaskErrorInfo,
+  TaskFailedError,
+  TaskTimeoutError,
+} from "./errors.js";
+import type { Executor, InstanceSnapshot } from "./executor.js";
+import { type TaskStatus, isTerminalStatus } from "./task-status.js";
+
+/** Options of {@link TaskInstanceState.wait} and `waitForCompletion`. */
+export interface WaitOptions {
+  /** Give up after this many milliseconds with {@link TaskTimeoutError}; the task goes on. */
+  readonly timeoutMs?: number;
+  /** Give up when this aborts, rejecting with its reason. */
+  readonly signal?: AbortSignal;
+}
+
+/** An instance's state at one moment, decoded. */
+export interface TaskSnapshot<R = unknown> {
+  readonly id: string;
+  readonly taskId: string;
+  readonly taskName: string;
+  readonly status: TaskStatus;
+  readonly progress: number;
+  readonly output: Record<string, unknown> | undefined;
+  readonly result: R | undefined;
+  readonly error: TaskErrorInfo | undefined;
+  readonly createdAt: Date;
+  readonly startedAt: Date | undefined;
+  readonly finishedAt: Date | undefined;
+}
+
+/**
+ * A live handle on one task instance. Its fields follow the executor by themselves (a stream
+ * in platform mode, never polling); read them any time, or follow them with
+ * {@link TaskInstanceState.onChange} or `for await (const s of instance)`.
+ *
+ * In a polling loop, yield to the event loop (`await sleep(100)`): fields change between
+ * turns of the loop, never inside a synchronous spin.
+ */
+export class TaskInstanceState<R = unknown> {
+  readonly #executor: Executor;
+  #snapshot: InstanceSnapshot;
+  #listeners: Array<(instance: TaskInstanceState<R>) => void> | undefined;
+  #unwatch: (() => void) | undefined;
+  #done: Promise<void> | undefined;
+  #resolveDone: (() => void) | undefined;
+  #decodedOutput: { from: string; value: Record<string, unknown> } | undefined;
+  #decodedResult: { value: R } | undefined;
+
+  /** @internal Made by the SDK; use a task call or `getTaskInstance`. */
+  constructor(executor: Executor, snapshot: InstanceSnapshot) {
+    this.#executor = executor;
+    this.#snapshot = snapshot;
+    if (!isTerminalStatus(snapshot.status)) {
+      this.#unwatch = executor.watch(snapshot.id, snapshot.revision, (next) => this.#update(next));
+    }
+  }
+
+  get id(): string {
+    return this.#snapshot.id;
+  }
+  get taskId(): string {
+    return this.#snapshot.taskId;
+  }
+  get taskName(): string {
+    return this.#snapshot.taskName;
+  }
+  get status(): TaskStatus {
+    return this.#snapshot.status;
+  }
+  /** From 0 to 1. */
+  get progress(): number {
+    return this.#snapshot.progress;
+  }
+  /** The last object the task passed to `setOutput`. */
+  get output(): Record<string, unknown> | undefined {
+    const encoded = this.#snapshot.output;
+    if (encoded === undefined) return undefined;
+    if (this.#decodedOutput?.from !== encoded) {
+      this.#decodedOutput = { from: encoded, value: decodeValue(encoded) as Record<string, unknown> };
+    }
+    return this.#decodedOutput.value;
+  }
+  /** The function's return value, once it returned one. */
+  get result(): R | undefined {
+    const encoded = this.#snapshot.result;
+    if (encoded === undefined) return undefined;
+    this.#decodedResult ??= { value: decodeValue(encoded) as R };
+    return this.#decodedResult.value;
+  }
+  /** What the function threw, or why its workload died. */
+  get error(): TaskErrorInfo | undefined {
+    return this.#snapshot.error;
+  }
+  get createdAt(): Date {
+    return new Date(this.#snapshot.createdAt);
+  }
+  get startedAt(): Date | undefined {
+    return toDate(this.#snapshot.startedAt);
+  }
+  get finishedAt(): Date | undefined {
+    return toDate(this.#snapshot.finishedAt);
+  }
+
+  /** True once completed, failed or cancelled. */
+  isDone(): boolean {
+    return isTerminalStatus(this.#snapshot.status);
+  }
+
+  /** Requests a stop; see `stopTaskInstance`. */
+  async stop(): Promise<void> {
+    await this.#executor.stop(this.id);
+  }
+
+  /**
+   * Waits for the end: resolves with the return value, or rejects as `waitForCompletion` does.
+   */
+  async wait(options: WaitOptions = {}): Promise<R> {
+    await this.#waitForEnd(options);
+    return this.#settle();
+  }
+
+  /** Calls `listener` after every change; returns a function that removes it. */
+  onChange(listener: (instance: TaskInstanceState<R>) => void): () => void {
+    (this.#listeners ??= []).push(listener);
+    return () => {
+      const index = this.#listeners?.indexOf(listener) ?? -1;
+      if (index >= 0) this.#listeners?.splice(index, 1);
+    };
+  }
+
+  /** The current state as a plain, decoded object. */
+  snapshot(): TaskSnapshot<R> {
+    return {
+      id: this.id,
+      taskId: this.taskId,
+      taskName: this.taskName,
+      status: this.status,
+      progress: this.progress,
+      output: this.output,
+      result: this.result,
+      error: this.error,
+      createdAt: this.createdAt,
+      startedAt: this.startedAt,
+      finishedAt: this.finishedAt,
+    };
+  }
+
+  /**
+   * Every change from now on as a snapshot, ending after the final one. Snapshots a slow
+   * reader missed are coalesced: it always sees the latest state, and always the last.
+   */
+  async *changes(options: { signal?: AbortSignal } = {}): AsyncGenerator<TaskSnapshot<R>, void> {
+    let wake: (() => void) | undefined;
+    let revision = -1;
+    const off = this.onChange(() => wake?.());
+    const onAbort = () => wake?.();
+    options.signal?.addEventListener("abort", onAbort);
+    try {
+      while (!options.signal?.aborted) {
+        if (this.#snapshot.revision !== revision) {
+          revision = this.#snapshot.revision;
+          yield this.snapshot();
+          if (this.isDone()) return;
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    } finally {
+      off();
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<TaskSnapshot<R>, void> {
+    return this.changes();
+  }
+
+  toJSON(): TaskSnapshot<R> {
+    return this.snapshot();
+  }
+
+  #update(next: InstanceSnapshot): void {
+    if (next.revision <= this.#snapshot.revision) return;
+    this.#snapshot = next;
+    if (isTerminalStatus(next.status)) {
+      this.#unwatch?.();
+      this.#unwatch = undefined;
+      this.#resolveDone?.();
+    }
+    if (this.#listeners) for (const listener of [...this.#listeners]) listener(this);
+  }
+
+  #waitForEnd(options: WaitOptions): Promise<void> {
+    if (this.isDone()) return Promise.resolve();
+    this.#done ??= new Promise<void>((resolve) => {
+      this.#resolveDone = resolve;
+    });
+    const { timeoutMs, signal } = options;
+    if (timeoutMs === undefined && signal === undefined) return this.#done;
+    signal?.throwIfAborted();
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => finish(() => reject(signal?.reason));
+      const finish = (settle: () => void) => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        settle();
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => finish(() => reject(new TaskTimeoutError(this.id, timeoutMs))),
+          Math.max(0, timeoutMs),
+        );
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#done?.then(() => finish(resolve));
+    });
+  }
+
+  #settle(): R {
+    const snapshot = this.#snapshot;
+    if (snapshot.result !== undefined && snapshot.status !== "failed") return this.result as R;
+    if (snapshot.status === "cancelled") throw new TaskCancelledError(this.id, snapshot.error);
+    const error = snapshot.error ?? { name: "Error", message: "the instance failed without a reason" };
+    if (error.code === "EXECUTOR_UNAVAILABLE") {
+      throw new ExecutorUnavailableError(addressOf(error.message), detailOf(error.message));
+    }
+    throw new TaskFailedError(this.id, error);
+  }
+}
+
+function toDate(time: number | undefined): Date | undefined {
+  return time === undefined ? undefined : new Date(time);
+}
+
+const UNAVAILABLE = /^task executor at (.*?) is unavailable: (.*)$/s;
+
+function addressOf(message: string): string {
+  return UNAVAILABLE.exec(message)?.[1] ?? "unknown";
+}
+function detailOf(message: string): string {
+  return UNAVAILABLE.exec(message)?.[2] ?? message;
+}

@@ -1,0 +1,126 @@
+import { encodeValue } from "./codec.js";
+import type { InstanceQuery, TaskDefinition } from "./executor.js";
+import { createInstanceId, definitionIdFor } from "./ids.js";
+import type { AnyTaskFunction } from "./run-task-function.js";
+import { currentExecutor } from "./runtime.js";
+import { type ListTaskInstancesFilter, listTaskInstances } from "./api.js";
+import { TaskInstanceState } from "./task-instance-state.js";
+
+/** A function made into a task: calling it starts an instance and returns its live handle. */
+export interface TaskFunction<A extends unknown[] = unknown[], R = unknown> {
+  (...args: A): TaskInstanceState<R>;
+  /** `{ id, name }`; `id` is the same in every process for this name. */
+  readonly definition: TaskDefinition;
+  /** This task's instances, in creation order. */
+  listInstances(filter?: Omit<ListTaskInstancesFilter, "task">): Promise<TaskInstanceState<R>[]>;
+}
+
+/** Options of {@link task}. */
+export interface TaskOptions {
+  /** The task's name; defaults to the function's name. The platform addresses tasks by it. */
+  readonly name?: string;
+}
+
+interface Registration {
+  readonly fn: AnyTaskFunction;
+  readonly definition: TaskDefinition;
+  readonly site: string;
+  readonly turn: number;
+}
+
+const registry = new Map<string, Registration>();
+let turn = 0;
+let turnEnding = false;
+
+/**
+ * Makes `fn` a task.
+ * @throws {TypeError} when there is no name, or another function already has this name (two
+ *   modules, or twice in one module). Defining the same module again (hot reload) replaces.
+ */
+export function task<A extends unknown[], R>(fn: (...args: A) => R): TaskFunction<A, Awaited<R>>;
+export function task<A extends unknown[], R>(
+  options: TaskOptions,
+  fn: (...args: A) => R,
+): TaskFunction<A, Awaited<R>>;
+export function task(
+  first: TaskOptions | AnyTaskFunction,
+  second?: AnyTaskFunction,
+): TaskFunction<unknown[], unknown> {
+  const candidate: unknown = typeof first === "function" ? first : second;
+  const options = typeof first === "function" ? {} : first;
+  if (typeof candidate !== "function") {
+    throw new TypeError("task() expects a function: task(fn) or task({ name }, fn)");
+  }
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError("task() options must be an object such as { name: 'simulate' }");
+  }
+  const fn = candidate as AnyTaskFunction;
+  const name = options.name ?? fn.name;
+  if (typeof name !== "string" || name.trim() === "") {
+    throw new TypeError(
+      "task() needs a name: pass a named function (function simulate() {}) or task({ name: 'simulate' }, fn)",
+    );
+  }
+  const definition: TaskDefinition = Object.freeze({ id: definitionIdFor(name), name });
+  register(name, fn, definition, callerSite());
+
+  const call = (...args: unknown[]): TaskInstanceState<unknown> => {
+    const encoded = encodeValue(args, "args");
+    const executor = currentExecutor();
+    const snapshot = executor.submit({
+      id: createInstanceId(),
+      taskId: definition.id,
+      taskName: name,
+      args: encoded,
+      createdAt: Date.now(),
+    });
+    return new TaskInstanceState(executor, snapshot);
+  };
+  return Object.assign(call, {
+    definition,
+    listInstances: (filter: Omit<ListTaskInstancesFilter, "task"> = {}) =>
+      listTaskInstances({ ...filter, task: name }),
+  });
+}
+
+function register(name: string, fn: AnyTaskFunction, definition: TaskDefinition, site: string): void {
+  const existing = registry.get(name);
+  if (existing !== undefined && existing.fn !== fn) {
+    if (existing.site !== site || existing.turn === turn) {
+      throw new TypeError(
+        `a task named ${JSON.stringify(name)} is already defined (${existing.site}); ` +
+          "give one of them another name with task({ name }, fn)",
+      );
+    }
+  }
+  registry.set(name, { fn, definition, site, turn });
+  if (!turnEnding) {
+    // Definitions made in one synchronous run belong to one module evaluation; a later
+    // evaluation of the same file is a reload.
+    turnEnding = true;
+    queueMicrotask(() => {
+      turn++;
+      turnEnding = false;
+    });
+  }
+}
+
+function callerSite(): string {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, task);
+  const line = holder.stack?.split("\n")[1] ?? "";
+  const location = /\(([^)]*)\)\s*$/.exec(line)?.[1] ?? line.replace(/^\s*at\s+/, "");
+  return location.replace(/:\d+:\d+$/, "").replace(/\?.*$/, "") || "unknown";
+}
+
+/** @internal The function registered under `name`, for executors that run tasks. */
+export function findTaskFunction(name: string): AnyTaskFunction | undefined {
+  return registry.get(name)?.fn;
+}
+
+/** @internal The definitions made in this process. */
+export function localDefinitions(): TaskDefinition[] {
+  return [...registry.values()].map((registration) => registration.definition);
+}
+
+export type { InstanceQuery };
