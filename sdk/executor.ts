@@ -39,6 +39,8 @@ export interface SubmitRequest {
   /** The argument list, encoded. */
   readonly args: EncodedValue;
   readonly createdAt: number;
+  /** The file that defined the task, so a daemon knows which module a workload imports. */
+  readonly module: string;
 }
 
 /** A page of instances, in creation order. */

@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { encodeValue } from "./codec.js";
 import type { InstanceQuery, TaskDefinition } from "./executor.js";
 import { createInstanceId, definitionIdFor } from "./ids.js";
@@ -62,7 +63,8 @@ export function task(
     );
   }
   const definition: TaskDefinition = Object.freeze({ id: definitionIdFor(name), name });
-  register(name, fn, definition, callerSite());
+  const site = callerSite();
+  register(name, fn, definition, site);
 
   const call = (...args: unknown[]): TaskInstanceState<unknown> => {
     const encoded = encodeValue(args, "args");
@@ -73,6 +75,7 @@ export function task(
       taskName: name,
       args: encoded,
       createdAt: Date.now(),
+      module: site,
     });
     return new TaskInstanceState(executor, snapshot);
   };
@@ -110,7 +113,8 @@ function callerSite(): string {
   Error.captureStackTrace(holder, task);
   const line = holder.stack?.split("\n")[1] ?? "";
   const location = /\(([^)]*)\)\s*$/.exec(line)?.[1] ?? line.replace(/^\s*at\s+/, "");
-  return location.replace(/:\d+:\d+$/, "").replace(/\?.*$/, "") || "unknown";
+  const file = location.replace(/:\d+:\d+$/, "").replace(/\?.*$/, "");
+  return file.startsWith("file://") ? fileURLToPath(file) : file || "unknown";
 }
 
 /** @internal The function registered under `name`, for executors that run tasks. */
