@@ -38,11 +38,13 @@ let turnEnding = false;
  * @throws {TypeError} when there is no name, or another function already has this name (two
  *   modules, or twice in one module). Defining the same module again (hot reload) replaces.
  */
-export function task<A extends unknown[], R>(fn: (...args: A) => R): TaskFunction<A, Awaited<R>>;
-export function task<A extends unknown[], R>(
+export function task<F extends AnyTaskFunction>(
+  fn: F,
+): TaskFunction<Parameters<F>, Awaited<ReturnType<F>>>;
+export function task<F extends AnyTaskFunction>(
   options: TaskOptions,
-  fn: (...args: A) => R,
-): TaskFunction<A, Awaited<R>>;
+  fn: F,
+): TaskFunction<Parameters<F>, Awaited<ReturnType<F>>>;
 export function task(
   first: TaskOptions | AnyTaskFunction,
   second?: AnyTaskFunction,

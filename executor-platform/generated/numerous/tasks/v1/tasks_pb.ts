@@ -186,6 +186,11 @@ export interface WatchInstancesRequest {
   /** Empty: every instance of the deployment. */
   ids: string[];
   afterSequence: number;
+  /**
+   * Ignore after_sequence and send only changes from now on. Either way the stream's first
+   * message carries no instances and the current sequence, the point to resume from.
+   */
+  fromNow: boolean;
 }
 
 export interface InstanceChanges {
@@ -1750,7 +1755,7 @@ export const StopInstanceResponse: MessageFns<StopInstanceResponse> = {
 };
 
 function createBaseWatchInstancesRequest(): WatchInstancesRequest {
-  return { ids: [], afterSequence: 0 };
+  return { ids: [], afterSequence: 0, fromNow: false };
 }
 
 export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
@@ -1760,6 +1765,9 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
     }
     if (message.afterSequence !== 0) {
       writer.uint32(16).uint64(message.afterSequence);
+    }
+    if (message.fromNow !== false) {
+      writer.uint32(24).bool(message.fromNow);
     }
     return writer;
   },
@@ -1793,6 +1801,14 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
             message.afterSequence = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fromNow = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1813,6 +1829,11 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
         : isSet(object.after_sequence)
         ? globalThis.Number(object.after_sequence)
         : 0,
+      fromNow: isSet(object.fromNow)
+        ? globalThis.Boolean(object.fromNow)
+        : isSet(object.from_now)
+        ? globalThis.Boolean(object.from_now)
+        : false,
     };
   },
 
@@ -1824,6 +1845,9 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
     if (message.afterSequence !== 0) {
       obj.afterSequence = Math.round(message.afterSequence);
     }
+    if (message.fromNow !== false) {
+      obj.fromNow = message.fromNow;
+    }
     return obj;
   },
 
@@ -1834,6 +1858,7 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
     const message = createBaseWatchInstancesRequest();
     message.ids = object.ids?.map((e) => e) || [];
     message.afterSequence = object.afterSequence ?? 0;
+    message.fromNow = object.fromNow ?? false;
     return message;
   },
 };
