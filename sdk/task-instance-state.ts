@@ -43,7 +43,8 @@ export interface TaskSnapshot<R = unknown> {
 export class TaskInstanceState<R = unknown> {
   readonly #executor: Executor;
   #snapshot: InstanceSnapshot;
-  #listeners: Array<(instance: TaskInstanceState<R>) => void> | undefined;
+  // Stored without R so a TaskInstanceState<number> is still a TaskInstanceState<unknown>.
+  #listeners: Array<() => void> | undefined;
   #unwatch: (() => void) | undefined;
   #done: Promise<void> | undefined;
   #resolveDone: (() => void) | undefined;
@@ -125,9 +126,10 @@ export class TaskInstanceState<R = unknown> {
 
   /** Calls `listener` after every change; returns a function that removes it. */
   onChange(listener: (instance: TaskInstanceState<R>) => void): () => void {
-    (this.#listeners ??= []).push(listener);
+    const call = () => listener(this);
+    (this.#listeners ??= []).push(call);
     return () => {
-      const index = this.#listeners?.indexOf(listener) ?? -1;
+      const index = this.#listeners?.indexOf(call) ?? -1;
       if (index >= 0) this.#listeners?.splice(index, 1);
     };
   }
@@ -163,8 +165,9 @@ export class TaskInstanceState<R = unknown> {
       while (!options.signal?.aborted) {
         if (this.#snapshot.revision !== revision) {
           revision = this.#snapshot.revision;
-          yield this.snapshot();
-          if (this.isDone()) return;
+          const snapshot = this.snapshot();
+          yield snapshot;
+          if (isTerminalStatus(snapshot.status)) return;
           continue;
         }
         await new Promise<void>((resolve) => {
@@ -194,7 +197,17 @@ export class TaskInstanceState<R = unknown> {
       this.#unwatch = undefined;
       this.#resolveDone?.();
     }
-    if (this.#listeners) for (const listener of [...this.#listeners]) listener(this);
+    if (this.#listeners === undefined) return;
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener();
+      } catch (error) {
+        // A listener's bug is the app's to see, but must not stop other listeners or the executor.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
   }
 
   #waitForEnd(options: WaitOptions): Promise<void> {
