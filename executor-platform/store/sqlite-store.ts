@@ -1,0 +1,394 @@
+import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import type { TaskErrorInfo } from "../../sdk/errors.js";
+import { isTaskStatus, type TaskStatus } from "../../sdk/task-status.js";
+import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "./store.js";
+
+export const DATABASE_FILE = "numerous-tasks.db";
+
+/** "NTSK": marks the file as ours, so a foreign SQLite database is refused instead of migrated. */
+const APPLICATION_ID = 0x4e54534b;
+const SQLITE_HEADER = "SQLite format 3\0";
+const BUSY_TIMEOUT_MS = 5_000;
+/** Well under SQLite's bound-parameter limit (32766 since 3.32, 999 before). */
+const ID_CHUNK = 512;
+
+/** Applied in order at open; step i brings the schema from version i to i + 1. Never edit a shipped step. */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE instances (
+    id            TEXT    NOT NULL PRIMARY KEY,
+    deployment_id TEXT    NOT NULL,
+    task_id       TEXT    NOT NULL,
+    task_name     TEXT    NOT NULL,
+    module        TEXT    NOT NULL,
+    args          TEXT,
+    status        TEXT    NOT NULL,
+    progress      REAL    NOT NULL,
+    output        TEXT,
+    result        TEXT,
+    error         TEXT,
+    created_at    INTEGER NOT NULL,
+    started_at    INTEGER,
+    finished_at   INTEGER,
+    revision      INTEGER NOT NULL,
+    sequence      INTEGER NOT NULL,
+    position      INTEGER NOT NULL,
+    owner         TEXT    NOT NULL
+  ) STRICT;
+  CREATE INDEX instances_by_position ON instances (deployment_id, position);
+  CREATE INDEX instances_by_sequence ON instances (deployment_id, sequence);
+  CREATE INDEX instances_unfinished ON instances (position) WHERE status IN ('pending', 'running');
+
+  CREATE TABLE definitions (
+    deployment_id TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    module        TEXT NOT NULL,
+    PRIMARY KEY (deployment_id, name)
+  ) STRICT;
+
+  -- Kept in step with every save so counters() need not scan the instances table.
+  CREATE TABLE counters (
+    singleton INTEGER NOT NULL PRIMARY KEY CHECK (singleton = 1),
+    sequence  INTEGER NOT NULL,
+    position  INTEGER NOT NULL
+  ) STRICT;
+  INSERT INTO counters (singleton, sequence, position) VALUES (1, 0, 0);
+  `,
+];
+
+const COLUMNS =
+  "id, deployment_id, task_id, task_name, module, args, status, progress, output, result, error, " +
+  "created_at, started_at, finished_at, revision, sequence, position, owner";
+
+interface InstanceRow {
+  id: string;
+  deployment_id: string;
+  task_id: string;
+  task_name: string;
+  module: string;
+  args: string | null;
+  status: string;
+  progress: number;
+  output: string | null;
+  result: string | null;
+  error: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  revision: number;
+  sequence: number;
+  position: number;
+  owner: string;
+}
+
+interface DefinitionRow {
+  deployment_id: string;
+  id: string;
+  name: string;
+  module: string;
+}
+
+type Statement<R = unknown> = Database.Statement<unknown[], R>;
+
+export class SqliteStore implements Store {
+  readonly file: string;
+  #db: Database.Database | undefined;
+  readonly #statements = new Map<string, Statement<unknown>>();
+  readonly #upsertInstance: Statement;
+  readonly #upsertDefinition: Statement;
+  readonly #bumpCounters: Statement;
+  readonly #saveBatch: Database.Transaction<
+    (rows: readonly StoredInstance[], definitions: readonly StoredDefinition[]) => void
+  >;
+
+  /** Use {@link openSqliteStore}; this takes an already opened and migrated database. */
+  constructor(db: Database.Database, file: string) {
+    this.#db = db;
+    this.file = file;
+    this.#upsertInstance = db.prepare(
+      `INSERT INTO instances (${COLUMNS}) VALUES (${COLUMNS.split(",").map(() => "?").join(", ")})
+       ON CONFLICT (id) DO UPDATE SET
+         deployment_id = excluded.deployment_id, task_id = excluded.task_id,
+         task_name = excluded.task_name, module = excluded.module, args = excluded.args,
+         status = excluded.status, progress = excluded.progress, output = excluded.output,
+         result = excluded.result, error = excluded.error, created_at = excluded.created_at,
+         started_at = excluded.started_at, finished_at = excluded.finished_at,
+         revision = excluded.revision, sequence = excluded.sequence,
+         position = excluded.position, owner = excluded.owner`,
+    );
+    this.#upsertDefinition = db.prepare(
+      `INSERT INTO definitions (deployment_id, id, name, module) VALUES (?, ?, ?, ?)
+       ON CONFLICT (deployment_id, name) DO UPDATE SET id = excluded.id, module = excluded.module`,
+    );
+    this.#bumpCounters = db.prepare(
+      "UPDATE counters SET sequence = MAX(sequence, ?), position = MAX(position, ?) WHERE singleton = 1",
+    );
+    this.#saveBatch = db.transaction((rows: readonly StoredInstance[], definitions: readonly StoredDefinition[]) => {
+      let sequence = 0;
+      let position = 0;
+      const upsert = this.#upsertInstance;
+      for (const row of rows) {
+        upsert.run(
+          row.id,
+          row.deploymentId,
+          row.taskId,
+          row.taskName,
+          row.module,
+          row.args ?? null,
+          row.status,
+          row.progress,
+          row.output ?? null,
+          row.result ?? null,
+          row.error === undefined ? null : JSON.stringify(row.error),
+          row.createdAt,
+          row.startedAt ?? null,
+          row.finishedAt ?? null,
+          row.revision,
+          row.sequence,
+          row.position,
+          row.owner,
+        );
+        if (row.sequence > sequence) sequence = row.sequence;
+        if (row.position > position) position = row.position;
+      }
+      for (const d of definitions) this.#upsertDefinition.run(d.deploymentId, d.id, d.name, d.module);
+      if (rows.length > 0) this.#bumpCounters.run(sequence, position);
+    });
+  }
+
+  async counters(): Promise<{ sequence: number; position: number }> {
+    const row = this.#prepare<{ sequence: number; position: number }>(
+      "SELECT sequence, position FROM counters WHERE singleton = 1",
+    ).get();
+    return { sequence: row?.sequence ?? 0, position: row?.position ?? 0 };
+  }
+
+  async save(rows: readonly StoredInstance[], definitions: readonly StoredDefinition[] = []): Promise<void> {
+    this.#open();
+    if (rows.length === 0 && definitions.length === 0) return;
+    // IMMEDIATE: a deferred transaction in WAL mode can fail with SQLITE_BUSY without waiting
+    // when another process writes between its read and its write.
+    this.#saveBatch.immediate(rows, definitions);
+  }
+
+  async getMany(ids: readonly string[]): Promise<StoredInstance[]> {
+    this.#open();
+    const unique = [...new Set(ids)];
+    const found = new Map<string, StoredInstance>();
+    for (let i = 0; i < unique.length; i += ID_CHUNK) {
+      const chunk = unique.slice(i, i + ID_CHUNK);
+      // Padding to a power of two (repeating an id is harmless in IN) bounds the cached statements.
+      const size = Math.min(ID_CHUNK, 2 ** Math.ceil(Math.log2(chunk.length)));
+      while (chunk.length < size) chunk.push(chunk[0] as string);
+      const statement = this.#prepare<InstanceRow>(
+        `SELECT ${COLUMNS} FROM instances WHERE id IN (${chunk.map(() => "?").join(", ")})`,
+      );
+      for (const row of statement.all(...chunk)) found.set(row.id, toInstance(row));
+    }
+    const result: StoredInstance[] = [];
+    for (const id of unique) {
+      const instance = found.get(id);
+      if (instance !== undefined) result.push(instance);
+    }
+    return result;
+  }
+
+  async get(deploymentId: string, id: string): Promise<StoredInstance | undefined> {
+    const row = this.#prepare<InstanceRow>(
+      `SELECT ${COLUMNS} FROM instances WHERE id = ? AND deployment_id = ?`,
+    ).get(id, deploymentId);
+    return row === undefined ? undefined : toInstance(row);
+  }
+
+  async list(query: StoreListQuery): Promise<StoredInstance[]> {
+    this.#open();
+    const limit = Math.floor(query.limit);
+    // An empty status list matches nothing, as in the local executor.
+    if (!(limit > 0) || query.statuses?.length === 0) return [];
+    const where = ["deployment_id = ?"];
+    const params: unknown[] = [query.deploymentId];
+    if (query.task !== undefined) {
+      where.push("(task_id = ? OR task_name = ?)");
+      params.push(query.task, query.task);
+    }
+    if (query.statuses !== undefined) {
+      const statuses = [...new Set(query.statuses)];
+      where.push(`status IN (${statuses.map(() => "?").join(", ")})`);
+      params.push(...statuses);
+    }
+    if (query.afterPosition !== undefined) {
+      where.push("position > ?");
+      params.push(query.afterPosition);
+    }
+    params.push(limit);
+    const statement = this.#prepare<InstanceRow>(
+      `SELECT ${COLUMNS} FROM instances WHERE ${where.join(" AND ")} ORDER BY position LIMIT ?`,
+    );
+    return statement.all(...params).map(toInstance);
+  }
+
+  async changesSince(deploymentId: string, afterSequence: number, limit: number): Promise<StoredInstance[]> {
+    this.#open();
+    const n = Math.floor(limit);
+    if (!(n > 0)) return [];
+    return this.#prepare<InstanceRow>(
+      `SELECT ${COLUMNS} FROM instances WHERE deployment_id = ? AND sequence > ? ORDER BY sequence LIMIT ?`,
+    )
+      .all(deploymentId, afterSequence, n)
+      .map(toInstance);
+  }
+
+  async unfinished(): Promise<StoredInstance[]> {
+    // The WHERE clause repeats the partial index's, so SQLite can use it.
+    return this.#prepare<InstanceRow>(
+      `SELECT ${COLUMNS} FROM instances WHERE status IN ('pending', 'running') ORDER BY position`,
+    )
+      .all()
+      .map(toInstance);
+  }
+
+  async listDefinitions(deploymentId: string): Promise<StoredDefinition[]> {
+    return this.#prepare<DefinitionRow>(
+      "SELECT deployment_id, id, name, module FROM definitions WHERE deployment_id = ? ORDER BY name",
+    )
+      .all(deploymentId)
+      .map((row) => ({ deploymentId: row.deployment_id, id: row.id, name: row.name, module: row.module }));
+  }
+
+  async close(): Promise<void> {
+    const db = this.#db;
+    if (db === undefined) return;
+    this.#db = undefined;
+    this.#statements.clear();
+    try {
+      db.pragma("optimize");
+    } finally {
+      db.close();
+    }
+  }
+
+  #open(): Database.Database {
+    if (this.#db === undefined) throw new Error(`the task store ${this.file} is closed`);
+    return this.#db;
+  }
+
+  #prepare<R>(sql: string): Statement<R> {
+    const db = this.#open();
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement as Statement<R>;
+  }
+}
+
+/** Opens (creating if needed) the store in `dataDir` and brings its schema up to date. */
+export async function openSqliteStore(dataDir: string): Promise<SqliteStore> {
+  mkdirSync(dataDir, { recursive: true });
+  const file = join(dataDir, DATABASE_FILE);
+  const notOurs = (why: string, cause?: unknown): Error =>
+    new Error(`${file} is not a numerous-tasks database (${why})`, cause === undefined ? undefined : { cause });
+
+  // Checked before SQLite touches the file, so a foreign file is refused without SQLite writing beside it.
+  const header = readHeader(file);
+  if (header !== undefined && header.length > 0 && header !== SQLITE_HEADER) {
+    throw notOurs("it is not an SQLite file");
+  }
+
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file);
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    const mode = db.pragma("journal_mode = WAL", { simple: true });
+    if (mode !== "wal") throw new Error(`${file}: SQLite could not switch to WAL mode (got ${String(mode)})`);
+    // FULL syncs the WAL on every commit, so a resolved save survives power loss, not just a crash.
+    db.pragma("synchronous = FULL");
+    // On macOS a plain fsync does not reach the platter; elsewhere these are no-ops.
+    db.pragma("fullfsync = ON");
+    db.pragma("checkpoint_fullfsync = ON");
+    migrate(db, file, notOurs);
+    const store = new SqliteStore(db, file);
+    db = undefined;
+    return store;
+  } catch (error) {
+    if (isSqliteError(error, "SQLITE_NOTADB") || isSqliteError(error, "SQLITE_CORRUPT")) {
+      throw notOurs("SQLite cannot read it", error);
+    }
+    throw error;
+  } finally {
+    db?.close();
+  }
+}
+
+function migrate(db: Database.Database, file: string, notOurs: (why: string) => Error): void {
+  // IMMEDIATE takes the write lock first, so two processes opening a fresh directory migrate once.
+  db.transaction(() => {
+    const applicationId = Number(db.pragma("application_id", { simple: true }));
+    const version = Number(db.pragma("user_version", { simple: true }));
+    if (applicationId !== APPLICATION_ID) {
+      const objects = db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as { n: number };
+      if (applicationId !== 0 || version !== 0 || objects.n > 0) {
+        throw notOurs("it is an SQLite database of some other program");
+      }
+    }
+    if (version > MIGRATIONS.length) {
+      throw new Error(
+        `${file} has schema version ${version}, but this numerous-tasks knows only up to ${MIGRATIONS.length}; upgrade numerous-tasks`,
+      );
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v] as string);
+    if (version < MIGRATIONS.length) db.pragma(`user_version = ${MIGRATIONS.length}`);
+    if (applicationId !== APPLICATION_ID) db.pragma(`application_id = ${APPLICATION_ID}`);
+  }).immediate();
+}
+
+/** The first 16 bytes of the file, or undefined when it does not exist. */
+function readHeader(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  try {
+    const buffer = Buffer.alloc(SQLITE_HEADER.length);
+    const n = readSync(fd, buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, n).toString("latin1");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function isSqliteError(error: unknown, code: string): boolean {
+  return error instanceof Error && "code" in error && typeof error.code === "string" && error.code.startsWith(code);
+}
+
+function toInstance(row: InstanceRow): StoredInstance {
+  if (!isTaskStatus(row.status)) throw new Error(`instance ${row.id} has an unknown status ${JSON.stringify(row.status)}`);
+  const status: TaskStatus = row.status;
+  return {
+    id: row.id,
+    deploymentId: row.deployment_id,
+    taskId: row.task_id,
+    taskName: row.task_name,
+    module: row.module,
+    args: row.args ?? undefined,
+    status,
+    progress: row.progress,
+    output: row.output ?? undefined,
+    result: row.result ?? undefined,
+    error: row.error === null ? undefined : (JSON.parse(row.error) as TaskErrorInfo),
+    createdAt: row.created_at,
+    startedAt: row.started_at ?? undefined,
+    finishedAt: row.finished_at ?? undefined,
+    revision: row.revision,
+    sequence: row.sequence,
+    position: row.position,
+    owner: row.owner,
+  };
+}
