@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+/**
+ * Runs every examples/[0-9]*.ts in order, each in its own process (`node --import tsx`), with
+ * the current environment: `NUMEROUS_EXECUTOR=platform node scripts/run-examples.mjs` runs
+ * them against a daemon. Exits non-zero if any example fails or times out.
+ */
+import { spawn } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const TIMEOUT_MS = 60_000;
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const dir = join(root, "examples");
+const files = readdirSync(dir)
+  .filter((name) => /^[0-9].*\.ts$/.test(name))
+  .sort()
+  .map((name) => join(dir, name));
+
+function run(file) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, ["--import", "tsx", file], {
+      cwd: root,
+      env: process.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk) => (output += chunk));
+    child.stderr.on("data", (chunk) => (output += chunk));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, TIMEOUT_MS);
+    child.on("error", (error) => (output += `\n${error.stack ?? error}`));
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const ms = Date.now() - started;
+      const why = timedOut
+        ? `timed out after ${TIMEOUT_MS} ms`
+        : signal
+          ? `killed by ${signal}`
+          : `exit code ${code}`;
+      resolve({ ok: !timedOut && code === 0, why, ms, output });
+    });
+  });
+}
+
+let failed = 0;
+for (const file of files) {
+  const name = relative(root, file);
+  const { ok, why, ms, output } = await run(file);
+  if (ok) {
+    console.log(`ok ${name} (${ms} ms)`);
+  } else {
+    failed++;
+    console.log(`FAIL ${name} (${why}, ${ms} ms)`);
+    console.log(output.replace(/^/gm, "    ").trimEnd());
+  }
+}
+console.log(`${files.length - failed} passed, ${failed} failed, ${files.length} examples`);
+process.exitCode = failed === 0 && files.length > 0 ? 0 : 1;
