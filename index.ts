@@ -6,7 +6,7 @@ import { type NumerousConfig, loadConfig } from "./sdk/config.js";
 import type { Executor } from "./sdk/executor.js";
 import { setDefaultExecutorFactory } from "./sdk/runtime.js";
 import { LocalExecutor } from "./executor-local/local-executor.js";
-// PLATFORM_IMPORT
+import { PlatformExecutor } from "./executor-platform/platform-executor.js";
 
 export * from "./sdk/index.js";
 
@@ -15,10 +15,10 @@ export * from "./sdk/index.js";
  * daemon.
  */
 export function createExecutor(config: NumerousConfig = loadConfig()): Executor {
-  if (config.executor === "platform") throw new Error("platform executor: not built yet");
+  if (config.executor === "platform") return new PlatformExecutor(config);
   return new LocalExecutor({ concurrency: config.concurrency });
 }
 
 setDefaultExecutorFactory(() => createExecutor(loadConfig()));
 
-export { LocalExecutor };
+export { LocalExecutor, PlatformExecutor };

@@ -73,9 +73,13 @@ async function main(): Promise<void> {
   console.log(`signal: status ${third.status} after ${Date.now() - started} ms`);
   assert.equal(third.status, "cancelled");
 
-  // 4. A pending instance that is stopped never runs.
+  // 4. A pending instance that is stopped never runs. Four sleepers fill the default
+  //    concurrency (4, locally and on the daemon), so the next instance waits pending.
+  const blockers = Array.from({ length: 4 }, () => sleeper(60_000));
+  await Promise.all(blockers.map((blocker) => until(blocker, (s) => s.status === "running")));
   const fourth = stoppable(9);
   await fourth.stop();
+  await Promise.all(blockers.map((blocker) => blocker.stop()));
   await assert.rejects(fourth.wait(), TaskCancelledError);
   console.log(`stopped while pending: ${fourth.status}, started: ${fourth.startedAt ?? "never"}`);
   assert.equal(fourth.status, "cancelled");

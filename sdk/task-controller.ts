@@ -94,7 +94,10 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
-const context = new AsyncLocalStorage<TaskController>();
+// Shared through globalThis, like the task registry, so every copy of the SDK sees one context.
+const context: AsyncLocalStorage<TaskController> = ((globalThis as Record<symbol, unknown>)[
+  Symbol.for("numerous-tasks.context")
+] ??= new AsyncLocalStorage<TaskController>()) as AsyncLocalStorage<TaskController>;
 
 /** Runs `fn` with `controller` ambient, for the whole async call tree it starts. */
 export function runWithController<T>(controller: TaskController, fn: () => T): T {

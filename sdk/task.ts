@@ -29,7 +29,11 @@ interface Registration {
   readonly turn: number;
 }
 
-const registry = new Map<string, Registration>();
+// Shared through globalThis: an app may load two copies of this package (a bundled one and
+// the workload runner's), and a task defined through either must be found by both.
+const registry: Map<string, Registration> = ((globalThis as Record<symbol, unknown>)[
+  Symbol.for("numerous-tasks.registry")
+] ??= new Map<string, Registration>()) as Map<string, Registration>;
 let turn = 0;
 let turnEnding = false;
 

@@ -1,0 +1,895 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { realpathSync } from "node:fs";
+import { isAbsolute, relative, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { definitionIdFor, isValidInstanceId } from "../sdk/ids.js";
+import type { TaskErrorInfo } from "../sdk/errors.js";
+import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
+import {
+  type DaemonMessage,
+  type Finished,
+  type Instance,
+  type InstanceChanges,
+  type ListDefinitionsResponse,
+  type ListInstancesRequest,
+  type ListInstancesResponse,
+  type NewInstance,
+  type SubmitRequest,
+  type SubmitResponse,
+  type SubmitResult,
+  TaskServiceService,
+  type WatchInstancesRequest,
+  type WorkloadMessage,
+  WorkloadServiceService,
+} from "./generated/numerous/tasks/v1/tasks_pb.js";
+import type { Store, StoredDefinition, StoredInstance } from "./store/store.js";
+import { TailBuffer } from "./tail-buffer.js";
+import { errorFromWire, errorToWire, statusFromWire, storedToWire } from "./wire.js";
+import { WorkloadTokens } from "./workload-token.js";
+
+/** Options of {@link createDaemon}. */
+export interface DaemonOptions {
+  readonly store: Store;
+  /** Where the daemon keeps its workload secret. */
+  readonly dataDir: string;
+  /** Modules outside it are never imported. */
+  readonly appRoot: string;
+  /** How many instances run at once. Default 4. */
+  readonly concurrency?: number;
+  /** How long a stopped task may ignore the stop before its workload is killed. Default 10 s. */
+  readonly stopGraceMs?: number;
+  /** Largest message either service accepts. Default 4 MiB. */
+  readonly maxMessageBytes?: number;
+  /** `process`: one OS process per instance (default). `pool`: warm processes, reused. */
+  readonly workloadMode?: "process" | "pool";
+  /** After a restart, how long a running instance's workload has to reconnect. Default 10 s. */
+  readonly reconnectWindowMs?: number;
+  /** On SIGTERM, how long running instances may take to finish before the daemon exits. */
+  readonly shutdownGraceMs?: number;
+  /** When set, every call must carry `authorization: Bearer <token>`. */
+  readonly accessToken?: string;
+  readonly logger: Logger;
+  /** Extra environment for workloads. */
+  readonly workloadEnv?: Readonly<Record<string, string>>;
+}
+
+/** A running daemon. */
+export interface Daemon {
+  /** Binds (`127.0.0.1:0` picks a free port) and starts; resolves the bound address. */
+  listen(address: string): Promise<string>;
+  /** Stops taking work, lets running instances finish within the grace, then closes. */
+  shutdown(): Promise<void>;
+}
+
+interface Active {
+  row: StoredInstance;
+  worker: Worker | undefined;
+  stopTimer: NodeJS.Timeout | undefined;
+  stopRequested: boolean;
+  orphanTimer: NodeJS.Timeout | undefined;
+}
+
+interface Worker {
+  readonly serial: number;
+  readonly pool: boolean;
+  readonly child: ChildProcess | undefined;
+  readonly tail: TailBuffer;
+  call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage> | undefined;
+  /** The instance it runs now. */
+  instanceId: string | undefined;
+  /** A process-mode worker's only instance, to start once it says hello. */
+  readonly startFor: string | undefined;
+  gone: boolean;
+}
+
+interface Watcher {
+  readonly deploymentId: string;
+  readonly ids: ReadonlySet<string> | undefined;
+  readonly call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>;
+  /** Rows waiting for the stream to drain (or for the replay to end), latest per id. */
+  backlog: Map<string, StoredInstance> | undefined;
+  blocked: boolean;
+}
+
+type ResolvedOptions = Required<Omit<DaemonOptions, "accessToken" | "workloadEnv">> & DaemonOptions;
+
+const MAX_PAGE = 1000;
+const DEFAULT_PAGE = 100;
+const DEFAULT_DEPLOYMENT = "default";
+
+/** Builds the platform executor's daemon over a store. */
+export async function createDaemon(options: DaemonOptions): Promise<Daemon> {
+  const daemon = new DaemonImpl(options);
+  await daemon.recover();
+  return daemon;
+}
+
+class DaemonImpl implements Daemon {
+  readonly #o: ResolvedOptions;
+  readonly #log: Logger;
+  readonly #store: Store;
+  readonly #tokens: WorkloadTokens;
+  readonly #appRoot: string;
+  readonly #server: grpc.Server;
+  readonly #active = new Map<string, Active>();
+  readonly #queue: string[] = [];
+  #queueHead = 0;
+  #running = 0;
+  #sequence = 0;
+  #position = 0;
+  readonly #dirty = new Map<string, StoredInstance>();
+  readonly #dirtyDefinitions = new Map<string, StoredDefinition>();
+  #flushScheduled = false;
+  #flushing: Promise<void> | undefined;
+  #flushWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
+  readonly #watchers = new Set<Watcher>();
+  readonly #workers = new Set<Worker>();
+  readonly #idleWorkers: Worker[] = [];
+  #workerSerial = 0;
+  #address = "";
+  #accepting = true;
+  readonly #moduleChecks = new Map<string, string | Error>();
+  readonly #knownDefinitions = new Set<string>();
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(options: DaemonOptions) {
+    this.#o = {
+      concurrency: 4,
+      stopGraceMs: 10_000,
+      maxMessageBytes: 4 * 1024 * 1024,
+      workloadMode: "process",
+      reconnectWindowMs: 10_000,
+      shutdownGraceMs: 10_000,
+      ...options,
+    };
+    this.#log = options.logger;
+    this.#store = options.store;
+    this.#tokens = WorkloadTokens.fromDataDir(options.dataDir);
+    this.#appRoot = realpathSync(resolve(options.appRoot));
+    this.#server = new grpc.Server({
+      "grpc.max_receive_message_length": this.#o.maxMessageBytes,
+      "grpc.max_send_message_length": this.#o.maxMessageBytes,
+    });
+    this.#server.addService(TaskServiceService, this.#taskService());
+    this.#server.addService(WorkloadServiceService, { connect: (call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>) => this.#onWorkload(call) });
+  }
+
+  /** Takes up what a previous run left: pending instances run, running ones wait for their workload. */
+  async recover(): Promise<void> {
+    const counters = await this.#store.counters();
+    this.#sequence = counters.sequence;
+    this.#position = counters.position;
+    const unfinished = await this.#store.unfinished();
+    let orphans = 0;
+    for (const row of unfinished) {
+      const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined };
+      this.#active.set(row.id, active);
+      if (row.status === "pending") {
+        this.#queue.push(row.id);
+      } else {
+        orphans++;
+        this.#running++;
+        active.orphanTimer = setTimeout(() => {
+          if (active.worker === undefined && !isTerminalStatus(active.row.status)) {
+            this.#finish(active, "failed", {
+              error: {
+                name: "WorkloadLostError",
+                message: `the workload was lost: the daemon restarted and the workload did not reconnect within ${this.#o.reconnectWindowMs} ms`,
+              },
+            });
+          }
+        }, this.#o.reconnectWindowMs);
+      }
+    }
+    if (unfinished.length > 0) {
+      this.#log.info({ pending: unfinished.length - orphans, running: orphans }, "recovered unfinished instances");
+    }
+  }
+
+  async listen(address: string): Promise<string> {
+    const port = await new Promise<number>((resolvePort, reject) => {
+      this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolvePort(bound),
+      );
+    });
+    this.#address = address.startsWith("unix:") ? address : address.replace(/:\d+$/, `:${port}`);
+    this.#log.info({ address: this.#address, mode: this.#o.workloadMode, concurrency: this.#o.concurrency, appRoot: this.#appRoot }, "listening");
+    if (this.#o.workloadMode === "pool") {
+      for (let i = 0; i < this.#o.concurrency; i++) this.#spawnWorker(undefined);
+    }
+    this.#pump();
+    return this.#address;
+  }
+
+  async shutdown(): Promise<void> {
+    if (!this.#accepting) return;
+    this.#accepting = false;
+    this.#log.info({ running: this.#running }, "shutting down: no new work, waiting for running instances");
+    const idle = new Promise<void>((done) => {
+      if (this.#running === 0) done();
+      else this.#idleWaiters.push(done);
+    });
+    const grace = new Promise<void>((done) => setTimeout(done, this.#o.shutdownGraceMs).unref());
+    await Promise.race([idle, grace]);
+    if (this.#running > 0) {
+      this.#log.warn({ running: this.#running }, "handing running instances back: their workloads reattach to the next daemon");
+    }
+    await this.#flush();
+    for (const watcher of this.#watchers) watcher.call.end();
+    for (const worker of this.#workers) {
+      if (worker.pool && worker.instanceId === undefined) worker.child?.kill("SIGTERM");
+      worker.call?.end();
+    }
+    this.#server.forceShutdown();
+    await this.#store.close();
+    this.#log.info("stopped");
+  }
+
+  // ---- client service ----------------------------------------------------------------
+
+  #taskService(): grpc.UntypedServiceImplementation {
+    return {
+      submit: this.#unary(async (request: SubmitRequest, deployment) => this.#submit(request, deployment)),
+      getInstance: this.#unary(async (request: { id: string }, deployment) => {
+        const row = await this.#latest(request.id);
+        return { instance: row && row.deploymentId === deployment ? storedToWire(row) : undefined };
+      }),
+      listInstances: this.#unary(async (request: ListInstancesRequest, deployment) => this.#list(request, deployment)),
+      listDefinitions: this.#unary(async (_request: unknown, deployment): Promise<ListDefinitionsResponse> => {
+        const definitions = await this.#store.listDefinitions(deployment);
+        return { definitions: definitions.map(({ id, name }) => ({ id, name })) };
+      }),
+      stopInstance: this.#unary(async (request: { id: string }, deployment) => ({ found: await this.#stop(request.id, deployment) })),
+      watchInstances: (call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>) => {
+        const deployment = this.#authorize(call.metadata);
+        if (typeof deployment !== "string") {
+          call.emit("error", deployment);
+          return;
+        }
+        this.#watch(call, deployment).catch((error) => {
+          this.#log.warn({ err: error }, "watch failed");
+          call.emit("error", toStatus(error));
+        });
+      },
+    };
+  }
+
+  #unary<Req, Res>(handler: (request: Req, deployment: string) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const deployment = this.#authorize(call.metadata);
+      if (typeof deployment !== "string") {
+        callback(deployment);
+        return;
+      }
+      handler(call.request, deployment).then(
+        (response) => callback(null, response),
+        (error) => callback(toStatus(error)),
+      );
+    };
+  }
+
+  /** The caller's deployment, or the status to refuse it with. */
+  #authorize(metadata: grpc.Metadata): string | grpc.ServiceError {
+    const token = this.#o.accessToken;
+    if (token !== undefined) {
+      const header = metadata.get("authorization")[0];
+      const given = typeof header === "string" && header.startsWith("Bearer ") ? header.slice(7) : "";
+      if (!sameSecret(given, token)) {
+        return serviceError(grpc.status.UNAUTHENTICATED, given === "" ? "missing access token" : "wrong access token");
+      }
+    }
+    const deployment = metadata.get("x-numerous-deployment")[0];
+    return typeof deployment === "string" && deployment !== "" ? deployment : DEFAULT_DEPLOYMENT;
+  }
+
+  async #submit(request: SubmitRequest, deployment: string): Promise<SubmitResponse> {
+    if (!this.#accepting) throw serviceError(grpc.status.UNAVAILABLE, "the daemon is shutting down");
+    if (request.instances.length === 0) return { results: [] };
+    const ids = request.instances.map((instance) => instance.id).filter(isValidInstanceId);
+    const existing = new Map<string, StoredInstance>();
+    const missing: string[] = [];
+    for (const id of ids) {
+      const known = this.#active.get(id)?.row ?? this.#dirty.get(id);
+      if (known) existing.set(id, known);
+      else missing.push(id);
+    }
+    for (const row of await this.#store.getMany(missing)) existing.set(row.id, row);
+
+    const results: SubmitResult[] = [];
+    const created: Active[] = [];
+    for (const instance of request.instances) {
+      const problem = this.#checkNewInstance(instance);
+      if (problem !== undefined) {
+        results.push({ outcome: { $case: "error", value: errorToWire(problem) } });
+        continue;
+      }
+      const found = existing.get(instance.id);
+      if (found !== undefined) {
+        if (found.deploymentId !== deployment) {
+          results.push({ outcome: { $case: "error", value: { name: "TaskInputError", message: `instance id ${instance.id} is taken`, stack: "", code: "TASK_INPUT" } } });
+        } else {
+          results.push({ outcome: { $case: "instance", value: storedToWire(found) } });
+        }
+        continue;
+      }
+      const module = this.#moduleChecks.get(instance.module) as string;
+      const row: StoredInstance = {
+        id: instance.id,
+        deploymentId: deployment,
+        taskId: definitionIdFor(instance.taskName),
+        taskName: instance.taskName,
+        module,
+        args: instance.args,
+        status: "pending",
+        progress: 0,
+        output: undefined,
+        result: undefined,
+        error: undefined,
+        createdAt: instance.createdAtMs || Date.now(),
+        startedAt: undefined,
+        finishedAt: undefined,
+        revision: 1,
+        sequence: ++this.#sequence,
+        position: ++this.#position,
+        owner: "",
+      };
+      const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined };
+      existing.set(row.id, row);
+      this.#active.set(row.id, active);
+      this.#dirty.set(row.id, row);
+      const definitionKey = `${deployment}\u0000${row.taskName}\u0000${module}`;
+      if (!this.#knownDefinitions.has(definitionKey)) {
+        this.#knownDefinitions.add(definitionKey);
+        this.#dirtyDefinitions.set(definitionKey, { deploymentId: deployment, id: row.taskId, name: row.taskName, module });
+      }
+      created.push(active);
+      results.push({ outcome: { $case: "instance", value: storedToWire(row) } });
+    }
+    if (created.length > 0) {
+      await this.#durable();
+      for (const active of created) this.#queue.push(active.row.id);
+      this.#pump();
+    }
+    return { results };
+  }
+
+  #checkNewInstance(instance: NewInstance): TaskErrorInfo | undefined {
+    const input = (message: string): TaskErrorInfo => ({ name: "TaskInputError", message, code: "TASK_INPUT" });
+    if (!isValidInstanceId(instance.id)) return input(`instance id ${JSON.stringify(instance.id)} is not 1 to 64 URL-safe characters`);
+    if (instance.taskName.trim() === "") return input("the task name is empty");
+    if (!/^[JT]/.test(instance.args)) return input("the arguments are not encoded by the numerous-tasks codec");
+    let checked = this.#moduleChecks.get(instance.module);
+    if (checked === undefined) {
+      checked = this.#checkModule(instance.module);
+      this.#moduleChecks.set(instance.module, checked);
+    }
+    if (checked instanceof Error) {
+      return { name: "TaskNotFoundError", message: `task ${JSON.stringify(instance.taskName)}: ${checked.message}`, code: "TASK_NOT_FOUND" };
+    }
+    return undefined;
+  }
+
+  #checkModule(module: string): string | Error {
+    if (module === "" || !isAbsolute(module)) {
+      return new Error(`the daemon cannot tell which module defines it (got ${JSON.stringify(module)})`);
+    }
+    let real: string;
+    try {
+      real = realpathSync(module);
+    } catch {
+      return new Error(`its module ${module} does not exist on the daemon's machine`);
+    }
+    const rel = relative(this.#appRoot, real);
+    if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) {
+      return new Error(`its module ${real} is outside the daemon's app root ${this.#appRoot}; the daemon imports modules only from inside it`);
+    }
+    return real;
+  }
+
+  async #list(request: ListInstancesRequest, deployment: string): Promise<ListInstancesResponse> {
+    const limit = request.limit > 0 ? Math.min(request.limit, MAX_PAGE) : DEFAULT_PAGE;
+    let afterPosition: number | undefined;
+    if (request.cursor !== "") {
+      const after = await this.#latest(request.cursor);
+      if (after === undefined || after.deploymentId !== deployment) {
+        throw serviceError(grpc.status.INVALID_ARGUMENT, `cursor ${JSON.stringify(request.cursor)} is not an instance id of this deployment`);
+      }
+      afterPosition = after.position;
+    }
+    const statuses: TaskStatus[] = [];
+    for (const status of request.statuses) {
+      const known = statusFromWire(status);
+      if (known === undefined) throw serviceError(grpc.status.INVALID_ARGUMENT, `unknown status ${status}`);
+      statuses.push(known);
+    }
+    const rows = await this.#store.list({
+      deploymentId: deployment,
+      task: request.task || undefined,
+      statuses: statuses.length > 0 ? statuses : undefined,
+      afterPosition,
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit).map((row) => this.#active.get(row.id)?.row ?? this.#dirty.get(row.id) ?? row);
+    return {
+      instances: page.map(storedToWire),
+      nextCursor: rows.length > limit ? (page.at(-1)?.id ?? "") : "",
+    };
+  }
+
+  async #latest(id: string): Promise<StoredInstance | undefined> {
+    return this.#active.get(id)?.row ?? this.#dirty.get(id) ?? (await this.#store.getMany([id]))[0];
+  }
+
+  async #stop(id: string, deployment: string): Promise<boolean> {
+    const active = this.#active.get(id);
+    if (active === undefined) {
+      const row = this.#dirty.get(id) ?? (await this.#store.getMany([id]))[0];
+      return row !== undefined && row.deploymentId === deployment;
+    }
+    if (active.row.deploymentId !== deployment) return false;
+    if (active.row.status === "pending") {
+      this.#finish(active, "cancelled", {});
+      return true;
+    }
+    if (active.stopRequested) return true;
+    active.stopRequested = true;
+    this.#send(active.worker, { kind: { $case: "stop", value: { instanceId: id } } });
+    active.stopTimer = setTimeout(() => this.#forceStop(active), this.#o.stopGraceMs);
+    return true;
+  }
+
+  #forceStop(active: Active): void {
+    if (isTerminalStatus(active.row.status)) return;
+    const worker = active.worker;
+    this.#log.warn({ instance: active.row.id, graceMs: this.#o.stopGraceMs }, "task ignored its stop: killing its workload");
+    const error: TaskErrorInfo = {
+      name: "TaskStoppedError",
+      message: `the task did not end within the ${this.#o.stopGraceMs} ms stop grace period, so its workload was killed`,
+    };
+    if (worker) this.#detach(worker);
+    this.#finish(active, "cancelled", { error });
+    worker?.child?.kill("SIGKILL");
+    worker?.call?.end();
+  }
+
+  async #watch(call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>, deployment: string): Promise<void> {
+    const request = call.request;
+    const ids = request.ids.length > 0 ? new Set(request.ids) : undefined;
+    const watcher: Watcher = { deploymentId: deployment, ids, call, backlog: new Map(), blocked: false };
+    this.#watchers.add(watcher);
+    const forget = () => this.#watchers.delete(watcher);
+    call.on("cancelled", forget);
+    call.on("close", forget);
+    call.on("error", forget);
+    call.on("drain", () => {
+      watcher.blocked = false;
+      this.#drainWatcher(watcher);
+    });
+    const sequence = this.#sequence;
+    call.write({ instances: [], sequence });
+    if (!request.fromNow) {
+      if (ids !== undefined) {
+        for (const id of ids) {
+          const row = await this.#latest(id);
+          if (row && row.deploymentId === deployment && row.sequence > request.afterSequence) this.#enqueueFor(watcher, row);
+        }
+      } else {
+        let after = request.afterSequence;
+        for (;;) {
+          const rows = await this.#store.changesSince(deployment, after, 1000);
+          for (const row of rows) this.#enqueueFor(watcher, this.#active.get(row.id)?.row ?? row);
+          if (rows.length < 1000) break;
+          after = (rows.at(-1) as StoredInstance).sequence;
+        }
+      }
+    }
+    this.#drainWatcher(watcher);
+  }
+
+  #enqueueFor(watcher: Watcher, row: StoredInstance): void {
+    const backlog = (watcher.backlog ??= new Map());
+    const queued = backlog.get(row.id);
+    if (queued === undefined || queued.revision < row.revision) backlog.set(row.id, row);
+  }
+
+  #drainWatcher(watcher: Watcher): void {
+    const backlog = watcher.backlog;
+    if (backlog === undefined || backlog.size === 0 || watcher.blocked) return;
+    watcher.backlog = undefined;
+    const rows = [...backlog.values()].sort((a, b) => a.sequence - b.sequence);
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500);
+      const ok = watcher.call.write({ instances: chunk.map(storedToWire), sequence: (chunk.at(-1) as StoredInstance).sequence });
+      if (!ok) {
+        watcher.blocked = true;
+        for (const row of rows.slice(i + 500)) this.#enqueueFor(watcher, row);
+        return;
+      }
+    }
+  }
+
+  #broadcast(rows: readonly StoredInstance[]): void {
+    for (const watcher of this.#watchers) {
+      let matched: StoredInstance[] | undefined;
+      for (const row of rows) {
+        if (row.deploymentId !== watcher.deploymentId) continue;
+        if (watcher.ids !== undefined && !watcher.ids.has(row.id)) continue;
+        (matched ??= []).push(row);
+      }
+      if (matched === undefined) continue;
+      if (watcher.blocked || (watcher.backlog !== undefined && watcher.backlog.size > 0)) {
+        for (const row of matched) this.#enqueueFor(watcher, row);
+        continue;
+      }
+      const ok = watcher.call.write({ instances: matched.map(storedToWire), sequence: (matched.at(-1) as StoredInstance).sequence });
+      if (!ok) watcher.blocked = true;
+    }
+  }
+
+  // ---- durability -----------------------------------------------------------------------
+
+  #change(active: Active, change: Partial<StoredInstance>): void {
+    if (isTerminalStatus(active.row.status)) return;
+    const row: StoredInstance = { ...active.row, ...change, revision: active.row.revision + 1, sequence: ++this.#sequence };
+    active.row = row;
+    this.#dirty.set(row.id, row);
+    this.#scheduleFlush();
+  }
+
+  /** Resolves once everything changed so far is in the store. */
+  #durable(): Promise<void> {
+    return new Promise((resolveWait, reject) => {
+      this.#flushWaiters.push({ resolve: resolveWait, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#flushing) await this.#flushing;
+    if (this.#dirty.size === 0 && this.#dirtyDefinitions.size === 0) {
+      const waiters = this.#flushWaiters;
+      this.#flushWaiters = [];
+      for (const waiter of waiters) waiter.resolve();
+      return;
+    }
+    const rows = [...this.#dirty.values()];
+    const definitions = [...this.#dirtyDefinitions.values()];
+    const waiters = this.#flushWaiters;
+    this.#dirty.clear();
+    this.#dirtyDefinitions.clear();
+    this.#flushWaiters = [];
+    this.#flushing = (async () => {
+      try {
+        await this.#store.save(rows, definitions);
+      } catch (error) {
+        this.#log.error({ err: error }, "store write failed; retrying");
+        for (const row of rows) if (!this.#dirty.has(row.id)) this.#dirty.set(row.id, row);
+        for (const definition of definitions) this.#dirtyDefinitions.set(`${definition.deploymentId}\u0000${definition.name}\u0000${definition.module}`, definition);
+        this.#flushWaiters.push(...waiters);
+        setTimeout(() => this.#scheduleFlush(), 100).unref();
+        return;
+      }
+      for (const row of rows) {
+        const active = this.#active.get(row.id);
+        if (active && isTerminalStatus(active.row.status) && active.row === row) this.#active.delete(row.id);
+      }
+      this.#broadcast(rows);
+      for (const waiter of waiters) waiter.resolve();
+    })();
+    try {
+      await this.#flushing;
+    } finally {
+      this.#flushing = undefined;
+    }
+    if (this.#dirty.size > 0 || this.#flushWaiters.length > 0) this.#scheduleFlush();
+  }
+
+  // ---- scheduling and workloads -----------------------------------------------------------
+
+  #pump(): void {
+    if (!this.#accepting || this.#address === "") return;
+    while (this.#running < this.#o.concurrency && this.#queueHead < this.#queue.length) {
+      if (this.#o.workloadMode === "pool" && this.#idleWorkers.length === 0) break;
+      const id = this.#queue[this.#queueHead++] as string;
+      const active = this.#active.get(id);
+      if (active === undefined || active.row.status !== "pending") continue;
+      this.#start(active);
+    }
+    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queue.splice(0, this.#queueHead);
+      this.#queueHead = 0;
+    }
+  }
+
+  #start(active: Active): void {
+    this.#running++;
+    this.#change(active, { status: "running", startedAt: Date.now() });
+    if (this.#o.workloadMode === "pool") {
+      const worker = this.#idleWorkers.pop() as Worker;
+      this.#assign(worker, active);
+      this.#sendStart(worker, active);
+    } else {
+      const worker = this.#spawnWorker(active.row.id);
+      this.#assign(worker, active);
+    }
+  }
+
+  #assign(worker: Worker, active: Active): void {
+    worker.instanceId = active.row.id;
+    active.worker = worker;
+  }
+
+  #sendStart(worker: Worker, active: Active): void {
+    const { id, taskName, module, args } = active.row;
+    this.#send(worker, { kind: { $case: "start", value: { instanceId: id, taskName, module, args: args ?? "J[]" } } });
+  }
+
+  #spawnWorker(instanceId: string | undefined): Worker {
+    const cli = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./cli.ts" : "./cli.js", import.meta.url));
+    const active = instanceId === undefined ? undefined : this.#active.get(instanceId);
+    const needsTsx = instanceId === undefined || cli.endsWith(".ts") || /\.[mc]?tsx?$/.test(active?.row.module ?? "");
+    const nodeArgs = needsTsx ? ["--import", import.meta.resolve("tsx")] : [];
+    const token = instanceId === undefined ? this.#tokens.forPool() : this.#tokens.forInstance(instanceId);
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      ...this.#o.workloadEnv,
+      NUMEROUS_EXECUTOR: "platform",
+      NUMEROUS_EXECUTOR_ADDRESS: this.#address,
+      NUMEROUS_WORKLOAD_TOKEN: token,
+      NUMEROUS_DEPLOYMENT_ID: active?.row.deploymentId ?? DEFAULT_DEPLOYMENT,
+    };
+    if (instanceId !== undefined) {
+      env.NUMEROUS_TASK_INSTANCE_ID = instanceId;
+      const args = active?.row.args ?? "";
+      if (args.length < 64 * 1024) env.TASK_DATA_INPUT = args;
+    } else {
+      delete env.NUMEROUS_TASK_INSTANCE_ID;
+      delete env.TASK_DATA_INPUT;
+    }
+    const child = spawn(process.execPath, [...nodeArgs, cli, "run"], {
+      cwd: this.#appRoot,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const worker: Worker = {
+      serial: ++this.#workerSerial,
+      pool: instanceId === undefined,
+      child,
+      tail: new TailBuffer(),
+      call: undefined,
+      instanceId: undefined,
+      startFor: instanceId,
+      gone: false,
+    };
+    this.#workers.add(worker);
+    child.stdout?.on("data", (chunk: Buffer) => worker.tail.push(chunk));
+    child.stderr?.on("data", (chunk: Buffer) => worker.tail.push(chunk));
+    child.on("error", (error) => {
+      this.#log.error({ err: error }, "workload failed to start");
+      this.#workerGone(worker, `the workload process could not start: ${error.message}`);
+    });
+    child.on("exit", (code, signal) => {
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      // Let the stderr pipe drain so the tail holds the last words.
+      setImmediate(() => this.#workerGone(worker, `the workload process ${how} before reporting a result`));
+    });
+    return worker;
+  }
+
+  #workerGone(worker: Worker, reason: string): void {
+    if (worker.gone) return;
+    worker.gone = true;
+    this.#workers.delete(worker);
+    const idleIndex = this.#idleWorkers.indexOf(worker);
+    if (idleIndex >= 0) this.#idleWorkers.splice(idleIndex, 1);
+    worker.call?.end();
+    const active = worker.instanceId === undefined ? undefined : this.#active.get(worker.instanceId);
+    if (active !== undefined && active.worker === worker && !isTerminalStatus(active.row.status)) {
+      const tail = worker.tail.toString();
+      const error: TaskErrorInfo = {
+        name: "WorkloadExitedError",
+        message: tail ? `${reason}; last output:\n${tail}` : reason,
+      };
+      this.#detach(worker);
+      if (active.stopRequested) this.#finish(active, "cancelled", { error });
+      else this.#finish(active, "failed", { error });
+    }
+    if (worker.pool && this.#accepting) this.#spawnWorker(undefined);
+  }
+
+  #detach(worker: Worker): void {
+    const active = worker.instanceId === undefined ? undefined : this.#active.get(worker.instanceId);
+    if (active && active.worker === worker) active.worker = undefined;
+    worker.instanceId = undefined;
+  }
+
+  #finish(active: Active, status: "completed" | "failed" | "cancelled", end: { result?: string | undefined; error?: TaskErrorInfo | undefined }): void {
+    if (isTerminalStatus(active.row.status)) return;
+    const wasRunning = active.row.status === "running";
+    clearTimeout(active.stopTimer);
+    clearTimeout(active.orphanTimer);
+    this.#change(active, {
+      status,
+      result: end.result,
+      error: end.error,
+      args: undefined,
+      finishedAt: Date.now(),
+      progress: status === "completed" ? 1 : active.row.progress,
+    });
+    if (wasRunning) {
+      this.#running--;
+      if (this.#running === 0) {
+        const waiters = this.#idleWaiters;
+        this.#idleWaiters = [];
+        for (const waiter of waiters) waiter();
+      }
+    }
+    queueMicrotask(() => this.#pump());
+  }
+
+  #send(worker: Worker | undefined, message: DaemonMessage): void {
+    if (worker?.call === undefined || worker.gone) return;
+    try {
+      worker.call.write(message);
+    } catch (error) {
+      this.#log.warn({ err: error }, "could not write to a workload");
+    }
+  }
+
+  #onWorkload(call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>): void {
+    let worker: Worker | undefined;
+    const refuse = (code: grpc.status, message: string) => {
+      this.#log.warn({ code, message }, "refused a workload message");
+      call.emit("error", serviceError(code, message));
+    };
+    call.on("data", (message: WorkloadMessage) => {
+      try {
+        const kind = message.kind;
+        if (kind === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "empty workload message");
+        if (kind.$case === "hello") {
+          if (worker !== undefined) return refuse(grpc.status.INVALID_ARGUMENT, "hello sent twice");
+          worker = this.#hello(call, kind.value.workloadToken, kind.value.instanceId);
+          if (worker === undefined) return refuse(grpc.status.PERMISSION_DENIED, "the workload token does not allow this instance");
+          return;
+        }
+        if (worker === undefined) return refuse(grpc.status.FAILED_PRECONDITION, "a workload must say hello first");
+        const instanceId = kind.value.instanceId;
+        if (instanceId !== worker.instanceId) {
+          return refuse(grpc.status.PERMISSION_DENIED, `this workload runs ${worker.instanceId ?? "nothing"}, not ${instanceId}`);
+        }
+        const active = this.#active.get(instanceId);
+        if (active === undefined || isTerminalStatus(active.row.status)) return;
+        if (kind.$case === "progress") {
+          const value = kind.value.value;
+          if (!(value >= 0 && value <= 1)) {
+            this.#log.warn({ instance: instanceId, value }, "ignored progress out of range from a workload");
+            return;
+          }
+          this.#change(active, { progress: value });
+        } else if (kind.$case === "output") {
+          if (!/^[JT]/.test(kind.value.output)) return refuse(grpc.status.INVALID_ARGUMENT, "output not encoded by the codec");
+          this.#change(active, { output: kind.value.output });
+        } else if (kind.$case === "finished") {
+          this.#onFinished(worker, active, kind.value);
+        }
+      } catch (error) {
+        this.#log.error({ err: error }, "workload message failed");
+        refuse(grpc.status.INTERNAL, "the daemon could not handle that message");
+      }
+    });
+    const closed = () => {
+      if (worker === undefined) return;
+      const current = worker;
+      if (current.call === call) current.call = undefined;
+      // A process we started is judged at its exit; one that reattached after a restart, now.
+      if (current.child === undefined) this.#workerGone(current, "the workload disconnected before reporting a result");
+    };
+    call.on("end", () => {
+      closed();
+      call.end();
+    });
+    call.on("error", closed);
+    call.on("cancelled", closed);
+  }
+
+  #hello(call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>, token: string, instanceId: string): Worker | undefined {
+    const allowed = this.#tokens.check(token, instanceId);
+    if (allowed === undefined) return undefined;
+    // A worker we started.
+    for (const worker of this.#workers) {
+      if (worker.call !== undefined || worker.gone) continue;
+      if (allowed === "instance" && worker.startFor === instanceId) {
+        worker.call = call;
+        const active = this.#active.get(instanceId);
+        if (active && active.worker === worker) {
+          this.#sendStart(worker, active);
+          // A stop that came while the process was starting.
+          if (active.stopRequested) this.#send(worker, { kind: { $case: "stop", value: { instanceId } } });
+        }
+        return worker;
+      }
+      if (allowed === "pool" && worker.pool && worker.child?.pid !== undefined && instanceId === "") {
+        worker.call = call;
+        this.#idleWorkers.push(worker);
+        this.#pump();
+        return worker;
+      }
+    }
+    // A workload from before a restart, reattaching to its running instance.
+    if (instanceId !== "") {
+      const active = this.#active.get(instanceId);
+      if (active && active.row.status === "running" && active.worker === undefined) {
+        const worker: Worker = {
+          serial: ++this.#workerSerial,
+          pool: false,
+          child: undefined,
+          tail: new TailBuffer(),
+          call,
+          instanceId,
+          startFor: instanceId,
+          gone: false,
+        };
+        this.#workers.add(worker);
+        active.worker = worker;
+        clearTimeout(active.orphanTimer);
+        this.#log.info({ instance: instanceId }, "workload reattached");
+        if (active.stopRequested) this.#send(worker, { kind: { $case: "stop", value: { instanceId } } });
+        return worker;
+      }
+    }
+    return undefined;
+  }
+
+  #onFinished(worker: Worker, active: Active, finished: Finished): void {
+    const status = statusFromWire(finished.status);
+    if (status !== "completed" && status !== "failed" && status !== "cancelled") {
+      this.#finish(active, "failed", { error: { name: "WorkloadProtocolError", message: "the workload reported an end without a final status" } });
+    } else {
+      this.#finish(active, status, {
+        result: finished.result,
+        error: finished.error === undefined ? undefined : errorFromWire(finished.error),
+      });
+    }
+    const instanceId = active.row.id;
+    this.#detach(worker);
+    void this.#durable().then(() => {
+      this.#send(worker, { kind: { $case: "finishedAck", value: { instanceId } } });
+      if (worker.pool && !worker.gone) {
+        this.#idleWorkers.push(worker);
+        this.#pump();
+      }
+    });
+  }
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+function serviceError(code: grpc.status, details: string): grpc.ServiceError {
+  return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+}
+
+/** The one place where anything a handler threw becomes a status; internals never leak. */
+function toStatus(error: unknown): grpc.ServiceError {
+  if (error instanceof Error && typeof (error as Partial<grpc.ServiceError>).code === "number") {
+    return error as grpc.ServiceError;
+  }
+  return serviceError(grpc.status.INTERNAL, "internal daemon error; see the daemon's log");
+}
+
+export type { Instance };

@@ -1,0 +1,175 @@
+import { readFileSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
+import {
+  ExecutorConfigError,
+  ExecutorUnavailableError,
+  TaskError,
+  TaskInputError,
+  type TaskErrorInfo,
+  TaskNotFoundError,
+} from "../sdk/errors.js";
+import type { InstancePage, InstanceQuery, InstanceSnapshot, TaskDefinition } from "../sdk/executor.js";
+import {
+  type InstanceChanges,
+  type NewInstance,
+  type SubmitResult,
+  TaskServiceClient,
+} from "./generated/numerous/tasks/v1/tasks_pb.js";
+import { channelTarget, wantsTls } from "./address.js";
+import { errorFromWire, snapshotFromWire, statusToWire } from "./wire.js";
+
+/** Options of {@link GrpcConnection}. */
+export interface GrpcConnectionOptions {
+  readonly address: string;
+  readonly accessToken?: string | undefined;
+  readonly deploymentId?: string | undefined;
+  readonly tlsCaFile?: string | undefined;
+  /** Deadline of each unary call. Default 10 s. */
+  readonly callTimeoutMs?: number;
+}
+
+/** A live watch stream; `cancel` ends it. */
+export interface WatchStream {
+  cancel(): void;
+}
+
+/**
+ * The platform executor's transport: the only module of the client that knows gRPC. Every
+ * error it returns is an SDK error (see {@link toSdkError}).
+ */
+export class GrpcConnection {
+  readonly address: string;
+  readonly #client: TaskServiceClient;
+  readonly #metadata: grpc.Metadata;
+  readonly #timeoutMs: number;
+
+  constructor(options: GrpcConnectionOptions) {
+    this.address = options.address;
+    this.#timeoutMs = options.callTimeoutMs ?? 10_000;
+    const credentials = wantsTls(options.address) || options.tlsCaFile !== undefined
+      ? grpc.credentials.createSsl(options.tlsCaFile === undefined ? null : readFileSync(options.tlsCaFile))
+      : grpc.credentials.createInsecure();
+    this.#client = new TaskServiceClient(channelTarget(options.address), credentials, {
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      "grpc.max_send_message_length": 64 * 1024 * 1024,
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 1000,
+    });
+    this.#metadata = new grpc.Metadata();
+    if (options.accessToken !== undefined) this.#metadata.set("authorization", `Bearer ${options.accessToken}`);
+    if (options.deploymentId !== undefined) this.#metadata.set("x-numerous-deployment", options.deploymentId);
+  }
+
+  /** One result per instance, in order: the daemon's snapshot, or why it refused it. */
+  async submit(instances: NewInstance[]): Promise<Array<{ snapshot: InstanceSnapshot } | { error: TaskErrorInfo }>> {
+    const response = await this.#unary<{ results: SubmitResult[] }>((cb) =>
+      this.#client.submit({ instances }, this.#metadata, this.#callOptions(), cb),
+    );
+    return response.results.map(({ outcome }) =>
+      outcome?.$case === "instance"
+        ? { snapshot: snapshotFromWire(outcome.value) }
+        : { error: outcome === undefined ? { name: "TaskError", message: "the daemon sent an empty result" } : errorFromWire(outcome.value) },
+    );
+  }
+
+  async get(id: string): Promise<InstanceSnapshot | undefined> {
+    const response = await this.#unary<{ instance?: Parameters<typeof snapshotFromWire>[0] }>((cb) =>
+      this.#client.getInstance({ id }, this.#metadata, this.#callOptions(), cb),
+    );
+    return response.instance === undefined ? undefined : snapshotFromWire(response.instance);
+  }
+
+  async list(query: InstanceQuery): Promise<InstancePage> {
+    const response = await this.#unary<{ instances: Parameters<typeof snapshotFromWire>[0][]; nextCursor: string }>((cb) =>
+      this.#client.listInstances(
+        {
+          task: query.task ?? "",
+          statuses: (query.status ?? []).map(statusToWire),
+          limit: query.limit ?? 0,
+          cursor: query.cursor ?? "",
+        },
+        this.#metadata,
+        this.#callOptions(),
+        cb,
+      ),
+    );
+    return {
+      instances: response.instances.map(snapshotFromWire),
+      nextCursor: response.nextCursor || undefined,
+    };
+  }
+
+  async listDefinitions(): Promise<TaskDefinition[]> {
+    const response = await this.#unary<{ definitions: TaskDefinition[] }>((cb) =>
+      this.#client.listDefinitions({}, this.#metadata, this.#callOptions(), cb),
+    );
+    return response.definitions.map(({ id, name }) => ({ id, name }));
+  }
+
+  async stop(id: string): Promise<boolean> {
+    const response = await this.#unary<{ found: boolean }>((cb) =>
+      this.#client.stopInstance({ id }, this.#metadata, this.#callOptions(), cb),
+    );
+    return response.found;
+  }
+
+  /**
+   * Opens a watch of the deployment. `onChanges` gets each batch; `onEnd` once, with the SDK
+   * error that ended it (or undefined when cancelled).
+   */
+  watch(
+    from: { fromNow: true } | { afterSequence: number },
+    onChanges: (sequence: number, snapshots: InstanceSnapshot[]) => void,
+    onEnd: (error: TaskError | undefined) => void,
+  ): WatchStream {
+    const call = this.#client.watchInstances(
+      { ids: [], afterSequence: "afterSequence" in from ? from.afterSequence : 0, fromNow: "fromNow" in from },
+      this.#metadata,
+    );
+    let ended = false;
+    const end = (error: TaskError | undefined) => {
+      if (ended) return;
+      ended = true;
+      onEnd(error);
+    };
+    call.on("data", (changes: InstanceChanges) => onChanges(changes.sequence, changes.instances.map(snapshotFromWire)));
+    call.on("error", (error: grpc.ServiceError) => end(error.code === grpc.status.CANCELLED ? undefined : toSdkError(error, this.address)));
+    call.on("end", () => end(new ExecutorUnavailableError(this.address, "the daemon closed the watch stream")));
+    return { cancel: () => call.cancel() };
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+
+  #callOptions(): grpc.CallOptions {
+    return { deadline: Date.now() + this.#timeoutMs };
+  }
+
+  #unary<T>(start: (callback: (error: grpc.ServiceError | null, response: T) => void) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      start((error, response) => (error ? reject(toSdkError(error, this.address)) : resolve(response)));
+    });
+  }
+}
+
+/** The one place where a gRPC status becomes an SDK error on the client side. */
+export function toSdkError(error: grpc.ServiceError, address: string): TaskError {
+  const details = error.details || error.message;
+  switch (error.code) {
+    case grpc.status.UNAVAILABLE:
+    case grpc.status.DEADLINE_EXCEEDED:
+      return new ExecutorUnavailableError(address, details);
+    case grpc.status.UNAUTHENTICATED:
+    case grpc.status.PERMISSION_DENIED:
+      return new ExecutorConfigError("NUMEROUS_API_ACCESS_TOKEN", undefined, `the daemon at ${address} refused the call: ${details}`);
+    case grpc.status.INVALID_ARGUMENT:
+      return new TaskInputError("request", details);
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return new TaskInputError("request", `too large for the daemon: ${details}`);
+    case grpc.status.NOT_FOUND:
+      return new TaskNotFoundError(details);
+    default:
+      return new TaskError("EXECUTOR_ERROR", `the task executor at ${address} answered ${grpc.status[error.code] ?? error.code}: ${details}`);
+  }
+}

@@ -1,0 +1,294 @@
+import type { NumerousConfig } from "../sdk/config.js";
+import { ExecutorUnavailableError, type TaskError, type TaskErrorInfo, toErrorInfo } from "../sdk/errors.js";
+import type {
+  Executor,
+  InstancePage,
+  InstanceQuery,
+  InstanceSnapshot,
+  SubmitRequest,
+  TaskDefinition,
+} from "../sdk/executor.js";
+import { isTerminalStatus } from "../sdk/task-status.js";
+import type { GrpcConnection, WatchStream } from "./grpc-connection.js";
+
+type Listener = (snapshot: InstanceSnapshot) => void;
+
+/** A snapshot made on this side (the daemon never saw the instance): nothing may replace it. */
+const FINAL_REVISION = Number.MAX_SAFE_INTEGER;
+const SUBMIT_ATTEMPTS_MS = 3_000;
+const MAX_BATCH = 1000;
+const MAX_BATCH_BYTES = 3 * 1024 * 1024;
+
+/** Options of {@link PlatformExecutor}, a subset of the environment's config. */
+export type PlatformExecutorOptions = Pick<
+  NumerousConfig,
+  "address" | "accessToken" | "deploymentId" | "tlsCaFile"
+>;
+
+/**
+ * The SDK side of the platform daemon. Calls made in one turn of the event loop travel in one
+ * Submit; every handle follows one shared watch stream that resumes from the last sequence it
+ * saw after a reconnect. gRPC stays behind a lazily loaded connection module.
+ */
+export class PlatformExecutor implements Executor {
+  readonly #options: PlatformExecutorOptions;
+  #connection: Promise<GrpcConnection> | undefined;
+  readonly #listeners = new Map<string, Listener[]>();
+  /** Ids submitted here whose Submit has not answered yet: their handles need no catch-up. */
+  readonly #inflight = new Set<string>();
+  #batch: SubmitRequest[] = [];
+  #batchScheduled = false;
+  readonly #sending = new Set<Promise<void>>();
+  #stream: WatchStream | undefined;
+  #streamReady: Promise<void> | undefined;
+  #sequence = -1;
+  #closed = false;
+
+  constructor(options: PlatformExecutorOptions) {
+    this.#options = options;
+  }
+
+  submit(request: SubmitRequest): InstanceSnapshot {
+    this.#inflight.add(request.id);
+    this.#batch.push(request);
+    if (!this.#batchScheduled) {
+      this.#batchScheduled = true;
+      setImmediate(() => this.#flushBatch());
+    }
+    return {
+      id: request.id,
+      taskId: request.taskId,
+      taskName: request.taskName,
+      status: "pending",
+      progress: 0,
+      createdAt: request.createdAt,
+      revision: 0,
+    };
+  }
+
+  async get(id: string): Promise<InstanceSnapshot | undefined> {
+    await this.#submitted();
+    return (await this.#connect()).get(id);
+  }
+
+  async list(query: InstanceQuery): Promise<InstancePage> {
+    await this.#submitted();
+    return (await this.#connect()).list(query);
+  }
+
+  async listDefinitions(): Promise<readonly TaskDefinition[]> {
+    await this.#submitted();
+    return (await this.#connect()).listDefinitions();
+  }
+
+  async stop(id: string): Promise<boolean> {
+    await this.#submitted();
+    return (await this.#connect()).stop(id);
+  }
+
+  #flushBatch(): void {
+    this.#batchScheduled = false;
+    const batch = this.#batch;
+    if (batch.length === 0) return;
+    this.#batch = [];
+    const sending = this.#sendBatch(batch);
+    this.#sending.add(sending);
+    void sending.finally(() => this.#sending.delete(sending));
+  }
+
+  /** Calls made here before this one reached the daemon first: a stop right after a call lands. */
+  async #submitted(): Promise<void> {
+    if (this.#inflight.size === 0) return;
+    this.#flushBatch();
+    await Promise.all([...this.#sending]);
+  }
+
+  watch(id: string, afterRevision: number, listener: Listener): () => void {
+    const list = this.#listeners.get(id);
+    if (list) list.push(listener);
+    else this.#listeners.set(id, [listener]);
+    const ready = this.#ensureStream();
+    if (!this.#inflight.has(id)) {
+      // The handle's snapshot may be older than changes the stream already passed on.
+      void ready
+        .then(() => this.#connect())
+        .then((connection) => connection.get(id))
+        .then((snapshot) => {
+          if (snapshot !== undefined && snapshot.revision > afterRevision) this.#deliver(snapshot);
+        })
+        .catch(() => {});
+    }
+    return () => this.#removeListener(id, listener);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#stream?.cancel();
+    this.#stream = undefined;
+    (await this.#connection)?.close();
+  }
+
+  #connect(): Promise<GrpcConnection> {
+    this.#connection ??= import("./grpc-connection.js").then(
+      ({ GrpcConnection }) => new GrpcConnection(this.#options),
+    );
+    return this.#connection;
+  }
+
+  async #sendBatch(batch: SubmitRequest[]): Promise<void> {
+    await this.#ensureStream().catch(() => {});
+    const connection = await this.#connect();
+    for (let i = 0; i < batch.length; ) {
+      let bytes = 0;
+      let end = i;
+      while (end < batch.length && end - i < MAX_BATCH && (end === i || bytes + (batch[end] as SubmitRequest).args.length < MAX_BATCH_BYTES)) {
+        bytes += (batch[end] as SubmitRequest).args.length;
+        end++;
+      }
+      await this.#submitChunk(connection, batch.slice(i, end));
+      i = end;
+    }
+  }
+
+  async #submitChunk(connection: GrpcConnection, chunk: SubmitRequest[]): Promise<void> {
+    const deadline = Date.now() + SUBMIT_ATTEMPTS_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const results = await connection.submit(
+          chunk.map((r) => ({ id: r.id, taskName: r.taskName, args: r.args, createdAtMs: r.createdAt, module: r.module })),
+        );
+        chunk.forEach((request, index) => {
+          this.#inflight.delete(request.id);
+          const result = results[index];
+          if (result !== undefined && "snapshot" in result) this.#deliver(result.snapshot);
+          else this.#failLocally(request, result?.error ?? { name: "TaskError", message: "the daemon did not answer for this instance" });
+        });
+        return;
+      } catch (thrown) {
+        const error = thrown as TaskError;
+        if (error.code === "TASK_INPUT" && chunk.length > 1) {
+          // Too large together: try the halves, so one oversized instance fails alone.
+          const half = Math.ceil(chunk.length / 2);
+          await this.#submitChunk(connection, chunk.slice(0, half));
+          await this.#submitChunk(connection, chunk.slice(half));
+          return;
+        }
+        if (error.code === "EXECUTOR_UNAVAILABLE" && Date.now() < deadline && !this.#closed) {
+          await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
+          continue;
+        }
+        for (const request of chunk) {
+          this.#inflight.delete(request.id);
+          this.#failLocally(request, toErrorInfo(error));
+        }
+        return;
+      }
+    }
+  }
+
+  #failLocally(request: SubmitRequest, error: TaskErrorInfo): void {
+    this.#deliver({
+      id: request.id,
+      taskId: request.taskId,
+      taskName: request.taskName,
+      status: "failed",
+      progress: 0,
+      error,
+      createdAt: request.createdAt,
+      finishedAt: Date.now(),
+      revision: FINAL_REVISION,
+    });
+  }
+
+  #deliver(snapshot: InstanceSnapshot): void {
+    const listeners = this.#listeners.get(snapshot.id);
+    if (listeners === undefined) return;
+    if (isTerminalStatus(snapshot.status)) this.#listeners.delete(snapshot.id);
+    for (const listener of [...listeners]) listener(snapshot);
+    if (this.#listeners.size === 0) this.#closeIdleStream();
+  }
+
+  #removeListener(id: string, listener: Listener): void {
+    const listeners = this.#listeners.get(id);
+    if (listeners === undefined) return;
+    const index = listeners.indexOf(listener);
+    if (index >= 0) listeners.splice(index, 1);
+    if (listeners.length === 0) this.#listeners.delete(id);
+    if (this.#listeners.size === 0) this.#closeIdleStream();
+  }
+
+  /** With nobody listening the stream would only keep the process alive. */
+  #closeIdleStream(): void {
+    setImmediate(() => {
+      if (this.#listeners.size > 0 || this.#inflight.size > 0 || this.#stream === undefined) return;
+      this.#stream.cancel();
+      this.#stream = undefined;
+      this.#streamReady = undefined;
+      this.#sequence = -1;
+    });
+  }
+
+  /** Opens the watch stream once; resolves when it is live, so no change after that is missed. */
+  #ensureStream(): Promise<void> {
+    if (this.#streamReady !== undefined) return this.#streamReady;
+    this.#streamReady = new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const open = (retryUntil: number) => {
+        void this.#connect().then((connection) => {
+          if (this.#closed) return;
+          const from = this.#sequence < 0 ? ({ fromNow: true } as const) : { afterSequence: this.#sequence };
+          const stream = connection.watch(
+            from,
+            (sequence, snapshots) => {
+              this.#sequence = Math.max(this.#sequence, sequence);
+              if (!settled) {
+                settled = true;
+                resolve();
+              }
+              for (const snapshot of snapshots) this.#deliver(snapshot);
+            },
+            (error) => {
+              if (this.#stream !== stream || this.#closed || error === undefined) return;
+              this.#stream = undefined;
+              if (!settled && Date.now() > retryUntil) {
+                settled = true;
+                this.#streamReady = undefined;
+                reject(error);
+                this.#failWatchers(error);
+                return;
+              }
+              // The daemon restarted or the connection broke: resume where we were.
+              setTimeout(() => open(settled ? Date.now() + 60_000 : retryUntil), 100);
+            },
+          );
+          this.#stream = stream;
+        });
+      };
+      open(Date.now() + SUBMIT_ATTEMPTS_MS);
+    });
+    return this.#streamReady;
+  }
+
+  /** Handles of instances we cannot learn about end with the reason, rather than hang. */
+  #failWatchers(error: TaskError): void {
+    if (!(error instanceof ExecutorUnavailableError)) return;
+    for (const id of [...this.#listeners.keys()]) {
+      if (this.#inflight.has(id)) continue;
+      const listeners = this.#listeners.get(id);
+      this.#listeners.delete(id);
+      for (const listener of listeners ?? []) {
+        listener({
+          id,
+          taskId: "",
+          taskName: "",
+          status: "failed",
+          progress: 0,
+          error: toErrorInfo(error),
+          createdAt: Date.now(),
+          finishedAt: Date.now(),
+          revision: FINAL_REVISION,
+        });
+      }
+    }
+  }
+}

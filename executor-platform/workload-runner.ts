@@ -1,0 +1,166 @@
+import { pathToFileURL } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import { decodeValue } from "../sdk/codec.js";
+import { toErrorInfo } from "../sdk/errors.js";
+import { type TaskOutcome, runTaskFunction } from "../sdk/run-task-function.js";
+import { TaskControllerImpl } from "../sdk/task-controller.js";
+import { findTaskFunction } from "../sdk/task.js";
+import {
+  type DaemonMessage,
+  type Start,
+  WorkloadServiceClient,
+  type WorkloadMessage,
+} from "./generated/numerous/tasks/v1/tasks_pb.js";
+import { channelTarget } from "./address.js";
+import { errorToWire, statusToWire } from "./wire.js";
+
+/** What a workload needs from its environment: set by the daemon that started it. */
+export interface WorkloadEnvironment {
+  readonly address: string;
+  readonly token: string;
+  /** Process mode: the one instance to run. Pool mode: undefined. */
+  readonly instanceId: string | undefined;
+}
+
+const RECONNECT_FOR_MS = 60_000;
+
+interface Current {
+  readonly start: Start;
+  readonly controller: TaskControllerImpl;
+  progress: number | undefined;
+  output: string | undefined;
+  finished: WorkloadMessage | undefined;
+}
+
+/**
+ * The workload side of the daemon: connects, runs what the daemon starts, streams progress and
+ * output, reports the end, and reconnects (re-reporting its state) when the daemon restarts.
+ * Resolves when a process-mode workload is done or the daemon is gone for good.
+ */
+export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
+  const client = new WorkloadServiceClient(channelTarget(env.address), grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    "grpc.max_send_message_length": 64 * 1024 * 1024,
+  });
+  let current: Current | undefined;
+  let stream: grpc.ClientDuplexStream<WorkloadMessage, DaemonMessage> | undefined;
+  let done: ((code: number) => void) | undefined;
+  const finishedAll = new Promise<number>((resolve) => {
+    done = resolve;
+  });
+  let lostSince: number | undefined;
+
+  const send = (message: WorkloadMessage) => {
+    try {
+      stream?.write(message);
+    } catch {
+      // The reconnect re-sends what matters.
+    }
+  };
+
+  const run = async (start: Start) => {
+    const controller = new TaskControllerImpl(start.instanceId, start.taskName, {
+      progress: (value) => {
+        if (current) current.progress = value;
+        send({ kind: { $case: "progress", value: { instanceId: start.instanceId, value } } });
+      },
+      output: (output) => {
+        if (current) current.output = output;
+        send({ kind: { $case: "output", value: { instanceId: start.instanceId, output } } });
+      },
+    });
+    current = { start, controller, progress: undefined, output: undefined, finished: undefined };
+    const mine = current;
+    let outcome: TaskOutcome;
+    try {
+      let fn = findTaskFunction(start.taskName);
+      if (fn === undefined) {
+        await import(pathToFileURL(start.module).href);
+        fn = findTaskFunction(start.taskName);
+      }
+      outcome =
+        fn === undefined
+          ? {
+              status: "failed",
+              error: {
+                name: "TaskNotFoundError",
+                message: `module ${start.module} does not define a task named ${JSON.stringify(start.taskName)}`,
+              },
+            }
+          : await runTaskFunction(fn, start.args, controller);
+    } catch (thrown) {
+      outcome = { status: "failed", error: toErrorInfo(thrown) };
+    }
+    mine.finished = {
+      kind: {
+        $case: "finished",
+        value: {
+          instanceId: start.instanceId,
+          status: statusToWire(outcome.status),
+          result: "result" in outcome ? outcome.result : undefined,
+          error: "error" in outcome && outcome.error !== undefined ? errorToWire(outcome.error) : undefined,
+        },
+      },
+    };
+    send(mine.finished);
+  };
+
+  const connect = () => {
+    const call = client.connect();
+    stream = call;
+    call.write({ kind: { $case: "hello", value: { workloadToken: env.token, instanceId: current?.start.instanceId ?? env.instanceId ?? "", pid: process.pid } } });
+    if (current !== undefined) {
+      const id = current.start.instanceId;
+      if (current.progress !== undefined) send({ kind: { $case: "progress", value: { instanceId: id, value: current.progress } } });
+      if (current.output !== undefined) send({ kind: { $case: "output", value: { instanceId: id, output: current.output } } });
+      if (current.finished !== undefined) send(current.finished);
+    }
+    call.on("data", (message: DaemonMessage) => {
+      lostSince = undefined;
+      const kind = message.kind;
+      if (kind === undefined) return;
+      if (kind.$case === "start") {
+        if (current !== undefined && current.finished === undefined) return;
+        void run(kind.value);
+      } else if (kind.$case === "stop") {
+        if (current?.start.instanceId === kind.value.instanceId) current.controller.requestStop();
+      } else if (kind.$case === "finishedAck") {
+        if (current?.start.instanceId === kind.value.instanceId) {
+          current = undefined;
+          if (env.instanceId !== undefined) {
+            call.end();
+            done?.(0);
+          }
+        }
+      }
+    });
+    const lost = (error?: grpc.ServiceError) => {
+      if (stream !== call) return;
+      stream = undefined;
+      if (error?.code === grpc.status.PERMISSION_DENIED || error?.code === grpc.status.UNAUTHENTICATED) {
+        process.stderr.write(`numerous-executor run: the daemon refused this workload: ${error.details}\n`);
+        done?.(2);
+        return;
+      }
+      lostSince ??= Date.now();
+      if (Date.now() - lostSince > RECONNECT_FOR_MS) {
+        process.stderr.write("numerous-executor run: the daemon is gone; giving up\n");
+        done?.(1);
+        return;
+      }
+      setTimeout(connect, 100);
+    };
+    call.on("error", lost);
+    call.on("end", () => lost());
+  };
+
+  connect();
+  const code = await finishedAll;
+  client.close();
+  return code;
+}
+
+/** Decodes TASK_DATA_INPUT as the platform sets it, for code that wants its arguments early. */
+export function decodeTaskDataInput(input: string | undefined): unknown[] | undefined {
+  return input === undefined || input === "" ? undefined : (decodeValue(input) as unknown[]);
+}

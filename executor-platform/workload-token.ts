@@ -1,0 +1,49 @@
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+/**
+ * Workload tokens are HMACs of what the workload may report for, under a secret kept in the
+ * data directory: a restarted daemon can still check the token of a workload that reconnects.
+ */
+export class WorkloadTokens {
+  readonly #secret: Buffer;
+
+  constructor(secret: Buffer) {
+    this.#secret = secret;
+  }
+
+  static fromDataDir(dataDir: string): WorkloadTokens {
+    mkdirSync(dataDir, { recursive: true });
+    const file = join(dataDir, "workload-secret");
+    if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString("hex"), { mode: 0o600, flag: "wx" });
+    return new WorkloadTokens(Buffer.from(readFileSync(file, "utf8").trim(), "hex"));
+  }
+
+  /** The token of a process-mode workload: good for one instance only. */
+  forInstance(instanceId: string): string {
+    return this.#sign(`instance:${instanceId}`);
+  }
+
+  /** The token of a pool worker: good for what the daemon gives it. */
+  forPool(): string {
+    return this.#sign("pool");
+  }
+
+  /** What a token allows: one instance, any the daemon assigned (pool), or nothing. */
+  check(token: string, instanceId: string): "instance" | "pool" | undefined {
+    if (instanceId !== "" && equal(token, this.forInstance(instanceId))) return "instance";
+    if (equal(token, this.forPool())) return "pool";
+    return undefined;
+  }
+
+  #sign(subject: string): string {
+    return createHmac("sha256", this.#secret).update(subject).digest("base64url");
+  }
+}
+
+function equal(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
