@@ -1,0 +1,118 @@
+/**
+ * `npm run bench` entry: runs the benchmark sections, prints a report, and records the figures
+ * in `bench/results.json` (sections not run this time keep their last recorded figures).
+ *
+ *   npm run bench                 every section
+ *   npm run bench -- local        only the named sections (see SECTIONS)
+ *   npm run bench -- --list       the section names
+ *
+ * Memory figures need `global.gc`; without it this script runs itself again with --expose-gc.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { fileURLToPath } from "node:url";
+import { type BenchSection, printSection } from "./report.js";
+
+/** One section of the report. Import its module lazily so unselected sections cost nothing. */
+interface SectionEntry {
+  readonly name: string;
+  readonly description: string;
+  readonly run: () => Promise<BenchSection>;
+}
+
+/** Every section, in report order. Add new ones here. */
+const SECTIONS: readonly SectionEntry[] = [
+  {
+    name: "local",
+    description: "in-process LocalExecutor: throughput vs p-queue, setProgress cost, heap per instance",
+    run: async () => (await import("./local.js")).benchLocal({}),
+  },
+];
+
+const RESULTS = fileURLToPath(new URL("./results.json", import.meta.url));
+
+interface RecordedSection extends BenchSection {
+  readonly ranAt: string;
+  readonly environment: Record<string, string | number>;
+}
+
+interface Results {
+  sections: Record<string, RecordedSection>;
+}
+
+if (typeof globalThis.gc !== "function") {
+  // Run again with the collector exposed, keeping the loader flags (`--import tsx`) we came with.
+  const child = spawnSync(
+    process.execPath,
+    [...process.execArgv, "--expose-gc", ...process.argv.slice(1)],
+    { stdio: "inherit" },
+  );
+  if (child.error !== undefined) throw child.error;
+  process.exit(child.status ?? 1);
+}
+
+await main(process.argv.slice(2));
+
+async function main(argv: readonly string[]): Promise<void> {
+  if (argv.includes("--list") || argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write("usage: npm run bench [-- <section> ...]\n\nsections:\n");
+    for (const section of SECTIONS) process.stdout.write(`  ${section.name.padEnd(12)} ${section.description}\n`);
+    return;
+  }
+  const unknown = argv.filter((name) => !SECTIONS.some((section) => section.name === name));
+  if (unknown.length > 0) {
+    process.stderr.write(
+      `unknown section${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}; ` +
+        `known: ${SECTIONS.map((section) => section.name).join(", ")}\n`,
+    );
+    process.exitCode = 2;
+    return;
+  }
+  const selected = argv.length === 0 ? SECTIONS : SECTIONS.filter((section) => argv.includes(section.name));
+
+  const results = readResults();
+  let failed = 0;
+  let missed = 0;
+  for (const entry of selected) {
+    process.stdout.write(`running ${entry.name} ...\n\n`);
+    let section: BenchSection;
+    try {
+      section = await entry.run();
+    } catch (error) {
+      failed++;
+      process.stderr.write(`section ${entry.name} failed: ${(error as Error)?.stack ?? String(error)}\n\n`);
+      continue;
+    }
+    printSection(section);
+    missed += section.rows.filter((row) => row.pass === false).length;
+    results.sections[entry.name] = { ranAt: new Date().toISOString(), environment: environment(), ...section };
+    writeFileSync(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+  }
+  process.stdout.write(
+    `${selected.length - failed} of ${selected.length} section(s) ran; ` +
+      `${missed} goal(s) missed; figures in ${RESULTS}\n`,
+  );
+  if (failed > 0) process.exitCode = 1;
+}
+
+function readResults(): Results {
+  if (!existsSync(RESULTS)) return { sections: {} };
+  try {
+    const parsed = JSON.parse(readFileSync(RESULTS, "utf8")) as Partial<Results>;
+    return { sections: { ...(parsed.sections ?? {}) } };
+  } catch {
+    return { sections: {} };
+  }
+}
+
+function environment(): Record<string, string | number> {
+  const cpus = os.cpus();
+  return {
+    node: process.version,
+    platform: `${process.platform}/${process.arch}`,
+    cpu: cpus[0]?.model ?? "unknown",
+    cpus: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  };
+}
