@@ -63,7 +63,12 @@ export class LocalExecutor implements Executor {
       taskName: request.taskName,
       status: "pending",
       progress: 0,
+      output: undefined,
+      result: undefined,
+      error: undefined,
       createdAt: request.createdAt,
+      startedAt: undefined,
+      finishedAt: undefined,
       revision: 1,
     };
     const entry: Entry = {
@@ -202,10 +207,20 @@ export class LocalExecutor implements Executor {
 
   #change(entry: Entry, change: Partial<InstanceSnapshot>): void {
     if (isTerminalStatus(entry.snapshot.status)) return;
+    const s = entry.snapshot;
     const snapshot: InstanceSnapshot = {
-      ...entry.snapshot,
-      ...change,
-      revision: entry.snapshot.revision + 1,
+      id: s.id,
+      taskId: s.taskId,
+      taskName: s.taskName,
+      status: change.status ?? s.status,
+      progress: change.progress ?? s.progress,
+      output: "output" in change ? change.output : s.output,
+      result: "result" in change ? change.result : s.result,
+      error: "error" in change ? change.error : s.error,
+      createdAt: s.createdAt,
+      startedAt: change.startedAt ?? s.startedAt,
+      finishedAt: change.finishedAt ?? s.finishedAt,
+      revision: s.revision + 1,
     };
     entry.snapshot = snapshot;
     const listeners = entry.listeners;

@@ -64,7 +64,7 @@ export async function listTaskInstances(
   const executor = currentExecutor();
   const { task, status } = filter;
   const page = await executor.list({
-    task: typeof task === "object" ? task.definition.name : task,
+    task: task === undefined || typeof task === "string" ? task : task.definition.name,
     status: status === undefined ? undefined : typeof status === "string" ? [status] : status,
     limit: filter.limit,
     cursor: filter.cursor,

@@ -91,7 +91,8 @@ function toWire(value: unknown, path: string, state: EncodeState): unknown {
     throw new TaskInputError(path, "an object with symbol keys cannot be carried");
   }
   state.seen.add(object);
-  const out: Record<string, unknown> = {};
+  // No prototype: an own "__proto__" key stays data instead of hitting the inherited setter.
+  const out: Record<string, unknown> = Object.create(null);
   for (const key of Object.keys(object)) {
     out[key] = toWire((object as Record<string, unknown>)[key], propertyPath(path, key), state);
   }

@@ -4,6 +4,8 @@ const ALPHABET = "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzri
 const POOL_SIZE = 21 * 256;
 const pool = Buffer.allocUnsafe(POOL_SIZE);
 let offset = POOL_SIZE;
+const CODES = Buffer.from(ALPHABET, "latin1");
+const scratch = Buffer.allocUnsafe(21);
 
 /** A new instance id: 21 URL-safe characters, 126 random bits (the nanoid scheme). */
 export function createInstanceId(): string {
@@ -11,10 +13,9 @@ export function createInstanceId(): string {
     randomFillSync(pool);
     offset = 0;
   }
-  let id = "";
-  for (let i = offset; i < offset + 21; i++) id += ALPHABET[(pool[i] as number) & 63];
+  for (let i = 0; i < 21; i++) scratch[i] = CODES[(pool[offset + i] as number) & 63] as number;
   offset += 21;
-  return id;
+  return scratch.toString("latin1", 0, 21);
 }
 
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -33,7 +33,8 @@ export interface ControllerSink {
 export class TaskControllerImpl implements TaskController {
   readonly instanceId: string;
   readonly taskName: string;
-  readonly #abort = new AbortController();
+  #abort: AbortController | undefined;
+  #stopReason: Error | undefined;
   readonly #sink: ControllerSink;
 
   constructor(instanceId: string, taskName: string, sink: ControllerSink) {
@@ -43,6 +44,10 @@ export class TaskControllerImpl implements TaskController {
   }
 
   get signal(): AbortSignal {
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController();
+      if (this.#stopReason !== undefined) this.#abort.abort(this.#stopReason);
+    }
     return this.#abort.signal;
   }
 
@@ -68,15 +73,16 @@ export class TaskControllerImpl implements TaskController {
   }
 
   shouldStop(): boolean {
-    return this.#abort.signal.aborted;
+    return this.#stopReason !== undefined;
   }
 
   /** Executors call this when a stop arrives; later calls do nothing. */
   requestStop(): void {
-    if (!this.#abort.signal.aborted) {
+    if (this.#stopReason === undefined) {
       const reason = new Error(`task instance ${this.instanceId} was asked to stop`);
       reason.name = "AbortError";
-      this.#abort.abort(reason);
+      this.#stopReason = reason;
+      this.#abort?.abort(reason);
     }
   }
 }
