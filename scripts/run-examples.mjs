@@ -3,9 +3,14 @@
  * Runs every examples/[0-9]*.ts in order, each in its own process (`node --import tsx`), with
  * the current environment: `NUMEROUS_EXECUTOR=platform node scripts/run-examples.mjs` runs
  * them against a daemon. Exits non-zero if any example fails or times out.
+ *
+ * With `--platform`, it first starts a daemon of its own (from dist/, on a free loopback port,
+ * its embedded store in a temporary folder), runs the examples against it, and stops it.
  */
 import { spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { createInterface } from "node:readline";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -47,6 +52,42 @@ function run(file) {
   });
 }
 
+/** Starts `numerous-executor serve` on 127.0.0.1:0 and resolves its address and a stop function. */
+async function startDaemon() {
+  const dataDir = mkdtempSync(join(tmpdir(), "numerous-examples-"));
+  const cli = join(root, "dist/executor-platform/cli.js");
+  const child = spawn(process.execPath, [cli, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const address = await new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      try {
+        const entry = JSON.parse(line);
+        if (entry.msg === "listening") resolve(entry.address);
+      } catch {}
+    });
+    child.once("exit", (code) => reject(new Error(`the daemon exited with ${code} before listening`)));
+  });
+  const stop = async () => {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  return { address, stop };
+}
+
+let daemon;
+if (process.argv.includes("--platform")) {
+  daemon = await startDaemon();
+  process.env.NUMEROUS_EXECUTOR = "platform";
+  process.env.NUMEROUS_EXECUTOR_ADDRESS = daemon.address;
+  console.log(`platform executor: a daemon on ${daemon.address}`);
+} else {
+  console.log(`executor: ${process.env.NUMEROUS_EXECUTOR || "local (NUMEROUS_EXECUTOR unset)"}`);
+}
+
 let failed = 0;
 for (const file of files) {
   const name = relative(root, file);
@@ -59,5 +100,6 @@ for (const file of files) {
     console.log(output.replace(/^/gm, "    ").trimEnd());
   }
 }
+await daemon?.stop();
 console.log(`${files.length - failed} passed, ${failed} failed, ${files.length} examples`);
 process.exitCode = failed === 0 && files.length > 0 ? 0 : 1;
