@@ -1,0 +1,63 @@
+import type { TaskErrorInfo } from "../../sdk/errors.js";
+import type { Store, StoredDefinition, StoredInstance } from "./store.js";
+
+/** What one daemon hears from the others through the store. */
+export type ClusterEvent =
+  /** Rows up to this sequence are committed: fetch them with `changesSinceAll`. */
+  | { readonly kind: "changed"; readonly sequence: number }
+  /** New pending instances wait to be claimed. */
+  | { readonly kind: "pending" }
+  /** Someone asked to stop an instance; its owner delivers the stop to its workload. */
+  | { readonly kind: "stop"; readonly instanceId: string; readonly owner: string };
+
+/**
+ * A store that several daemons share (PostgreSQL). On top of {@link Store}:
+ *
+ * - `save` assigns `sequence` (every row) and `position` (rows whose position is 0, i.e. new)
+ *   itself, from the database, in commit order: writers are serialised so a reader that
+ *   fetched everything up to sequence S never later sees a new row with a sequence <= S.
+ *   It resolves the rows as stored, and tells the other daemons (`changed`, and `pending` when
+ *   a saved row is pending with no owner).
+ * - Pending rows are claimed by exactly one daemon (`claim`); each daemon holds a lease it
+ *   renews (`heartbeat`); `reap` ends what dead daemons held.
+ */
+export interface ClusterStore extends Store {
+  /** Marks this store as shared: the daemon switches to claims, leases and events. */
+  readonly shared: true;
+  /** Saves and returns the rows as stored, with database-assigned sequence (and position for new rows). */
+  saveAssigned(rows: readonly StoredInstance[], definitions?: readonly StoredDefinition[]): Promise<StoredInstance[]>;
+  /** Every deployment's rows with `sequence > afterSequence`, by sequence, at most `limit`. */
+  changesSinceAll(afterSequence: number, limit: number): Promise<StoredInstance[]>;
+  /** The highest committed sequence. */
+  currentSequence(): Promise<number>;
+  /**
+   * Registers (or renews) daemon `owner`'s lease until `now + leaseMs`. Resolves false when the
+   * lease had already run out and was reaped: that daemon must stop its work (it is presumed dead).
+   */
+  heartbeat(owner: string, leaseMs: number): Promise<boolean>;
+  /**
+   * Claims up to `limit` unowned pending rows in creation order for `owner` (row locks with
+   * SKIP LOCKED: two daemons never claim the same row), sets their owner, and returns them.
+   */
+  claim(owner: string, limit: number): Promise<StoredInstance[]>;
+  /**
+   * Cancels a row that is pending and unowned, in one conditional update, and returns it as
+   * stored; undefined otherwise (a claimed row is stopped by its owner, through a `stop` event).
+   */
+  cancelPending(id: string): Promise<StoredInstance | undefined>;
+  /**
+   * Ends the work of daemons whose lease ran out: their running rows become failed with
+   * `reason(owner)`, their claimed pending rows become unowned again; their lease row is removed.
+   * Returns the changed rows (already saved, with new sequences).
+   */
+  reap(reason: (owner: string) => TaskErrorInfo): Promise<StoredInstance[]>;
+  /** Sends an event to every daemon (including this one). */
+  publish(event: ClusterEvent): Promise<void>;
+  /** Calls `listener` for every event; reconnects by itself. Returns an unsubscribe function. */
+  subscribe(listener: (event: ClusterEvent) => void): () => void;
+}
+
+/** Type guard: is this store shared by several daemons? */
+export function isClusterStore(store: Store): store is ClusterStore {
+  return (store as Partial<ClusterStore>).shared === true;
+}
