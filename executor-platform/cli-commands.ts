@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
+import { addClientCommands } from "./cli-tasks.js";
 import { createDaemon } from "./daemon.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
 
@@ -49,6 +50,10 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     .action(async (options) => {
       exitCode = await serve(options);
     });
+
+  addClientCommands(program, (code) => {
+    exitCode = code;
+  });
 
   try {
     await program.parseAsync(argv as string[], { from: "user" });

@@ -26,6 +26,8 @@ import {
   WorkloadServiceService,
 } from "./generated/numerous/tasks/v1/tasks_pb.js";
 import type { Store, StoredDefinition, StoredInstance } from "./store/store.js";
+import { HealthService } from "./generated/grpc/health/v1/health_pb.js";
+import { createHealthService } from "./health-service.js";
 import { TailBuffer } from "./tail-buffer.js";
 import { errorFromWire, errorToWire, statusFromWire, storedToWire } from "./wire.js";
 import { WorkloadTokens } from "./workload-token.js";
@@ -134,6 +136,7 @@ class DaemonImpl implements Daemon {
   readonly #moduleChecks = new Map<string, string | Error>();
   readonly #knownDefinitions = new Set<string>();
   #idleWaiters: Array<() => void> = [];
+  readonly #healthListeners = new Set<() => void>();
 
   constructor(options: DaemonOptions) {
     this.#o = {
@@ -154,6 +157,16 @@ class DaemonImpl implements Daemon {
       "grpc.max_send_message_length": this.#o.maxMessageBytes,
     });
     this.#server.addService(TaskServiceService, this.#taskService());
+    this.#server.addService(
+      HealthService,
+      createHealthService({
+        serving: () => this.#accepting && this.#address !== "",
+        onChange: (listener) => {
+          this.#healthListeners.add(listener);
+          return () => this.#healthListeners.delete(listener);
+        },
+      }),
+    );
     this.#server.addService(WorkloadServiceService, { connect: (call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>) => this.#onWorkload(call) });
   }
 
@@ -207,6 +220,7 @@ class DaemonImpl implements Daemon {
   async shutdown(): Promise<void> {
     if (!this.#accepting) return;
     this.#accepting = false;
+    for (const listener of this.#healthListeners) listener();
     this.#log.info({ running: this.#running }, "shutting down: no new work, waiting for running instances");
     const idle = new Promise<void>((done) => {
       if (this.#running === 0) done();
