@@ -764,11 +764,15 @@ class DaemonImpl implements Daemon {
 
   #onWorkload(call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>): void {
     let worker: Worker | undefined;
+    let refused = false;
     const refuse = (code: grpc.status, message: string) => {
+      refused = true;
       this.#log.warn({ code, message }, "refused a workload message");
       call.emit("error", serviceError(code, message));
     };
     call.on("data", (message: WorkloadMessage) => {
+      // Once refused, the stream is over: nothing more it says counts.
+      if (refused) return;
       try {
         const kind = message.kind;
         if (kind === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "empty workload message");
@@ -811,6 +815,8 @@ class DaemonImpl implements Daemon {
       if (current.child === undefined) this.#workerGone(current, "the workload disconnected before reporting a result");
     };
     call.on("end", () => {
+      // Also what a truncated first message looks like: gRPC drops the partial frame.
+      if (worker === undefined && !refused) return refuse(grpc.status.FAILED_PRECONDITION, "the workload stream ended before it said hello");
       closed();
       call.end();
     });
