@@ -8,11 +8,15 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 # better-sqlite3 compiles from source when no prebuilt binary can be fetched.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# Build native modules against the image's own Node.js headers when it has them (no download).
+RUN for prefix in /usr/local /usr; do \
+      if [ -f "$prefix/include/node/node.h" ]; then export npm_config_nodedir="$prefix"; break; fi; \
+    done; \
+    npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json index.ts ./
 COPY sdk sdk
 COPY executor-local executor-local

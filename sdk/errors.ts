@@ -102,7 +102,7 @@ export class ExecutorConfigError extends TaskError {
   readonly value: string | undefined;
 
   constructor(variable: string, value: string | undefined, problem: string) {
-    super("EXECUTOR_CONFIG", `${variable}=${JSON.stringify(value)}: ${problem}`);
+    super("EXECUTOR_CONFIG", value === undefined ? `${variable}: ${problem}` : `${variable}=${JSON.stringify(value)}: ${problem}`);
     this.variable = variable;
     this.value = value;
   }
