@@ -1,0 +1,812 @@
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { TaskErrorInfo } from "../sdk/errors.js";
+import type { ClusterEvent } from "../executor-platform/store/cluster-store.js";
+import { openPostgresStore, type PostgresStore } from "../executor-platform/store/postgres-store.js";
+import type { StoredInstance } from "../executor-platform/store/store.js";
+import { startPostgres, type TestPostgres } from "./helpers/embedded-postgres.js";
+
+let server: TestPostgres;
+let databases = 0;
+const stores: PostgresStore[] = [];
+const warnings: Array<{ obj: object; msg: string }> = [];
+const logger = { warn: (obj: object, msg: string) => warnings.push({ obj, msg }) };
+
+beforeAll(async () => {
+  server = await startPostgres();
+}, 120_000);
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+afterEach(async () => {
+  for (const store of stores.splice(0)) await store.close();
+  warnings.length = 0;
+});
+
+/** A new, empty database on the test server: every test starts from nothing. */
+async function database(): Promise<string> {
+  const name = `nt_test_${++databases}`;
+  const admin = new pg.Client(server.url);
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(server.url);
+  url.pathname = `/${name}`;
+  return url.href;
+}
+
+async function open(url: string): Promise<PostgresStore> {
+  const store = await openPostgresStore(url, { logger });
+  stores.push(store);
+  return store;
+}
+
+async function sql<R extends pg.QueryResultRow>(
+  url: string,
+  text: string,
+  params: unknown[] = [],
+): Promise<R[]> {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    return (await client.query<R>(text, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+function row(n: number, overrides: Partial<StoredInstance> = {}): StoredInstance {
+  return {
+    id: `inst-${n}`,
+    deploymentId: "dep-a",
+    taskId: "task-id-1",
+    taskName: "resize",
+    module: "/app/tasks.ts",
+    args: `[${n}]`,
+    status: "pending",
+    progress: 0,
+    output: undefined,
+    result: undefined,
+    error: undefined,
+    createdAt: 1_700_000_000_000 + n,
+    startedAt: undefined,
+    finishedAt: undefined,
+    revision: 1,
+    sequence: 0,
+    position: n,
+    owner: "",
+    ...overrides,
+  };
+}
+
+/** Records a store's events; `next` waits for the first not yet taken that matches. */
+function record(store: PostgresStore) {
+  const events: ClusterEvent[] = [];
+  let taken = 0;
+  let wake: (() => void) | undefined;
+  const unsubscribe = store.subscribe((event) => {
+    events.push(event);
+    wake?.();
+  });
+  return {
+    events,
+    unsubscribe,
+    /** Skips everything received so far. */
+    drain(): void {
+      taken = events.length;
+    },
+    async next(match: (event: ClusterEvent) => boolean, timeoutMs = 5_000): Promise<ClusterEvent> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        for (let i = taken; i < events.length; i++) {
+          const event = events[i] as ClusterEvent;
+          if (match(event)) {
+            taken = i + 1;
+            return event;
+          }
+        }
+        const left = deadline - Date.now();
+        if (left <= 0)
+          throw new Error(`no matching event within ${timeoutMs} ms; got ${JSON.stringify(events)}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    },
+  };
+}
+
+const isChanged =
+  (atLeast = 0) =>
+  (event: ClusterEvent) =>
+    event.kind === "changed" && event.sequence >= atLeast;
+const isPending = (event: ClusterEvent) => event.kind === "pending";
+const ids = (list: readonly StoredInstance[]) => list.map((r) => r.id);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("PostgresStore", () => {
+  it("round-trips every field, including undefined optional fields and error JSON", async () => {
+    const store = await open(await database());
+    expect(store.shared).toBe(true);
+    const bare = row(1);
+    const full = row(2, {
+      args: undefined,
+      status: "failed",
+      progress: 0.75,
+      output: '"partial"',
+      result: "",
+      error: {
+        name: "RangeError",
+        message: "too big",
+        stack: "RangeError: too big\n    at x",
+        code: "E_BIG",
+      },
+      startedAt: 1_700_000_000_100,
+      finishedAt: 1_700_000_000_200,
+      revision: 7,
+      owner: "daemon-1",
+    });
+    const minimalError = row(3, {
+      status: "failed",
+      error: { name: "Error", message: "boom" },
+      args: "ünïcödé ✓ \\ \" ' {}",
+    });
+    const stored = await store.saveAssigned([bare, full, minimalError]);
+    expect(stored).toStrictEqual([
+      { ...bare, sequence: 1 },
+      { ...full, sequence: 2 },
+      { ...minimalError, sequence: 3 },
+    ]);
+
+    expect(await store.get("dep-a", "inst-1")).toStrictEqual(stored[0]);
+    expect(await store.get("dep-a", "inst-2")).toStrictEqual(stored[1]);
+    const got = await store.get("dep-a", "inst-3");
+    expect(got).toStrictEqual(stored[2]);
+    expect(Object.keys(got?.error ?? {})).toEqual(["name", "message"]);
+    expect(await store.get("dep-b", "inst-1")).toBeUndefined();
+    expect(await store.get("dep-a", "missing")).toBeUndefined();
+  });
+
+  it("assigns sequences to every row and positions to new rows, in order", async () => {
+    const store = await open(await database());
+    const first = await store.saveAssigned([
+      row(0, { id: "a", position: 0 }),
+      row(0, { id: "b", position: 0 }),
+    ]);
+    expect(first.map((r) => [r.id, r.sequence, r.position])).toEqual([
+      ["a", 1, 1],
+      ["b", 2, 2],
+    ]);
+    // A row with an explicit position keeps it and moves the position counter past it.
+    const second = await store.saveAssigned([row(10, { id: "c" }), row(0, { id: "d", position: 0 })]);
+    expect(second.map((r) => [r.id, r.sequence, r.position])).toEqual([
+      ["c", 3, 10],
+      ["d", 4, 11],
+    ]);
+    // An existing row saved with position 0 keeps the position it has.
+    const third = await store.saveAssigned([
+      row(0, { id: "a", position: 0, status: "running", revision: 2 }),
+    ]);
+    expect(third.map((r) => [r.id, r.sequence, r.position, r.status])).toEqual([["a", 5, 1, "running"]]);
+    // The same id twice in one batch: one row, the last one wins.
+    const fourth = await store.saveAssigned([
+      row(0, { id: "e", position: 0, progress: 0.1 }),
+      row(0, { id: "e", position: 0, progress: 0.2 }),
+    ]);
+    expect(fourth.map((r) => [r.id, r.sequence, r.position, r.progress])).toEqual([["e", 6, 12, 0.2]]);
+    expect(await store.get("dep-a", "e")).toStrictEqual(fourth[0]);
+    expect(await store.counters()).toEqual({ sequence: 6, position: 12 });
+    expect(await store.currentSequence()).toBe(6);
+    expect(await store.saveAssigned([])).toEqual([]);
+    expect(await store.currentSequence()).toBe(6);
+  });
+
+  it("upserts idempotently and replaces whole rows", async () => {
+    const store = await open(await database());
+    await store.save([row(1), row(2)]);
+    await store.save([row(1), row(2)]);
+    const finished = row(1, {
+      args: undefined,
+      status: "completed",
+      result: "42",
+      progress: 1,
+      finishedAt: 5,
+      revision: 3,
+    });
+    await store.save([finished]);
+    await store.save([finished]);
+    expect(await store.getMany(["inst-1", "inst-2"])).toStrictEqual([
+      { ...finished, sequence: 6 },
+      { ...row(2), sequence: 4 },
+    ]);
+    expect(await store.list({ deploymentId: "dep-a", limit: 10 })).toHaveLength(2);
+    expect(await store.counters()).toEqual({ sequence: 6, position: 2 });
+  });
+
+  it("saves definitions with the rows and upserts them by deployment and name", async () => {
+    const store = await open(await database());
+    await store.save(
+      [],
+      [
+        { deploymentId: "dep-a", id: "t1", name: "resize", module: "/app/a.ts" },
+        { deploymentId: "dep-a", id: "t2", name: "encode", module: "/app/a.ts" },
+        { deploymentId: "dep-b", id: "t9", name: "resize", module: "/app/b.ts" },
+      ],
+    );
+    expect(await store.currentSequence()).toBe(0);
+    await store.save([row(1)], [{ deploymentId: "dep-a", id: "t3", name: "resize", module: "/app/c.ts" }]);
+    expect(await store.listDefinitions("dep-a")).toEqual([
+      { deploymentId: "dep-a", id: "t2", name: "encode", module: "/app/a.ts" },
+      { deploymentId: "dep-a", id: "t3", name: "resize", module: "/app/c.ts" },
+    ]);
+    expect(await store.listDefinitions("dep-b")).toHaveLength(1);
+    expect(await store.listDefinitions("dep-c")).toEqual([]);
+  });
+
+  it("lists by position with task, status and deployment filters and pages by afterPosition", async () => {
+    const store = await open(await database());
+    const statuses = ["pending", "running", "completed", "failed", "cancelled"] as const;
+    // Saved out of order so the ORDER BY, not insertion order, decides.
+    const rows = Array.from({ length: 20 }, (_, i) =>
+      row(20 - i, {
+        status: statuses[(20 - i) % 5],
+        taskId: (20 - i) % 2 === 0 ? "even-id" : "odd-id",
+        taskName: (20 - i) % 2 === 0 ? "even" : "odd",
+      }),
+    );
+    await store.save([...rows, row(100, { id: "other", deploymentId: "dep-b" })]);
+    const positions = (list: StoredInstance[]) => list.map((r) => r.position);
+
+    expect(positions(await store.list({ deploymentId: "dep-a", limit: 100 }))).toEqual(
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+    expect(positions(await store.list({ deploymentId: "dep-a", limit: 3 }))).toEqual([1, 2, 3]);
+    expect(positions(await store.list({ deploymentId: "dep-a", afterPosition: 3, limit: 3 }))).toEqual([
+      4, 5, 6,
+    ]);
+    expect(positions(await store.list({ deploymentId: "dep-a", afterPosition: 20, limit: 3 }))).toEqual([]);
+    expect(positions(await store.list({ deploymentId: "dep-a", task: "even", limit: 4 }))).toEqual([
+      2, 4, 6, 8,
+    ]);
+    expect(positions(await store.list({ deploymentId: "dep-a", task: "odd-id", limit: 3 }))).toEqual([
+      1, 3, 5,
+    ]);
+    expect(positions(await store.list({ deploymentId: "dep-a", task: "nope", limit: 3 }))).toEqual([]);
+    expect(
+      positions(await store.list({ deploymentId: "dep-a", statuses: ["pending", "failed"], limit: 100 })),
+    ).toEqual([3, 5, 8, 10, 13, 15, 18, 20]);
+    expect(
+      positions(
+        await store.list({
+          deploymentId: "dep-a",
+          task: "even",
+          statuses: ["pending", "failed"],
+          afterPosition: 8,
+          limit: 2,
+        }),
+      ),
+    ).toEqual([10, 18]);
+    expect(await store.list({ deploymentId: "dep-a", statuses: [], limit: 100 })).toEqual([]);
+    expect(await store.list({ deploymentId: "dep-a", limit: 0 })).toEqual([]);
+    expect(positions(await store.list({ deploymentId: "dep-b", limit: 100 }))).toEqual([100]);
+  });
+
+  it("returns changes since a sequence, by sequence, per deployment and across all", async () => {
+    const store = await open(await database());
+    // Sequences follow the order of the batch: inst-3, inst-1, inst-4 (dep-b), inst-2.
+    await store.save([row(3), row(1), row(4, { deploymentId: "dep-b" }), row(2)]);
+    const view = (list: StoredInstance[]) => list.map((r) => `${r.id}@${r.sequence}`);
+    expect(view(await store.changesSince("dep-a", 0, 10))).toEqual(["inst-3@1", "inst-1@2", "inst-2@4"]);
+    expect(view(await store.changesSince("dep-a", 1, 10))).toEqual(["inst-1@2", "inst-2@4"]);
+    expect(view(await store.changesSince("dep-a", 0, 2))).toEqual(["inst-3@1", "inst-1@2"]);
+    expect(view(await store.changesSince("dep-a", 4, 10))).toEqual([]);
+    expect(view(await store.changesSince("dep-b", 0, 10))).toEqual(["inst-4@3"]);
+    expect(await store.changesSince("dep-a", 0, 0)).toEqual([]);
+    expect(view(await store.changesSinceAll(0, 10))).toEqual([
+      "inst-3@1",
+      "inst-1@2",
+      "inst-4@3",
+      "inst-2@4",
+    ]);
+    expect(view(await store.changesSinceAll(2, 1))).toEqual(["inst-4@3"]);
+    expect(await store.changesSinceAll(0, 0)).toEqual([]);
+
+    await store.save([row(3, { revision: 2, status: "running" })]);
+    expect((await store.changesSince("dep-a", 4, 10)).map((r) => [r.id, r.status, r.sequence])).toEqual([
+      ["inst-3", "running", 5],
+    ]);
+    expect(await store.currentSequence()).toBe(5);
+  });
+
+  it("returns pending and running rows of every deployment as unfinished, by position", async () => {
+    const store = await open(await database());
+    await store.save([
+      row(5, { status: "running", owner: "d1" }),
+      row(1, { status: "completed" }),
+      row(3, { status: "pending", deploymentId: "dep-b" }),
+      row(2, { status: "pending" }),
+      row(4, { status: "cancelled" }),
+      row(6, { status: "failed" }),
+    ]);
+    expect(ids(await store.unfinished())).toEqual(["inst-2", "inst-3", "inst-5"]);
+  });
+
+  it("gets many ids across chunks, leaving out missing ones", async () => {
+    const store = await open(await database());
+    const rows = Array.from({ length: 12_000 }, (_, i) =>
+      row(i + 1, { deploymentId: i % 2 ? "dep-a" : "dep-b" }),
+    );
+    await store.save(rows);
+    const wanted = [...rows.map((r) => r.id).reverse(), "missing-1", "inst-7", "missing-2"];
+    const got = await store.getMany(wanted);
+    expect(got).toHaveLength(12_000);
+    expect(ids(got)).toEqual(rows.map((r) => r.id).reverse());
+    expect(await store.getMany([])).toEqual([]);
+    expect(await store.getMany(["missing"])).toEqual([]);
+    expect(ids(await store.getMany(["inst-3", "inst-1", "inst-2"]))).toEqual(["inst-3", "inst-1", "inst-2"]);
+  });
+
+  it("saves 20,000 rows in one batch quickly", async () => {
+    const store = await open(await database());
+    const rows = Array.from({ length: 20_000 }, (_, i) =>
+      row(0, {
+        id: `bulk-${i}`,
+        position: 0,
+        output: "x".repeat(50),
+        error: i % 10 === 0 ? { name: "Error", message: "m" } : undefined,
+      }),
+    );
+    await store.save([row(1, { id: "warm-up" })]);
+    const started = performance.now();
+    const stored = await store.saveAssigned(rows);
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeLessThan(2_000);
+    expect(stored.at(-1)).toMatchObject({ id: "bulk-19999", sequence: 20_001, position: 20_001 });
+    expect(await store.counters()).toEqual({ sequence: 20_001, position: 20_001 });
+    expect(await store.get("dep-a", "bulk-10")).toStrictEqual(stored[10]);
+  });
+
+  it("commits concurrent saves from two stores in sequence order", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    const reader = await open(url);
+    const batches = 40;
+    const perBatch = 25;
+    let writing = true;
+    const seen = new Map<string, number>();
+    let cursor = 0;
+    const read = async () => {
+      for (;;) {
+        const done = !writing;
+        for (;;) {
+          const changes = await reader.changesSinceAll(cursor, 500);
+          for (const change of changes) {
+            expect(change.sequence).toBeGreaterThan(cursor);
+            cursor = change.sequence;
+            seen.set(change.id, change.sequence);
+          }
+          if (changes.length < 500) break;
+        }
+        if (done) return;
+        await sleep(1);
+      }
+    };
+    const write = async (store: PostgresStore, name: string) => {
+      let last = 0;
+      for (let batch = 0; batch < batches; batch++) {
+        const rows = Array.from({ length: perBatch }, (_, i) =>
+          row(0, { id: `${name}-${batch}-${i}`, position: 0, owner: name, status: "running" }),
+        );
+        const stored = await store.saveAssigned(rows);
+        const sequences = stored.map((r) => r.sequence);
+        // One batch: consecutive sequences, after everything this store saved before.
+        expect(sequences[0]).toBeGreaterThan(last);
+        expect(sequences).toEqual(sequences.map((_, i) => (sequences[0] as number) + i));
+        last = sequences.at(-1) as number;
+      }
+    };
+    const reading = read();
+    await Promise.all([write(a, "a"), write(b, "b")]);
+    writing = false;
+    await reading;
+
+    const total = 2 * batches * perBatch;
+    // A reader that only ever moved forward saw every row: no row committed behind its cursor.
+    expect(seen.size).toBe(total);
+    expect([...seen.values()].sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(await reader.counters()).toEqual({ sequence: total, position: total });
+  });
+
+  it("lets two stores racing to claim 1,000 pending rows claim each exactly once", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    const rows = Array.from({ length: 1_000 }, (_, i) => row(i + 1));
+    await a.save([
+      ...rows,
+      row(2_000, { id: "taken", owner: "someone" }),
+      row(2_001, { id: "done", status: "completed" }),
+    ]);
+    const claimed = new Map<string, string[]>();
+    const claimAll = async (store: PostgresStore, owner: string) => {
+      let last = 0;
+      for (;;) {
+        const got = await store.claim(owner, 17);
+        if (got.length === 0) return;
+        for (const r of got) {
+          expect(r.owner).toBe(owner);
+          expect(r.revision).toBe(2);
+          expect(r.position).toBeGreaterThan(last);
+          last = r.position;
+          claimed.set(r.id, [...(claimed.get(r.id) ?? []), owner]);
+        }
+      }
+    };
+    await Promise.all([claimAll(a, "daemon-a"), claimAll(b, "daemon-b"), claimAll(a, "daemon-a2")]);
+    expect(claimed.size).toBe(1_000);
+    for (const owners of claimed.values()) expect(owners).toHaveLength(1);
+    const byOwner = new Set([...claimed.values()].map((owners) => owners[0]));
+    expect(byOwner.size).toBeGreaterThan(1);
+    const stored = await a.getMany([...claimed.keys()]);
+    for (const r of stored) expect(r.owner).toBe(claimed.get(r.id)?.[0]);
+    expect(await a.claim("daemon-a", 10)).toEqual([]);
+    expect((await a.get("dep-a", "taken"))?.owner).toBe("someone");
+    // Every claim got new sequences after the save's.
+    expect(await a.currentSequence()).toBe(1_002 + 1_000);
+    expect(await a.claim("daemon-a", 0)).toEqual([]);
+  });
+
+  it("claims in creation order and publishes changed", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    const events = record(b);
+    await b.listening();
+    await a.save([row(3), row(1), row(2), row(4, { status: "running", owner: "x" })]);
+    await events.next(isChanged(4));
+    const got = await a.claim("daemon-a", 2);
+    expect(got.map((r) => [r.id, r.owner, r.sequence])).toEqual([
+      ["inst-1", "daemon-a", 5],
+      ["inst-2", "daemon-a", 6],
+    ]);
+    await events.next(isChanged(6));
+    expect((await b.changesSinceAll(4, 10)).map((r) => r.id)).toEqual(["inst-1", "inst-2"]);
+  });
+
+  it("cancels only pending rows that no daemon owns", async () => {
+    const url = await database();
+    const store = await open(url);
+    await store.save([
+      row(1),
+      row(2, { owner: "daemon-a" }),
+      row(3, { status: "running", owner: "daemon-a" }),
+      row(4, { status: "completed", result: "1" }),
+    ]);
+    const events = record(store);
+    await store.listening();
+    const before = Date.now();
+    const cancelled = await store.cancelPending("inst-1");
+    expect(cancelled).toMatchObject({
+      id: "inst-1",
+      status: "cancelled",
+      args: undefined,
+      revision: 2,
+      sequence: 5,
+      position: 1,
+      owner: "",
+    });
+    expect(cancelled?.finishedAt).toBeGreaterThanOrEqual(before);
+    expect(await store.get("dep-a", "inst-1")).toStrictEqual(cancelled);
+    await events.next(isChanged(5));
+    expect(await store.cancelPending("inst-1")).toBeUndefined();
+    expect(await store.cancelPending("inst-2")).toBeUndefined();
+    expect(await store.cancelPending("inst-3")).toBeUndefined();
+    expect(await store.cancelPending("inst-4")).toBeUndefined();
+    expect(await store.cancelPending("missing")).toBeUndefined();
+    expect(await store.currentSequence()).toBe(5);
+    expect((await store.get("dep-a", "inst-2"))?.status).toBe("pending");
+  });
+
+  it("reaps a daemon whose lease ran out: running rows fail, pending rows are freed, its heartbeat says false", async () => {
+    const url = await database();
+    const dying = await open(url);
+    const survivor = await open(url);
+    const events = record(survivor);
+    await survivor.listening();
+    expect(await dying.heartbeat("daemon-a", 5_000)).toBe(true);
+    expect(await survivor.heartbeat("daemon-b", 5_000)).toBe(true);
+    await dying.save([row(1), row(2), row(3), row(4), row(5, { status: "completed", owner: "" })]);
+    const claimedA = await dying.claim("daemon-a", 3);
+    expect(ids(claimedA)).toEqual(["inst-1", "inst-2", "inst-3"]);
+    const claimedB = await survivor.claim("daemon-b", 1);
+    expect(ids(claimedB)).toEqual(["inst-4"]);
+    const [one, two] = claimedA as [StoredInstance, StoredInstance];
+    await dying.save([
+      { ...one, status: "running", startedAt: 10, revision: one.revision + 1 },
+      { ...two, status: "running", startedAt: 11, revision: two.revision + 1, output: '"half"' },
+    ]);
+    // daemon-a renews a few times: not reaped while its lease holds.
+    for (let i = 0; i < 3; i++) {
+      await sleep(50);
+      expect(await dying.heartbeat("daemon-a", 5_000)).toBe(true);
+      expect(await survivor.reap(() => ({ name: "X", message: "x" }))).toEqual([]);
+    }
+    // Its last renewal is short, then it stops renewing.
+    expect(await dying.heartbeat("daemon-a", 300)).toBe(true);
+    const stoppedAt = Date.now();
+
+    const reason = (owner: string): TaskErrorInfo => ({
+      name: "DaemonLostError",
+      message: `daemon ${owner} stopped renewing its lease`,
+      code: "DAEMON_LOST",
+    });
+    // Now it stops; the survivor polls until the lease has run out by the database clock.
+    const deadline = Date.now() + 10_000;
+    let reaped: StoredInstance[] = [];
+    while (reaped.length === 0) {
+      expect(Date.now()).toBeLessThan(deadline);
+      expect(await survivor.heartbeat("daemon-b", 5_000)).toBe(true);
+      reaped = await survivor.reap(reason);
+      if (reaped.length === 0) await sleep(25);
+    }
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(250);
+    const byId = new Map(reaped.map((r) => [r.id, r]));
+    expect([...byId.keys()].sort()).toEqual(["inst-1", "inst-2", "inst-3"]);
+    expect(byId.get("inst-1")).toMatchObject({
+      status: "failed",
+      error: reason("daemon-a"),
+      args: undefined,
+      owner: "daemon-a",
+      startedAt: 10,
+      revision: 4,
+    });
+    expect(byId.get("inst-1")?.finishedAt).toBeGreaterThan(0);
+    expect(byId.get("inst-2")).toMatchObject({
+      status: "failed",
+      output: '"half"',
+      error: reason("daemon-a"),
+    });
+    expect(byId.get("inst-3")).toMatchObject({ status: "pending", owner: "", args: "[3]", revision: 3 });
+    expect(byId.get("inst-3")?.finishedAt).toBeUndefined();
+    expect(byId.get("inst-3")?.error).toBeUndefined();
+    const current = await survivor.currentSequence();
+    expect(reaped.map((r) => r.sequence)).toEqual([current - 2, current - 1, current]);
+    for (const r of reaped) expect(await survivor.get("dep-a", r.id)).toStrictEqual(r);
+    // daemon-b's row is untouched, and so is its lease.
+    expect(await survivor.get("dep-a", "inst-4")).toStrictEqual(claimedB[0]);
+    await events.next(isChanged(current));
+    await events.next(isPending);
+
+    // The freed row can be claimed again; the reaped daemon learns it is presumed dead.
+    expect(ids(await survivor.claim("daemon-b", 10))).toEqual(["inst-3"]);
+    expect(await dying.heartbeat("daemon-a", 300)).toBe(false);
+    expect(await dying.heartbeat("daemon-a", 300)).toBe(false);
+    expect(await sql(url, "SELECT owner FROM daemons ORDER BY owner")).toEqual([{ owner: "daemon-b" }]);
+    expect(await survivor.reap(reason)).toEqual([]);
+    // A daemon under a new name joins again.
+    expect(await dying.heartbeat("daemon-c", 300)).toBe(true);
+    expect(await survivor.heartbeat("daemon-b", 5_000)).toBe(true);
+  });
+
+  it("reaps an expired daemon that holds nothing, and lets reason errors through", async () => {
+    const url = await database();
+    const store = await open(url);
+    expect(await store.heartbeat("idle", 0)).toBe(true);
+    await store.save([row(1, { status: "running", owner: "busy" })]);
+    expect(await store.heartbeat("busy", 0)).toBe(true);
+    await sleep(20);
+    const boom = new Error("reason failed");
+    await expect(
+      store.reap(() => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    expect((await store.get("dep-a", "inst-1"))?.status).toBe("running");
+    expect(ids(await store.reap((owner) => ({ name: "Lost", message: owner })))).toEqual(["inst-1"]);
+    expect(await sql(url, "SELECT owner FROM daemons")).toEqual([]);
+    expect(await store.heartbeat("idle", 1_000)).toBe(false);
+  });
+
+  it("publishes events to every subscribed store, including changed and pending after a save", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    const atA = record(a);
+    const atB = record(b);
+    await Promise.all([a.listening(), b.listening()]);
+    // Listening starts with the catch-up events.
+    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: 0 });
+    expect(await atA.next(() => true)).toEqual({ kind: "pending" });
+    atB.drain();
+
+    await a.publish({ kind: "stop", instanceId: "inst-9", owner: "daemon-b" });
+    const stop = { kind: "stop", instanceId: "inst-9", owner: "daemon-b" };
+    expect(await atA.next(() => true)).toEqual(stop);
+    expect(await atB.next(() => true)).toEqual(stop);
+
+    await b.save([row(1, { status: "running", owner: "daemon-b" })]);
+    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: 1 });
+    await b.save([row(2)]);
+    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: 2 });
+    expect(await atA.next(() => true)).toEqual({ kind: "pending" });
+    await atB.next(isChanged(2));
+    await atB.next(isPending);
+
+    await a.publish({ kind: "pending" });
+    await a.publish({ kind: "changed", sequence: 2 });
+    expect(await atB.next(() => true)).toEqual({ kind: "pending" });
+    expect(await atB.next(() => true)).toEqual({ kind: "changed", sequence: 2 });
+
+    // A malformed payload from someone else is ignored, with a warning.
+    await sql(url, "SELECT pg_notify('numerous_tasks', 'not json')");
+    await a.publish({ kind: "pending" });
+    expect(await atA.next(() => true)).toEqual({ kind: "pending" });
+    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: 2 });
+    expect(await atA.next(() => true)).toEqual({ kind: "pending" });
+    expect(warnings.map((w) => w.msg)).toContain("ignored a malformed task store event");
+
+    // A listener that throws does not stop the others.
+    const unsubscribeThrower = a.subscribe(() => {
+      throw new Error("listener bug");
+    });
+    atB.unsubscribe();
+    await a.publish({ kind: "stop", instanceId: "x", owner: "y" });
+    expect(await atA.next((e) => e.kind === "stop")).toEqual({ kind: "stop", instanceId: "x", owner: "y" });
+    unsubscribeThrower();
+    unsubscribeThrower();
+    await sleep(100);
+    expect(atB.events.some((e) => e.kind === "stop" && e.instanceId === "x")).toBe(false);
+    atA.unsubscribe();
+  });
+
+  it("survives a database restart: queries fail clearly while it is down, then work, and events catch up", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    const events = record(a);
+    await a.listening();
+    await b.save([row(1)]);
+    await events.next(isChanged(1));
+    events.drain();
+
+    await server.restart({
+      whileDown: async () => {
+        const error = await a.get("dep-a", "inst-1").then(
+          () => undefined,
+          (e: unknown) => e as Error,
+        );
+        expect(error).toBeInstanceOf(Error);
+        const where = new URL(url);
+        expect(error?.message).toContain(`${where.hostname}:${where.port}${where.pathname}`);
+        expect(error?.message).not.toContain(where.password);
+        await expect(b.save([row(2)])).rejects.toThrow(where.pathname);
+        await expect(a.claim("x", 1)).rejects.toThrow(/task store postgres:\/\/postgres@/);
+      },
+    });
+
+    // The pools reconnect by themselves.
+    expect((await a.get("dep-a", "inst-1"))?.id).toBe("inst-1");
+    await b.save([row(2)]);
+    // The listener reconnects and catches up (the save above may also be notified live).
+    await events.next(isChanged(2), 10_000);
+    await events.next(isPending, 10_000);
+    await a.listening();
+    events.drain();
+    await b.save([row(3)]);
+    await events.next(isChanged(3));
+    expect(warnings.map((w) => w.msg)).toContain("task store events disconnected; reconnecting");
+  });
+
+  it("fails a write whose connection is killed mid-transaction, and keeps working", async () => {
+    const url = await database();
+    const store = await open(url);
+    await store.save([row(1)]);
+    // Someone holds the write lock, so the save below waits inside its transaction.
+    const holder = new pg.Client(url);
+    await holder.connect();
+    try {
+      await holder.query("SELECT pg_advisory_lock(1314149195, 1)");
+      const saving = store.save([row(2)]).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      const deadline = Date.now() + 5_000;
+      for (;;) {
+        const waiting = await holder.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+           WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'`,
+        );
+        if (waiting.rows.length > 0) break;
+        expect(Date.now()).toBeLessThan(deadline);
+        await sleep(10);
+      }
+      const error = await saving;
+      expect(error?.message).toMatch(/^task store postgres:\/\/postgres@127\.0\.0\.1:\d+\/nt_test_\d+: /);
+      await holder.query("SELECT pg_advisory_unlock(1314149195, 1)");
+    } finally {
+      await holder.end();
+    }
+    await store.save([row(2)]);
+    expect(ids(await store.list({ deploymentId: "dep-a", limit: 10 }))).toEqual(["inst-1", "inst-2"]);
+    expect(await store.currentSequence()).toBe(2);
+  });
+
+  it("migrates a fresh database once when several daemons open it at once, and refuses a newer schema", async () => {
+    const url = await database();
+    const opened = await Promise.all(Array.from({ length: 5 }, () => open(url)));
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 1 }]);
+    expect(await sql(url, "SELECT sequence, position FROM counters")).toEqual([
+      { sequence: "0", position: "0" },
+    ]);
+    await opened[0]?.save([row(1)]);
+    expect(await opened[4]?.counters()).toEqual({ sequence: 1, position: 1 });
+    // Reopening an up-to-date database keeps the data.
+    const again = await open(url);
+    expect((await again.get("dep-a", "inst-1"))?.sequence).toBe(1);
+
+    await sql(url, "UPDATE numerous_tasks_schema SET version = 99");
+    await expect(openPostgresStore(url)).rejects.toThrow(/schema version 99.*upgrade numerous-tasks/);
+  });
+
+  it("refuses bad URLs, wrong passwords and unreachable servers with clear errors", async () => {
+    const notPostgres = await openPostgresStore("mysql://u:secret@localhost/db").then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(notPostgres?.message).toMatch(/must start with postgres:\/\/ or postgresql:\/\//);
+    expect(notPostgres?.message).not.toContain("secret");
+    await expect(openPostgresStore("not a url")).rejects.toThrow(/not a URL/);
+
+    const wrong = new URL(server.url);
+    wrong.password = "wrong-password";
+    const error = await openPostgresStore(wrong.href).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toMatch(/password authentication failed for user "postgres"/);
+    expect(error?.message).toContain(`postgres@127.0.0.1:${wrong.port}`);
+    expect(error?.message).not.toContain("wrong-password");
+
+    const nowhere = new URL(server.url);
+    nowhere.port = "1";
+    await expect(openPostgresStore(nowhere.href)).rejects.toThrow(
+      `cannot open the task store postgres://postgres@127.0.0.1:1/`,
+    );
+  });
+
+  it("rejects every call after close with a clear error", async () => {
+    const store = await openPostgresStore(await database());
+    const events = record(store);
+    await store.listening();
+    await store.close();
+    await store.close();
+    events.unsubscribe();
+    await expect(store.save([row(1)])).rejects.toThrow(/closed/);
+    await expect(store.saveAssigned([row(1)])).rejects.toThrow(/closed/);
+    await expect(store.get("dep-a", "inst-1")).rejects.toThrow(/closed/);
+    await expect(store.getMany(["inst-1"])).rejects.toThrow(/closed/);
+    await expect(store.list({ deploymentId: "dep-a", limit: 1 })).rejects.toThrow(/closed/);
+    await expect(store.changesSince("dep-a", 0, 1)).rejects.toThrow(/closed/);
+    await expect(store.changesSinceAll(0, 1)).rejects.toThrow(/closed/);
+    await expect(store.currentSequence()).rejects.toThrow(/closed/);
+    await expect(store.unfinished()).rejects.toThrow(/closed/);
+    await expect(store.counters()).rejects.toThrow(/closed/);
+    await expect(store.listDefinitions("dep-a")).rejects.toThrow(/closed/);
+    await expect(store.heartbeat("d", 1)).rejects.toThrow(/closed/);
+    await expect(store.claim("d", 1)).rejects.toThrow(/closed/);
+    await expect(store.cancelPending("inst-1")).rejects.toThrow(/closed/);
+    await expect(store.reap(() => ({ name: "E", message: "m" }))).rejects.toThrow(/closed/);
+    await expect(store.publish({ kind: "pending" })).rejects.toThrow(/closed/);
+    expect(() => store.subscribe(() => {})).toThrow(/closed/);
+  });
+});
