@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, timingSafeEqual } from "node:crypto";
-import { realpathSync } from "node:fs";
+import { lstatSync, realpathSync, unlinkSync } from "node:fs";
+import { connect } from "node:net";
 import { isAbsolute, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -203,6 +204,7 @@ class DaemonImpl implements Daemon {
   }
 
   async listen(address: string): Promise<string> {
+    if (address.startsWith("unix:")) await removeStaleSocket(address.slice("unix:".length).replace(/^\/\//, ""));
     const port = await new Promise<number>((resolvePort, reject) => {
       this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) =>
         error ? reject(error) : resolvePort(bound),
@@ -892,6 +894,27 @@ class DaemonImpl implements Daemon {
       }
     });
   }
+}
+
+/**
+ * A daemon killed with SIGKILL leaves its socket file behind, and binding it again fails. The
+ * file goes only when nothing accepts on it, so a daemon that still runs keeps its address.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    if (!lstatSync(path).isSocket()) return;
+  } catch {
+    return;
+  }
+  const stale = await new Promise<boolean>((done) => {
+    const probe = connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      done(false);
+    });
+    probe.once("error", (error: NodeJS.ErrnoException) => done(error.code === "ECONNREFUSED"));
+  });
+  if (stale) unlinkSync(path);
 }
 
 function sameSecret(given: string, expected: string): boolean {
