@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { lstatSync, realpathSync, unlinkSync } from "node:fs";
-import { connect } from "node:net";
+import { type Socket, connect } from "node:net";
 import { isAbsolute, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -134,6 +134,8 @@ class DaemonImpl implements Daemon {
   #workerSerial = 0;
   #address = "";
   #accepting = true;
+  /** Set once shutdown has written its last: nothing after it is recorded. */
+  #stopped = false;
   readonly #moduleChecks = new Map<string, string | Error>();
   readonly #knownDefinitions = new Set<string>();
   #idleWaiters: Array<() => void> = [];
@@ -234,12 +236,31 @@ class DaemonImpl implements Daemon {
       this.#log.warn({ running: this.#running }, "handing running instances back: their workloads reattach to the next daemon");
     }
     await this.#flush();
+    // What still runs is handed back: the next daemon learns how it ends. This one neither
+    // records it in a closing store nor waits for it.
+    this.#stopped = true;
+    for (const active of this.#active.values()) {
+      clearTimeout(active.stopTimer);
+      clearTimeout(active.orphanTimer);
+    }
     for (const watcher of this.#watchers) watcher.call.end();
     for (const worker of this.#workers) {
       if (worker.pool && worker.instanceId === undefined) worker.child?.kill("SIGTERM");
       worker.call?.end();
+      worker.child?.unref();
+      for (const pipe of [worker.child?.stdout, worker.child?.stderr]) (pipe as Socket | null | undefined)?.unref();
     }
-    this.#server.forceShutdown();
+    await new Promise<void>((done) => {
+      // Lets what was written reach its peer (a workload's last FinishedAck); cuts what stays open.
+      const cut = setTimeout(() => {
+        this.#server.forceShutdown();
+        done();
+      }, 1000);
+      this.#server.tryShutdown(() => {
+        clearTimeout(cut);
+        done();
+      });
+    });
     await this.#store.close();
     this.#log.info("stopped");
   }
@@ -548,7 +569,7 @@ class DaemonImpl implements Daemon {
   // ---- durability -----------------------------------------------------------------------
 
   #change(active: Active, change: Partial<StoredInstance>): void {
-    if (isTerminalStatus(active.row.status)) return;
+    if (this.#stopped || isTerminalStatus(active.row.status)) return;
     const row: StoredInstance = { ...active.row, ...change, revision: active.row.revision + 1, sequence: ++this.#sequence };
     active.row = row;
     this.#dirty.set(row.id, row);
@@ -773,8 +794,9 @@ class DaemonImpl implements Daemon {
       call.emit("error", serviceError(code, message));
     };
     call.on("data", (message: WorkloadMessage) => {
-      // Once refused, the stream is over: nothing more it says counts.
-      if (refused) return;
+      // Once refused, the stream is over: nothing more it says counts. After a shutdown, the
+      // workload tells the next daemon.
+      if (refused || this.#stopped) return;
       try {
         const kind = message.kind;
         if (kind === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "empty workload message");
