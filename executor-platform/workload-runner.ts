@@ -41,6 +41,10 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
   const client = new WorkloadServiceClient(channelTarget(env.address), grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
+    // gRPC's default backoff grows to minutes: a restarted daemon would wait out its reconnect
+    // window before the workload even tried again.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
   });
   let current: Current | undefined;
   let stream: grpc.ClientDuplexStream<WorkloadMessage, DaemonMessage> | undefined;
