@@ -15,7 +15,8 @@ type Listener = (snapshot: InstanceSnapshot) => void;
 
 /** A snapshot made on this side (the daemon never saw the instance): nothing may replace it. */
 const FINAL_REVISION = Number.MAX_SAFE_INTEGER;
-const SUBMIT_ATTEMPTS_MS = 3_000;
+/** How long a call rides out an unreachable daemon (one that restarts is back in moments). */
+const UNAVAILABLE_RETRY_MS = 3_000;
 const MAX_BATCH = 1000;
 const MAX_BATCH_BYTES = 3 * 1024 * 1024;
 
@@ -68,22 +69,36 @@ export class PlatformExecutor implements Executor {
 
   async get(id: string): Promise<InstanceSnapshot | undefined> {
     await this.#submitted();
-    return (await this.#connect()).get(id);
+    return this.#call((connection) => connection.get(id));
   }
 
   async list(query: InstanceQuery): Promise<InstancePage> {
     await this.#submitted();
-    return (await this.#connect()).list(query);
+    return this.#call((connection) => connection.list(query));
   }
 
   async listDefinitions(): Promise<readonly TaskDefinition[]> {
     await this.#submitted();
-    return (await this.#connect()).listDefinitions();
+    return this.#call((connection) => connection.listDefinitions());
   }
 
   async stop(id: string): Promise<boolean> {
     await this.#submitted();
-    return (await this.#connect()).stop(id);
+    return this.#call((connection) => connection.stop(id));
+  }
+
+  /** Retries while the daemon is unavailable, as a submit does, then gives up with the error. */
+  async #call<T>(call: (connection: GrpcConnection) => Promise<T>): Promise<T> {
+    const connection = await this.#connect();
+    const deadline = Date.now() + UNAVAILABLE_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call(connection);
+      } catch (thrown) {
+        if ((thrown as TaskError).code !== "EXECUTOR_UNAVAILABLE" || Date.now() >= deadline || this.#closed) throw thrown;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
+      }
+    }
   }
 
   #flushBatch(): void {
@@ -136,7 +151,11 @@ export class PlatformExecutor implements Executor {
   }
 
   async #sendBatch(batch: SubmitRequest[]): Promise<void> {
-    await this.#ensureStream().catch(() => {});
+    // A daemon the watch stream could not reach in the retry time gets no second wait here.
+    const reached = await this.#ensureStream().then(
+      () => true,
+      () => false,
+    );
     const connection = await this.#connect();
     for (let i = 0; i < batch.length; ) {
       let bytes = 0;
@@ -145,13 +164,12 @@ export class PlatformExecutor implements Executor {
         bytes += (batch[end] as SubmitRequest).args.length;
         end++;
       }
-      await this.#submitChunk(connection, batch.slice(i, end));
+      await this.#submitChunk(connection, batch.slice(i, end), reached ? Date.now() + UNAVAILABLE_RETRY_MS : 0);
       i = end;
     }
   }
 
-  async #submitChunk(connection: GrpcConnection, chunk: SubmitRequest[]): Promise<void> {
-    const deadline = Date.now() + SUBMIT_ATTEMPTS_MS;
+  async #submitChunk(connection: GrpcConnection, chunk: SubmitRequest[], deadline: number): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         const results = await connection.submit(
@@ -169,8 +187,8 @@ export class PlatformExecutor implements Executor {
         if (error.code === "TASK_INPUT" && chunk.length > 1) {
           // Too large together: try the halves, so one oversized instance fails alone.
           const half = Math.ceil(chunk.length / 2);
-          await this.#submitChunk(connection, chunk.slice(0, half));
-          await this.#submitChunk(connection, chunk.slice(half));
+          await this.#submitChunk(connection, chunk.slice(0, half), deadline);
+          await this.#submitChunk(connection, chunk.slice(half), deadline);
           return;
         }
         if (error.code === "EXECUTOR_UNAVAILABLE" && Date.now() < deadline && !this.#closed) {
@@ -264,7 +282,7 @@ export class PlatformExecutor implements Executor {
           this.#stream = stream;
         });
       };
-      open(Date.now() + SUBMIT_ATTEMPTS_MS);
+      open(Date.now() + UNAVAILABLE_RETRY_MS);
     });
     return this.#streamReady;
   }
