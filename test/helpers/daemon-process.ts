@@ -14,15 +14,19 @@ export interface DaemonProcessOptions {
   readonly args?: readonly string[];
   readonly dataDir?: string;
   readonly appRoot?: string;
+  /** Default `127.0.0.1:0`; a `unix:` path stays the same across restarts. */
+  readonly listen?: string;
   readonly env?: Readonly<Record<string, string>>;
 }
 
-/** A real daemon process on 127.0.0.1:0, its JSON log kept for assertions. */
+/** A real daemon process (on 127.0.0.1:0 unless told otherwise), its JSON log kept for assertions. */
 export interface DaemonProcess {
   readonly address: string;
   readonly dataDir: string;
   readonly child: ChildProcess;
   readonly logs: Array<Record<string, unknown>>;
+  /** Resolves with the first log entry, logged so far or later, that `match` accepts. */
+  waitForLog(match: (entry: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
   /** Resolves with the exit code once the process is gone. */
   readonly exited: Promise<number | null>;
   /** SIGTERM and wait. */
@@ -36,15 +40,17 @@ export async function startDaemon(options: DaemonProcessOptions = {}): Promise<D
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "nt-daemon-"));
   const child = spawn(
     process.execPath,
-    [CLI, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--app-root", options.appRoot ?? ROOT, ...(options.args ?? [])],
+    [CLI, "serve", "--listen", options.listen ?? "127.0.0.1:0", "--data-dir", dataDir, "--app-root", options.appRoot ?? ROOT, ...(options.args ?? [])],
     { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const logs: Array<Record<string, unknown>> = [];
+  const logWaiters = new Set<(entry: Record<string, unknown>) => void>();
   const stderr: string[] = [];
   child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const logEnded = new Promise<void>((resolve) => lines.once("close", resolve));
   const address = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.on("line", (line) => {
       let entry: Record<string, unknown>;
       try {
@@ -53,6 +59,7 @@ export async function startDaemon(options: DaemonProcessOptions = {}): Promise<D
         return;
       }
       logs.push(entry);
+      for (const waiter of [...logWaiters]) waiter(entry);
       if (entry.msg === "listening") resolve(entry.address as string);
     });
     void exited.then((code) => reject(new Error(`daemon exited with ${code} before listening: ${stderr.join("")}`)));
@@ -62,6 +69,21 @@ export async function startDaemon(options: DaemonProcessOptions = {}): Promise<D
     dataDir,
     child,
     logs,
+    waitForLog(match) {
+      const found = logs.find(match);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const waiter = (entry: Record<string, unknown>) => {
+          if (!match(entry)) return;
+          logWaiters.delete(waiter);
+          resolve(entry);
+        };
+        logWaiters.add(waiter);
+        void logEnded.then(() => {
+          if (logWaiters.delete(waiter)) reject(new Error("the daemon exited before logging what was awaited"));
+        });
+      });
+    },
     exited,
     async stop() {
       child.kill("SIGTERM");
