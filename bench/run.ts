@@ -28,6 +28,26 @@ const SECTIONS: readonly SectionEntry[] = [
     description: "in-process LocalExecutor: throughput vs p-queue, setProgress cost, heap per instance",
     run: async () => (await import("./local.js")).benchLocal({}),
   },
+  {
+    name: "platform-latency",
+    description: "platform daemon (pool): setProgress -> client and stop() -> task, p50/p99 vs LocalExecutor",
+    run: async () => (await import("./platform-latency.js")).benchPlatformLatency({}),
+  },
+  {
+    name: "platform-throughput",
+    description: "platform daemon (pool): 20,000 trivial instances end to end vs BullMQ 5 + local Redis",
+    run: async () => (await import("./platform-throughput.js")).benchPlatformThroughput({}),
+  },
+  {
+    name: "platform-process",
+    description: "platform daemon (process per instance): instances/s vs bare `node -e 0` starts/s",
+    run: async () => (await import("./platform-process.js")).benchPlatformProcess({}),
+  },
+  {
+    name: "platform-store",
+    description: "platform daemon: RSS with 100,000 stored instances, listing them all page by page",
+    run: async () => (await import("./platform-store.js")).benchPlatformStore({}),
+  },
 ];
 
 const RESULTS = fileURLToPath(new URL("./results.json", import.meta.url));
@@ -57,7 +77,9 @@ await main(process.argv.slice(2));
 async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--list") || argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write("usage: npm run bench [-- <section> ...]\n\nsections:\n");
-    for (const section of SECTIONS) process.stdout.write(`  ${section.name.padEnd(12)} ${section.description}\n`);
+    for (const section of SECTIONS) {
+      process.stdout.write(`  ${section.name.padEnd(20)} ${section.description}\n`);
+    }
     return;
   }
   const unknown = argv.filter((name) => !SECTIONS.some((section) => section.name === name));

@@ -1,0 +1,178 @@
+/**
+ * The platform executor in process-per-instance mode (its default): instances per second of
+ * trivial tasks, against bare `node -e 0` process starts per second at the same parallelism,
+ * measured in the same run, runs alternated.
+ *
+ * Two task modules: `bench/tasks.ts` (TypeScript: the daemon starts each workload with tsx) and
+ * `bench/tasks-plain.mjs` (plain JavaScript, as a compiled app ships: no tsx). Two more process
+ * starts are timed for context, not goals: `node --import tsx -e 0`, and `node cli.js run`
+ * without the daemon's environment, which loads the workload runner (gRPC included) and exits.
+ */
+import { spawn } from "node:child_process";
+import { LocalExecutor } from "../executor-local/index.js";
+import { type TaskFunction, type TaskInstanceState, setExecutor } from "../index.js";
+import { CLI, ROOT, loadNote, loadNow, platformExecutor, startBenchDaemon } from "./platform-common.js";
+import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";
+import { benchTickPlain } from "./tasks-plain.mjs";
+import { benchTick } from "./tasks.js";
+
+/** Options of {@link benchPlatformProcess}. */
+export interface BenchPlatformProcessOptions {
+  /** Instances (and process starts) per run. Default 200. */
+  instances?: number;
+  /** Daemon concurrency, and processes started at a time. Default 4. */
+  concurrency?: number;
+  /** Runs of each measurement. Default 3. */
+  repeats?: number;
+}
+
+const GOAL = 0.8;
+
+export async function benchPlatformProcess(options: BenchPlatformProcessOptions = {}): Promise<BenchSection> {
+  const startLoad = loadNow();
+  const n = options.instances ?? 200;
+  const concurrency = options.concurrency ?? 4;
+  const repeats = options.repeats ?? 3;
+
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  delete env.NUMEROUS_EXECUTOR_ADDRESS;
+  delete env.NUMEROUS_WORKLOAD_TOKEN;
+  const bare = (): Promise<number> => startsPerSecond(n, concurrency, ["-e", "0"], env);
+  const withTsx = (): Promise<number> => startsPerSecond(n, concurrency, ["--import", "tsx", "-e", "0"], env);
+  const runner = (): Promise<number> => startsPerSecond(n, concurrency, [CLI, "run"], env, 2);
+
+  const daemon = await startBenchDaemon({ mode: "process", concurrency });
+  const executor = platformExecutor(daemon.address);
+  const results = {
+    bare: [] as number[],
+    ts: [] as number[],
+    plain: [] as number[],
+    tsx: [] as number[],
+    runner: [] as number[],
+  };
+  try {
+    setExecutor(executor);
+    // Warm-up, not reported: the OS file cache, tsx's compile cache, the daemon's JIT.
+    await bare();
+    await instancesPerSecond(benchTick, Math.min(n, 40));
+    await instancesPerSecond(benchTickPlain, Math.min(n, 40));
+    await withTsx();
+    await runner();
+    for (let run = 0; run < repeats; run++) {
+      const steps: Array<() => Promise<void>> = [
+        async () => void results.bare.push(await bare()),
+        async () => void results.ts.push(await instancesPerSecond(benchTick, n)),
+        async () => void results.plain.push(await instancesPerSecond(benchTickPlain, n)),
+        async () => void results.tsx.push(await withTsx()),
+        async () => void results.runner.push(await runner()),
+      ];
+      if (run % 2 === 1) steps.reverse();
+      for (const step of steps) await step();
+    }
+  } finally {
+    setExecutor(new LocalExecutor({ concurrency: 4 }));
+    await executor.close();
+    await daemon.dispose();
+  }
+
+  const bareMedian = median(results.bare);
+  const ratioRow = (name: string, values: number[]): BenchRow => {
+    const ratio = median(values) / bareMedian;
+    return {
+      name,
+      value: ratio,
+      unit: "x",
+      baseline: bareMedian,
+      ratio,
+      goal: `ratio >= ${GOAL}`,
+      pass: ratio >= GOAL,
+      samples: values.map((value, run) => value / (results.bare[run] as number)),
+    };
+  };
+  const rows: BenchRow[] = [
+    {
+      name: `bare \`node -e 0\`, ${concurrency} at a time`,
+      value: bareMedian,
+      unit: "starts/s",
+      samples: results.bare,
+    },
+    {
+      name: `platform, process mode, TypeScript task module (tsx), concurrency ${concurrency}`,
+      value: median(results.ts),
+      unit: "instances/s",
+      samples: results.ts,
+    },
+    ratioRow("ratio platform (.ts module) / bare node starts", results.ts),
+    {
+      name: `platform, process mode, plain .mjs task module, concurrency ${concurrency}`,
+      value: median(results.plain),
+      unit: "instances/s",
+      samples: results.plain,
+    },
+    ratioRow("ratio platform (.mjs module) / bare node starts", results.plain),
+    {
+      name: `\`node --import tsx -e 0\`, ${concurrency} at a time (context)`,
+      value: median(results.tsx),
+      unit: "starts/s",
+      samples: results.tsx,
+    },
+    {
+      name: `\`node cli.js run\` loading the workload runner, no daemon (context)`,
+      value: median(results.runner),
+      unit: "starts/s",
+      samples: results.runner,
+    },
+  ];
+  const perProcess = (perSecond: number) => formatNumber((concurrency / perSecond) * 1000);
+  return {
+    title: "Platform executor, process per instance, vs bare node process starts",
+    rows,
+    notes: [
+      `${formatNumber(n)} instances per run, each a trivial task (one progress report, returns i + 1), all submitted at once, timed until the client holds every result; the baseline starts ${formatNumber(n)} \`node -e 0\` processes, ${concurrency} at a time; median of ${repeats} runs, alternated, after a warm-up of each`,
+      `daemon: dist/, --workload-mode process --concurrency ${concurrency}, durable store on; each workload is \`node [--import tsx] dist/executor-platform/cli.js run\`: start, connect, hello, import the task module, run, report, wait for the ack, exit`,
+      `wall time per process slot (concurrency / rate): bare node ${perProcess(bareMedian)} ms, node + tsx ${perProcess(median(results.tsx))} ms, node + workload runner import ${perProcess(median(results.runner))} ms, platform instance ${perProcess(median(results.ts))} ms (.ts) / ${perProcess(median(results.plain))} ms (.mjs)`,
+      loadNote(startLoad),
+    ],
+  };
+}
+
+/** `n` instances of `fn` through the current executor; instances per second until all results are in. */
+async function instancesPerSecond(fn: TaskFunction<[i: number], number>, n: number): Promise<number> {
+  const start = performance.now();
+  const handles = new Array<TaskInstanceState<number>>(n);
+  for (let i = 0; i < n; i++) handles[i] = fn(i);
+  const results = await Promise.all(handles.map((handle) => handle.wait({ timeoutMs: 300_000 })));
+  const seconds = (performance.now() - start) / 1000;
+  const sum = results.reduce((total, value) => total + value, 0);
+  if (sum !== (n * (n - 1)) / 2 + n) throw new Error(`${fn.definition.name}: wrong results (sum ${sum})`);
+  return n / seconds;
+}
+
+/** Starts `n` `node <args>` processes, `parallel` at a time; starts per second. */
+async function startsPerSecond(
+  n: number,
+  parallel: number,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  expectedCode = 0,
+): Promise<number> {
+  let next = 0;
+  const start = performance.now();
+  const lane = async () => {
+    while (next < n) {
+      next++;
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+        child.stdout?.resume();
+        child.stderr?.resume();
+        child.once("error", reject);
+        child.once("exit", (exitCode) => resolve(exitCode));
+      });
+      if (code !== expectedCode)
+        throw new Error(`node ${args.join(" ")} exited with ${code}, not ${expectedCode}`);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, lane));
+  return n / ((performance.now() - start) / 1000);
+}

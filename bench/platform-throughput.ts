@@ -1,0 +1,374 @@
+/**
+ * End-to-end throughput of the platform executor in pool mode against BullMQ 5 on a local
+ * Redis, the same work on the same machine in the same run: `instances` trivial jobs that each
+ * report progress once and return a value, all submitted at once, timed until the client holds
+ * every result.
+ *
+ * - platform: a daemon process (durable store on, its default) with `concurrency` warm workload
+ *   processes; the client calls the task `instances` times in one turn (one batched Submit) and
+ *   awaits every handle's `wait()`;
+ * - BullMQ: a Worker with the same concurrency in its own process, `Queue.addBulk` from the
+ *   client, completions counted from `QueueEvents` in the client.
+ *
+ * Runs alternate (platform, BullMQ, then BullMQ, platform, …) after a warm-up of each.
+ * Installs `redis-server` from Debian when it is not on PATH; starts it on a free port with no
+ * persistence and stops it at the end.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { Queue, QueueEvents } from "bullmq";
+import { LocalExecutor } from "../executor-local/index.js";
+import { type TaskInstanceState, setExecutor } from "../index.js";
+import {
+  ROOT,
+  cpuSecondsOf,
+  descendantsOf,
+  exitOf,
+  freePort,
+  ownCpuSeconds,
+  platformExecutor,
+  startBenchDaemon,
+  loadNote,
+  loadNow,
+  which,
+} from "./platform-common.js";
+import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";
+import { benchTick } from "./tasks.js";
+
+/** Options of {@link benchPlatformThroughput}. */
+export interface BenchPlatformThroughputOptions {
+  /** Jobs per run. Default 20,000. */
+  instances?: number;
+  /** Daemon pool sizes (and BullMQ worker concurrencies) to compare at. Default [2, 4]. */
+  concurrencies?: readonly number[];
+  /** Runs of each side per concurrency. Default 3. */
+  repeats?: number;
+  /** Jobs of the warm-up run of each side (not reported). Default 1,000. */
+  warmup?: number;
+}
+
+const RUN_TIMEOUT_MS = 10 * 60_000;
+
+interface Run {
+  readonly jobsPerSecond: number;
+  /** CPU seconds per 1,000 jobs of each process group: the client, and the server side's parts. */
+  readonly cpu: Readonly<Record<string, number>>;
+}
+
+interface Comparison {
+  readonly concurrency: number;
+  readonly platform: Run[];
+  readonly bullmq: Run[];
+}
+
+export async function benchPlatformThroughput(
+  options: BenchPlatformThroughputOptions = {},
+): Promise<BenchSection> {
+  const startLoad = loadNow();
+  const instances = options.instances ?? 20_000;
+  const concurrencies = options.concurrencies ?? [2, 4];
+  const repeats = options.repeats ?? 3;
+  const warmup = options.warmup ?? 1_000;
+
+  const redis = await startRedis();
+  const comparisons: Comparison[] = [];
+  try {
+    for (const concurrency of concurrencies) {
+      comparisons.push(
+        await compareAt(concurrency, {
+          instances,
+          repeats,
+          warmup,
+          redisPort: redis.port,
+          redisPid: redis.pid,
+        }),
+      );
+    }
+  } finally {
+    await redis.stop();
+  }
+
+  const rows: BenchRow[] = [];
+  const notes: string[] = [
+    `${formatNumber(instances)} jobs per run, each reports progress once and returns i + 1; all submitted at once, timed from the first submit until the client holds every result; median of ${repeats} runs per side, alternated, after a ${formatNumber(warmup)}-job warm-up of each`,
+    "platform: daemon from dist/, pool mode, durable SQLite store on (synchronous=FULL); client = PlatformExecutor in the bench process (one batched Submit, every handle's wait())",
+    `BullMQ ${bullmqVersion()}: Worker in its own process with the same concurrency, Queue.addBulk + QueueEvents 'completed' in the bench process; ${redis.version}, --save '' --appendonly no (no persistence: the platform side writes every change durably, Redis here writes nothing to disk); completed jobs kept (BullMQ's default), as the daemon keeps instances`,
+  ];
+  for (const { concurrency, platform, bullmq } of comparisons) {
+    const p = median(platform.map((run) => run.jobsPerSecond));
+    const b = median(bullmq.map((run) => run.jobsPerSecond));
+    rows.push(
+      {
+        name: `platform (pool), concurrency ${concurrency}`,
+        value: p,
+        unit: "jobs/s",
+        samples: platform.map((run) => run.jobsPerSecond),
+      },
+      {
+        name: `BullMQ + Redis, concurrency ${concurrency}`,
+        value: b,
+        unit: "jobs/s",
+        samples: bullmq.map((run) => run.jobsPerSecond),
+      },
+      {
+        name: `throughput ratio platform / BullMQ, concurrency ${concurrency}`,
+        value: p / b,
+        unit: "x",
+        baseline: b,
+        ratio: p / b,
+        goal: "ratio >= 1.0",
+        pass: p / b >= 1,
+        samples: platform.map((run, i) => run.jobsPerSecond / (bullmq[i] as Run).jobsPerSecond),
+      },
+    );
+    const cpu = (runs: Run[]) =>
+      Object.keys(runs[0]?.cpu ?? {})
+        .map((group) => `${group} ${formatNumber(median(runs.map((run) => run.cpu[group] as number)))}`)
+        .join(" + ");
+    notes.push(
+      `concurrency ${concurrency}, CPU seconds per 1,000 jobs (median of runs): platform: ${cpu(platform)}; BullMQ: ${cpu(bullmq)}`,
+    );
+  }
+  notes.push(loadNote(startLoad));
+  return { title: "Platform executor throughput (pool mode) vs BullMQ 5 + Redis", rows, notes };
+}
+
+async function compareAt(
+  concurrency: number,
+  o: { instances: number; repeats: number; warmup: number; redisPort: number; redisPid: number },
+): Promise<Comparison> {
+  const daemon = await startBenchDaemon({ mode: "pool", concurrency });
+  const executor = platformExecutor(daemon.address);
+  const connection = { host: "127.0.0.1", port: o.redisPort };
+  const queueName = `bench-throughput-${concurrency}-${process.pid}`;
+  // Every job emits about five events; keep a whole run's, so a reader that falls behind loses none.
+  const queue = new Queue(queueName, { connection, streams: { events: { maxLen: 10 * o.instances } } });
+  const events = new QueueEvents(queueName, { connection });
+  const worker = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(ROOT, "bench/bullmq-worker.ts"),
+      String(o.redisPort),
+      queueName,
+      String(concurrency),
+    ],
+    { cwd: ROOT, stdio: ["ignore", "inherit", "inherit", "ipc"] },
+  );
+  const platform: Run[] = [];
+  const bullmq: Run[] = [];
+  try {
+    await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), workerReady(worker)]);
+    setExecutor(executor);
+    const platformSide = async (n: number) =>
+      measure(n, { daemon: [daemon.pid], workloads: descendantsOf(daemon.pid) }, () => platformRun(n));
+    const bullSide = async (n: number) =>
+      measure(n, { redis: [o.redisPid], worker: [worker.pid as number] }, () => bullmqRun(queue, events, n));
+    await platformSide(o.warmup);
+    await bullSide(o.warmup);
+    for (let run = 0; run < o.repeats; run++) {
+      if (run % 2 === 0) {
+        platform.push(await platformSide(o.instances));
+        bullmq.push(await bullSide(o.instances));
+      } else {
+        bullmq.push(await bullSide(o.instances));
+        platform.push(await platformSide(o.instances));
+      }
+    }
+  } finally {
+    setExecutor(new LocalExecutor({ concurrency: 4 }));
+    await executor.close();
+    await daemon.dispose();
+    worker.send("close");
+    const killer = setTimeout(() => worker.kill("SIGKILL"), 10_000);
+    await exitOf(worker);
+    clearTimeout(killer);
+    await events.close();
+    await queue.obliterate({ force: true });
+    await queue.close();
+  }
+  return { concurrency, platform, bullmq };
+}
+
+/** Times `run` (which returns seconds taken) and the CPU the client and each group of `server` spent. */
+async function measure(
+  n: number,
+  server: Record<string, readonly number[]>,
+  run: () => Promise<number>,
+): Promise<Run> {
+  const client0 = ownCpuSeconds();
+  const server0 = Object.fromEntries(
+    Object.entries(server).map(([group, pids]) => [group, cpuSecondsOf(pids)]),
+  );
+  const seconds = await run();
+  const cpu: Record<string, number> = { client: ((ownCpuSeconds() - client0) / n) * 1000 };
+  for (const [group, pids] of Object.entries(server)) {
+    cpu[group] = ((cpuSecondsOf(pids) - (server0[group] as number)) / n) * 1000;
+  }
+  return { jobsPerSecond: n / seconds, cpu };
+}
+
+/** `n` instances of `benchTick` through the current (platform) executor; seconds taken. */
+async function platformRun(n: number): Promise<number> {
+  const start = performance.now();
+  const handles = new Array<TaskInstanceState<number>>(n);
+  for (let i = 0; i < n; i++) handles[i] = benchTick(i);
+  const results = await Promise.all(handles.map((handle) => handle.wait({ timeoutMs: RUN_TIMEOUT_MS })));
+  const seconds = (performance.now() - start) / 1000;
+  checkSum(
+    results.reduce((sum, value) => sum + value, 0),
+    n,
+    "platform",
+  );
+  return seconds;
+}
+
+/** `n` jobs through BullMQ: one addBulk, then every 'completed' event; seconds taken. */
+async function bullmqRun(queue: Queue, events: QueueEvents, n: number): Promise<number> {
+  let done = 0;
+  let sum = 0;
+  let finish: () => void = () => {};
+  let fail: (error: Error) => void = () => {};
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  const onCompleted = ({ returnvalue }: { returnvalue: unknown }) => {
+    sum += Number(returnvalue);
+    if (++done === n) finish();
+  };
+  const onFailed = ({ jobId, failedReason }: { jobId: string; failedReason: string }) => {
+    fail(new Error(`BullMQ job ${jobId} failed: ${failedReason}`));
+  };
+  events.on("completed", onCompleted);
+  events.on("failed", onFailed);
+  const timer = setTimeout(
+    () => fail(new Error(`BullMQ: ${done} of ${n} jobs completed in time`)),
+    RUN_TIMEOUT_MS,
+  );
+  try {
+    const start = performance.now();
+    const jobs = new Array<{ name: string; data: { i: number } }>(n);
+    for (let i = 0; i < n; i++) jobs[i] = { name: "tick", data: { i } };
+    await queue.addBulk(jobs);
+    await finished;
+    const seconds = (performance.now() - start) / 1000;
+    checkSum(sum, n, "BullMQ");
+    return seconds;
+  } finally {
+    clearTimeout(timer);
+    events.off("completed", onCompleted);
+    events.off("failed", onFailed);
+  }
+}
+
+function checkSum(sum: number, n: number, who: string): void {
+  const expected = (n * (n - 1)) / 2 + n;
+  if (sum !== expected) throw new Error(`${who}: wrong results (sum ${sum}, expected ${expected})`);
+}
+
+function workerReady(worker: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the BullMQ worker did not get ready in 30 s")), 30_000);
+    worker.once("message", (message) => {
+      clearTimeout(timer);
+      if (message === "ready") resolve();
+      else reject(new Error(`the BullMQ worker said ${String(message)}`));
+    });
+    worker.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the BullMQ worker exited with ${code} before it was ready`));
+    });
+  });
+}
+
+function bullmqVersion(): string {
+  const found = spawnSync(process.execPath, ["-p", "require('bullmq/package.json').version"], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  return found.stdout.trim() || "5";
+}
+
+interface Redis {
+  readonly port: number;
+  readonly pid: number;
+  readonly version: string;
+  stop(): Promise<void>;
+}
+
+/** `redis-server` on a free loopback port, no persistence; installed from Debian when missing. */
+async function startRedis(): Promise<Redis> {
+  let binary = which("redis-server");
+  if (binary === undefined) {
+    process.stdout.write(
+      "redis-server is not on PATH: installing it with apt-get (Debian's redis-server) ...\n",
+    );
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    const update = spawnSync("apt-get", ["update"], { stdio: "inherit", env });
+    const install = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", "redis-server"], {
+      stdio: "inherit",
+      env,
+    });
+    binary = which("redis-server");
+    if (binary === undefined) {
+      throw new Error(
+        `could not install redis-server (apt-get update exited ${update.status}, install ${install.status}); install it and run again`,
+      );
+    }
+  }
+  const version = spawnSync(binary, ["--version"], { encoding: "utf8" })
+    .stdout.trim()
+    .split(" ")
+    .slice(0, 3)
+    .join(" ");
+  const port = await freePort();
+  const child = spawn(
+    binary,
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--protected-mode",
+      "yes",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const output: string[] = [];
+  child.stderr?.on("data", (chunk: Buffer) => output.push(chunk.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`redis-server did not start in 10 s: ${output.join("")}`)),
+      10_000,
+    );
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    lines.on("line", (line) => {
+      output.push(line);
+      if (line.includes("Ready to accept connections")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}: ${output.join("\n")}`));
+    });
+  });
+  child.stdout?.resume();
+  return {
+    port,
+    pid: child.pid as number,
+    version: version.startsWith("Redis") ? version : `Redis (${version})`,
+    async stop() {
+      child.kill("SIGTERM");
+      await exitOf(child);
+    },
+  };
+}

@@ -1,0 +1,3 @@
+import type { TaskFunction } from "numerous-tasks";
+
+export declare const benchTickPlain: TaskFunction<[i: number], number>;
