@@ -1,8 +1,11 @@
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { addClientCommands } from "./cli-tasks.js";
+import { AccessControl, loadTokenGrants } from "./access-control.js";
 import { createDaemon } from "./daemon.js";
+import type { Store } from "./store/store.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]|::1)(:\d+)?$/;
@@ -38,13 +41,19 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     .addOption(new Option("--listen <address>", "host:port or unix:/path to listen on").env("NUMEROUS_EXECUTOR_LISTEN").default("127.0.0.1:7777"))
     .addOption(new Option("--data-dir <dir>", "where the durable store lives").env("NUMEROUS_EXECUTOR_DATA_DIR").default(".numerous-tasks"))
     .addOption(new Option("--app-root <dir>", "task modules are imported only from inside it").env("NUMEROUS_EXECUTOR_APP_ROOT").default("."))
-    .addOption(new Option("--concurrency <n>", "instances that run at once").env("NUMEROUS_EXECUTOR_CONCURRENCY").argParser(positive).default(4))
+    .addOption(new Option("--store <url>", "postgres://… to share one store among several daemons (default: embedded, in the data directory)").env("NUMEROUS_EXECUTOR_STORE"))
+    .addOption(new Option("--lease-ms <ms>", "shared store: how long a daemon's lease lasts without renewal").env("NUMEROUS_EXECUTOR_LEASE_MS").argParser(positive).default(10_000))
+    .addOption(new Option("--concurrency <n>", "instances that run at once (0: serve clients only, in a cluster)").env("NUMEROUS_EXECUTOR_CONCURRENCY").argParser(whole).default(4))
     .addOption(new Option("--stop-grace-ms <ms>", "how long a stopped task may run on before its workload is killed").env("NUMEROUS_EXECUTOR_STOP_GRACE_MS").argParser(whole).default(10_000))
     .addOption(new Option("--max-message-bytes <n>", "largest message either service accepts").env("NUMEROUS_EXECUTOR_MAX_MESSAGE_BYTES").argParser(positive).default(4 * 1024 * 1024))
     .addOption(new Option("--workload-mode <mode>", "process: one OS process per instance; pool: warm processes reused").env("NUMEROUS_EXECUTOR_WORKLOAD_MODE").choices(["process", "pool"]).default("process"))
     .addOption(new Option("--reconnect-window-ms <ms>", "after a restart, how long running workloads have to reattach").env("NUMEROUS_EXECUTOR_RECONNECT_WINDOW_MS").argParser(whole).default(10_000))
     .addOption(new Option("--shutdown-grace-ms <ms>", "on SIGTERM, how long running instances may take to finish").env("NUMEROUS_EXECUTOR_SHUTDOWN_GRACE_MS").argParser(whole).default(10_000))
-    .addOption(new Option("--token <token>", "access token every call must carry").env("NUMEROUS_EXECUTOR_TOKEN"))
+    .addOption(new Option("--token <token>", "access token every call must carry (all deployments)").env("NUMEROUS_EXECUTOR_TOKEN"))
+    .addOption(new Option("--tokens-file <file>", "tokens bound to deployments, one a line: <token> <deployment>[,<deployment>…] (* for all)").env("NUMEROUS_EXECUTOR_TOKENS_FILE"))
+    .addOption(new Option("--tokens <grants>", "the same lines, separated by ;").env("NUMEROUS_EXECUTOR_TOKENS"))
+    .addOption(new Option("--tls-cert <file>", "serve TLS with this certificate chain (PEM)").env("NUMEROUS_EXECUTOR_TLS_CERT"))
+    .addOption(new Option("--tls-key <file>", "the certificate's private key (PEM)").env("NUMEROUS_EXECUTOR_TLS_KEY"))
     .addOption(new Option("--insecure", "allow a non-loopback address without a token").env("NUMEROUS_EXECUTOR_INSECURE"))
     .addOption(new Option("--log-level <level>", "pino log level").env("NUMEROUS_EXECUTOR_LOG_LEVEL").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"))
     .action(async (options) => {
@@ -75,19 +84,57 @@ interface ServeOptions {
   reconnectWindowMs: number;
   shutdownGraceMs: number;
   token?: string;
+  tokensFile?: string;
+  tokens?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  store?: string;
+  leaseMs: number;
   insecure?: boolean;
   logLevel: string;
 }
 
 async function serve(options: ServeOptions): Promise<number> {
   const logger = pino({ level: options.logLevel, base: { service: "numerous-executor" } });
-  if (!isLoopbackAddress(options.listen) && options.token === undefined && !options.insecure) {
-    logger.fatal({ address: options.listen }, "refusing to listen beyond loopback without a token: set --token (or NUMEROUS_EXECUTOR_TOKEN), or pass --insecure");
-    process.stderr.write(`numerous-executor: refusing to listen on ${options.listen} without a token; set --token or pass --insecure\n`);
+  const refuse = (message: string) => {
+    logger.fatal(message);
+    process.stderr.write(`numerous-executor: ${message}\n`);
     return 2;
+  };
+  let grants: ReturnType<typeof loadTokenGrants>;
+  try {
+    grants = loadTokenGrants(options);
+  } catch (error) {
+    return refuse(`cannot read the tokens: ${(error as Error).message}`);
+  }
+  if (!isLoopbackAddress(options.listen) && grants.length === 0 && !options.insecure) {
+    return refuse(
+      `refusing to listen on ${options.listen} without a token: set --token, --tokens-file or --tokens (or their NUMEROUS_EXECUTOR_ variables), or pass --insecure`,
+    );
+  }
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+    return refuse("--tls-cert and --tls-key go together");
+  }
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  try {
+    tls = options.tlsCert && options.tlsKey ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) } : undefined;
+  } catch (error) {
+    return refuse(`cannot read the TLS files: ${(error as Error).message}`);
   }
   const dataDir = resolve(options.dataDir);
-  const store = await openSqliteStore(dataDir);
+  let store: Store;
+  if (options.store === undefined || options.store === "") {
+    store = await openSqliteStore(dataDir);
+  } else if (/^postgres(ql)?:\/\//.test(options.store)) {
+    const { openPostgresStore } = await import("./store/postgres-store.js");
+    store = await openPostgresStore(options.store, { logger });
+  } else {
+    return refuse("--store takes a postgres:// URL; leave it unset for the embedded store");
+  }
+  let fatal: ((reason: string) => void) | undefined;
+  const died = new Promise<number>((done) => {
+    fatal = () => done(1);
+  });
   const daemon = await createDaemon({
     store,
     dataDir,
@@ -98,11 +145,14 @@ async function serve(options: ServeOptions): Promise<number> {
     workloadMode: options.workloadMode,
     reconnectWindowMs: options.reconnectWindowMs,
     shutdownGraceMs: options.shutdownGraceMs,
-    ...(options.token === undefined ? {} : { accessToken: options.token }),
+    accessControl: new AccessControl(grants),
+    ...(tls === undefined ? {} : { tls }),
+    leaseMs: options.leaseMs,
+    onFatal: (reason) => fatal?.(reason),
     logger,
   });
   await daemon.listen(options.listen);
-  await new Promise<void>((done) => {
+  const stopped = new Promise<void>((done) => {
     const stop = (signal: string) => {
       logger.info({ signal }, "signal received");
       daemon.shutdown().then(done, (error) => {
@@ -113,5 +163,5 @@ async function serve(options: ServeOptions): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
-  return 0;
+  return Promise.race([stopped.then(() => 0), died]);
 }

@@ -30,7 +30,7 @@ if (invoked === fileURLToPath(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => {
       // A task may leave timers or sockets open; the workload's job is done.
-      if (process.argv[2] === "run") process.exit(code);
+      if (process.argv[2] === "run" || process.argv[2] === "serve") process.exit(code);
       process.exitCode = code;
     },
     (error: unknown) => {

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash, timingSafeEqual } from "node:crypto";
-import { lstatSync, realpathSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, realpathSync, unlinkSync } from "node:fs";
+import { hostname } from "node:os";
 import { type Socket, connect } from "node:net";
-import { isAbsolute, relative, resolve, sep } from "node:path";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -26,6 +26,8 @@ import {
   type WorkloadMessage,
   WorkloadServiceService,
 } from "./generated/numerous/tasks/v1/tasks_pb.js";
+import { AccessControl, DEFAULT_DEPLOYMENT } from "./access-control.js";
+import { type ClusterEvent, type ClusterStore, isClusterStore } from "./store/cluster-store.js";
 import type { Store, StoredDefinition, StoredInstance } from "./store/store.js";
 import { HealthService } from "./generated/grpc/health/v1/health_pb.js";
 import { createHealthService } from "./health-service.js";
@@ -52,8 +54,16 @@ export interface DaemonOptions {
   readonly reconnectWindowMs?: number;
   /** On SIGTERM, how long running instances may take to finish before the daemon exits. */
   readonly shutdownGraceMs?: number;
-  /** When set, every call must carry `authorization: Bearer <token>`. */
-  readonly accessToken?: string;
+  /** Which tokens may call, for which deployments. Default: anyone (loopback only). */
+  readonly accessControl?: AccessControl;
+  /** Serve TLS with this certificate chain and key (PEM). */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  /** This daemon's name in a cluster (a shared store). Default: host, pid and a random part. */
+  readonly owner?: string;
+  /** Shared store: how long a daemon's lease lasts without renewal. Default 10 s. */
+  readonly leaseMs?: number;
+  /** Called when the daemon must stop at once (it lost its lease to the cluster). */
+  readonly onFatal?: (reason: string) => void;
   readonly logger: Logger;
   /** Extra environment for workloads. */
   readonly workloadEnv?: Readonly<Record<string, string>>;
@@ -97,11 +107,11 @@ interface Watcher {
   blocked: boolean;
 }
 
-type ResolvedOptions = Required<Omit<DaemonOptions, "accessToken" | "workloadEnv">> & DaemonOptions;
+type ResolvedOptions = Required<Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal">> &
+  DaemonOptions;
 
 const MAX_PAGE = 1000;
 const DEFAULT_PAGE = 100;
-const DEFAULT_DEPLOYMENT = "default";
 
 /** Builds the platform executor's daemon over a store. */
 export async function createDaemon(options: DaemonOptions): Promise<Daemon> {
@@ -127,7 +137,7 @@ class DaemonImpl implements Daemon {
   readonly #dirtyDefinitions = new Map<string, StoredDefinition>();
   #flushScheduled = false;
   #flushing: Promise<void> | undefined;
-  #flushWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
+  #flushWaiters: Array<{ resolve: (stored: ReadonlyMap<string, StoredInstance>) => void; reject: (error: unknown) => void }> = [];
   readonly #watchers = new Set<Watcher>();
   readonly #workers = new Set<Worker>();
   readonly #idleWorkers: Worker[] = [];
@@ -140,6 +150,22 @@ class DaemonImpl implements Daemon {
   readonly #knownDefinitions = new Set<string>();
   #idleWaiters: Array<() => void> = [];
   readonly #healthListeners = new Set<() => void>();
+  readonly #access: AccessControl;
+  /** Set when several daemons share the store. */
+  readonly #cluster: ClusterStore | undefined;
+  readonly #owner: string;
+  /** Where workloads reach this daemon: a private unix socket in the data directory. */
+  #workloadAddress = "";
+  #claiming = false;
+  #claimAgain = false;
+  #fetching: Promise<void> | undefined;
+  #fetchAgain = false;
+  /** Cluster: the highest sequence fetched from the store and passed to watchers. */
+  #fetched = 0;
+  /** Cluster: sequences this daemon saved and already broadcast, so a fetch skips them. */
+  readonly #ownSequences = new Set<number>();
+  readonly #timers: NodeJS.Timeout[] = [];
+  #unsubscribe: (() => void) | undefined;
 
   constructor(options: DaemonOptions) {
     this.#o = {
@@ -149,10 +175,14 @@ class DaemonImpl implements Daemon {
       workloadMode: "process",
       reconnectWindowMs: 10_000,
       shutdownGraceMs: 10_000,
+      leaseMs: 10_000,
       ...options,
     };
     this.#log = options.logger;
     this.#store = options.store;
+    this.#cluster = isClusterStore(options.store) ? options.store : undefined;
+    this.#owner = options.owner ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+    this.#access = options.accessControl ?? new AccessControl([]);
     this.#tokens = WorkloadTokens.fromDataDir(options.dataDir);
     this.#appRoot = realpathSync(resolve(options.appRoot));
     this.#server = new grpc.Server({
@@ -175,6 +205,13 @@ class DaemonImpl implements Daemon {
 
   /** Takes up what a previous run left: pending instances run, running ones wait for their workload. */
   async recover(): Promise<void> {
+    if (this.#cluster !== undefined) {
+      // A daemon of a cluster starts afresh under a new name; what an earlier run held is
+      // reaped by the others once its lease runs out.
+      this.#sequence = this.#fetched = await this.#cluster.currentSequence();
+      await this.#cluster.heartbeat(this.#owner, this.#o.leaseMs);
+      return;
+    }
     const counters = await this.#store.counters();
     this.#sequence = counters.sequence;
     this.#position = counters.position;
@@ -207,12 +244,22 @@ class DaemonImpl implements Daemon {
 
   async listen(address: string): Promise<string> {
     if (address.startsWith("unix:")) await removeStaleSocket(address.slice("unix:".length).replace(/^\/\//, ""));
-    const port = await new Promise<number>((resolvePort, reject) => {
-      this.#server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) =>
-        error ? reject(error) : resolvePort(bound),
-      );
-    });
+    const credentials = this.#o.tls
+      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: this.#o.tls.cert, private_key: this.#o.tls.key }], false)
+      : grpc.ServerCredentials.createInsecure();
+    const port = await this.#bind(address, credentials);
     this.#address = address.startsWith("unix:") ? address : address.replace(/:\d+$/, `:${port}`);
+    // Workloads talk to this daemon over a socket only this machine sees, with no TLS to set up;
+    // it stays at one path across restarts, so running workloads find the next daemon.
+    const socket = join(this.#o.dataDir, "workloads.sock");
+    if (socket.length < 100) {
+      await removeStaleSocket(socket);
+      await this.#bind(`unix:${socket}`, grpc.ServerCredentials.createInsecure());
+      this.#workloadAddress = `unix:${socket}`;
+    } else {
+      this.#workloadAddress = this.#address;
+    }
+    if (this.#cluster !== undefined) this.#joinCluster(this.#cluster);
     this.#log.info({ address: this.#address, mode: this.#o.workloadMode, concurrency: this.#o.concurrency, appRoot: this.#appRoot }, "listening");
     if (this.#o.workloadMode === "pool") {
       for (let i = 0; i < this.#o.concurrency; i++) this.#spawnWorker(undefined);
@@ -221,9 +268,17 @@ class DaemonImpl implements Daemon {
     return this.#address;
   }
 
+  #bind(address: string, credentials: grpc.ServerCredentials): Promise<number> {
+    return new Promise<number>((resolvePort, reject) => {
+      this.#server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolvePort(bound)));
+    });
+  }
+
   async shutdown(): Promise<void> {
     if (!this.#accepting) return;
     this.#accepting = false;
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#unsubscribe?.();
     for (const listener of this.#healthListeners) listener();
     this.#log.info({ running: this.#running }, "shutting down: no new work, waiting for running instances");
     const idle = new Promise<void>((done) => {
@@ -310,16 +365,17 @@ class DaemonImpl implements Daemon {
 
   /** The caller's deployment, or the status to refuse it with. */
   #authorize(metadata: grpc.Metadata): string | grpc.ServiceError {
-    const token = this.#o.accessToken;
-    if (token !== undefined) {
-      const header = metadata.get("authorization")[0];
-      const given = typeof header === "string" && header.startsWith("Bearer ") ? header.slice(7) : "";
-      if (!sameSecret(given, token)) {
-        return serviceError(grpc.status.UNAUTHENTICATED, given === "" ? "missing access token" : "wrong access token");
-      }
-    }
+    const header = metadata.get("authorization")[0];
     const deployment = metadata.get("x-numerous-deployment")[0];
-    return typeof deployment === "string" && deployment !== "" ? deployment : DEFAULT_DEPLOYMENT;
+    const access = this.#access.check(
+      typeof header === "string" ? header : undefined,
+      typeof deployment === "string" ? deployment : undefined,
+    );
+    if (access.ok) return access.deployment;
+    return serviceError(
+      access.reason === "unauthenticated" ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED,
+      access.message,
+    );
   }
 
   async #submit(request: SubmitRequest, deployment: string): Promise<SubmitResponse> {
@@ -352,7 +408,7 @@ class DaemonImpl implements Daemon {
         }
         continue;
       }
-      const module = this.#moduleChecks.get(instance.module) as string;
+      const module = this.#resolvedModule(instance) as string;
       const row: StoredInstance = {
         id: instance.id,
         deploymentId: deployment,
@@ -369,13 +425,14 @@ class DaemonImpl implements Daemon {
         startedAt: undefined,
         finishedAt: undefined,
         revision: 1,
-        sequence: ++this.#sequence,
-        position: ++this.#position,
+        // A shared store numbers rows itself.
+        sequence: this.#cluster ? 0 : ++this.#sequence,
+        position: this.#cluster ? 0 : ++this.#position,
         owner: "",
       };
       const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined };
       existing.set(row.id, row);
-      this.#active.set(row.id, active);
+      if (this.#cluster === undefined) this.#active.set(row.id, active);
       this.#dirty.set(row.id, row);
       const definitionKey = `${deployment}\u0000${row.taskName}\u0000${module}`;
       if (!this.#knownDefinitions.has(definitionKey)) {
@@ -386,9 +443,20 @@ class DaemonImpl implements Daemon {
       results.push({ outcome: { $case: "instance", value: storedToWire(row) } });
     }
     if (created.length > 0) {
-      await this.#durable();
-      for (const active of created) this.#queue.push(active.row.id);
-      this.#pump();
+      const stored = await this.#durable();
+      if (this.#cluster === undefined) {
+        for (const active of created) this.#queue.push(active.row.id);
+        this.#pump();
+      } else {
+        this.#claimSoon();
+      }
+      return {
+        results: results.map((result) => {
+          if (result.outcome?.$case !== "instance") return result;
+          const row = stored.get(result.outcome.value.id);
+          return row === undefined ? result : { outcome: { $case: "instance", value: storedToWire(row) } };
+        }),
+      };
     }
     return { results };
   }
@@ -398,15 +466,26 @@ class DaemonImpl implements Daemon {
     if (!isValidInstanceId(instance.id)) return input(`instance id ${JSON.stringify(instance.id)} is not 1 to 64 URL-safe characters`);
     if (instance.taskName.trim() === "") return input("the task name is empty");
     if (!/^[JT]/.test(instance.args)) return input("the arguments are not encoded by the numerous-tasks codec");
-    let checked = this.#moduleChecks.get(instance.module);
-    if (checked === undefined) {
-      checked = this.#checkModule(instance.module);
-      this.#moduleChecks.set(instance.module, checked);
-    }
+    const checked = this.#resolvedModule(instance);
     if (checked instanceof Error) {
       return { name: "TaskNotFoundError", message: `task ${JSON.stringify(instance.taskName)}: ${checked.message}`, code: "TASK_NOT_FOUND" };
     }
     return undefined;
+  }
+
+  /** The module to import for this instance: its own path, or the same path under the app root. */
+  #resolvedModule(instance: NewInstance): string | Error {
+    const key = `${instance.module}\u0000${instance.moduleRelative}`;
+    let checked = this.#moduleChecks.get(key);
+    if (checked === undefined) {
+      checked = this.#checkModule(instance.module);
+      if (checked instanceof Error && instance.moduleRelative !== "" && !isAbsolute(instance.moduleRelative)) {
+        const underRoot = resolve(this.#appRoot, instance.moduleRelative);
+        if (existsSync(underRoot)) checked = this.#checkModule(underRoot);
+      }
+      this.#moduleChecks.set(key, checked);
+    }
+    return checked;
   }
 
   #checkModule(module: string): string | Error {
@@ -464,7 +543,9 @@ class DaemonImpl implements Daemon {
     const active = this.#active.get(id);
     if (active === undefined) {
       const row = this.#dirty.get(id) ?? (await this.#store.getMany([id]))[0];
-      return row !== undefined && row.deploymentId === deployment;
+      if (row === undefined || row.deploymentId !== deployment) return false;
+      if (this.#cluster !== undefined && !isTerminalStatus(row.status)) await this.#stopElsewhere(this.#cluster, row);
+      return true;
     }
     if (active.row.deploymentId !== deployment) return false;
     if (active.row.status === "pending") {
@@ -476,6 +557,23 @@ class DaemonImpl implements Daemon {
     this.#send(active.worker, { kind: { $case: "stop", value: { instanceId: id } } });
     active.stopTimer = setTimeout(() => this.#forceStop(active), this.#o.stopGraceMs);
     return true;
+  }
+
+  /** Cluster: cancel an unclaimed pending row here, or ask the daemon that holds it. */
+  async #stopElsewhere(cluster: ClusterStore, row: StoredInstance): Promise<void> {
+    if (row.status === "pending" && row.owner === "") {
+      await this.#durable();
+      const cancelled = await cluster.cancelPending(row.id);
+      if (cancelled !== undefined) return;
+    }
+    const current = (await cluster.getMany([row.id]))[0];
+    if (current === undefined || isTerminalStatus(current.status)) return;
+    if (current.owner === this.#owner) {
+      const active = this.#active.get(row.id);
+      if (active) await this.#stop(row.id, row.deploymentId);
+      return;
+    }
+    await cluster.publish({ kind: "stop", instanceId: row.id, owner: current.owner });
   }
 
   #forceStop(active: Active): void {
@@ -570,14 +668,19 @@ class DaemonImpl implements Daemon {
 
   #change(active: Active, change: Partial<StoredInstance>): void {
     if (this.#stopped || isTerminalStatus(active.row.status)) return;
-    const row: StoredInstance = { ...active.row, ...change, revision: active.row.revision + 1, sequence: ++this.#sequence };
+    const row: StoredInstance = {
+      ...active.row,
+      ...change,
+      revision: active.row.revision + 1,
+      sequence: this.#cluster ? active.row.sequence : ++this.#sequence,
+    };
     active.row = row;
     this.#dirty.set(row.id, row);
     this.#scheduleFlush();
   }
 
-  /** Resolves once everything changed so far is in the store. */
-  #durable(): Promise<void> {
+  /** Resolves once everything changed so far is in the store, with the rows as stored. */
+  #durable(): Promise<ReadonlyMap<string, StoredInstance>> {
     return new Promise((resolveWait, reject) => {
       this.#flushWaiters.push({ resolve: resolveWait, reject });
       this.#scheduleFlush();
@@ -598,7 +701,7 @@ class DaemonImpl implements Daemon {
     if (this.#dirty.size === 0 && this.#dirtyDefinitions.size === 0) {
       const waiters = this.#flushWaiters;
       this.#flushWaiters = [];
-      for (const waiter of waiters) waiter.resolve();
+      for (const waiter of waiters) waiter.resolve(new Map());
       return;
     }
     const rows = [...this.#dirty.values()];
@@ -608,8 +711,10 @@ class DaemonImpl implements Daemon {
     this.#dirtyDefinitions.clear();
     this.#flushWaiters = [];
     this.#flushing = (async () => {
+      let stored: readonly StoredInstance[] = rows;
       try {
-        await this.#store.save(rows, definitions);
+        if (this.#cluster === undefined) await this.#store.save(rows, definitions);
+        else stored = await this.#cluster.saveAssigned(rows, definitions);
       } catch (error) {
         this.#log.error({ err: error }, "store write failed; retrying");
         for (const row of rows) if (!this.#dirty.has(row.id)) this.#dirty.set(row.id, row);
@@ -618,12 +723,21 @@ class DaemonImpl implements Daemon {
         setTimeout(() => this.#scheduleFlush(), 100).unref();
         return;
       }
-      for (const row of rows) {
+      const byId = new Map<string, StoredInstance>();
+      for (const row of stored) {
+        byId.set(row.id, row);
         const active = this.#active.get(row.id);
-        if (active && isTerminalStatus(active.row.status) && active.row === row) this.#active.delete(row.id);
+        if (active && active.row.revision === row.revision) {
+          if (isTerminalStatus(row.status)) this.#active.delete(row.id);
+          else if (active.row.sequence !== row.sequence) active.row = { ...active.row, sequence: row.sequence };
+        }
+        if (this.#cluster !== undefined) {
+          this.#ownSequences.add(row.sequence);
+          if (row.sequence > this.#sequence) this.#sequence = row.sequence;
+        }
       }
-      this.#broadcast(rows);
-      for (const waiter of waiters) waiter.resolve();
+      this.#broadcast(stored);
+      for (const waiter of waiters) waiter.resolve(byId);
     })();
     try {
       await this.#flushing;
@@ -636,7 +750,7 @@ class DaemonImpl implements Daemon {
   // ---- scheduling and workloads -----------------------------------------------------------
 
   #pump(): void {
-    if (!this.#accepting || this.#address === "") return;
+    if (!this.#accepting || this.#address === "" || this.#stopped) return;
     while (this.#running < this.#o.concurrency && this.#queueHead < this.#queue.length) {
       if (this.#o.workloadMode === "pool" && this.#idleWorkers.length === 0) break;
       const id = this.#queue[this.#queueHead++] as string;
@@ -648,6 +762,126 @@ class DaemonImpl implements Daemon {
       this.#queue.splice(0, this.#queueHead);
       this.#queueHead = 0;
     }
+    if (this.#cluster !== undefined && this.#queueHead >= this.#queue.length) this.#claimSoon();
+  }
+
+  // ---- cluster ------------------------------------------------------------------------------
+
+  #joinCluster(cluster: ClusterStore): void {
+    const lease = this.#o.leaseMs;
+    this.#unsubscribe = cluster.subscribe((event) => this.#onClusterEvent(event));
+    const beat = setInterval(() => {
+      cluster.heartbeat(this.#owner, lease).then(
+        (alive) => {
+          if (!alive) this.#lostLease();
+          else this.#claimSoon();
+        },
+        (error) => this.#log.warn({ err: error }, "lease renewal failed; retrying"),
+      );
+    }, Math.max(50, Math.floor(lease / 3)));
+    const reap = setInterval(() => {
+      cluster
+        .reap((owner) => ({
+          name: "DaemonLostError",
+          message: `the daemon ${owner} that ran this instance stopped renewing its ${lease} ms lease and is presumed dead`,
+        }))
+        .then(
+          (rows) => {
+            if (rows.length > 0) this.#log.warn({ instances: rows.length }, "reaped the work of lost daemons");
+          },
+          (error) => this.#log.warn({ err: error }, "reaping failed; retrying"),
+        );
+    }, Math.max(50, Math.floor(lease / 2)));
+    beat.unref();
+    reap.unref();
+    this.#timers.push(beat, reap);
+    this.#log.info({ owner: this.#owner, leaseMs: lease }, "joined the cluster");
+  }
+
+  #lostLease(): void {
+    const reason = `daemon ${this.#owner} lost its lease: the cluster presumed it dead and gave its work to others`;
+    this.#log.fatal({ owner: this.#owner }, reason);
+    this.#stopped = true;
+    this.#accepting = false;
+    for (const worker of this.#workers) worker.child?.kill("SIGKILL");
+    this.#o.onFatal?.(reason);
+  }
+
+  #onClusterEvent(event: ClusterEvent): void {
+    if (this.#stopped) return;
+    if (event.kind === "pending") this.#claimSoon();
+    else if (event.kind === "changed") this.#fetchChanges();
+    else if (event.kind === "stop" && event.owner === this.#owner) {
+      const active = this.#active.get(event.instanceId);
+      if (active !== undefined) void this.#stop(event.instanceId, active.row.deploymentId);
+    }
+  }
+
+  /** Passes what other daemons saved on to this daemon's watchers, in sequence order. */
+  #fetchChanges(): void {
+    const cluster = this.#cluster;
+    if (cluster === undefined) return;
+    if (this.#fetching !== undefined) {
+      this.#fetchAgain = true;
+      return;
+    }
+    this.#fetching = (async () => {
+      do {
+        this.#fetchAgain = false;
+        for (;;) {
+          const rows = await cluster.changesSinceAll(this.#fetched, 1000);
+          const theirs: StoredInstance[] = [];
+          for (const row of rows) {
+            if (this.#ownSequences.delete(row.sequence)) continue;
+            theirs.push(this.#active.get(row.id)?.row ?? row);
+          }
+          const last = rows.at(-1);
+          if (last !== undefined) {
+            this.#fetched = last.sequence;
+            if (last.sequence > this.#sequence) this.#sequence = last.sequence;
+          }
+          for (const sequence of this.#ownSequences) if (sequence <= this.#fetched) this.#ownSequences.delete(sequence);
+          if (theirs.length > 0) this.#broadcast(theirs);
+          if (rows.length < 1000) break;
+        }
+      } while (this.#fetchAgain);
+    })()
+      .catch((error) => this.#log.warn({ err: error }, "could not fetch changes from the store"))
+      .finally(() => {
+        this.#fetching = undefined;
+      });
+  }
+
+  /** Claims unowned pending instances while this daemon has room. */
+  #claimSoon(): void {
+    const cluster = this.#cluster;
+    if (cluster === undefined || !this.#accepting || this.#address === "" || this.#stopped) return;
+    if (this.#claiming) {
+      this.#claimAgain = true;
+      return;
+    }
+    const queued = this.#queue.length - this.#queueHead;
+    let room = this.#o.concurrency - this.#running - queued;
+    if (this.#o.workloadMode === "pool") room = Math.min(room, this.#idleWorkers.length - queued);
+    if (room <= 0) return;
+    this.#claiming = true;
+    this.#claimAgain = false;
+    cluster
+      .claim(this.#owner, room)
+      .then((rows) => {
+        for (const row of rows) {
+          if (row.sequence > this.#sequence) this.#sequence = row.sequence;
+          this.#active.set(row.id, { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined });
+          this.#queue.push(row.id);
+        }
+        if (rows.length === room) this.#claimAgain = true;
+      })
+      .catch((error) => this.#log.warn({ err: error }, "could not claim pending instances"))
+      .finally(() => {
+        this.#claiming = false;
+        this.#pump();
+        if (this.#claimAgain) this.#claimSoon();
+      });
   }
 
   #start(active: Active): void {
@@ -677,13 +911,13 @@ class DaemonImpl implements Daemon {
     const cli = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./cli.ts" : "./cli.js", import.meta.url));
     const active = instanceId === undefined ? undefined : this.#active.get(instanceId);
     const needsTsx = instanceId === undefined || cli.endsWith(".ts") || /\.[mc]?tsx?$/.test(active?.row.module ?? "");
-    const nodeArgs = needsTsx ? ["--import", import.meta.resolve("tsx")] : [];
+    const nodeArgs = needsTsx && TSX !== undefined ? ["--import", TSX] : [];
     const token = instanceId === undefined ? this.#tokens.forPool() : this.#tokens.forInstance(instanceId);
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       ...this.#o.workloadEnv,
       NUMEROUS_EXECUTOR: "platform",
-      NUMEROUS_EXECUTOR_ADDRESS: this.#address,
+      NUMEROUS_EXECUTOR_ADDRESS: this.#workloadAddress,
       NUMEROUS_WORKLOAD_TOKEN: token,
       NUMEROUS_DEPLOYMENT_ID: active?.row.deploymentId ?? DEFAULT_DEPLOYMENT,
     };
@@ -719,8 +953,14 @@ class DaemonImpl implements Daemon {
     });
     child.on("exit", (code, signal) => {
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-      // Let the stderr pipe drain so the tail holds the last words.
-      setImmediate(() => this.#workerGone(worker, `the workload process ${how} before reporting a result`));
+      const gone = () => this.#workerGone(worker, `the workload process ${how} before reporting a result`);
+      // The pipes may still hold the last words: "close" comes once they are read to the end,
+      // unless a process the task started keeps them open.
+      const drained = setTimeout(gone, 1000);
+      child.once("close", () => {
+        clearTimeout(drained);
+        gone();
+      });
     });
     return worker;
   }
@@ -939,11 +1179,14 @@ async function removeStaleSocket(path: string): Promise<void> {
   if (stale) unlinkSync(path);
 }
 
-function sameSecret(given: string, expected: string): boolean {
-  const a = createHash("sha256").update(given).digest();
-  const b = createHash("sha256").update(expected).digest();
-  return timingSafeEqual(a, b);
-}
+/** tsx, for task modules written in TypeScript; absent in a production install of compiled apps. */
+const TSX: string | undefined = (() => {
+  try {
+    return import.meta.resolve("tsx");
+  } catch {
+    return undefined;
+  }
+})();
 
 function serviceError(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });

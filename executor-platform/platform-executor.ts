@@ -1,3 +1,4 @@
+import { isAbsolute, relative } from "node:path";
 import type { NumerousConfig } from "../sdk/config.js";
 import { ExecutorUnavailableError, type TaskError, type TaskErrorInfo, toErrorInfo } from "../sdk/errors.js";
 import type {
@@ -173,7 +174,14 @@ export class PlatformExecutor implements Executor {
     for (let attempt = 0; ; attempt++) {
       try {
         const results = await connection.submit(
-          chunk.map((r) => ({ id: r.id, taskName: r.taskName, args: r.args, createdAtMs: r.createdAt, module: r.module })),
+          chunk.map((r) => ({
+            id: r.id,
+            taskName: r.taskName,
+            args: r.args,
+            createdAtMs: r.createdAt,
+            module: r.module,
+            moduleRelative: relativeToCwd(r.module),
+          })),
         );
         chunk.forEach((request, index) => {
           this.#inflight.delete(request.id);
@@ -309,4 +317,17 @@ export class PlatformExecutor implements Executor {
       }
     }
   }
+}
+
+const relativeCache = new Map<string, string>();
+
+/** The module's path relative to this process's working directory, or "" when outside it. */
+function relativeToCwd(module: string): string {
+  let rel = relativeCache.get(module);
+  if (rel === undefined) {
+    rel = isAbsolute(module) ? relative(process.cwd(), module) : "";
+    if (rel.startsWith("..") || isAbsolute(rel)) rel = "";
+    relativeCache.set(module, rel);
+  }
+  return rel;
 }

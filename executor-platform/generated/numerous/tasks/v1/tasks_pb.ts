@@ -128,6 +128,11 @@ export interface NewInstance {
   createdAtMs: number;
   /** Absolute path of the module that defines the task; must be inside the daemon's app root. */
   module: string;
+  /**
+   * The same module relative to the client's working directory (empty when outside it): a
+   * daemon whose app root holds the same app at another path (a container) finds it there.
+   */
+  moduleRelative: string;
 }
 
 export interface SubmitRequest {
@@ -756,7 +761,7 @@ export const TaskDefinition: MessageFns<TaskDefinition> = {
 };
 
 function createBaseNewInstance(): NewInstance {
-  return { id: "", taskName: "", args: "", createdAtMs: 0, module: "" };
+  return { id: "", taskName: "", args: "", createdAtMs: 0, module: "", moduleRelative: "" };
 }
 
 export const NewInstance: MessageFns<NewInstance> = {
@@ -775,6 +780,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     }
     if (message.module !== "") {
       writer.uint32(42).string(message.module);
+    }
+    if (message.moduleRelative !== "") {
+      writer.uint32(50).string(message.moduleRelative);
     }
     return writer;
   },
@@ -832,6 +840,14 @@ export const NewInstance: MessageFns<NewInstance> = {
             message.module = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.moduleRelative = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -859,6 +875,11 @@ export const NewInstance: MessageFns<NewInstance> = {
         ? globalThis.Number(object.created_at_ms)
         : 0,
       module: isSet(object.module) ? globalThis.String(object.module) : "",
+      moduleRelative: isSet(object.moduleRelative)
+        ? globalThis.String(object.moduleRelative)
+        : isSet(object.module_relative)
+        ? globalThis.String(object.module_relative)
+        : "",
     };
   },
 
@@ -879,6 +900,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     if (message.module !== "") {
       obj.module = message.module;
     }
+    if (message.moduleRelative !== "") {
+      obj.moduleRelative = message.moduleRelative;
+    }
     return obj;
   },
 
@@ -892,6 +916,7 @@ export const NewInstance: MessageFns<NewInstance> = {
     message.args = object.args ?? "";
     message.createdAtMs = object.createdAtMs ?? 0;
     message.module = object.module ?? "";
+    message.moduleRelative = object.moduleRelative ?? "";
     return message;
   },
 };
