@@ -1,0 +1,163 @@
+/**
+ * Several daemons on one PostgreSQL (started by this file): one executor, whichever daemon a
+ * client talks to.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PlatformExecutor, TaskFailedError, listTaskInstances, setExecutor } from "numerous-tasks";
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { CONTRACT_CONCURRENCY, describeExecutorContract } from "./executor-contract.js";
+import { countSlowly, holdUntilStopped, recordRun } from "./fixtures/cluster-tasks.js";
+import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js";
+import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+
+let postgres: TestPostgres;
+let databases = 0;
+
+beforeAll(async () => {
+  postgres = await startPostgres();
+});
+
+afterAll(async () => {
+  await postgres?.stop();
+});
+
+/** A fresh database on the test server, so every cluster starts empty. */
+async function freshDatabase(): Promise<string> {
+  const name = `cluster_${process.pid}_${++databases}`;
+  const admin = new pg.Client({ connectionString: postgres.url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  return postgres.url.replace(/\/[^/]+$/, `/${name}`);
+}
+
+interface Cluster {
+  readonly daemons: DaemonProcess[];
+  readonly url: string;
+  /** A client of daemon `index`. */
+  client(index: number): PlatformExecutor;
+  close(): Promise<void>;
+}
+
+async function startCluster(concurrencies: readonly number[], extra: readonly string[] = []): Promise<Cluster> {
+  const url = await freshDatabase();
+  const daemons = await Promise.all(
+    concurrencies.map((concurrency) =>
+      startDaemon({ args: ["--store", url, "--concurrency", String(concurrency), "--stop-grace-ms", "2000", ...extra] }),
+    ),
+  );
+  const clients: PlatformExecutor[] = [];
+  return {
+    daemons,
+    url,
+    client(index) {
+      const daemon = daemons[index] as DaemonProcess;
+      const client = new PlatformExecutor({
+        address: daemon.address,
+        accessToken: undefined,
+        deploymentId: undefined,
+        tlsCaFile: undefined,
+      });
+      clients.push(client);
+      return client;
+    },
+    async close() {
+      await Promise.all(clients.map((client) => client.close()));
+      await Promise.all(daemons.map((daemon) => (daemon.child.exitCode === null ? daemon.stop() : undefined)));
+      for (const daemon of daemons) removeDataDir(daemon.dataDir);
+    },
+  };
+}
+
+// The client talks to a daemon that runs nothing; the two others run the workloads.
+describeExecutorContract("a cluster of three daemons on PostgreSQL, client on the one that runs nothing", async () => {
+  const cluster = await startCluster([0, CONTRACT_CONCURRENCY / 2, CONTRACT_CONCURRENCY / 2]);
+  return { executor: cluster.client(0), close: () => cluster.close() };
+});
+
+describe("cluster faults", () => {
+  let cluster: Cluster | undefined;
+
+  afterEach(async () => {
+    await cluster?.close();
+    cluster = undefined;
+  });
+
+  it("runs each instance exactly once when two daemons race for them", async () => {
+    cluster = await startCluster([4, 4], ["--workload-mode", "pool"]);
+    setExecutor(cluster.client(0));
+    const dir = mkdtempSync(join(tmpdir(), "nt-ledger-"));
+    const ledger = join(dir, "runs.txt");
+    try {
+      const instances = Array.from({ length: 200 }, (_, i) => recordRun(ledger, i));
+      const results = await Promise.all(instances.map((instance) => instance.wait()));
+      expect(results).toEqual(Array.from({ length: 200 }, (_, i) => i * 2));
+      const runs = readFileSync(ledger, "utf8").trim().split("\n").map((line) => line.split(" "));
+      const ids = runs.map(([id]) => id);
+      expect(new Set(ids).size).toBe(200);
+      expect(ids.length).toBe(200);
+      expect(ids.sort()).toEqual(instances.map((instance) => instance.id).sort());
+      // Both daemons took a share.
+      expect(new Set(runs.map(([, daemon]) => daemon)).size).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("fails what a SIGKILLed daemon ran after its lease, naming it, and lets the others take its pending work", async () => {
+    cluster = await startCluster([0, 1, 1], ["--lease-ms", "1000"]);
+    const [front, doomed, survivor] = cluster.daemons as [DaemonProcess, DaemonProcess, DaemonProcess];
+    setExecutor(cluster.client(0));
+    const held = [holdUntilStopped(), holdUntilStopped()];
+    // Both workers busy: which daemon runs which is up to the claims.
+    const daemonsOf = await Promise.all(
+      held.map(async (instance) => {
+        for await (const snapshot of instance) if (snapshot.output !== undefined) return snapshot.output.daemon as string;
+        throw new Error("ended before it started");
+      }),
+    );
+    const doomedSocket = `unix:${join(doomed.dataDir, "workloads.sock")}`;
+    const onDoomed = held[daemonsOf.indexOf(doomedSocket)];
+    const onSurvivor = held[daemonsOf.indexOf(`unix:${join(survivor.dataDir, "workloads.sock")}`)];
+    expect(onDoomed).toBeDefined();
+    expect(onSurvivor).toBeDefined();
+    const doomedName = (await doomed.waitForLog((entry) => entry.msg === "joined the cluster")).owner as string;
+    const waiting = countSlowly(2, 5); // pending: both slots are full
+
+    await doomed.kill9();
+    const error = await onDoomed?.wait().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskFailedError);
+    expect((error as TaskFailedError).error.message).toContain(doomedName);
+    expect(onDoomed?.status).toBe("failed");
+
+    // The survivor is still busy; stopping its task frees the slot for the pending one.
+    await onSurvivor?.stop();
+    expect(await onSurvivor?.wait()).toBe("stopped");
+    expect(await waiting.wait()).toBe(2);
+    expect(front.child.exitCode).toBeNull();
+    const stuck = await listTaskInstances({ status: ["pending", "running"] });
+    expect(stuck).toEqual([]);
+  });
+
+  it("rides out a database restart: running work finishes, nothing is lost, new work runs", async () => {
+    cluster = await startCluster([0, 2]);
+    setExecutor(cluster.client(0));
+    const slow = countSlowly(20, 50);
+    for await (const snapshot of slow) if (snapshot.progress > 0) break;
+    await postgres.restart();
+    expect(await slow.wait()).toBe(20);
+    const after = countSlowly(2, 1);
+    expect(await after.wait()).toBe(2);
+    const listed = await listTaskInstances();
+    expect(listed.map((instance) => [instance.id, instance.status])).toEqual([
+      [slow.id, "completed"],
+      [after.id, "completed"],
+    ]);
+  });
+});
