@@ -3,7 +3,8 @@
  * with real workloads, and checks that the instance ends the way a user can act on, that the
  * daemon carries on, and that nothing is left pending or running.
  *
- * Tests wait on stream updates, log lines and process events; never on the clock.
+ * Tests wait on stream updates, log lines and process events, never on sleeps; the clock is
+ * read only to bound how long an unreachable daemon may keep a caller waiting.
  */
 import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
@@ -26,6 +27,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   type DaemonMessage,
   NewInstance,
+  Status,
   type SubmitResponse,
   TaskServiceClient,
   type WorkloadMessage,
@@ -484,7 +486,7 @@ describe("a workload that says wrong things", () => {
     // The other instance's own workload can still report its end.
     const otherStream = openWorkloadStream(client);
     otherStream.send({ $case: "hello", value: { workloadToken: tokens.forInstance(other.id), instanceId: other.id, pid: 1 } });
-    otherStream.send({ $case: "finished", value: { instanceId: other.id, status: 3, result: encodeValue("reported by hand", "result"), error: undefined } });
+    otherStream.send({ $case: "finished", value: { instanceId: other.id, status: Status.STATUS_COMPLETED, result: encodeValue("reported by hand", "result"), error: undefined } });
     await otherStream.receive("finishedAck");
     otherStream.end();
     await expect(other.wait()).resolves.toBe("reported by hand");
