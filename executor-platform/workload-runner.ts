@@ -124,6 +124,12 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       const kind = message.kind;
       if (kind === undefined) return;
       if (kind.$case === "start") {
+        if (current?.start.instanceId === kind.value.instanceId) {
+          // A Start again after a reconnect: this instance already ran or runs here; only its
+          // end may need saying again.
+          if (current.finished !== undefined) send(current.finished);
+          return;
+        }
         if (current !== undefined && current.finished === undefined) return;
         void run(kind.value);
       } else if (kind.$case === "stop") {
