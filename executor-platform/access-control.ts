@@ -36,17 +36,29 @@ export class AccessControl {
   check(authorization: string | undefined, deployment: string | undefined): Access {
     const wanted = deployment || DEFAULT_DEPLOYMENT;
     if (!this.enabled) return { ok: true, deployment: wanted };
-    const token = authorization?.startsWith("Bearer ") ? authorization.slice(7) : "";
+    const token = /^bearer /i.test(authorization ?? "") ? (authorization as string).slice(7).trim() : "";
     if (token === "") return { ok: false, reason: "unauthenticated", message: "missing access token (set NUMEROUS_API_ACCESS_TOKEN)" };
     const given = digest(token);
-    let match: ReadonlySet<string> | undefined;
-    // Compare with every grant, so the time taken says nothing about which one matched.
+    let matched = false;
+    let allowed = false;
+    // Compare with every grant, so the time taken says nothing about which one matched; a
+    // token on several lines may use the deployments of all of them.
     for (const grant of this.#grants) {
-      if (timingSafeEqual(given, grant.digest)) match = grant.deployments;
+      if (timingSafeEqual(given, grant.digest)) {
+        matched = true;
+        if (grant.deployments.has("*") || grant.deployments.has(wanted)) allowed = true;
+      }
     }
-    if (match === undefined) return { ok: false, reason: "unauthenticated", message: "wrong access token" };
-    if (!match.has("*") && !match.has(wanted)) {
-      return { ok: false, reason: "permission-denied", message: `this token may not use deployment ${JSON.stringify(wanted)}` };
+    if (!matched) return { ok: false, reason: "unauthenticated", message: "wrong access token (check NUMEROUS_API_ACCESS_TOKEN)" };
+    if (!allowed) {
+      return {
+        ok: false,
+        reason: "permission-denied",
+        message:
+          deployment
+            ? `this access token may not use deployment ${JSON.stringify(wanted)} (check NUMEROUS_DEPLOYMENT_ID)`
+            : `this access token may not use the default deployment: set NUMEROUS_DEPLOYMENT_ID to a deployment it may use`,
+      };
     }
     return { ok: true, deployment: wanted };
   }
@@ -56,33 +68,56 @@ function digest(token: string): Buffer {
   return createHash("sha256").update(token).digest();
 }
 
+/** Tokens shorter than this are refused: they are too easy to guess. */
+export const MIN_TOKEN_LENGTH = 8;
+
 /**
  * Reads grants from a tokens file: one grant a line, `<token> <deployment>[,<deployment>...]`
- * (`*` for all), `#` comments and blank lines ignored; or the same lines separated by `;` in an
- * environment variable.
- * @throws {Error} naming the line that is malformed.
+ * (`*` for all), `#` comments and blank lines ignored; or, from an environment variable, the
+ * same entries separated by `;` or new lines.
+ * @param source names the file or variable in errors.
+ * @throws {Error} naming the line (file) or entry (variable) that is malformed.
  */
-export function parseTokenGrants(text: string, source: string): TokenGrant[] {
+export function parseTokenGrants(text: string, source: string, kind: "file" | "variable" = "file"): TokenGrant[] {
   const grants: TokenGrant[] = [];
-  text.split(/[\n;]/).forEach((raw, index) => {
+  text.split(kind === "file" ? /\r?\n/ : /[\n;]/).forEach((raw, index) => {
     const line = raw.replace(/#.*$/, "").trim();
     if (line === "") return;
-    const [token, deployments, extra] = line.split(/\s+/);
-    if (token === undefined || deployments === undefined || extra !== undefined || token.length < 8) {
-      throw new Error(`${source}, entry ${index + 1}: expected "<token of 8+ characters> <deployment>[,<deployment>...]"`);
+    const [token, list, extra] = line.split(/\s+/);
+    const deployments = (list ?? "").split(",").filter((d) => d !== "");
+    if (token === undefined || deployments.length === 0 || extra !== undefined || token.length < MIN_TOKEN_LENGTH) {
+      throw new Error(
+        `${source}, ${kind === "file" ? "line" : "entry"} ${index + 1}: expected "<token of ${MIN_TOKEN_LENGTH}+ characters> <deployment>[,<deployment>...]" (* for all deployments)`,
+      );
     }
-    grants.push({ token, deployments: deployments.split(",").filter((d) => d !== "") });
+    grants.push({ token, deployments });
   });
   return grants;
 }
 
-/** Grants from `--token` (all deployments), a tokens file, and a tokens variable. */
+/**
+ * Grants from `--token` (all deployments), a tokens file, and a tokens variable.
+ * @throws {Error} for a token too short, an unreadable file or a malformed line.
+ */
 export function loadTokenGrants(options: { token?: string; tokensFile?: string; tokens?: string }): TokenGrant[] {
   const grants: TokenGrant[] = [];
-  if (options.token !== undefined) grants.push({ token: options.token, deployments: ["*"] });
-  if (options.tokensFile !== undefined) {
-    grants.push(...parseTokenGrants(readFileSync(options.tokensFile, "utf8"), options.tokensFile));
+  if (options.token !== undefined) {
+    // An empty variable from a missing secret must not pass for a token nobody can present.
+    if (options.token.trim().length < MIN_TOKEN_LENGTH) {
+      throw new Error(`--token (NUMEROUS_EXECUTOR_TOKEN) must be at least ${MIN_TOKEN_LENGTH} characters`);
+    }
+    grants.push({ token: options.token.trim(), deployments: ["*"] });
   }
-  if (options.tokens !== undefined) grants.push(...parseTokenGrants(options.tokens, "NUMEROUS_EXECUTOR_TOKENS"));
+  // A tokens source that holds none would leave the daemon open while its operator thinks it closed.
+  if (options.tokensFile !== undefined) {
+    const fromFile = parseTokenGrants(readFileSync(options.tokensFile, "utf8"), options.tokensFile, "file");
+    if (fromFile.length === 0) throw new Error(`${options.tokensFile} holds no tokens`);
+    grants.push(...fromFile);
+  }
+  if (options.tokens !== undefined) {
+    const fromVariable = parseTokenGrants(options.tokens, "--tokens (NUMEROUS_EXECUTOR_TOKENS)", "variable");
+    if (fromVariable.length === 0) throw new Error("--tokens (NUMEROUS_EXECUTOR_TOKENS) holds no tokens");
+    grants.push(...fromVariable);
+  }
   return grants;
 }

@@ -1,6 +1,8 @@
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import { resolve } from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { addClientCommands } from "./cli-tasks.js";
 import { AccessControl, loadTokenGrants } from "./access-control.js";
@@ -54,7 +56,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     .addOption(new Option("--tokens <grants>", "the same lines, separated by ;").env("NUMEROUS_EXECUTOR_TOKENS"))
     .addOption(new Option("--tls-cert <file>", "serve TLS with this certificate chain (PEM)").env("NUMEROUS_EXECUTOR_TLS_CERT"))
     .addOption(new Option("--tls-key <file>", "the certificate's private key (PEM)").env("NUMEROUS_EXECUTOR_TLS_KEY"))
-    .addOption(new Option("--insecure", "allow a non-loopback address without a token").env("NUMEROUS_EXECUTOR_INSECURE"))
+    // Not commander's .env(): it would take NUMEROUS_EXECUTOR_INSECURE=false for true.
+    .addOption(new Option("--insecure", "allow a non-loopback address without a token (env: NUMEROUS_EXECUTOR_INSECURE=true)"))
     .addOption(new Option("--log-level <level>", "pino log level").env("NUMEROUS_EXECUTOR_LOG_LEVEL").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"))
     .action(async (options) => {
       exitCode = await serve(options);
@@ -67,8 +70,11 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   try {
     await program.parseAsync(argv as string[], { from: "user" });
   } catch (error) {
-    const code = (error as { exitCode?: number }).exitCode;
-    return typeof code === "number" ? code : 2;
+    // Commander has printed its own errors; anything else would otherwise end in silence.
+    // Its usage errors exit 1, which here means "the task failed": bad usage is 2.
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`numerous-executor: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
   }
   return exitCode;
 }
@@ -105,9 +111,14 @@ async function serve(options: ServeOptions): Promise<number> {
   try {
     grants = loadTokenGrants(options);
   } catch (error) {
-    return refuse(`cannot read the tokens: ${(error as Error).message}`);
+    return refuse(`bad access tokens: ${(error as Error).message}`);
   }
-  if (!isLoopbackAddress(options.listen) && grants.length === 0 && !options.insecure) {
+  const insecureVariable = process.env.NUMEROUS_EXECUTOR_INSECURE?.trim().toLowerCase() ?? "";
+  if (!["", "0", "false", "no", "1", "true", "yes"].includes(insecureVariable)) {
+    return refuse(`NUMEROUS_EXECUTOR_INSECURE=${JSON.stringify(process.env.NUMEROUS_EXECUTOR_INSECURE)}: expected true or false`);
+  }
+  const insecure = options.insecure === true || ["1", "true", "yes"].includes(insecureVariable);
+  if (!isLoopbackAddress(options.listen) && grants.length === 0 && !insecure) {
     return refuse(
       `refusing to listen on ${options.listen} without a token: set --token, --tokens-file or --tokens (or their NUMEROUS_EXECUTOR_ variables), or pass --insecure`,
     );
@@ -120,6 +131,16 @@ async function serve(options: ServeOptions): Promise<number> {
     tls = options.tlsCert && options.tlsKey ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) } : undefined;
   } catch (error) {
     return refuse(`cannot read the TLS files: ${(error as Error).message}`);
+  }
+  if (tls !== undefined) {
+    // gRPC would only say so on the first handshake, to the client.
+    try {
+      createSecureContext(tls);
+    } catch (error) {
+      return refuse(`--tls-cert and --tls-key do not make a TLS identity: ${(error as Error).message}`);
+    }
+    const expires = new X509Certificate(tls.cert).validTo;
+    if (Date.parse(expires) < Date.now()) logger.warn({ expires }, "the TLS certificate has expired: clients will refuse it");
   }
   const dataDir = resolve(options.dataDir);
   let store: Store;
@@ -152,6 +173,9 @@ async function serve(options: ServeOptions): Promise<number> {
     logger,
   });
   await daemon.listen(options.listen);
+  if (!isLoopbackAddress(options.listen) && grants.length === 0) {
+    logger.warn({ address: options.listen }, "--insecure: anyone who can reach this address may submit, see and stop every instance");
+  }
   const stopped = new Promise<void>((done) => {
     const stop = (signal: string) => {
       logger.info({ signal }, "signal received");

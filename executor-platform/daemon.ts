@@ -110,6 +110,14 @@ interface Watcher {
 type ResolvedOptions = Required<Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal">> &
   DaemonOptions;
 
+/** Daemon settings a workload must not inherit. */
+const DAEMON_SECRETS = [
+  "NUMEROUS_EXECUTOR_TOKEN",
+  "NUMEROUS_EXECUTOR_TOKENS",
+  "NUMEROUS_EXECUTOR_TOKENS_FILE",
+  "NUMEROUS_EXECUTOR_TLS_KEY",
+  "NUMEROUS_EXECUTOR_STORE",
+];
 const MAX_PAGE = 1000;
 const DEFAULT_PAGE = 100;
 
@@ -921,6 +929,8 @@ class DaemonImpl implements Daemon {
       NUMEROUS_WORKLOAD_TOKEN: token,
       NUMEROUS_DEPLOYMENT_ID: active?.row.deploymentId ?? DEFAULT_DEPLOYMENT,
     };
+    // The daemon's own secrets would let one deployment's task act for every other.
+    for (const secret of DAEMON_SECRETS) delete env[secret];
     if (instanceId !== undefined) {
       env.NUMEROUS_TASK_INSTANCE_ID = instanceId;
       const args = active?.row.args ?? "";
