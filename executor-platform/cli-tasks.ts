@@ -7,6 +7,7 @@ import { setExecutor } from "../sdk/runtime.js";
 import type { TaskInstanceState, TaskSnapshot } from "../sdk/task-instance-state.js";
 import { type TaskStatus, isTaskStatus } from "../sdk/task-status.js";
 import { channelTarget, wantsTls } from "./address.js";
+import { clientCredentials, unavailableDetail } from "./grpc-connection.js";
 import { HealthClient, HealthCheckResponse_ServingStatus } from "./generated/grpc/health/v1/health_pb.js";
 import { PlatformExecutor } from "./platform-executor.js";
 
@@ -88,8 +89,24 @@ async function found(id: string): Promise<TaskInstanceState | undefined> {
   return instance;
 }
 
+/**
+ * grpc-js gives Node an IP address as the TLS server name, and Node warns about that on every
+ * run of a command against `https://127.0.0.1:…`: noise for a person reading the output.
+ */
+function quietServerNameWarning(): void {
+  const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const [, type, code] = args;
+    if (code === "DEP0123" || (typeof type === "object" && (type as { code?: unknown } | null)?.code === "DEP0123")) return;
+    emitWarning(...args);
+  }) as typeof process.emitWarning;
+}
+
 /** `tasks list | get | watch | stop | definitions` and `health`: the daemon's client side for people. */
 export function addClientCommands(program: Command, exit: (code: number) => void): void {
+  program.hook("preAction", (_program, command) => {
+    if (command.name() !== "serve") quietServerNameWarning();
+  });
   const address = () =>
     new Option("--address <address>", "the daemon's address").env("NUMEROUS_EXECUTOR_ADDRESS");
   const json = () => new Option("--json", "machine-readable output");
@@ -223,13 +240,20 @@ export function addClientCommands(program: Command, exit: (code: number) => void
     .addOption(address())
     .option("--timeout-ms <ms>", "give up after this long", "3000")
     .action(async (options: ClientOptions & { timeoutMs: string }) => {
-      exit(await checkHealth(options.address ?? loadConfig(process.env).address, Number(options.timeoutMs) || 3000));
+      const config = loadConfig(process.env);
+      exit(await checkHealth(options.address ?? config.address, config.tlsCaFile, Number(options.timeoutMs) || 3000));
     });
 }
 
-async function checkHealth(address: string, timeoutMs: number): Promise<number> {
-  const credentials = wantsTls(address) ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
-  const client = new HealthClient(channelTarget(address), credentials);
+/** TLS as the SDK's client does it: an `https://` address or a CA file. */
+async function checkHealth(address: string, tlsCaFile: string | undefined, timeoutMs: number): Promise<number> {
+  let client: HealthClient;
+  try {
+    client = new HealthClient(channelTarget(address), clientCredentials(address, tlsCaFile));
+  } catch (error) {
+    process.stderr.write(`numerous-executor: ${(error as Error).message}\n`);
+    return ExitCode.Usage;
+  }
   try {
     const status = await new Promise<HealthCheckResponse_ServingStatus>((resolve, reject) => {
       client.check({ service: "" }, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) =>
@@ -241,7 +265,7 @@ async function checkHealth(address: string, timeoutMs: number): Promise<number> 
     return status === HealthCheckResponse_ServingStatus.SERVING ? ExitCode.Ok : ExitCode.Failed;
   } catch (error) {
     const details = (error as grpc.ServiceError).details ?? String(error);
-    process.stdout.write(`UNREACHABLE: ${address}: ${details}\n`);
+    process.stdout.write(`UNREACHABLE: ${address}: ${unavailableDetail(details, wantsTls(address) || tlsCaFile !== undefined)}\n`);
     return ExitCode.Failed;
   } finally {
     client.close();

@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -43,12 +44,20 @@ export class GrpcConnection {
   readonly #metadata: grpc.Metadata;
   readonly #timeoutMs: number;
 
+  /** Why no call can be made (a CA file that cannot be read): every call fails with it. */
+  readonly #broken: ExecutorConfigError | undefined;
+  readonly #tls: boolean;
+
   constructor(options: GrpcConnectionOptions) {
     this.address = options.address;
     this.#timeoutMs = options.callTimeoutMs ?? 10_000;
-    const credentials = wantsTls(options.address) || options.tlsCaFile !== undefined
-      ? grpc.credentials.createSsl(options.tlsCaFile === undefined ? null : readFileSync(options.tlsCaFile))
-      : grpc.credentials.createInsecure();
+    this.#tls = wantsTls(options.address) || options.tlsCaFile !== undefined;
+    let credentials = grpc.credentials.createInsecure();
+    try {
+      credentials = clientCredentials(options.address, options.tlsCaFile);
+    } catch (error) {
+      this.#broken = error as ExecutorConfigError;
+    }
     this.#client = new TaskServiceClient(channelTarget(options.address), credentials, {
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
       "grpc.max_send_message_length": 64 * 1024 * 1024,
@@ -122,6 +131,11 @@ export class GrpcConnection {
     onChanges: (sequence: number, snapshots: InstanceSnapshot[]) => void,
     onEnd: (error: TaskError | undefined) => void,
   ): WatchStream {
+    const broken = this.#broken;
+    if (broken !== undefined) {
+      const failing = setImmediate(() => onEnd(broken));
+      return { cancel: () => clearImmediate(failing) };
+    }
     const call = this.#client.watchInstances(
       { ids: [], afterSequence: "afterSequence" in from ? from.afterSequence : 0, fromNow: "fromNow" in from },
       this.#metadata,
@@ -133,7 +147,7 @@ export class GrpcConnection {
       onEnd(error);
     };
     call.on("data", (changes: InstanceChanges) => onChanges(changes.sequence, changes.instances.map(snapshotFromWire)));
-    call.on("error", (error: grpc.ServiceError) => end(error.code === grpc.status.CANCELLED ? undefined : toSdkError(error, this.address)));
+    call.on("error", (error: grpc.ServiceError) => end(error.code === grpc.status.CANCELLED ? undefined : toSdkError(error, this.address, this.#tls)));
     call.on("end", () => end(new ExecutorUnavailableError(this.address, "the daemon closed the watch stream")));
     return { cancel: () => call.cancel() };
   }
@@ -147,17 +161,62 @@ export class GrpcConnection {
   }
 
   #unary<T>(start: (callback: (error: grpc.ServiceError | null, response: T) => void) => void): Promise<T> {
+    if (this.#broken !== undefined) return Promise.reject(this.#broken);
     return new Promise<T>((resolve, reject) => {
-      start((error, response) => (error ? reject(toSdkError(error, this.address)) : resolve(response)));
+      start((error, response) => (error ? reject(toSdkError(error, this.address, this.#tls)) : resolve(response)));
     });
   }
 }
 
-/** The one place where a gRPC status becomes an SDK error on the client side. */
-export function toSdkError(error: grpc.ServiceError, address: string): TaskError {
+/**
+ * The channel credentials for an executor address: TLS for `https://` or when a CA file is
+ * given (that CA then is the only one trusted), plain otherwise.
+ * @throws {ExecutorConfigError} naming NUMEROUS_EXECUTOR_TLS_CA when the file is not a PEM certificate.
+ */
+export function clientCredentials(address: string, tlsCaFile: string | undefined): grpc.ChannelCredentials {
+  if (!wantsTls(address) && tlsCaFile === undefined) return grpc.credentials.createInsecure();
+  if (tlsCaFile === undefined) return grpc.credentials.createSsl();
+  let pem: Buffer;
+  try {
+    pem = readFileSync(tlsCaFile);
+    new X509Certificate(pem);
+  } catch (error) {
+    throw new ExecutorConfigError("NUMEROUS_EXECUTOR_TLS_CA", tlsCaFile, `not a readable PEM certificate: ${(error as Error).message}`);
+  }
+  return grpc.credentials.createSsl(pem);
+}
+
+/**
+ * Why a daemon could not be reached, without gRPC's wrapping, and what to check when TLS is
+ * the likely reason (a plain client and a TLS daemon, or the reverse, or an untrusted certificate).
+ */
+export function unavailableDetail(details: string, tls: boolean): string {
+  const reason = details
+    .replace(/^No connection established\. Last error: (Error: )?/, "")
+    .replace(/\.?\s*Resolution note:\s*$/, "")
+    .trim();
+  let hint: string | undefined;
+  if (/ECONNREFUSED|ENOENT/.test(reason)) hint = undefined;
+  else if (tls && /certificate has expired/i.test(reason)) hint = "the daemon's TLS certificate has expired";
+  else if (tls && /certificate|self[- ]signed|unable to (verify|get)|issuer|altnames/i.test(reason)) {
+    hint = "the daemon's TLS certificate is not trusted for this address: set NUMEROUS_EXECUTOR_TLS_CA to the PEM file of the CA that signed it";
+  } else if (tls && /wrong version number|packet length|unexpected eof|ECONNRESET|socket disconnected/i.test(reason)) {
+    hint = "the daemon does not seem to serve TLS: drop https:// and NUMEROUS_EXECUTOR_TLS_CA";
+  } else if (!tls && /Failed to connect|Connection dropped|ECONNRESET|Protocol error/i.test(reason)) {
+    hint = "if the daemon serves TLS, use an https:// address or set NUMEROUS_EXECUTOR_TLS_CA";
+  }
+  return hint === undefined ? reason : `${reason} (${hint})`;
+}
+
+/**
+ * The one place where a gRPC status becomes an SDK error on the client side.
+ * @param tls whether the call went over TLS, to explain a connection that failed.
+ */
+export function toSdkError(error: grpc.ServiceError, address: string, tls = false): TaskError {
   const details = error.details || error.message;
   switch (error.code) {
     case grpc.status.UNAVAILABLE:
+      return new ExecutorUnavailableError(address, unavailableDetail(details, tls));
     case grpc.status.DEADLINE_EXCEEDED:
       return new ExecutorUnavailableError(address, details);
     case grpc.status.UNAUTHENTICATED:
