@@ -184,10 +184,16 @@ export function addClientCommands(program: Command, exit: (code: number) => void
           const instance = await found(id);
           if (instance === undefined) return ExitCode.NotFound;
           const bar = !options.json && process.stderr.isTTY ? await progressBar(instance) : undefined;
+          let last = "";
           for await (const snapshot of instance) {
             if (options.json) process.stdout.write(`${JSON.stringify(snapshot)}\n`);
             else if (bar) bar.update(snapshot);
-            else process.stdout.write(`${snapshot.status} ${Math.round(snapshot.progress * 100)}%\n`);
+            else {
+              // Without a terminal, a line per visible change: an output alone changes none.
+              const line = `${snapshot.status} ${Math.round(snapshot.progress * 100)}%`;
+              if (line !== last) process.stdout.write(`${line}\n`);
+              last = line;
+            }
           }
           bar?.stop();
           if (!options.json) process.stdout.write(`${describeEnd(instance)}\n`);
