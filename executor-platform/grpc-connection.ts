@@ -32,6 +32,8 @@ export interface GrpcConnectionOptions {
 /** A live watch stream; `cancel` ends it. */
 export interface WatchStream {
   cancel(): void;
+  /** Set by the owner once the stream delivered its first message. */
+  live?: boolean;
 }
 
 /**

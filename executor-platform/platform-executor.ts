@@ -18,6 +18,8 @@ type Listener = (snapshot: InstanceSnapshot) => void;
 const FINAL_REVISION = Number.MAX_SAFE_INTEGER;
 /** How long a call rides out an unreachable daemon (one that restarts is back in moments). */
 const UNAVAILABLE_RETRY_MS = 3_000;
+/** How long a broken watch stream tries to resume before its handles fail as unavailable. */
+const RECONNECT_WINDOW_MS = 60_000;
 const MAX_BATCH = 1000;
 const MAX_BATCH_BYTES = 3 * 1024 * 1024;
 
@@ -266,6 +268,7 @@ export class PlatformExecutor implements Executor {
           const stream = connection.watch(
             from,
             (sequence, snapshots) => {
+              stream.live = true;
               this.#sequence = Math.max(this.#sequence, sequence);
               if (!settled) {
                 settled = true;
@@ -276,15 +279,19 @@ export class PlatformExecutor implements Executor {
             (error) => {
               if (this.#stream !== stream || this.#closed || error === undefined) return;
               this.#stream = undefined;
-              if (!settled && Date.now() > retryUntil) {
-                settled = true;
+              // A refused token will not get better by waiting; a daemon that stays away for
+              // the whole window is given up, so no handle waits forever.
+              if (error.code === "EXECUTOR_CONFIG" || Date.now() > retryUntil) {
                 this.#streamReady = undefined;
-                reject(error);
+                if (!settled) {
+                  settled = true;
+                  reject(error);
+                }
                 this.#failWatchers(error);
                 return;
               }
               // The daemon restarted or the connection broke: resume where we were.
-              setTimeout(() => open(settled ? Date.now() + 60_000 : retryUntil), 100);
+              setTimeout(() => open(settled && stream.live ? Date.now() + RECONNECT_WINDOW_MS : retryUntil), 100);
             },
           );
           this.#stream = stream;
@@ -297,7 +304,7 @@ export class PlatformExecutor implements Executor {
 
   /** Handles of instances we cannot learn about end with the reason, rather than hang. */
   #failWatchers(error: TaskError): void {
-    if (!(error instanceof ExecutorUnavailableError)) return;
+    if (!(error instanceof ExecutorUnavailableError) && error.code !== "EXECUTOR_CONFIG") return;
     for (const id of [...this.#listeners.keys()]) {
       if (this.#inflight.has(id)) continue;
       const listeners = this.#listeners.get(id);

@@ -23,6 +23,7 @@ export interface ListTaskInstancesFilter {
  * @throws {TaskTimeoutError} when `timeoutMs` passed first (the task goes on).
  * @throws {TaskNotFoundError} for an unknown id.
  * @throws {ExecutorUnavailableError} when the platform daemon could not be reached.
+ * @throws {ExecutorConfigError} when the daemon refused the access token.
  * @throws the signal's reason when `signal` aborts first.
  */
 export async function waitForCompletion<R>(

@@ -143,6 +143,24 @@ export function toErrorInfo(thrown: unknown): TaskErrorInfo {
   return { name: "NonErrorThrown", message: `the task threw a non-Error value: ${shown}` };
 }
 
+/**
+ * The error `waitForCompletion` rejects with for a failed instance: the SDK's own error when the
+ * failure was one (the daemon unreachable, a refused token), else {@link TaskFailedError}.
+ */
+export function errorForFailure(instanceId: string, info: TaskErrorInfo): TaskError {
+  let error: TaskError;
+  if (info.code === "EXECUTOR_UNAVAILABLE") {
+    const address = /^task executor at (.*?) is unavailable: /.exec(info.message)?.[1] ?? "unknown";
+    error = new ExecutorUnavailableError(address, "");
+  } else if (info.code === "EXECUTOR_CONFIG") {
+    error = new ExecutorConfigError(/^(NUMEROUS_\w+)/.exec(info.message)?.[1] ?? "NUMEROUS_EXECUTOR", undefined, "");
+  } else {
+    return new TaskFailedError(instanceId, info);
+  }
+  error.message = info.message;
+  return error;
+}
+
 function rebuildError(info: TaskErrorInfo): Error {
   const error = new Error(info.message);
   error.name = info.name;

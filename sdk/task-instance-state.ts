@@ -1,11 +1,5 @@
 import { decodeValue } from "./codec.js";
-import {
-  ExecutorUnavailableError,
-  TaskCancelledError,
-  type TaskErrorInfo,
-  TaskFailedError,
-  TaskTimeoutError,
-} from "./errors.js";
+import { TaskCancelledError, type TaskErrorInfo, TaskTimeoutError, errorForFailure } from "./errors.js";
 import type { Executor, InstanceSnapshot } from "./executor.js";
 import { type TaskStatus, isTerminalStatus } from "./task-status.js";
 
@@ -241,23 +235,10 @@ export class TaskInstanceState<R = unknown> {
     const snapshot = this.#snapshot;
     if (snapshot.result !== undefined && snapshot.status !== "failed") return this.result as R;
     if (snapshot.status === "cancelled") throw new TaskCancelledError(this.id, snapshot.error);
-    const error = snapshot.error ?? { name: "Error", message: "the instance failed without a reason" };
-    if (error.code === "EXECUTOR_UNAVAILABLE") {
-      throw new ExecutorUnavailableError(addressOf(error.message), detailOf(error.message));
-    }
-    throw new TaskFailedError(this.id, error);
+    throw errorForFailure(this.id, snapshot.error ?? { name: "Error", message: "the instance failed without a reason" });
   }
 }
 
 function toDate(time: number | undefined): Date | undefined {
   return time === undefined ? undefined : new Date(time);
-}
-
-const UNAVAILABLE = /^task executor at (.*?) is unavailable: (.*)$/s;
-
-function addressOf(message: string): string {
-  return UNAVAILABLE.exec(message)?.[1] ?? "unknown";
-}
-function detailOf(message: string): string {
-  return UNAVAILABLE.exec(message)?.[2] ?? message;
 }

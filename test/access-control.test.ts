@@ -11,7 +11,6 @@ import * as grpc from "@grpc/grpc-js";
 import {
   ExecutorConfigError,
   PlatformExecutor,
-  TaskFailedError,
   TaskNotFoundError,
   type TaskInstanceState,
   getTaskInstance,
@@ -307,7 +306,10 @@ describe("every TaskService call checks the token", () => {
         () => undefined,
         (thrown: unknown) => thrown,
       );
-      expect(error).toBeInstanceOf(TaskFailedError);
+      // The SDK's own error, as for an unreachable daemon: the task never ran.
+      expect(error).toBeInstanceOf(ExecutorConfigError);
+      expect((error as ExecutorConfigError).variable).toBe("NUMEROUS_API_ACCESS_TOKEN");
+      expect((error as ExecutorConfigError).message).toContain(says);
       expect(instance.status).toBe("failed");
       expect(instance.error).toMatchObject({ name: "ExecutorConfigError", code: "EXECUTOR_CONFIG" });
       expect(instance.error?.message).toMatch(/^NUMEROUS_API_ACCESS_TOKEN: the daemon at 127\.0\.0\.1:\d+ refused the call: /);
