@@ -79,6 +79,8 @@ export interface Daemon {
 
 interface Active {
   row: StoredInstance;
+  /** It counts against the concurrency: from the moment its workload is started or claimed. */
+  holdsSlot: boolean;
   worker: Worker | undefined;
   stopTimer: NodeJS.Timeout | undefined;
   stopRequested: boolean;
@@ -226,13 +228,14 @@ class DaemonImpl implements Daemon {
     const unfinished = await this.#store.unfinished();
     let orphans = 0;
     for (const row of unfinished) {
-      const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined };
+      const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined, holdsSlot: false };
       this.#active.set(row.id, active);
       if (row.status === "pending") {
         this.#queue.push(row.id);
       } else {
         orphans++;
         this.#running++;
+        active.holdsSlot = true;
         active.orphanTimer = setTimeout(() => {
           if (active.worker === undefined && !isTerminalStatus(active.row.status)) {
             this.#finish(active, "failed", {
@@ -438,7 +441,7 @@ class DaemonImpl implements Daemon {
         position: this.#cluster ? 0 : ++this.#position,
         owner: "",
       };
-      const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined };
+      const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined, holdsSlot: false };
       existing.set(row.id, row);
       if (this.#cluster === undefined) this.#active.set(row.id, active);
       this.#dirty.set(row.id, row);
@@ -557,6 +560,12 @@ class DaemonImpl implements Daemon {
     }
     if (active.row.deploymentId !== deployment) return false;
     if (active.row.status === "pending") {
+      // Its process may be starting: it never gets to run the task.
+      const worker = active.worker;
+      if (worker !== undefined) {
+        this.#detach(worker);
+        worker.child?.kill("SIGKILL");
+      }
       this.#finish(active, "cancelled", {});
       return true;
     }
@@ -879,7 +888,7 @@ class DaemonImpl implements Daemon {
       .then((rows) => {
         for (const row of rows) {
           if (row.sequence > this.#sequence) this.#sequence = row.sequence;
-          this.#active.set(row.id, { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined });
+          this.#active.set(row.id, { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined, holdsSlot: false });
           this.#queue.push(row.id);
         }
         if (rows.length === room) this.#claimAgain = true;
@@ -894,12 +903,15 @@ class DaemonImpl implements Daemon {
 
   #start(active: Active): void {
     this.#running++;
-    this.#change(active, { status: "running", startedAt: Date.now() });
+    active.holdsSlot = true;
     if (this.#o.workloadMode === "pool") {
+      this.#change(active, { status: "running", startedAt: Date.now() });
       const worker = this.#idleWorkers.pop() as Worker;
       this.#assign(worker, active);
       this.#sendStart(worker, active);
     } else {
+      // It stays pending until its process says hello: a stop before then cancels it, and it
+      // never runs.
       const worker = this.#spawnWorker(active.row.id);
       this.#assign(worker, active);
     }
@@ -1004,7 +1016,8 @@ class DaemonImpl implements Daemon {
 
   #finish(active: Active, status: "completed" | "failed" | "cancelled", end: { result?: string | undefined; error?: TaskErrorInfo | undefined }): void {
     if (isTerminalStatus(active.row.status)) return;
-    const wasRunning = active.row.status === "running";
+    const wasRunning = active.holdsSlot;
+    active.holdsSlot = false;
     clearTimeout(active.stopTimer);
     clearTimeout(active.orphanTimer);
     this.#change(active, {
@@ -1107,10 +1120,13 @@ class DaemonImpl implements Daemon {
       if (allowed === "instance" && worker.startFor === instanceId) {
         worker.call = call;
         const active = this.#active.get(instanceId);
-        if (active && active.worker === worker) {
+        if (active && active.worker === worker && !isTerminalStatus(active.row.status)) {
+          if (active.row.status === "pending") this.#change(active, { status: "running", startedAt: Date.now() });
           this.#sendStart(worker, active);
-          // A stop that came while the process was starting.
           if (active.stopRequested) this.#send(worker, { kind: { $case: "stop", value: { instanceId } } });
+        } else {
+          // Cancelled while its process was starting.
+          worker.child?.kill("SIGKILL");
         }
         return worker;
       }
