@@ -1065,13 +1065,15 @@ class DaemonImpl implements Daemon {
         if (kind === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "empty workload message");
         if (kind.$case === "hello") {
           if (worker !== undefined) return refuse(grpc.status.INVALID_ARGUMENT, "hello sent twice");
-          worker = this.#hello(call, kind.value.workloadToken, kind.value.instanceId);
+          worker = this.#hello(call, kind.value.workloadToken, kind.value.instanceId, kind.value.pid);
           if (worker === undefined) return refuse(grpc.status.PERMISSION_DENIED, "the workload token does not allow this instance");
           return;
         }
         if (worker === undefined) return refuse(grpc.status.FAILED_PRECONDITION, "a workload must say hello first");
         const instanceId = kind.value.instanceId;
         if (instanceId !== worker.instanceId) {
+          // The end of an earlier instance, said again after a reconnect.
+          if (kind.$case === "finished" && this.#lateFinished(worker, instanceId, kind.value)) return;
           return refuse(grpc.status.PERMISSION_DENIED, `this workload runs ${worker.instanceId ?? "nothing"}, not ${instanceId}`);
         }
         const active = this.#active.get(instanceId);
@@ -1111,7 +1113,12 @@ class DaemonImpl implements Daemon {
     call.on("cancelled", closed);
   }
 
-  #hello(call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>, token: string, instanceId: string): Worker | undefined {
+  #hello(
+    call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>,
+    token: string,
+    instanceId: string,
+    pid: number,
+  ): Worker | undefined {
     const allowed = this.#tokens.check(token, instanceId);
     if (allowed === undefined) return undefined;
     // A worker we started.
@@ -1130,12 +1137,30 @@ class DaemonImpl implements Daemon {
         }
         return worker;
       }
-      if (allowed === "pool" && worker.pool && worker.child?.pid !== undefined && instanceId === "") {
+      if (allowed === "pool" && worker.pool && worker.child?.pid === pid && instanceId === "") {
         worker.call = call;
         this.#idleWorkers.push(worker);
         this.#pump();
         return worker;
       }
+    }
+    // A pool worker from before a restart with nothing running: adopted, it serves like the rest.
+    if (instanceId === "" && allowed === "pool") {
+      const worker: Worker = {
+        serial: ++this.#workerSerial,
+        pool: true,
+        child: undefined,
+        tail: new TailBuffer(),
+        call,
+        instanceId: undefined,
+        startFor: undefined,
+        gone: false,
+      };
+      this.#workers.add(worker);
+      this.#idleWorkers.push(worker);
+      this.#log.info({ pid }, "pool workload reattached");
+      this.#pump();
+      return worker;
     }
     // A workload from before a restart, reattaching to its running instance.
     if (instanceId !== "") {
@@ -1143,7 +1168,7 @@ class DaemonImpl implements Daemon {
       if (active && active.row.status === "running" && active.worker === undefined) {
         const worker: Worker = {
           serial: ++this.#workerSerial,
-          pool: false,
+          pool: allowed === "pool",
           child: undefined,
           tail: new TailBuffer(),
           call,
@@ -1162,6 +1187,24 @@ class DaemonImpl implements Daemon {
     return undefined;
   }
 
+  /** A worker may repeat the end of an instance it ran before (it was not acknowledged yet). */
+  #lateFinished(worker: Worker, instanceId: string, finished: Finished): boolean {
+    if (!worker.pool && worker.startFor !== instanceId) return false;
+    const active = this.#active.get(instanceId);
+    if (active === undefined) {
+      // Already recorded: the acknowledgement was what got lost.
+      void this.#latest(instanceId).then((row) => {
+        if (row !== undefined && isTerminalStatus(row.status)) {
+          this.#send(worker, { kind: { $case: "finishedAck", value: { instanceId } } });
+        }
+      });
+      return true;
+    }
+    if (active.row.status !== "running" || active.worker !== undefined) return false;
+    this.#onFinished(worker, active, finished);
+    return true;
+  }
+
   #onFinished(worker: Worker, active: Active, finished: Finished): void {
     const status = statusFromWire(finished.status);
     if (status !== "completed" && status !== "failed" && status !== "cancelled") {
@@ -1173,14 +1216,17 @@ class DaemonImpl implements Daemon {
       });
     }
     const instanceId = active.row.id;
-    this.#detach(worker);
-    void this.#durable().then(() => {
-      this.#send(worker, { kind: { $case: "finishedAck", value: { instanceId } } });
+    if (active.worker === worker) active.worker = undefined;
+    if (worker.instanceId === instanceId) {
+      worker.instanceId = undefined;
+      // A pool worker takes its next instance while this end is being written: it keeps the
+      // end until the acknowledgement, and says it again to whoever listens after a crash.
       if (worker.pool && !worker.gone) {
         this.#idleWorkers.push(worker);
         this.#pump();
       }
-    });
+    }
+    void this.#durable().then(() => this.#send(worker, { kind: { $case: "finishedAck", value: { instanceId } } }));
   }
 }
 

@@ -281,7 +281,9 @@ export class PlatformExecutor implements Executor {
               this.#stream = undefined;
               // A refused token will not get better by waiting; a daemon that stays away for
               // the whole window is given up, so no handle waits forever.
-              if (error.code === "EXECUTOR_CONFIG" || Date.now() > retryUntil) {
+              // A stream that was live starts a new window; one that never got going keeps its own.
+              const deadline = stream.live ? Date.now() + RECONNECT_WINDOW_MS : retryUntil;
+              if (error.code === "EXECUTOR_CONFIG" || Date.now() > deadline) {
                 this.#streamReady = undefined;
                 if (!settled) {
                   settled = true;
@@ -291,7 +293,7 @@ export class PlatformExecutor implements Executor {
                 return;
               }
               // The daemon restarted or the connection broke: resume where we were.
-              setTimeout(() => open(settled && stream.live ? Date.now() + RECONNECT_WINDOW_MS : retryUntil), 100);
+              setTimeout(() => open(deadline), 100);
             },
           );
           this.#stream = stream;

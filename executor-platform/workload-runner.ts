@@ -47,6 +47,8 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     "grpc.max_reconnect_backoff_ms": 1000,
   });
   let current: Current | undefined;
+  /** Ends reported but not yet acknowledged as durable: said again after a reconnect. */
+  const unacked = new Map<string, WorkloadMessage>();
   let stream: grpc.ClientDuplexStream<WorkloadMessage, DaemonMessage> | undefined;
   let done: ((code: number) => void) | undefined;
   const finishedAll = new Promise<number>((resolve) => {
@@ -106,6 +108,8 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         },
       },
     };
+    unacked.set(start.instanceId, mine.finished);
+    if (current === mine) current = undefined;
     send(mine.finished);
   };
 
@@ -117,30 +121,26 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       const id = current.start.instanceId;
       if (current.progress !== undefined) send({ kind: { $case: "progress", value: { instanceId: id, value: current.progress } } });
       if (current.output !== undefined) send({ kind: { $case: "output", value: { instanceId: id, output: current.output } } });
-      if (current.finished !== undefined) send(current.finished);
     }
+    for (const finished of unacked.values()) send(finished);
     call.on("data", (message: DaemonMessage) => {
       lostSince = undefined;
       const kind = message.kind;
       if (kind === undefined) return;
       if (kind.$case === "start") {
-        if (current?.start.instanceId === kind.value.instanceId) {
-          // A Start again after a reconnect: this instance already ran or runs here; only its
-          // end may need saying again.
-          if (current.finished !== undefined) send(current.finished);
-          return;
-        }
-        if (current !== undefined && current.finished === undefined) return;
+        // A Start again after a reconnect: this instance runs or ran here; only its end may
+        // need saying again.
+        const ended = unacked.get(kind.value.instanceId);
+        if (ended !== undefined) return send(ended);
+        if (current !== undefined) return;
         void run(kind.value);
       } else if (kind.$case === "stop") {
         if (current?.start.instanceId === kind.value.instanceId) current.controller.requestStop();
       } else if (kind.$case === "finishedAck") {
-        if (current?.start.instanceId === kind.value.instanceId) {
-          current = undefined;
-          if (env.instanceId !== undefined) {
-            call.end();
-            done?.(0);
-          }
+        unacked.delete(kind.value.instanceId);
+        if (env.instanceId !== undefined && current === undefined && unacked.size === 0) {
+          call.end();
+          done?.(0);
         }
       }
     });
