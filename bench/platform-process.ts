@@ -24,7 +24,12 @@ export interface BenchPlatformProcessOptions {
   concurrency?: number;
   /** Runs of each measurement. Default 3. */
   repeats?: number;
+  /** Slices per run; the measurements take turns slice by slice. Default 5. */
+  slices?: number;
 }
+
+const MEASURES = ["bare", "ts", "plain", "tsx", "runner"] as const;
+type Measure = (typeof MEASURES)[number];
 
 const GOAL = 0.8;
 
@@ -33,14 +38,15 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
   const n = options.instances ?? 200;
   const concurrency = options.concurrency ?? 4;
   const repeats = options.repeats ?? 3;
+  const slices = options.slices ?? 5;
 
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
   delete env.NUMEROUS_EXECUTOR_ADDRESS;
   delete env.NUMEROUS_WORKLOAD_TOKEN;
-  const bare = (): Promise<number> => startsPerSecond(n, concurrency, ["-e", "0"], env);
-  const withTsx = (): Promise<number> => startsPerSecond(n, concurrency, ["--import", "tsx", "-e", "0"], env);
-  const runner = (): Promise<number> => startsPerSecond(n, concurrency, [CLI, "run"], env, 2);
+  const bare = (count: number) => startsSeconds(count, concurrency, ["-e", "0"], env);
+  const withTsx = (count: number) => startsSeconds(count, concurrency, ["--import", "tsx", "-e", "0"], env);
+  const runner = (count: number) => startsSeconds(count, concurrency, [CLI, "run"], env, 2);
 
   const daemon = await startBenchDaemon({ mode: "process", concurrency });
   const executor = platformExecutor(daemon.address);
@@ -54,21 +60,29 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
   try {
     setExecutor(executor);
     // Warm-up, not reported: the OS file cache, tsx's compile cache, the daemon's JIT.
-    await bare();
-    await instancesPerSecond(benchTick, Math.min(n, 40));
-    await instancesPerSecond(benchTickPlain, Math.min(n, 40));
-    await withTsx();
-    await runner();
+    const warmup = Math.min(n, 40);
+    await bare(warmup);
+    await instancesSeconds(benchTick, warmup);
+    await instancesSeconds(benchTickPlain, warmup);
+    await withTsx(warmup);
+    await runner(warmup);
+    // Each run is cut into slices, every measurement taking its turn in each slice (the order
+    // reversed every other slice), so load from elsewhere on the machine hits all of them alike.
+    const perSlice = Math.ceil(n / slices);
     for (let run = 0; run < repeats; run++) {
-      const steps: Array<() => Promise<void>> = [
-        async () => void results.bare.push(await bare()),
-        async () => void results.ts.push(await instancesPerSecond(benchTick, n)),
-        async () => void results.plain.push(await instancesPerSecond(benchTickPlain, n)),
-        async () => void results.tsx.push(await withTsx()),
-        async () => void results.runner.push(await runner()),
-      ];
-      if (run % 2 === 1) steps.reverse();
-      for (const step of steps) await step();
+      const seconds: Record<Measure, number> = { bare: 0, ts: 0, plain: 0, tsx: 0, runner: 0 };
+      for (let slice = 0; slice < slices; slice++) {
+        const steps: Array<[Measure, () => Promise<number>]> = [
+          ["bare", () => bare(perSlice)],
+          ["ts", () => instancesSeconds(benchTick, perSlice)],
+          ["plain", () => instancesSeconds(benchTickPlain, perSlice)],
+          ["tsx", () => withTsx(perSlice)],
+          ["runner", () => runner(perSlice)],
+        ];
+        if ((run * slices + slice) % 2 === 1) steps.reverse();
+        for (const [measure, step] of steps) seconds[measure] += await step();
+      }
+      for (const measure of MEASURES) results[measure].push((perSlice * slices) / seconds[measure]);
     }
   } finally {
     setExecutor(new LocalExecutor({ concurrency: 4 }));
@@ -129,7 +143,7 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
     title: "Platform executor, process per instance, vs bare node process starts",
     rows,
     notes: [
-      `${formatNumber(n)} instances per run, each a trivial task (one progress report, returns i + 1), all submitted at once, timed until the client holds every result; the baseline starts ${formatNumber(n)} \`node -e 0\` processes, ${concurrency} at a time; median of ${repeats} runs, alternated, after a warm-up of each`,
+      `${formatNumber(n)} instances per run, each a trivial task (one progress report, returns i + 1), all submitted at once, timed until the client holds every result; the baseline starts ${formatNumber(n)} \`node -e 0\` processes, ${concurrency} at a time; each run in ${slices} slices of ${formatNumber(Math.ceil(n / slices))} where every measurement takes its turn (order reversed every other slice), so outside load hits all alike; median of ${repeats} runs, after a warm-up of each`,
       `daemon: dist/, --workload-mode process --concurrency ${concurrency}, durable store on; each workload is \`node [--import tsx] dist/executor-platform/cli.js run\`: start, connect, hello, import the task module, run, report, wait for the ack, exit`,
       `wall time per process slot (concurrency / rate): bare node ${perProcess(bareMedian)} ms, node + tsx ${perProcess(median(results.tsx))} ms, node + workload runner import ${perProcess(median(results.runner))} ms, platform instance ${perProcess(median(results.ts))} ms (.ts) / ${perProcess(median(results.plain))} ms (.mjs)`,
       loadNote(startLoad),
@@ -137,8 +151,8 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
   };
 }
 
-/** `n` instances of `fn` through the current executor; instances per second until all results are in. */
-async function instancesPerSecond(fn: TaskFunction<[i: number], number>, n: number): Promise<number> {
+/** `n` instances of `fn` through the current executor; seconds until all results are in. */
+async function instancesSeconds(fn: TaskFunction<[i: number], number>, n: number): Promise<number> {
   const start = performance.now();
   const handles = new Array<TaskInstanceState<number>>(n);
   for (let i = 0; i < n; i++) handles[i] = fn(i);
@@ -146,11 +160,11 @@ async function instancesPerSecond(fn: TaskFunction<[i: number], number>, n: numb
   const seconds = (performance.now() - start) / 1000;
   const sum = results.reduce((total, value) => total + value, 0);
   if (sum !== (n * (n - 1)) / 2 + n) throw new Error(`${fn.definition.name}: wrong results (sum ${sum})`);
-  return n / seconds;
+  return seconds;
 }
 
-/** Starts `n` `node <args>` processes, `parallel` at a time; starts per second. */
-async function startsPerSecond(
+/** Starts `n` `node <args>` processes, `parallel` at a time; seconds until the last exited. */
+async function startsSeconds(
   n: number,
   parallel: number,
   args: readonly string[],
@@ -174,5 +188,5 @@ async function startsPerSecond(
     }
   };
   await Promise.all(Array.from({ length: parallel }, lane));
-  return n / ((performance.now() - start) / 1000);
+  return (performance.now() - start) / 1000;
 }
