@@ -620,7 +620,7 @@ class DaemonImpl implements Daemon {
       watcher.blocked = false;
       this.#drainWatcher(watcher);
     });
-    const sequence = this.#sequence;
+    const sequence = this.#resumePoint(this.#sequence);
     call.write({ instances: [], sequence });
     if (!request.fromNow) {
       if (ids !== undefined) {
@@ -654,13 +654,25 @@ class DaemonImpl implements Daemon {
     const rows = [...backlog.values()].sort((a, b) => a.sequence - b.sequence);
     for (let i = 0; i < rows.length; i += 500) {
       const chunk = rows.slice(i, i + 500);
-      const ok = watcher.call.write({ instances: chunk.map(storedToWire), sequence: (chunk.at(-1) as StoredInstance).sequence });
+      const ok = watcher.call.write({
+        instances: chunk.map(storedToWire),
+        sequence: this.#resumePoint((chunk.at(-1) as StoredInstance).sequence),
+      });
       if (!ok) {
         watcher.blocked = true;
         for (const row of rows.slice(i + 500)) this.#enqueueFor(watcher, row);
         return;
       }
     }
+  }
+
+  /**
+   * The sequence a watcher may resume after: every change up to it has been sent. In a cluster,
+   * this daemon's own rows go out as soon as they are written, before it has fetched the other
+   * daemons' rows with lower sequences, so it never claims more than it fetched.
+   */
+  #resumePoint(lastSent: number): number {
+    return this.#cluster === undefined ? lastSent : Math.min(lastSent, this.#fetched);
   }
 
   #broadcast(rows: readonly StoredInstance[]): void {
@@ -676,7 +688,10 @@ class DaemonImpl implements Daemon {
         for (const row of matched) this.#enqueueFor(watcher, row);
         continue;
       }
-      const ok = watcher.call.write({ instances: matched.map(storedToWire), sequence: (matched.at(-1) as StoredInstance).sequence });
+      const ok = watcher.call.write({
+        instances: matched.map(storedToWire),
+        sequence: this.#resumePoint((matched.at(-1) as StoredInstance).sequence),
+      });
       if (!ok) watcher.blocked = true;
     }
   }
