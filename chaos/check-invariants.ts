@@ -1,0 +1,401 @@
+/**
+ * The invariants of a chaos run, checked against its record. Each check counts what it looked
+ * at and every violation, with the ids and the facts that make it one.
+ */
+import { decodeValue } from "numerous-tasks";
+import {
+  bigText,
+  type ChaosKind,
+  expectedResult,
+  isLongEarlyAnswer,
+  sameValue,
+  sha256,
+  throwsError,
+} from "./answers.js";
+import { fingerprint } from "./observer-log.js";
+import type { Downtime, FinalRow, RunRecord, Tracked, Violation } from "./run-record.js";
+
+/** A task may keep running this long after its grace period: timers, a busy machine, the kill itself. */
+export const GRACE_SLACK_MS = 2_000;
+/** An SDK that gave up with ExecutorUnavailableError is excused by an outage within this long before. */
+export const GIVE_UP_WINDOW_MS = 5_000;
+/** After a daemon restart, beyond its reconnect window, how long the end may take to land. */
+export const REATTACH_SLACK_MS = 2_000;
+
+export interface InvariantResult {
+  readonly name: string;
+  readonly checked: number;
+  readonly violations: number;
+}
+
+export interface CheckResult {
+  readonly invariants: InvariantResult[];
+  readonly violations: Violation[];
+  /** Observations that break no promise but that a reader of the figures should know. */
+  readonly findings: string[];
+}
+
+export const INVARIANTS = {
+  once: "every submitted id exists exactly once",
+  settles: "every instance reaches a final status within the bound after the faults end",
+  answers: "every completed result equals the known answer for its input",
+  finishOnce: "no instance finishes twice or changes after it finished",
+  grace: "a cancelled instance never runs past its grace period",
+  watchers: "every watcher that resumed saw the final state",
+  leaks: "daemon memory and open files return to a bound; no workload process is left behind",
+  alive: "the daemon never dies unless the harness kills it; it restarts and shuts down cleanly",
+  explained: "every failed or cancelled instance has a cause the harness knows",
+  stops: "an acknowledged stop holds: a pending instance never runs, a running one ends within grace",
+  rogue: "the rogue client reaches nothing and is told nothing internal",
+} as const;
+
+const COMPLETES: ReadonlySet<ChaosKind> = new Set(["short", "long", "stubborn", "cpu", "big", "chatty"]);
+
+export function checkInvariants(record: RunRecord): CheckResult {
+  const violations: Violation[] = [];
+  const findings: string[] = [];
+  const counts = new Map<string, number>();
+  const checked = (name: string, n = 1) => counts.set(name, (counts.get(name) ?? 0) + n);
+  const violate = (invariant: string, ids: readonly string[], detail: string) =>
+    violations.push({ invariant, ids, detail, story: ids.map((id) => storyOf(id, record)).filter((s) => s !== ""), logLines: [] });
+  const { tracked, final } = record;
+  const overlapsDowntime = (from: number, to: number) => record.downtimes.some((d) => d.from <= to && (d.to ?? Number.POSITIVE_INFINITY) >= from);
+  const restartsBetween = (from: number, to: number) => record.downtimes.filter((d) => d.from >= from && d.from <= to);
+  // The SDK gives up after 3 s without the daemon (SPEC: nothing hangs forever); only an
+  // outage just before it gave up excuses that.
+  const outageBefore = (at: number) => overlapsDowntime(at - GIVE_UP_WINDOW_MS, at);
+
+  // 1. Exactly once.
+  for (const id of record.duplicates) violate(INVARIANTS.once, [id], `the daemon lists instance ${id} more than once`);
+  for (const t of tracked.values()) {
+    checked(INVARIANTS.once);
+    if (final.has(t.id)) continue;
+    if (isLocalUnavailable(t) && outageBefore(t.doneAt ?? t.submittedAt)) continue;
+    violate(
+      INVARIANTS.once,
+      [t.id],
+      `${t.kind} instance ${t.id} (called at ${iso(t.submittedAt)}) is not on the daemon, but the caller's handle says ${t.handle.status}` +
+        (t.handle.error ? ` (${t.handle.error.name}: ${t.handle.error.message})` : ""),
+    );
+  }
+  for (const row of final.values()) {
+    if (!tracked.has(row.id)) violate(INVARIANTS.once, [row.id], `the daemon lists instance ${row.id} (${row.taskName}) that nobody submitted`);
+  }
+
+  // 2. Settles.
+  checked(INVARIANTS.settles, final.size);
+  for (const row of record.unfinished) {
+    violate(INVARIANTS.settles, [row.id], `${row.taskName} ${row.id} was still ${row.status} ${record.settleBoundMs} ms after the faults ended (started ${iso(row.startedAt)})`);
+  }
+
+  // 3. Answers.
+  for (const row of final.values()) {
+    const t = tracked.get(row.id);
+    if (t === undefined || row.result === undefined) continue;
+    if (row.status !== "completed" && row.status !== "cancelled") continue;
+    checked(INVARIANTS.answers);
+    const problem = wrongAnswer(t, row);
+    if (problem !== undefined) violate(INVARIANTS.answers, [row.id], `${t.kind}(${describeArgs(t.args)}) ended ${row.status}: ${problem}`);
+  }
+
+  // 4. Finishes once; 6. watchers see the end.
+  for (const observer of record.observers) {
+    for (const event of observer.log.afterEnd) {
+      violate(
+        INVARIANTS.finishOnce,
+        [event.id],
+        `${event.observer} saw ${event.id} end at revision ${event.terminal.revision} (${event.terminal.fingerprint}), then revision ${event.later.revision} (${event.later.fingerprint}) at ${iso(event.at)}`,
+      );
+    }
+    const ids = observer.wide ? [...final.keys()] : [...observer.log.ids()];
+    for (const id of ids) {
+      const row = final.get(id);
+      if (row === undefined || !isFinal(row.status)) continue;
+      const state = observer.log.state(id);
+      const terminal = state?.terminal;
+      checked(INVARIANTS.watchers);
+      if (terminal === undefined) {
+        violate(
+          INVARIANTS.watchers,
+          [id],
+          `${observer.log.name} never saw ${id} end (daemon: ${row.status} at revision ${row.revision}; last revision seen ${state?.lastRevision ?? "none"}; it lived through ${observer.breaks(id)} break(s)${observer.notes ? `; ${observer.notes()}` : ""})`,
+        );
+        continue;
+      }
+      if (terminal.clientMade) {
+        const t = tracked.get(id);
+        // The caller's own failed submits are judged once, below.
+        const callersSubmit = observer.kind === "caller" && t !== undefined && isLocalUnavailable(t);
+        if (!callersSubmit && !outageBefore(terminal.at)) {
+          violate(
+            INVARIANTS.watchers,
+            [id],
+            `${observer.log.name} was told at ${iso(terminal.at)} that ${id} failed with the SDK's own ExecutorUnavailableError, with no daemon outage in the ${GIVE_UP_WINDOW_MS} ms before (daemon: ${row.status} at revision ${row.revision})`,
+          );
+        }
+        continue;
+      }
+      checked(INVARIANTS.finishOnce);
+      const expected = fingerprint({ status: row.status, result: row.result, errorName: row.errorName, errorMessage: row.errorMessage });
+      if (terminal.revision !== row.revision || terminal.fingerprint !== expected) {
+        violate(
+          INVARIANTS.finishOnce,
+          [id],
+          `${observer.log.name} saw ${id} end at revision ${terminal.revision} (${terminal.fingerprint}) at ${iso(terminal.at)}, but the daemon's final state is revision ${row.revision} (${expected})`,
+        );
+      }
+    }
+  }
+  const gaveUp = new Map<string, number>();
+  for (const observer of record.observers) {
+    for (const id of observer.log.ids()) {
+      const terminal = observer.log.state(id)?.terminal;
+      if (terminal?.clientMade && outageBefore(terminal.at)) gaveUp.set(observer.kind, (gaveUp.get(observer.kind) ?? 0) + 1);
+    }
+  }
+  for (const [kind, n] of gaveUp) {
+    findings.push(
+      `${n} ${kind} watch(es) ended with the SDK's own ExecutorUnavailableError while the daemon was restarting (it gives up after 3 s), not with the daemon's final state`,
+    );
+  }
+  let splitAfterOutage = 0;
+  for (const t of tracked.values()) {
+    const row = final.get(t.id);
+    if (row === undefined || !isLocalUnavailable(t)) continue;
+    const failedAt = t.doneAt ?? t.submittedAt;
+    if (outageBefore(failedAt)) {
+      splitAfterOutage++;
+      continue;
+    }
+    violate(
+      INVARIANTS.finishOnce,
+      [t.id],
+      `the caller's handle of ${t.kind} ${t.id} failed at ${iso(failedAt)} with the SDK's own ExecutorUnavailableError, with no daemon outage in the ${GIVE_UP_WINDOW_MS} ms before, yet the daemon has the instance and it ended ${row.status}`,
+    );
+  }
+  if (splitAfterOutage > 0) {
+    findings.push(
+      `${splitAfterOutage} call(s) failed on the caller's side with ExecutorUnavailableError while the daemon was restarting, yet reached it and ran (the SDK gives up after 3 s; the daemon had the call)`,
+    );
+  }
+
+  // 5. Cancelled never runs past its grace period.
+  for (const row of final.values()) {
+    if (row.status !== "cancelled") continue;
+    const t = tracked.get(row.id);
+    if (t === undefined) continue;
+    checked(INVARIANTS.grace);
+    const beat = record.heartbeats.get(row.id);
+    if (row.startedAt === undefined) {
+      if (beat !== undefined) {
+        violate(INVARIANTS.grace, [row.id], `${t.kind} ${row.id} was cancelled before it started, yet its task ran from ${iso(beat.startedAt)} to ${iso(beat.lastAt)} (pid ${beat.pid})`);
+      }
+      continue;
+    }
+    const reference = stopReference(t);
+    if (beat === undefined || reference === undefined) continue;
+    const overrun = beat.lastAt - (reference + record.stopGraceMs);
+    if (overrun > GRACE_SLACK_MS) {
+      const restarts = restartsBetween(reference, beat.lastAt);
+      violate(
+        INVARIANTS.grace,
+        [row.id],
+        `${t.kind}(${describeArgs(t.args)}) ${row.id}: stop at ${iso(reference)}, grace ${record.stopGraceMs} ms, but its task was alive at ${iso(beat.lastAt)} (${beat.lastAt - reference} ms after the stop, pid ${beat.pid})` +
+          (restarts.length > 0 ? `; the daemon was killed in between at ${restarts.map((d) => iso(d.from)).join(", ")}` : ""),
+      );
+    }
+  }
+
+  // 7. Leaks.
+  const m = record.memory;
+  checked(INVARIANTS.leaks, 3);
+  if (m.rssAfterBytes > m.rssBoundBytes) {
+    violate(INVARIANTS.leaks, [], `daemon RSS after the load is ${mib(m.rssAfterBytes)} MiB, above the bound of ${mib(m.rssBoundBytes)} MiB (before: ${mib(m.rssBeforeBytes)} MiB)`);
+  }
+  if (m.fdsAfter > m.fdsBound) {
+    violate(
+      INVARIANTS.leaks,
+      [],
+      `the daemon has ${m.fdsAfter} open file descriptors after the load, above the bound of ${m.fdsBound} (before: ${m.fdsBefore}); added: ${m.fdsAdded.join(", ")}`,
+    );
+  }
+  if (record.leftoverWorkloads.length > 0) {
+    violate(INVARIANTS.leaks, [], `workload processes were still alive 70 s after the daemon's last exit: pids ${record.leftoverWorkloads.join(", ")}`);
+  }
+
+  // 8. The daemon stays up.
+  checked(INVARIANTS.alive, 1 + record.downtimes.length);
+  for (const crash of record.daemonCrashes) violate(INVARIANTS.alive, [], crash);
+  if (record.shutdownExitCode !== 0) {
+    violate(INVARIANTS.alive, [], `on SIGTERM after the run the daemon ${record.shutdownExitCode === null ? "did not exit in time and was killed" : `exited with code ${record.shutdownExitCode}`}`);
+  }
+
+  // 9. Causes; 10. stops hold.
+  for (const row of final.values()) {
+    const t = tracked.get(row.id);
+    if (t === undefined) continue;
+    checked(INVARIANTS.explained);
+    const cause = unexplained(t, row, record, overlapsDowntime);
+    if (cause !== undefined) violate(INVARIANTS.explained, [row.id], cause);
+    const firstAck = t.stops.filter((s) => s.ackAt !== undefined).sort((a, b) => (a.ackAt as number) - (b.ackAt as number))[0];
+    if (firstAck === undefined) continue;
+    checked(INVARIANTS.stops);
+    const ackAt = firstAck.ackAt as number;
+    const restarts = restartsBetween(ackAt, row.finishedAt ?? Date.now());
+    const during = restarts.length > 0 ? `; the daemon was killed in between at ${restarts.map((d) => iso(d.from)).join(", ")}` : "";
+    // While the daemon is down nothing can end, and after a restart it waits up to its
+    // reconnect window for the workload before it gives the instance up.
+    const outage = record.downtimes
+      .filter((d) => (d.to ?? Date.now()) > ackAt && d.from < (row.finishedAt ?? Date.now()))
+      .reduce((sum, d) => sum + ((d.to ?? Date.now()) - Math.max(d.from, ackAt)) + record.reconnectWindowMs + REATTACH_SLACK_MS, 0);
+    if (row.startedAt !== undefined && row.startedAt > ackAt) {
+      violate(INVARIANTS.stops, [row.id], `${t.kind} ${row.id}: a stop was acknowledged at ${iso(ackAt)} (aimed ${firstAck.when}), yet the instance started at ${iso(row.startedAt)} and ended ${row.status}${during}`);
+    } else if (row.finishedAt !== undefined && row.finishedAt > ackAt + record.stopGraceMs + GRACE_SLACK_MS + outage) {
+      violate(
+        INVARIANTS.stops,
+        [row.id],
+        `${t.kind}(${describeArgs(t.args)}) ${row.id}: a stop was acknowledged at ${iso(ackAt)} (aimed ${firstAck.when}), grace ${record.stopGraceMs} ms, but it ended ${row.status} only at ${iso(row.finishedAt)} (${row.finishedAt - ackAt} ms later, ${outage} ms of it allowed for daemon outages)${during}`,
+      );
+    }
+  }
+
+  // 11. The rogue.
+  checked(INVARIANTS.rogue);
+  for (const breach of record.rogueBreaches) violate(INVARIANTS.rogue, [], breach);
+  for (const leak of record.rogueLeaks) violate(INVARIANTS.rogue, [], `an answer to the rogue leaked internals: ${leak}`);
+
+  const invariants = Object.values(INVARIANTS).map((name) => ({
+    name,
+    checked: counts.get(name) ?? 0,
+    violations: violations.filter((v) => v.invariant === name).length,
+  }));
+  return { invariants, violations, findings };
+}
+
+/** Everything the run knows about one instance, in one line. */
+export function storyOf(id: string, record: RunRecord): string {
+  const t = record.tracked.get(id);
+  if (t === undefined) return "";
+  const row = record.final.get(id);
+  const parts = [`${id}: ${t.kind}(${describeArgs(t.args)}) called ${iso(t.submittedAt)}`];
+  if (row !== undefined) {
+    parts.push(
+      `daemon: ${row.status} rev ${row.revision}, started ${iso(row.startedAt)}, finished ${iso(row.finishedAt)}` +
+        (row.errorName ? `, ${row.errorName}: ${(row.errorMessage ?? "").slice(0, 160).replace(/\n/g, " | ")}` : ""),
+    );
+  } else parts.push("daemon: not listed");
+  parts.push(`caller's handle: ${t.handle.status}${t.doneAt ? ` at ${iso(t.doneAt)}` : ""}`);
+  for (const s of t.stops) parts.push(`stop (${s.when}) sent ${iso(s.sentAt)}, ${s.ackAt ? `acknowledged ${iso(s.ackAt)}` : `refused (${s.refused})`}`);
+  for (const at of t.workloadKills) parts.push(`harness SIGKILLed its workload at ${iso(at)}`);
+  for (const w of record.workloadsSeen.get(id) ?? []) parts.push(`workload pid ${w.pid} seen ${iso(w.firstSeen)} .. ${iso(w.lastSeen)}`);
+  const beat = record.heartbeats.get(id);
+  parts.push(beat ? `task ran ${iso(beat.startedAt)} .. ${iso(beat.lastAt)} in pid ${beat.pid}` : "task never ran (no heartbeat)");
+  for (const d of record.downtimes) {
+    if (d.from >= t.submittedAt && d.from <= (row?.finishedAt ?? Date.now())) parts.push(`daemon killed ${iso(d.from)}, back ${iso(d.to)}`);
+  }
+  return parts.join("; ");
+}
+
+/** The caller's handle failed on its own: the SDK could not reach the daemon to submit. */
+export function isLocalUnavailable(t: Tracked): boolean {
+  return t.handle.status === "failed" && t.handle.error?.code === "EXECUTOR_UNAVAILABLE";
+}
+
+function isFinal(status: string): boolean {
+  return status === "completed" || status === "failed" || status === "cancelled";
+}
+
+/** When the daemon must have had the stop: the first acknowledged one, else the last one sent. */
+function stopReference(t: Tracked): number | undefined {
+  const acked = t.stops.map((s) => s.ackAt).filter((at): at is number => at !== undefined);
+  if (acked.length > 0) return Math.min(...acked);
+  const sent = t.stops.map((s) => s.sentAt);
+  return sent.length > 0 ? Math.max(...sent) : undefined;
+}
+
+function wrongAnswer(t: Tracked, row: FinalRow): string | undefined {
+  let result: unknown;
+  try {
+    result = decodeValue(row.result as string);
+  } catch (error) {
+    return `its result does not decode: ${(error as Error).message}`;
+  }
+  const expected = expectedResult(t.kind, t.args);
+  if (row.status === "cancelled" && t.kind === "long") {
+    const [n, steps] = t.args as [number, number];
+    if (isLongEarlyAnswer(result, n, steps) || sameValue(result, expected)) return undefined;
+    return `result ${short(result)} is neither an early stop nor the full answer ${short(expected)}`;
+  }
+  if (!sameValue(result, expected)) return `result ${short(result)}, expected ${short(expected)}`;
+  if (row.status !== "completed") return undefined;
+  if (t.kind === "big") {
+    const [n, bytes] = t.args as [number, number];
+    let output: unknown;
+    try {
+      output = row.output === undefined ? undefined : decodeValue(row.output);
+    } catch {
+      return "its output does not decode";
+    }
+    const text = (output as { text?: unknown } | undefined)?.text;
+    if (typeof text !== "string" || sha256(text) !== sha256(bigText(n, bytes))) {
+      return `its output is not the ${bytes} characters drawn from ${n} (got ${typeof text === "string" ? `${text.length} characters` : short(output)})`;
+    }
+  }
+  if (row.progress !== 1) return `completed with progress ${row.progress}, not 1`;
+  return undefined;
+}
+
+function unexplained(
+  t: Tracked,
+  row: FinalRow,
+  record: RunRecord,
+  overlapsDowntime: (from: number, to: number) => boolean,
+): string | undefined {
+  const from = row.startedAt ?? t.submittedAt;
+  const to = row.finishedAt ?? Date.now();
+  const restartDuring = overlapsDowntime(from - 500, to + 500);
+  const harnessKilled =
+    t.workloadKills.length > 0 || (record.mode === "pool" && record.poolKills.some((at) => at >= from - 200 && at <= to + 200));
+  const what = `${t.kind}(${describeArgs(t.args)}) ${row.id}`;
+  switch (row.status) {
+    case "completed":
+      return COMPLETES.has(t.kind) ? undefined : `${what} completed, but a ${t.kind} task never returns`;
+    case "cancelled":
+      return t.stops.length > 0 ? undefined : `${what} ended cancelled (${row.errorName}: ${row.errorMessage}), but nobody stopped it`;
+    case "failed": {
+      if (t.kind === "throws") {
+        const expected = throwsError((t.args as [number, string])[1]);
+        if (row.errorName === expected.name && row.errorMessage === expected.message) return undefined;
+      }
+      if (t.kind === "crash" && row.errorName === "WorkloadExitedError") {
+        const [, how, code] = t.args as [number, string, number];
+        const says = how === "kill" ? "killed by SIGKILL" : how === "exit" ? `exited with code ${code}` : "exited with code 1";
+        if (row.errorMessage?.includes(says)) return undefined;
+      }
+      if (row.errorName === "WorkloadExitedError" && (harnessKilled || restartDuring)) return undefined;
+      if (row.errorName === "WorkloadLostError" && restartDuring) return undefined;
+      return `${what} failed with ${row.errorName}: ${(row.errorMessage ?? "").slice(0, 300)}, and the harness did nothing that explains it`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function describeArgs(args: readonly unknown[]): string {
+  return args.map((a) => (typeof a === "string" && a.length > 40 ? `"${a.slice(0, 40)}…"` : JSON.stringify(a))).join(", ");
+}
+
+function short(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 200 ? `${text.slice(0, 200)}…(${text.length} chars)` : text;
+}
+
+function iso(ms: number | undefined): string {
+  return ms === undefined ? "never" : new Date(ms).toISOString();
+}
+
+function mib(bytes: number): string {
+  return (bytes / 2 ** 20).toFixed(1);
+}
+
+export type { Downtime };

@@ -1,0 +1,176 @@
+/**
+ * Runs the real daemon (`numerous-executor serve` from `dist/`) for the chaos harness: starts
+ * it, kills it with SIGKILL, restarts it on the same address and data directory, and notices
+ * when it dies without being told to. Every log line goes to a file per generation, so a
+ * violation can point at the lines around it.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, rmSync, type WriteStream } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+/** Options of {@link createDaemonSupervisor}. */
+export interface DaemonSupervisorOptions {
+  readonly cli: string;
+  readonly root: string;
+  /** `127.0.0.1:<port>` or `unix:<path>`; the same for every generation. */
+  readonly listen: string;
+  readonly dataDir: string;
+  /** Where `daemon-<generation>.log` files go. */
+  readonly logDir: string;
+  readonly args: readonly string[];
+  /** Flags for node itself, before the CLI path. */
+  readonly nodeArgs?: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  /** Called once per unexpected exit (a crash), with what is known about it. */
+  readonly onCrash: (crash: DaemonCrash) => void;
+}
+
+export interface DaemonCrash {
+  readonly generation: number;
+  readonly pid: number;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly at: number;
+  readonly stderr: string;
+}
+
+/** A log line at warn level or above, kept in memory for reports. */
+export interface DaemonLogLine {
+  readonly generation: number;
+  readonly line: number;
+  readonly entry: Record<string, unknown>;
+}
+
+export interface DaemonSupervisor {
+  readonly address: string;
+  /** The current generation's process id; undefined while down. */
+  readonly pid: number | undefined;
+  readonly generation: number;
+  /** Times the daemon was unreachable because the harness killed it: [killed, listening again]. */
+  readonly downtimes: ReadonlyArray<{ from: number; to: number | undefined }>;
+  readonly warnings: readonly DaemonLogLine[];
+  /** Restarts that failed before the daemon listened, with its stderr. */
+  readonly failedStarts: ReadonlyArray<{ generation: number; at: number; stderr: string }>;
+  start(): Promise<void>;
+  /** SIGKILL and wait for the exit. */
+  kill9(): Promise<void>;
+  /** SIGTERM and wait; resolves the exit code (null when it had to be killed after `timeoutMs`). */
+  stop(timeoutMs: number): Promise<number | null>;
+  logFile(generation: number): string;
+  /** The (warn and above) lines of all generations that mention `text`. */
+  linesMentioning(text: string): DaemonLogLine[];
+}
+
+export function createDaemonSupervisor(options: DaemonSupervisorOptions): DaemonSupervisor {
+  let child: ChildProcess | undefined;
+  let generation = 0;
+  let expectedExit = false;
+  let exited: Promise<void> = Promise.resolve();
+  const downtimes: Array<{ from: number; to: number | undefined }> = [];
+  const warnings: DaemonLogLine[] = [];
+  const failedStarts: Array<{ generation: number; at: number; stderr: string }> = [];
+  const logFile = (g: number) => join(options.logDir, `daemon-${g}.log`);
+
+  const startOnce = async (): Promise<boolean> => {
+    generation++;
+    const mine = generation;
+    const log: WriteStream = createWriteStream(logFile(mine));
+    const proc = spawn(
+      process.execPath,
+      [...(options.nodeArgs ?? []), options.cli, "serve", "--listen", options.listen, "--data-dir", options.dataDir, "--app-root", options.root, ...options.args],
+      { cwd: options.root, env: options.env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const stderr: string[] = [];
+    proc.stderr?.on("data", (chunk: Buffer) => {
+      stderr.push(chunk.toString());
+      log.write(chunk);
+    });
+    let lineNo = 0;
+    const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
+    const listening = new Promise<boolean>((resolve) => {
+      lines.on("line", (line) => {
+        lineNo++;
+        log.write(`${line}\n`);
+        let entry: Record<string, unknown>;
+        try {
+          entry = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          return;
+        }
+        if (typeof entry.level === "number" && entry.level >= 40) warnings.push({ generation: mine, line: lineNo, entry });
+        if (entry.msg === "listening") resolve(true);
+      });
+      proc.once("exit", () => resolve(false));
+    });
+    exited = new Promise<void>((resolve) => {
+      proc.once("exit", (code, signal) => {
+        if (child === proc) child = undefined;
+        if (!expectedExit) {
+          options.onCrash({ generation: mine, pid: proc.pid ?? 0, code, signal, at: Date.now(), stderr: stderr.join("").slice(-4000) });
+        }
+        lines.once("close", () => log.end());
+        resolve();
+      });
+    });
+    child = proc;
+    expectedExit = false;
+    const ok = await listening;
+    if (!ok) {
+      failedStarts.push({ generation: mine, at: Date.now(), stderr: stderr.join("").slice(-4000) });
+    }
+    return ok;
+  };
+
+  return {
+    address: options.listen,
+    get pid() {
+      return child?.pid;
+    },
+    get generation() {
+      return generation;
+    },
+    downtimes,
+    warnings,
+    failedStarts,
+    async start() {
+      for (let attempt = 1; ; attempt++) {
+        // A failed start is reported as a crash by onCrash; keep trying so the run completes.
+        if (await startOnce()) break;
+        if (attempt >= 10) throw new Error(`the daemon did not start after ${attempt} attempts; see ${logFile(generation)}`);
+        // What an operator would do about a socket file a killed daemon left behind.
+        if (options.listen.startsWith("unix:")) rmSync(options.listen.slice("unix:".length), { force: true });
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+      const open = downtimes.at(-1);
+      if (open !== undefined && open.to === undefined) open.to = Date.now();
+    },
+    async kill9() {
+      if (child === undefined) return;
+      expectedExit = true;
+      downtimes.push({ from: Date.now(), to: undefined });
+      child.kill("SIGKILL");
+      await exited;
+    },
+    async stop(timeoutMs) {
+      const proc = child;
+      if (proc === undefined) return null;
+      expectedExit = true;
+      proc.kill("SIGTERM");
+      const code = new Promise<number | null>((resolve) => proc.once("exit", (c) => resolve(c)));
+      const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), timeoutMs).unref());
+      const outcome = await Promise.race([code, timer]);
+      if (outcome === "timeout") {
+        proc.kill("SIGKILL");
+        await exited;
+        return null;
+      }
+      await exited;
+      return outcome;
+    },
+    logFile,
+    linesMentioning(text) {
+      return warnings.filter((w) => JSON.stringify(w.entry).includes(text));
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/** The printed report of a chaos run. */
+import type { ChaosResult } from "./run-chaos.js";
+import type { Percentiles } from "./stats.js";
+
+type ReportInput = Omit<ChaosResult, "table">;
+
+export function formatReport(r: ReportInput): string {
+  const out: string[] = [];
+  const row = (label: string, ...cells: Array<string | number | undefined>) =>
+    out.push(`  ${label.padEnd(66)}${cells.map((c) => String(c ?? "-").padStart(11)).join("")}`);
+  const head = (title: string, ...cols: string[]) => {
+    out.push("");
+    out.push(`${title.padEnd(68)}${cols.map((c) => c.padStart(11)).join("")}`);
+  };
+
+  out.push(`numerous-tasks chaos run: seed ${r.seed}, ${r.seconds} s of load and faults, ${(r.durationMs / 1000).toFixed(0)} s in all`);
+  out.push(`  ${Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  out.push(`  replay: npm run chaos -- --seconds ${r.seconds} --seed ${r.seed}${r.settings.mode === "pool" ? " --mode pool" : ""}`);
+
+  head("instances submitted", "count");
+  row("all", r.submitted.total);
+  for (const [kind, n] of Object.entries(r.submitted.byKind)) row(kind, n);
+
+  head("faults injected", "count");
+  for (const [kind, n] of Object.entries(r.faults)) row(kind, n);
+
+  const statuses = ["completed", "failed", "cancelled"];
+  const others = [...new Set(Object.keys(r.outcomes).filter((s) => !statuses.includes(s)))];
+  head("outcomes (the daemon's final status)", ...statuses, ...others.map((s) => s.slice(0, 10)));
+  for (const [kind, counts] of Object.entries(r.outcomesByKind)) {
+    if (Object.keys(counts).length === 0) continue;
+    row(kind, ...[...statuses, ...others].map((s) => counts[s] ?? 0));
+  }
+  row("all", ...[...statuses, ...others].map((s) => r.outcomes[s] ?? 0));
+  for (const s of others) out.push(`    (${s})`);
+
+  head("invariants", "checked", "violated");
+  for (const inv of r.invariants) row(inv.name.length > 66 ? `${inv.name.slice(0, 63)}...` : inv.name, inv.checked, inv.violations);
+
+  head("latency under faults (ms)", "p50", "p99", "max", "n");
+  const lat = (label: string, p: Percentiles) => row(label, p.p50, p.p99, p.max, p.count);
+  lat("short task: call -> caller's handle completed", r.latency.shortCompletedMs);
+  lat("stop of a running task: acknowledged -> caller's handle final", r.latency.stopToEndMs);
+  row(`settle: end of faults -> no instance pending or running`, r.settleMs);
+
+  const m = r.memory;
+  head("daemon memory and files", "before", "after", "peak", "bound");
+  row("RSS (MiB)", mib(m.rssBeforeBytes), mib(m.rssAfterBytes), mib(m.rssPeakBytes), mib(m.rssBoundBytes));
+  row("open file descriptors", m.fdsBefore, m.fdsAfter, m.fdsPeak, m.fdsBound);
+
+  head("watchers (breaks: streams reopened, or connections cut and restarts under a watch)", "watches", "breaks");
+  for (const [kind, w] of Object.entries(r.watchers)) row(kind, w.watches, w.resumes);
+
+  if (r.findings.length > 0) {
+    out.push("");
+    out.push("findings (no promise broken, but worth knowing)");
+    for (const f of r.findings) out.push(`  - ${f}`);
+  }
+
+  out.push("");
+  out.push(`violations: ${r.violations.length}`);
+  for (const v of r.violations.slice(0, 50)) {
+    out.push(`  - [${v.invariant}] ${v.detail}`);
+    for (const story of v.story) out.push(`      story: ${story}`);
+    for (const line of v.logLines.slice(0, 4)) out.push(`      ${line.slice(0, 300)}`);
+  }
+  if (r.violations.length > 50) out.push(`  ... and ${r.violations.length - 50} more`);
+  if (r.runDir !== undefined) out.push(`run directory (daemon logs, data, heartbeats): ${r.runDir}`);
+  return out.join("\n");
+}
+
+function mib(bytes: number): string {
+  return (bytes / 2 ** 20).toFixed(1);
+}
