@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { TaskErrorInfo } from "../../sdk/errors.js";
-import { isTaskStatus, type TaskStatus } from "../../sdk/task-status.js";
+import { isTaskStatus, isTerminalStatus, type TaskStatus } from "../../sdk/task-status.js";
 import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "./store.js";
 
 export const DATABASE_FILE = "numerous-tasks.db";
@@ -96,6 +96,8 @@ type Statement<R = unknown> = Database.Statement<unknown[], R>;
 export class SqliteStore implements Store {
   readonly file: string;
   #db: Database.Database | undefined;
+  /** Whether commits fsync now (synchronous=FULL); switched per batch by `save`. */
+  #synced = true;
   readonly #statements = new Map<string, Statement<unknown>>();
   readonly #upsertInstance: Statement;
   readonly #upsertDefinition: Statement;
@@ -167,8 +169,17 @@ export class SqliteStore implements Store {
   }
 
   async save(rows: readonly StoredInstance[], definitions: readonly StoredDefinition[] = []): Promise<void> {
-    this.#open();
+    const db = this.#open();
     if (rows.length === 0 && definitions.length === 0) return;
+    // What a user was promised is synced to disk before this resolves: a new instance, an end,
+    // a definition. A batch of progress and output alone is written without the fsync: it
+    // survives the daemon's crash (the page cache keeps it) and reaches the disk with the next
+    // synced commit; only a power cut in between loses it, and never a result.
+    const sync = definitions.length > 0 || rows.some((row) => row.revision === 1 || isTerminalStatus(row.status));
+    if (sync !== this.#synced) {
+      db.pragma(sync ? "synchronous = FULL" : "synchronous = NORMAL");
+      this.#synced = sync;
+    }
     // IMMEDIATE: a deferred transaction in WAL mode can fail with SQLITE_BUSY without waiting
     // when another process writes between its read and its write.
     this.#saveBatch.immediate(rows, definitions);
