@@ -130,7 +130,7 @@ export function checkInvariants(record: RunRecord): CheckResult {
           violate(
             INVARIANTS.watchers,
             [id],
-            `${observer.log.name} was told at ${iso(terminal.at)} that ${id} failed with the SDK's own ExecutorUnavailableError, with no daemon outage in the ${GIVE_UP_WINDOW_MS} ms before (daemon: ${row.status} at revision ${row.revision})`,
+            `${observer.log.name} was told at ${iso(terminal.at)} that ${id} ended ${terminal.fingerprint} by its SDK, with no daemon outage in the ${GIVE_UP_WINDOW_MS} ms before (daemon: ${row.status} at revision ${row.revision})`,
           );
         }
         continue;
@@ -170,7 +170,7 @@ export function checkInvariants(record: RunRecord): CheckResult {
     violate(
       INVARIANTS.finishOnce,
       [t.id],
-      `the caller's handle of ${t.kind} ${t.id} failed at ${iso(failedAt)} with the SDK's own ExecutorUnavailableError, with no daemon outage in the ${GIVE_UP_WINDOW_MS} ms before, yet the daemon has the instance and it ended ${row.status}`,
+      `the caller's handle of ${t.kind} ${t.id} failed at ${iso(failedAt)} with the SDK's own ${t.handle.error?.name}: ${t.handle.error?.message}, with no daemon outage in the ${GIVE_UP_WINDOW_MS} ms before, yet the daemon has the instance and it ended ${row.status}`,
     );
   }
   if (splitAfterOutage > 0) {

@@ -49,7 +49,7 @@ export function formatReport(r: ReportInput): string {
   row("open file descriptors", m.fdsBefore, m.fdsAfter, m.fdsPeak, m.fdsBound);
 
   head("watchers (breaks: streams reopened, or connections cut and restarts under a watch)", "watches", "breaks");
-  for (const [kind, w] of Object.entries(r.watchers)) row(kind, w.watches, w.resumes);
+  for (const [kind, w] of Object.entries(r.watchers)) row(kind, w.watches, w.breaks);
 
   if (r.findings.length > 0) {
     out.push("");

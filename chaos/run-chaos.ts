@@ -104,7 +104,7 @@ export interface ChaosResult {
   /** From the end of the faults until no instance was pending or running. */
   readonly settleMs: number;
   /** Per kind of observer: instances watched, and the breaks those watches lived through. */
-  readonly watchers: Readonly<Record<string, { readonly watches: number; readonly resumes: number }>>;
+  readonly watchers: Readonly<Record<string, { readonly watches: number; readonly breaks: number }>>;
   readonly findings: readonly string[];
   readonly rogue: RogueReport;
   readonly durationMs: number;
@@ -233,7 +233,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       record.ackAt = Date.now();
     } catch (error) {
       record.refused = (error as Error).name;
-      bump(faults, "stop refused (daemon unreachable)");
+      bump(faults, `stop refused (${record.refused})`);
     }
   };
 
@@ -242,9 +242,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   caller = warm;
   const previousExecutor = setExecutor(warm);
   const warmPrng = prng.fork("warm-up");
-  const warmups = [
-    ...(["short", "short", "long", "throws", "big", "chatty", "cpu"] as const).map((k) => submit(k, warmPrng, false)),
-  ];
+  const warmups = (["short", "short", "long", "throws", "big", "chatty", "cpu"] as const).map((k) => submit(k, warmPrng, false));
   await Promise.all(warmups.map((t) => t.handle.wait().catch(() => undefined)));
   await warm.close();
   await waitFor(() => workloadCount(ours, mode, concurrency) === 0, 10_000);
@@ -608,13 +606,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     if (ackAt === undefined || startedAt === undefined || startedAt > ackAt || t.doneAt === undefined || t.doneAt < ackAt) return [];
     return [t.doneAt - ackAt];
   });
-  const watcherFigures: Record<string, { watches: number; resumes: number }> = {};
+  const watcherFigures: Record<string, { watches: number; breaks: number }> = {};
   for (const o of observers) {
-    const entry = (watcherFigures[o.kind] ??= { watches: 0, resumes: 0 });
+    const entry = (watcherFigures[o.kind] ??= { watches: 0, breaks: 0 });
     entry.watches += o.wide ? final.size : o.log.size;
     // A deployment-wide stream breaks once for all its instances.
-    if (o.wide) entry.resumes += o.breaks("");
-    else for (const id of o.log.ids()) entry.resumes += o.breaks(id);
+    if (o.wide) entry.breaks += o.breaks("");
+    else for (const id of o.log.ids()) entry.breaks += o.breaks(id);
   }
   const violations = checked.violations;
   const keep = options.keep === true || violations.length > 0;
