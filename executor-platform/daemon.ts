@@ -91,6 +91,8 @@ interface Worker {
   readonly serial: number;
   readonly pool: boolean;
   readonly child: ChildProcess | undefined;
+  /** The process, also of a workload that reattached after a restart (it has no child handle). */
+  readonly pid: number | undefined;
   readonly tail: TailBuffer;
   call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage> | undefined;
   /** The instance it runs now. */
@@ -175,6 +177,8 @@ class DaemonImpl implements Daemon {
   /** Cluster: sequences this daemon saved and already broadcast, so a fetch skips them. */
   readonly #ownSequences = new Set<number>();
   readonly #timers: NodeJS.Timeout[] = [];
+  /** The highest sequence passed to watchers. */
+  #shownSequence = 0;
   #unsubscribe: (() => void) | undefined;
 
   constructor(options: DaemonOptions) {
@@ -218,12 +222,12 @@ class DaemonImpl implements Daemon {
     if (this.#cluster !== undefined) {
       // A daemon of a cluster starts afresh under a new name; what an earlier run held is
       // reaped by the others once its lease runs out.
-      this.#sequence = this.#fetched = await this.#cluster.currentSequence();
+      this.#sequence = this.#fetched = this.#shownSequence = await this.#cluster.currentSequence();
       await this.#cluster.heartbeat(this.#owner, this.#o.leaseMs);
       return;
     }
     const counters = await this.#store.counters();
-    this.#sequence = counters.sequence;
+    this.#sequence = this.#shownSequence = counters.sequence;
     this.#position = counters.position;
     const unfinished = await this.#store.unfinished();
     let orphans = 0;
@@ -539,10 +543,17 @@ class DaemonImpl implements Daemon {
       afterPosition,
       limit: limit + 1,
     });
-    const page = rows.slice(0, limit).map((row) => this.#active.get(row.id)?.row ?? this.#dirty.get(row.id) ?? row);
+    let page = rows.slice(0, limit).map((row) => this.#active.get(row.id)?.row ?? this.#dirty.get(row.id) ?? row);
+    let more = rows.length > limit;
+    // A page of large outputs is cut short, not refused: the cursor picks up where it ends.
+    const first = this.#chunks(page)[0] ?? [];
+    if (first.length < page.length) {
+      page = first;
+      more = true;
+    }
     return {
       instances: page.map(storedToWire),
-      nextCursor: rows.length > limit ? (page.at(-1)?.id ?? "") : "",
+      nextCursor: more ? (page.at(-1)?.id ?? "") : "",
     };
   }
 
@@ -603,7 +614,8 @@ class DaemonImpl implements Daemon {
     };
     if (worker) this.#detach(worker);
     this.#finish(active, "cancelled", { error });
-    worker?.child?.kill("SIGKILL");
+    if (worker?.child) worker.child.kill("SIGKILL");
+    else if (worker?.pid !== undefined) killQuietly(worker.pid);
     worker?.call?.end();
   }
 
@@ -620,7 +632,9 @@ class DaemonImpl implements Daemon {
       watcher.blocked = false;
       this.#drainWatcher(watcher);
     });
-    const sequence = this.#resumePoint(this.#sequence);
+    // The first message says where this stream may be resumed from: "now" is the last change
+    // already sent to watchers (never one still being written); a replay starts where asked.
+    const sequence = this.#resumePoint(request.fromNow ? this.#shownSequence : request.afterSequence);
     call.write({ instances: [], sequence });
     if (!request.fromNow) {
       if (ids !== undefined) {
@@ -632,7 +646,7 @@ class DaemonImpl implements Daemon {
         let after = request.afterSequence;
         for (;;) {
           const rows = await this.#store.changesSince(deployment, after, 1000);
-          for (const row of rows) this.#enqueueFor(watcher, this.#active.get(row.id)?.row ?? row);
+          for (const row of rows) this.#enqueueFor(watcher, row);
           if (rows.length < 1000) break;
           after = (rows.at(-1) as StoredInstance).sequence;
         }
@@ -652,18 +666,43 @@ class DaemonImpl implements Daemon {
     if (backlog === undefined || backlog.size === 0 || watcher.blocked) return;
     watcher.backlog = undefined;
     const rows = [...backlog.values()].sort((a, b) => a.sequence - b.sequence);
-    for (let i = 0; i < rows.length; i += 500) {
-      const chunk = rows.slice(i, i + 500);
-      const ok = watcher.call.write({
-        instances: chunk.map(storedToWire),
-        sequence: this.#resumePoint((chunk.at(-1) as StoredInstance).sequence),
-      });
-      if (!ok) {
-        watcher.blocked = true;
-        for (const row of rows.slice(i + 500)) this.#enqueueFor(watcher, row);
+    const chunks = this.#chunks(rows);
+    for (let i = 0; i < chunks.length; i++) {
+      if (!this.#writeChanges(watcher, chunks[i] as StoredInstance[])) {
+        for (const rest of chunks.slice(i + 1)) for (const row of rest) this.#enqueueFor(watcher, row);
         return;
       }
     }
+  }
+
+  /** Splits rows into messages well under the message size limit, at most 500 rows each. */
+  #chunks(rows: readonly StoredInstance[]): StoredInstance[][] {
+    const budget = Math.floor(this.#o.maxMessageBytes / 2);
+    const chunks: StoredInstance[][] = [];
+    let chunk: StoredInstance[] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      const size = approximateSize(row);
+      if (chunk.length > 0 && (chunk.length >= 500 || bytes + size > budget)) {
+        chunks.push(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(row);
+      bytes += size;
+    }
+    if (chunk.length > 0) chunks.push(chunk);
+    return chunks;
+  }
+
+  /** Writes one message; false when the stream must drain first. */
+  #writeChanges(watcher: Watcher, rows: readonly StoredInstance[]): boolean {
+    const ok = watcher.call.write({
+      instances: rows.map(storedToWire),
+      sequence: this.#resumePoint((rows.at(-1) as StoredInstance).sequence),
+    });
+    if (!ok) watcher.blocked = true;
+    return ok;
   }
 
   /**
@@ -688,12 +727,15 @@ class DaemonImpl implements Daemon {
         for (const row of matched) this.#enqueueFor(watcher, row);
         continue;
       }
-      const ok = watcher.call.write({
-        instances: matched.map(storedToWire),
-        sequence: this.#resumePoint((matched.at(-1) as StoredInstance).sequence),
-      });
-      if (!ok) watcher.blocked = true;
+      const chunks = this.#chunks(matched);
+      for (let i = 0; i < chunks.length; i++) {
+        if (!this.#writeChanges(watcher, chunks[i] as StoredInstance[])) {
+          for (const rest of chunks.slice(i + 1)) for (const row of rest) this.#enqueueFor(watcher, row);
+          break;
+        }
+      }
     }
+    for (const row of rows) if (row.sequence > this.#shownSequence) this.#shownSequence = row.sequence;
   }
 
   // ---- durability -----------------------------------------------------------------------
@@ -975,6 +1017,7 @@ class DaemonImpl implements Daemon {
       serial: ++this.#workerSerial,
       pool: instanceId === undefined,
       child,
+      pid: child.pid,
       tail: new TailBuffer(),
       call: undefined,
       instanceId: undefined,
@@ -1139,7 +1182,7 @@ class DaemonImpl implements Daemon {
     // A worker we started.
     for (const worker of this.#workers) {
       if (worker.call !== undefined || worker.gone) continue;
-      if (allowed === "instance" && worker.startFor === instanceId) {
+      if (allowed === "instance" && worker.startFor === instanceId && worker.child?.pid === pid) {
         worker.call = call;
         const active = this.#active.get(instanceId);
         if (active && active.worker === worker && !isTerminalStatus(active.row.status)) {
@@ -1165,6 +1208,7 @@ class DaemonImpl implements Daemon {
         serial: ++this.#workerSerial,
         pool: true,
         child: undefined,
+        pid: pid > 0 ? pid : undefined,
         tail: new TailBuffer(),
         call,
         instanceId: undefined,
@@ -1185,6 +1229,7 @@ class DaemonImpl implements Daemon {
           serial: ++this.#workerSerial,
           pool: allowed === "pool",
           child: undefined,
+          pid: pid > 0 ? pid : undefined,
           tail: new TailBuffer(),
           call,
           instanceId,
@@ -1264,6 +1309,24 @@ async function removeStaleSocket(path: string): Promise<void> {
     probe.once("error", (error: NodeJS.ErrnoException) => done(error.code === "ECONNREFUSED"));
   });
   if (stale) unlinkSync(path);
+}
+
+/** About how many bytes a row takes on the wire. */
+function approximateSize(row: StoredInstance): number {
+  return (
+    256 +
+    (row.output?.length ?? 0) +
+    (row.result?.length ?? 0) +
+    (row.error === undefined ? 0 : row.error.message.length + (row.error.stack?.length ?? 0))
+  );
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
 }
 
 /** tsx, for task modules written in TypeScript; absent in a production install of compiled apps. */
