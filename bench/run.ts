@@ -48,6 +48,11 @@ const SECTIONS: readonly SectionEntry[] = [
     description: "platform daemon: RSS with 100,000 stored instances, listing them all page by page",
     run: async () => (await import("./platform-store.js")).benchPlatformStore({}),
   },
+  {
+    name: "cluster",
+    description: "1-3 daemons on PostgreSQL (pool): throughput vs embedded store, cross-daemon progress p50/p99, failover in leases",
+    run: async () => (await import("./cluster.js")).benchCluster({}),
+  },
 ];
 
 const RESULTS = fileURLToPath(new URL("./results.json", import.meta.url));
