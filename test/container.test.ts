@@ -27,13 +27,21 @@ const DEV_BASE_IMAGE = "localhost/node-base-dev:20";
 const TOKEN = "container-test-token";
 const run = promisify(execFile);
 
-const podman = existsSync(join(TOOLS, "podman")) ? join(TOOLS, "podman") : "podman";
+const sharedPodman = existsSync(join(TOOLS, "podman"));
+const podman = sharedPodman ? join(TOOLS, "podman") : "podman";
+// Without the shared tool, plain podman gets the settings it applies on these machines.
+if (!sharedPodman) {
+  const conf = join(mkdtempSync(join(tmpdir(), "nt-podman-")), "containers.conf");
+  writeFileSync(conf, '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n');
+  process.env.CONTAINERS_CONF ??= conf;
+}
+const runtimeArgs = !sharedPodman && existsSync("/usr/sbin/runc") ? ["--runtime", "/usr/sbin/runc"] : [];
 
 /** Why no container runtime can be started here, or undefined when one can. */
 async function unavailableRuntime(): Promise<string | undefined> {
   try {
     // The shared tool installs podman first where it is missing.
-    await run(podman, ["info"], { timeout: 5 * 60_000, maxBuffer: 16 * 1024 * 1024 });
+    await run(podman, [...runtimeArgs, "info"], { timeout: 5 * 60_000, maxBuffer: 16 * 1024 * 1024 });
     return undefined;
   } catch (error) {
     const { stderr, message } = error as { stderr?: string; message: string };
@@ -46,7 +54,7 @@ if (skipReason !== undefined) console.warn(`test/container.test.ts skipped: ${sk
 
 async function podmanRun(args: readonly string[], timeoutMs = 60_000): Promise<string> {
   try {
-    const { stdout } = await run(podman, args as string[], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run(podman, [...runtimeArgs, ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
     return stdout;
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
