@@ -5,15 +5,21 @@ const POOL_SIZE = 21 * 256;
 const pool = Buffer.allocUnsafe(POOL_SIZE);
 let offset = POOL_SIZE;
 const CODES = Buffer.from(ALPHABET, "latin1");
+// The first character is a letter, so an id never reads as a command-line option ("-x...").
+const FIRST = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789xy", "latin1");
 const scratch = Buffer.allocUnsafe(21);
 
-/** A new instance id: 21 URL-safe characters, 126 random bits (the nanoid scheme). */
+/**
+ * A new instance id: 21 URL-safe characters (the nanoid scheme, about 126 random bits), never
+ * starting with `-` or `_`.
+ */
 export function createInstanceId(): string {
   if (offset + 21 > POOL_SIZE) {
     randomFillSync(pool);
     offset = 0;
   }
-  for (let i = 0; i < 21; i++) scratch[i] = CODES[(pool[offset + i] as number) & 63] as number;
+  scratch[0] = FIRST[(pool[offset] as number) & 63] as number;
+  for (let i = 1; i < 21; i++) scratch[i] = CODES[(pool[offset + i] as number) & 63] as number;
   offset += 21;
   return scratch.toString("latin1", 0, 21);
 }
