@@ -8,9 +8,9 @@ import {
   TypeOverrides,
 } from "pg";
 import type { TaskErrorInfo } from "../../sdk/errors.js";
-import { isTaskStatus, type TaskStatus } from "../../sdk/task-status.js";
 import type { ClusterEvent, ClusterStore } from "./cluster-store.js";
 import type { StoredDefinition, StoredInstance, StoreListQuery } from "./store.js";
+import { type DefinitionRow, type InstanceRow, toInstance } from "./instance-row.js";
 
 /** Where {@link PostgresStore} reports what it recovers from by itself. */
 export interface PostgresStoreLogger {
@@ -164,33 +164,7 @@ const BEGIN_WRITE = `BEGIN ISOLATION LEVEL READ COMMITTED;
   SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${LOCK_WRITE});
   SELECT sequence, position FROM counters WHERE singleton`;
 
-interface InstanceRow {
-  id: string;
-  deployment_id: string;
-  task_id: string;
-  task_name: string;
-  module: string;
-  args: string | null;
-  status: string;
-  progress: number;
-  output: string | null;
-  result: string | null;
-  error: string | null;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  revision: number;
-  sequence: number;
-  position: number;
-  owner: string;
-}
 
-interface DefinitionRow {
-  deployment_id: string;
-  id: string;
-  name: string;
-  module: string;
-}
 
 interface Counters {
   sequence: number;
@@ -753,31 +727,6 @@ function columnsOf(rows: readonly StoredInstance[]): unknown[][] {
   return columns;
 }
 
-function toInstance(row: InstanceRow): StoredInstance {
-  if (!isTaskStatus(row.status))
-    throw new Error(`instance ${row.id} has an unknown status ${JSON.stringify(row.status)}`);
-  const status: TaskStatus = row.status;
-  return {
-    id: row.id,
-    deploymentId: row.deployment_id,
-    taskId: row.task_id,
-    taskName: row.task_name,
-    module: row.module,
-    args: row.args ?? undefined,
-    status,
-    progress: row.progress,
-    output: row.output ?? undefined,
-    result: row.result ?? undefined,
-    error: row.error === null ? undefined : (JSON.parse(row.error) as TaskErrorInfo),
-    createdAt: row.created_at,
-    startedAt: row.started_at ?? undefined,
-    finishedAt: row.finished_at ?? undefined,
-    revision: row.revision,
-    sequence: row.sequence,
-    position: row.position,
-    owner: row.owner,
-  };
-}
 
 function encodeEvent(event: ClusterEvent): string {
   switch (event.kind) {

@@ -1,9 +1,9 @@
 import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import type { TaskErrorInfo } from "../../sdk/errors.js";
-import { isTaskStatus, isTerminalStatus, type TaskStatus } from "../../sdk/task-status.js";
+import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "./store.js";
+import { type DefinitionRow, type InstanceRow, toInstance } from "./instance-row.js";
 
 export const DATABASE_FILE = "numerous-tasks.db";
 
@@ -63,33 +63,7 @@ const COLUMNS =
   "id, deployment_id, task_id, task_name, module, args, status, progress, output, result, error, " +
   "created_at, started_at, finished_at, revision, sequence, position, owner";
 
-interface InstanceRow {
-  id: string;
-  deployment_id: string;
-  task_id: string;
-  task_name: string;
-  module: string;
-  args: string | null;
-  status: string;
-  progress: number;
-  output: string | null;
-  result: string | null;
-  error: string | null;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  revision: number;
-  sequence: number;
-  position: number;
-  owner: string;
-}
 
-interface DefinitionRow {
-  deployment_id: string;
-  id: string;
-  name: string;
-  module: string;
-}
 
 type Statement<R = unknown> = Database.Statement<unknown[], R>;
 
@@ -379,27 +353,3 @@ function isSqliteError(error: unknown, code: string): boolean {
   return error instanceof Error && "code" in error && typeof error.code === "string" && error.code.startsWith(code);
 }
 
-function toInstance(row: InstanceRow): StoredInstance {
-  if (!isTaskStatus(row.status)) throw new Error(`instance ${row.id} has an unknown status ${JSON.stringify(row.status)}`);
-  const status: TaskStatus = row.status;
-  return {
-    id: row.id,
-    deploymentId: row.deployment_id,
-    taskId: row.task_id,
-    taskName: row.task_name,
-    module: row.module,
-    args: row.args ?? undefined,
-    status,
-    progress: row.progress,
-    output: row.output ?? undefined,
-    result: row.result ?? undefined,
-    error: row.error === null ? undefined : (JSON.parse(row.error) as TaskErrorInfo),
-    createdAt: row.created_at,
-    startedAt: row.started_at ?? undefined,
-    finishedAt: row.finished_at ?? undefined,
-    revision: row.revision,
-    sequence: row.sequence,
-    position: row.position,
-    owner: row.owner,
-  };
-}

@@ -1,0 +1,61 @@
+import type { TaskErrorInfo } from "../../sdk/errors.js";
+import { isTaskStatus, type TaskStatus } from "../../sdk/task-status.js";
+import type { StoredInstance } from "./store.js";
+
+/** An instance as both SQL stores keep it: snake_case columns, SQL nulls, the error as JSON text. */
+export interface InstanceRow {
+  id: string;
+  deployment_id: string;
+  task_id: string;
+  task_name: string;
+  module: string;
+  args: string | null;
+  status: string;
+  progress: number;
+  output: string | null;
+  result: string | null;
+  error: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  revision: number;
+  sequence: number;
+  position: number;
+  owner: string;
+}
+
+export interface DefinitionRow {
+  deployment_id: string;
+  id: string;
+  name: string;
+  module: string;
+}
+
+/**
+ * A stored row as the daemon sees it.
+ * @throws {Error} for a status no SDK version knows.
+ */
+export function toInstance(row: InstanceRow): StoredInstance {
+  if (!isTaskStatus(row.status)) throw new Error(`instance ${row.id} has an unknown status ${JSON.stringify(row.status)}`);
+  const status: TaskStatus = row.status;
+  return {
+    id: row.id,
+    deploymentId: row.deployment_id,
+    taskId: row.task_id,
+    taskName: row.task_name,
+    module: row.module,
+    args: row.args ?? undefined,
+    status,
+    progress: row.progress,
+    output: row.output ?? undefined,
+    result: row.result ?? undefined,
+    error: row.error === null ? undefined : (JSON.parse(row.error) as TaskErrorInfo),
+    createdAt: row.created_at,
+    startedAt: row.started_at ?? undefined,
+    finishedAt: row.finished_at ?? undefined,
+    revision: row.revision,
+    sequence: row.sequence,
+    position: row.position,
+    owner: row.owner,
+  };
+}
