@@ -102,14 +102,34 @@ interface Worker {
   gone: boolean;
 }
 
+/**
+ * A WatchInstances stream. It is live while it keeps up: each saved change is written to it as
+ * it is broadcast. A stream whose client stops reading lags instead: the daemon keeps nothing
+ * for it but where it got to, and once the stream drains it catches up from the store, a page at
+ * a time, as a client resuming after a cut would. So a watcher that never reads costs the daemon
+ * about one message in flight, never a copy of every change.
+ */
 interface Watcher {
   readonly deploymentId: string;
   readonly ids: ReadonlySet<string> | undefined;
   readonly call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>;
-  /** Rows waiting for the stream to drain (or for the replay to end), latest per id. */
-  backlog: Map<string, StoredInstance> | undefined;
-  blocked: boolean;
+  /** The last resume point written: every matching change up to it has been sent. */
+  sent: number;
+  /** Where a catch-up reads on from. */
+  cursor: number;
+  /** Bytes written that the connection has not taken yet. */
+  inFlight: number;
+  /** Catching up from the store (or waiting to drain before it can). */
+  lagging: boolean;
+  /** A matching change was broadcast while lagging: the catch-up must look again. */
+  missed: boolean;
+  closed: boolean;
+  /** Wakes the catch-up when everything in flight is taken, or the stream closed. */
+  wake: (() => void) | undefined;
 }
+
+/** Rows read per store page while a lagging watcher catches up. */
+const CATCH_UP_PAGE = 200;
 
 type ResolvedOptions = Required<Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal">> &
   DaemonOptions;
@@ -313,7 +333,10 @@ class DaemonImpl implements Daemon {
       clearTimeout(active.stopTimer);
       clearTimeout(active.orphanTimer);
     }
-    for (const watcher of this.#watchers) watcher.call.end();
+    for (const watcher of this.#watchers) {
+      watcher.closed = true;
+      watcher.call.end();
+    }
     for (const worker of this.#workers) {
       if (worker.pool && worker.instanceId === undefined) worker.child?.kill("SIGTERM");
       worker.call?.end();
@@ -622,56 +645,138 @@ class DaemonImpl implements Daemon {
   async #watch(call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>, deployment: string): Promise<void> {
     const request = call.request;
     const ids = request.ids.length > 0 ? new Set(request.ids) : undefined;
-    const watcher: Watcher = { deploymentId: deployment, ids, call, backlog: new Map(), blocked: false };
-    this.#watchers.add(watcher);
-    const forget = () => this.#watchers.delete(watcher);
-    call.on("cancelled", forget);
-    call.on("close", forget);
-    call.on("error", forget);
-    call.on("drain", () => {
-      watcher.blocked = false;
-      this.#drainWatcher(watcher);
-    });
     // The first message says where this stream may be resumed from: "now" is the last change
     // already sent to watchers (never one still being written); a replay starts where asked.
     const sequence = this.#resumePoint(request.fromNow ? this.#shownSequence : request.afterSequence);
+    const watcher: Watcher = {
+      deploymentId: deployment,
+      ids,
+      call,
+      sent: sequence,
+      cursor: sequence,
+      inFlight: 0,
+      lagging: !request.fromNow,
+      missed: false,
+      closed: false,
+      wake: undefined,
+    };
+    this.#watchers.add(watcher);
+    const forget = () => {
+      watcher.closed = true;
+      this.#watchers.delete(watcher);
+      watcher.wake?.();
+    };
+    call.on("cancelled", forget);
+    call.on("close", forget);
+    call.on("error", forget);
     call.write({ instances: [], sequence });
-    if (!request.fromNow) {
-      if (ids !== undefined) {
-        for (const id of ids) {
-          const row = await this.#latest(id);
-          if (row && row.deploymentId === deployment && row.sequence > request.afterSequence) this.#enqueueFor(watcher, row);
+    if (watcher.lagging) void this.#catchUp(watcher);
+  }
+
+  /**
+   * Writes one message; false when the client is not taking what was written (the message is
+   * still sent). Counts bytes rather than trusting `write()`: grpc-js queues 16 messages before
+   * it says no, and 16 messages of large outputs per stalled watcher add up.
+   */
+  #writeChanges(watcher: Watcher, rows: readonly StoredInstance[], upTo = (rows.at(-1) as StoredInstance).sequence): boolean {
+    const sequence = this.#resumePoint(upTo);
+    let bytes = 0;
+    for (const row of rows) bytes += approximateSize(row);
+    watcher.inFlight += bytes;
+    const ok = watcher.call.write({ instances: rows.map(storedToWire), sequence }, () => {
+      watcher.inFlight -= bytes;
+      if (watcher.inFlight === 0) watcher.wake?.();
+    });
+    if (sequence > watcher.sent) watcher.sent = sequence;
+    return ok && watcher.inFlight <= this.#o.maxMessageBytes;
+  }
+
+  /**
+   * Brings a lagging watcher up to date from the store, then makes it live again. It writes
+   * only while the connection takes what it is given, and keeps no rows while it waits: the
+   * store holds them. A broadcast meanwhile only marks it `missed` (whatever is broadcast is
+   * saved already), so the next pass reads it.
+   */
+  async #catchUp(watcher: Watcher): Promise<void> {
+    try {
+      for (;;) {
+        watcher.missed = false;
+        if (watcher.inFlight > 0) {
+          await new Promise<void>((resolveWake) => {
+            watcher.wake = resolveWake;
+          });
+          watcher.wake = undefined;
         }
-      } else {
-        let after = request.afterSequence;
-        for (;;) {
-          const rows = await this.#store.changesSince(deployment, after, 1000);
-          for (const row of rows) this.#enqueueFor(watcher, row);
-          if (rows.length < 1000) break;
-          after = (rows.at(-1) as StoredInstance).sequence;
+        if (watcher.closed) return;
+        const complete = await this.#sendChangesSince(watcher);
+        if (watcher.closed) return;
+        if (complete && !watcher.missed) {
+          watcher.lagging = false;
+          return;
         }
+      }
+    } catch (error) {
+      if (watcher.closed) return;
+      this.#log.warn({ err: error }, "could not catch a watcher up; ending its stream so that it resumes");
+      watcher.call.emit("error", serviceError(grpc.status.UNAVAILABLE, "the daemon could not read its store; resume the watch"));
+    }
+  }
+
+  /** Writes saved changes after the watcher's cursor; false if it had to stop before the end. */
+  async #sendChangesSince(watcher: Watcher): Promise<boolean> {
+    for await (const { rows, sequences } of this.#changesAfter(watcher, watcher.cursor)) {
+      let start = 0;
+      for (const chunk of this.#chunks(rows)) {
+        if (watcher.closed) return false;
+        start += chunk.length;
+        // The store has every row up to here in sequence order, so reading on from the last
+        // row written misses nothing, even where the resume point sent is lower (a cluster).
+        const upTo = sequences[start - 1] as number;
+        const taken = this.#writeChanges(watcher, chunk, upTo);
+        watcher.cursor = upTo;
+        if (!taken) return false;
       }
     }
-    this.#drainWatcher(watcher);
+    return true;
   }
 
-  #enqueueFor(watcher: Watcher, row: StoredInstance): void {
-    const backlog = (watcher.backlog ??= new Map());
-    const queued = backlog.get(row.id);
-    if (queued === undefined || queued.revision < row.revision) backlog.set(row.id, row);
-  }
-
-  #drainWatcher(watcher: Watcher): void {
-    const backlog = watcher.backlog;
-    if (backlog === undefined || backlog.size === 0 || watcher.blocked) return;
-    watcher.backlog = undefined;
-    const rows = [...backlog.values()].sort((a, b) => a.sequence - b.sequence);
-    const chunks = this.#chunks(rows);
-    for (let i = 0; i < chunks.length; i++) {
-      if (!this.#writeChanges(watcher, chunks[i] as StoredInstance[])) {
-        for (const rest of chunks.slice(i + 1)) for (const row of rest) this.#enqueueFor(watcher, row);
-        return;
+  /**
+   * Pages of saved changes of the watcher's instances after `after`, in sequence order, each
+   * row with the sequence it is sent under (see below).
+   */
+  async *#changesAfter(watcher: Watcher, after: number): AsyncGenerator<{ rows: StoredInstance[]; sequences: number[] }> {
+    if (watcher.ids === undefined) {
+      let cursor = after;
+      for (;;) {
+        const rows = await this.#store.changesSince(watcher.deploymentId, cursor, CATCH_UP_PAGE);
+        if (rows.length > 0) yield { rows, sequences: rows.map((row) => row.sequence) };
+        if (rows.length < CATCH_UP_PAGE) return;
+        cursor = (rows.at(-1) as StoredInstance).sequence;
       }
+    }
+    // Named instances: which changed is read first, then their rows a page at a time. A row may
+    // change in between; it is sent as it is now, under the sequence it had when the pass began,
+    // so resume points keep their promise (anything changed later has a higher sequence).
+    const ids = [...watcher.ids];
+    const changed: Array<{ id: string; sequence: number }> = [];
+    for (let i = 0; i < ids.length; i += CATCH_UP_PAGE) {
+      for (const row of await this.#store.getMany(ids.slice(i, i + CATCH_UP_PAGE))) {
+        if (row.deploymentId === watcher.deploymentId && row.sequence > after) changed.push({ id: row.id, sequence: row.sequence });
+      }
+    }
+    changed.sort((x, y) => x.sequence - y.sequence);
+    for (let i = 0; i < changed.length; i += CATCH_UP_PAGE) {
+      const page = changed.slice(i, i + CATCH_UP_PAGE);
+      const byId = new Map((await this.#store.getMany(page.map((c) => c.id))).map((row) => [row.id, row]));
+      const rows: StoredInstance[] = [];
+      const sequences: number[] = [];
+      for (const { id, sequence } of page) {
+        const row = byId.get(id);
+        if (row === undefined) continue;
+        rows.push(row);
+        sequences.push(sequence);
+      }
+      if (rows.length > 0) yield { rows, sequences };
     }
   }
 
@@ -695,16 +800,6 @@ class DaemonImpl implements Daemon {
     return chunks;
   }
 
-  /** Writes one message; false when the stream must drain first. */
-  #writeChanges(watcher: Watcher, rows: readonly StoredInstance[]): boolean {
-    const ok = watcher.call.write({
-      instances: rows.map(storedToWire),
-      sequence: this.#resumePoint((rows.at(-1) as StoredInstance).sequence),
-    });
-    if (!ok) watcher.blocked = true;
-    return ok;
-  }
-
   /**
    * The sequence a watcher may resume after: every change up to it has been sent. In a cluster,
    * this daemon's own rows go out as soon as they are written, before it has fetched the other
@@ -715,22 +810,26 @@ class DaemonImpl implements Daemon {
   }
 
   #broadcast(rows: readonly StoredInstance[]): void {
+    let sorted: StoredInstance[] | undefined;
     for (const watcher of this.#watchers) {
       let matched: StoredInstance[] | undefined;
-      for (const row of rows) {
+      for (const row of (sorted ??= [...rows].sort((a, b) => a.sequence - b.sequence))) {
         if (row.deploymentId !== watcher.deploymentId) continue;
         if (watcher.ids !== undefined && !watcher.ids.has(row.id)) continue;
         (matched ??= []).push(row);
       }
       if (matched === undefined) continue;
-      if (watcher.blocked || (watcher.backlog !== undefined && watcher.backlog.size > 0)) {
-        for (const row of matched) this.#enqueueFor(watcher, row);
+      if (watcher.lagging) {
+        watcher.missed = true;
         continue;
       }
-      const chunks = this.#chunks(matched);
-      for (let i = 0; i < chunks.length; i++) {
-        if (!this.#writeChanges(watcher, chunks[i] as StoredInstance[])) {
-          for (const rest of chunks.slice(i + 1)) for (const row of rest) this.#enqueueFor(watcher, row);
+      for (const chunk of this.#chunks(matched)) {
+        if (!this.#writeChanges(watcher, chunk)) {
+          // What this message did not carry is saved: the catch-up sends it once the client
+          // takes what it has, reading on from the last resume point it was sent.
+          watcher.lagging = true;
+          watcher.cursor = watcher.sent;
+          void this.#catchUp(watcher);
           break;
         }
       }
