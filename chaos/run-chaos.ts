@@ -73,6 +73,8 @@ export interface ChaosOptions {
   readonly stopGraceMs?: number;
   /** The daemon's --reconnect-window-ms. Default 5000. */
   readonly reconnectWindowMs?: number;
+  /** The daemon's --connection-idle-ms: how soon it closes a connection a client left. Default 10 s. */
+  readonly connectionIdleMs?: number;
   /** Where the daemon listens: a TCP port fixed for the run (default), or a unix socket. */
   readonly transport?: "tcp" | "unix";
   /** How long after the faults end every instance has to be final. Default 60 s. */
@@ -139,6 +141,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const concurrency = options.concurrency ?? 4;
   const stopGraceMs = options.stopGraceMs ?? 2_000;
   const reconnectWindowMs = options.reconnectWindowMs ?? 5_000;
+  const connectionIdleMs = options.connectionIdleMs ?? 10_000;
   const settleBoundMs = options.settleBoundMs ?? 60_000;
   const loadMs = Math.round(options.seconds * 1000);
   const prng = createPrng(options.seed);
@@ -168,6 +171,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       "--concurrency", String(concurrency),
       "--stop-grace-ms", String(stopGraceMs),
       "--reconnect-window-ms", String(reconnectWindowMs),
+      "--connection-idle-ms", String(connectionIdleMs),
       "--max-message-bytes", String(MAX_MESSAGE_BYTES),
       "--shutdown-grace-ms", "5000",
     ],
@@ -520,6 +524,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   if (previousExecutor !== undefined) setExecutor(previousExecutor);
   await waitFor(() => workloadCount(ours, mode, concurrency) === 0, 15_000);
   const finalPid = supervisor.pid as number;
+  // Connections the clients left are closed once idle for the daemon's --connection-idle-ms.
+  await waitFor(() => (openFds(finalPid) ?? 0) <= fdsBefore + 4, connectionIdleMs + 10_000);
   const rssAfterBytes = await settledRss(finalPid, 8_000);
   const fdsAfter = openFds(finalPid) ?? 0;
   const fdsAdded = fdsAfter > fdsBefore + 4 ? fdDifference(fdsBeforeList, describeFds(finalPid, true)) : [];

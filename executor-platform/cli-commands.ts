@@ -48,6 +48,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     .addOption(new Option("--concurrency <n>", "instances that run at once (0: serve clients only, in a cluster)").env("NUMEROUS_EXECUTOR_CONCURRENCY").argParser(whole).default(4))
     .addOption(new Option("--stop-grace-ms <ms>", "how long a stopped task may run on before its workload is killed").env("NUMEROUS_EXECUTOR_STOP_GRACE_MS").argParser(whole).default(10_000))
     .addOption(new Option("--max-message-bytes <n>", "largest message either service accepts").env("NUMEROUS_EXECUTOR_MAX_MESSAGE_BYTES").argParser(positive).default(4 * 1024 * 1024))
+    .addOption(new Option("--connection-idle-ms <ms>", "close a client connection with no open call after this long").env("NUMEROUS_EXECUTOR_CONNECTION_IDLE_MS").argParser(positive).default(60_000))
     .addOption(new Option("--workload-mode <mode>", "process: one OS process per instance; pool: warm processes reused").env("NUMEROUS_EXECUTOR_WORKLOAD_MODE").choices(["process", "pool"]).default("process"))
     .addOption(new Option("--reconnect-window-ms <ms>", "after a restart, how long running workloads have to reattach").env("NUMEROUS_EXECUTOR_RECONNECT_WINDOW_MS").argParser(whole).default(10_000))
     .addOption(new Option("--shutdown-grace-ms <ms>", "on SIGTERM, how long running instances may take to finish").env("NUMEROUS_EXECUTOR_SHUTDOWN_GRACE_MS").argParser(whole).default(10_000))
@@ -86,6 +87,7 @@ interface ServeOptions {
   concurrency: number;
   stopGraceMs: number;
   maxMessageBytes: number;
+  connectionIdleMs: number;
   workloadMode: "process" | "pool";
   reconnectWindowMs: number;
   shutdownGraceMs: number;
@@ -163,6 +165,7 @@ async function serve(options: ServeOptions): Promise<number> {
     concurrency: options.concurrency,
     stopGraceMs: options.stopGraceMs,
     maxMessageBytes: options.maxMessageBytes,
+    connectionIdleMs: options.connectionIdleMs,
     workloadMode: options.workloadMode,
     reconnectWindowMs: options.reconnectWindowMs,
     shutdownGraceMs: options.shutdownGraceMs,

@@ -48,6 +48,12 @@ export interface DaemonOptions {
   readonly stopGraceMs?: number;
   /** Largest message either service accepts. Default 4 MiB. */
   readonly maxMessageBytes?: number;
+  /**
+   * A connection with no call open for this long is closed (the client reconnects when it next
+   * calls). It also frees a connection that broke in a way that left it open: grpc-js stops
+   * reading one whose request headers were too large, and would keep it forever. Default 60 s.
+   */
+  readonly connectionIdleMs?: number;
   /** `process`: one OS process per instance (default). `pool`: warm processes, reused. */
   readonly workloadMode?: "process" | "pool";
   /** After a restart, how long a running instance's workload has to reconnect. Default 10 s. */
@@ -206,6 +212,7 @@ class DaemonImpl implements Daemon {
       concurrency: 4,
       stopGraceMs: 10_000,
       maxMessageBytes: 4 * 1024 * 1024,
+      connectionIdleMs: 60_000,
       workloadMode: "process",
       reconnectWindowMs: 10_000,
       shutdownGraceMs: 10_000,
@@ -222,6 +229,7 @@ class DaemonImpl implements Daemon {
     this.#server = new grpc.Server({
       "grpc.max_receive_message_length": this.#o.maxMessageBytes,
       "grpc.max_send_message_length": this.#o.maxMessageBytes,
+      "grpc.max_connection_idle_ms": this.#o.connectionIdleMs,
     });
     this.#server.addService(TaskServiceService, this.#taskService());
     this.#server.addService(

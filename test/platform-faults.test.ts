@@ -26,10 +26,12 @@ import {
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type DaemonMessage,
+  type InstanceChanges,
   NewInstance,
   Status,
   type SubmitResponse,
   TaskServiceClient,
+  WatchInstancesRequest,
   type WorkloadMessage,
   WorkloadServiceClient,
 } from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
@@ -595,6 +597,106 @@ describe("a client whose connection breaks", () => {
     expect(instance.output).toEqual({ pid: expect.any(Number), phase: "flagged" });
 
     await expectNothingStuck();
+  });
+});
+
+describe("clients that stop reading or break their connection", () => {
+  it("catches up a watcher that stopped reading: once it reads again it gets every change it missed, in order", async () => {
+    const daemon = await start({ args: ["--workload-mode", "pool"] });
+    connect(daemon.address);
+    const client = new TaskServiceClient(daemon.address, grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      "grpc.use_local_subchannel_pool": 1,
+    });
+    cleanups.push(() => client.close());
+    const call = client.watchInstances(WatchInstancesRequest.fromPartial({ fromNow: true }));
+    cleanups.push(() => call.cancel());
+    const seen = new Map<string, { status: Status; result: string; revision: number }>();
+    const sequences: number[] = [];
+    let onMessage = () => {};
+    call.on("data", (changes: InstanceChanges) => {
+      sequences.push(changes.sequence);
+      for (const instance of changes.instances) {
+        const earlier = seen.get(instance.id);
+        if (earlier === undefined || earlier.revision < instance.revision) {
+          seen.set(instance.id, { status: instance.status, result: instance.result ?? "", revision: instance.revision });
+        }
+      }
+      onMessage();
+    });
+    const ended = new Promise<string>((resolve) => {
+      call.on("error", (error: grpc.ServiceError) => resolve(`error ${error.code} ${error.details}`));
+      call.on("end", () => resolve("end"));
+    });
+    await new Promise<void>((resolve) => {
+      onMessage = resolve;
+    });
+    // It stops reading: megabytes of changes pile up behind it.
+    call.pause();
+    const texts = Array.from({ length: 24 }, (_, i) => `${i}:${"x".repeat(512 * 1024)}`);
+    const instances = texts.map((text) => quick(text));
+    await expect(Promise.all(instances.map((instance) => instance.wait()))).resolves.toEqual(texts);
+    expect(seen.size).toBeLessThan(instances.length);
+
+    const allEnded = new Promise<void>((resolve) => {
+      onMessage = () => {
+        if (instances.every((instance) => seen.get(instance.id)?.status === Status.STATUS_COMPLETED)) resolve();
+      };
+    });
+    call.resume();
+    await allEnded;
+    for (const [i, instance] of instances.entries()) {
+      expect(seen.get(instance.id)?.result).toBe(encodeValue(texts[i], "result"));
+    }
+    expect(sequences).toEqual([...sequences].sort((a, b) => a - b));
+
+    // A replay of named instances from the start, megabytes of it, reaches every end too.
+    const replay = client.watchInstances(WatchInstancesRequest.fromPartial({ ids: instances.map((i) => i.id), afterSequence: 0 }));
+    cleanups.push(() => replay.cancel());
+    replay.on("error", () => {});
+    const replayed = new Map<string, string>();
+    await new Promise<void>((resolve) => {
+      replay.on("data", (changes: InstanceChanges) => {
+        for (const instance of changes.instances) if (instance.status === Status.STATUS_COMPLETED) replayed.set(instance.id, instance.result ?? "");
+        if (replayed.size === instances.length) resolve();
+      });
+    });
+    for (const [i, instance] of instances.entries()) expect(replayed.get(instance.id)).toBe(encodeValue(texts[i], "result"));
+    replay.cancel();
+
+    // The stream is still open, and live: a new instance reaches it.
+    const after = quick("after");
+    const reached = new Promise<void>((resolve) => {
+      onMessage = () => {
+        if (seen.get(after.id)?.status === Status.STATUS_COMPLETED) resolve();
+      };
+    });
+    await after.wait();
+    await reached;
+    call.cancel();
+    expect(await ended).toMatch(/^error 1 /);
+    expectAlive(daemon);
+  });
+
+  it("closes a connection left open by oversized request headers once it is idle", async () => {
+    const daemon = await start({ args: ["--connection-idle-ms", "300"] });
+    connect(daemon.address);
+    const session = http2.connect(`http://${daemon.address}`);
+    session.on("error", () => {});
+    const closed = new Promise<void>((resolve) => session.on("close", () => resolve()));
+    const request = session.request({
+      ":method": "POST",
+      ":path": "/numerous.tasks.v1.TaskService/GetInstance",
+      "content-type": "application/grpc",
+      "x-rogue": "y".repeat(200 * 1024),
+    });
+    request.on("error", () => {});
+    request.end(frame(Buffer.alloc(0)));
+    // The daemon answers the stream with a reset and, left to grpc-js, would never read from
+    // the connection again; the idle limit closes it.
+    await closed;
+    await expect(quick("after the headers").wait()).resolves.toBe("after the headers");
+    expectAlive(daemon);
   });
 });
 
