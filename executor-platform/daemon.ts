@@ -134,8 +134,19 @@ interface Watcher {
   wake: (() => void) | undefined;
 }
 
-/** Rows read per store page while a lagging watcher catches up. */
+/** Rows read per store page while a lagging watcher catches up: at most, and to begin with. */
 const CATCH_UP_PAGE = 200;
+const CATCH_UP_FIRST_PAGE = 16;
+/** The page size adapts so that a page holds about this much: rows with large outputs come fewer at a time. */
+const CATCH_UP_PAGE_BYTES = 1024 * 1024;
+/** A live watcher with more than this written and not yet taken by its connection lags instead. */
+const WATCHER_IN_FLIGHT_BYTES = 1024 * 1024;
+
+/** The next page size after a page of `rows` rows that came to `bytes`. */
+function nextPageSize(rows: number, bytes: number): number {
+  const perRow = Math.max(1, bytes / Math.max(1, rows));
+  return Math.max(1, Math.min(CATCH_UP_PAGE, Math.floor(CATCH_UP_PAGE_BYTES / perRow)));
+}
 
 type ResolvedOptions = Required<Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal">> &
   DaemonOptions;
@@ -184,7 +195,7 @@ class DaemonImpl implements Daemon {
   #accepting = true;
   /** Set once shutdown has written its last: nothing after it is recorded. */
   #stopped = false;
-  readonly #moduleChecks = new Map<string, string | Error>();
+  readonly #moduleChecks = new Map<string, string>();
   readonly #knownDefinitions = new Set<string>();
   #idleWaiters: Array<() => void> = [];
   readonly #healthListeners = new Set<() => void>();
@@ -522,14 +533,19 @@ class DaemonImpl implements Daemon {
   /** The module to import for this instance: its own path, or the same path under the app root. */
   #resolvedModule(instance: NewInstance): string | Error {
     const key = `${instance.module}\u0000${instance.moduleRelative}`;
-    let checked = this.#moduleChecks.get(key);
+    let checked: string | Error | undefined = this.#moduleChecks.get(key);
     if (checked === undefined) {
       checked = this.#checkModule(instance.module);
       if (checked instanceof Error && instance.moduleRelative !== "" && !isAbsolute(instance.moduleRelative)) {
         const underRoot = resolve(this.#appRoot, instance.moduleRelative);
         if (existsSync(underRoot)) checked = this.#checkModule(underRoot);
       }
-      this.#moduleChecks.set(key, checked);
+      // Only what resolved is remembered: a module may appear later, and the paths a confused or
+      // hostile client makes up must not grow the cache.
+      if (typeof checked === "string") {
+        if (this.#moduleChecks.size >= 1024) this.#moduleChecks.clear();
+        this.#moduleChecks.set(key, checked);
+      }
     }
     return checked;
   }
@@ -688,15 +704,14 @@ class DaemonImpl implements Daemon {
    */
   #writeChanges(watcher: Watcher, rows: readonly StoredInstance[], upTo = (rows.at(-1) as StoredInstance).sequence): boolean {
     const sequence = this.#resumePoint(upTo);
-    let bytes = 0;
-    for (const row of rows) bytes += approximateSize(row);
+    const bytes = sizeOfRows(rows);
     watcher.inFlight += bytes;
     const ok = watcher.call.write({ instances: rows.map(storedToWire), sequence }, () => {
       watcher.inFlight -= bytes;
       if (watcher.inFlight === 0) watcher.wake?.();
     });
     if (sequence > watcher.sent) watcher.sent = sequence;
-    return ok && watcher.inFlight <= this.#o.maxMessageBytes;
+    return ok && watcher.inFlight <= WATCHER_IN_FLIGHT_BYTES;
   }
 
   /**
@@ -755,11 +770,13 @@ class DaemonImpl implements Daemon {
   async *#changesAfter(watcher: Watcher, after: number): AsyncGenerator<{ rows: StoredInstance[]; sequences: number[] }> {
     if (watcher.ids === undefined) {
       let cursor = after;
+      let pageSize = CATCH_UP_FIRST_PAGE;
       for (;;) {
-        const rows = await this.#store.changesSince(watcher.deploymentId, cursor, CATCH_UP_PAGE);
+        const rows = await this.#store.changesSince(watcher.deploymentId, cursor, pageSize);
         if (rows.length > 0) yield { rows, sequences: rows.map((row) => row.sequence) };
-        if (rows.length < CATCH_UP_PAGE) return;
+        if (rows.length < pageSize) return;
         cursor = (rows.at(-1) as StoredInstance).sequence;
+        pageSize = nextPageSize(rows.length, sizeOfRows(rows));
       }
     }
     // Named instances: which changed is read first, then their rows a page at a time. A row may
@@ -767,14 +784,21 @@ class DaemonImpl implements Daemon {
     // so resume points keep their promise (anything changed later has a higher sequence).
     const ids = [...watcher.ids];
     const changed: Array<{ id: string; sequence: number }> = [];
-    for (let i = 0; i < ids.length; i += CATCH_UP_PAGE) {
-      for (const row of await this.#store.getMany(ids.slice(i, i + CATCH_UP_PAGE))) {
+    let pageSize = CATCH_UP_FIRST_PAGE;
+    for (let i = 0; i < ids.length; ) {
+      const page = ids.slice(i, i + pageSize);
+      i += page.length;
+      const rows = await this.#store.getMany(page);
+      for (const row of rows) {
         if (row.deploymentId === watcher.deploymentId && row.sequence > after) changed.push({ id: row.id, sequence: row.sequence });
       }
+      pageSize = nextPageSize(rows.length, sizeOfRows(rows));
     }
     changed.sort((x, y) => x.sequence - y.sequence);
-    for (let i = 0; i < changed.length; i += CATCH_UP_PAGE) {
-      const page = changed.slice(i, i + CATCH_UP_PAGE);
+    pageSize = CATCH_UP_FIRST_PAGE;
+    for (let i = 0; i < changed.length; ) {
+      const page = changed.slice(i, i + pageSize);
+      i += page.length;
       const byId = new Map((await this.#store.getMany(page.map((c) => c.id))).map((row) => [row.id, row]));
       const rows: StoredInstance[] = [];
       const sequences: number[] = [];
@@ -785,6 +809,7 @@ class DaemonImpl implements Daemon {
         sequences.push(sequence);
       }
       if (rows.length > 0) yield { rows, sequences };
+      pageSize = nextPageSize(rows.length, sizeOfRows(rows));
     }
   }
 
@@ -1419,6 +1444,12 @@ async function removeStaleSocket(path: string): Promise<void> {
 }
 
 /** About how many bytes a row takes on the wire. */
+function sizeOfRows(rows: readonly StoredInstance[]): number {
+  let bytes = 0;
+  for (const row of rows) bytes += approximateSize(row);
+  return bytes;
+}
+
 function approximateSize(row: StoredInstance): number {
   return (
     256 +
