@@ -143,10 +143,13 @@ const CATCH_UP_PAGE_BYTES = 1024 * 1024;
 const WATCHER_IN_FLIGHT_BYTES = 1024 * 1024;
 
 /** The next page size after a page of `rows` rows that came to `bytes`. */
-function nextPageSize(rows: number, bytes: number): number {
+function nextPageSize(rows: number, bytes: number, max = CATCH_UP_PAGE): number {
   const perRow = Math.max(1, bytes / Math.max(1, rows));
-  return Math.max(1, Math.min(CATCH_UP_PAGE, Math.floor(CATCH_UP_PAGE_BYTES / perRow)));
+  return Math.max(1, Math.min(max, Math.floor(CATCH_UP_PAGE_BYTES / perRow)));
 }
+
+/** Rows a listing reads first; later reads are sized by what the first ones weighed. */
+const LIST_FIRST_PAGE = 64;
 
 type ResolvedOptions = Required<Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal">> &
   DaemonOptions;
@@ -583,15 +586,31 @@ class DaemonImpl implements Daemon {
       if (known === undefined) throw serviceError(grpc.status.INVALID_ARGUMENT, `unknown status ${status}`);
       statuses.push(known);
     }
-    const rows = await this.#store.list({
-      deploymentId: deployment,
-      task: request.task || undefined,
-      statuses: statuses.length > 0 ? statuses : undefined,
-      afterPosition,
-      limit: limit + 1,
-    });
+    // Read in pages sized by bytes: a page of large outputs stops at what one answer can carry,
+    // rather than holding `limit` of them only to send a few.
+    const budget = Math.floor(this.#o.maxMessageBytes / 2);
+    const rows: StoredInstance[] = [];
+    let bytes = 0;
+    let exhausted = false;
+    let pageSize = Math.min(limit + 1, LIST_FIRST_PAGE);
+    for (;;) {
+      const want = Math.min(pageSize, limit + 1 - rows.length);
+      const got = await this.#store.list({
+        deploymentId: deployment,
+        task: request.task || undefined,
+        statuses: statuses.length > 0 ? statuses : undefined,
+        afterPosition: rows.at(-1)?.position ?? afterPosition,
+        limit: want,
+      });
+      rows.push(...got);
+      const gotBytes = sizeOfRows(got);
+      bytes += gotBytes;
+      if (got.length < want) exhausted = true;
+      if (exhausted || rows.length > limit || bytes > budget) break;
+      pageSize = nextPageSize(got.length, gotBytes, limit + 1);
+    }
     let page = rows.slice(0, limit).map((row) => this.#active.get(row.id)?.row ?? this.#dirty.get(row.id) ?? row);
-    let more = rows.length > limit;
+    let more = rows.length > limit || !exhausted;
     // A page of large outputs is cut short, not refused: the cursor picks up where it ends.
     const first = this.#chunks(page)[0] ?? [];
     if (first.length < page.length) {
