@@ -6,6 +6,7 @@ import type {
   SubmitRequest,
   TaskDefinition,
 } from "../sdk/executor.js";
+import { MAX_LIST_LIMIT } from "../sdk/executor.js";
 import { runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
 import { TaskControllerImpl } from "../sdk/task-controller.js";
 import { isTerminalStatus } from "../sdk/task-status.js";
@@ -29,8 +30,6 @@ interface Entry {
   /** Position in creation order, for cursors. */
   readonly index: number;
 }
-
-const MAX_PAGE = 1000;
 
 /**
  * Runs instances in this process: zero configuration, for development and tests. Instances run
@@ -90,7 +89,7 @@ export class LocalExecutor implements Executor {
   }
 
   async list(query: InstanceQuery): Promise<InstancePage> {
-    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? MAX_PAGE)), MAX_PAGE);
+    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? MAX_LIST_LIMIT)), MAX_LIST_LIMIT);
     let start = 0;
     if (query.cursor !== undefined) {
       const after = this.#entries.get(query.cursor);

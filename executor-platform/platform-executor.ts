@@ -9,6 +9,7 @@ import type {
   SubmitRequest,
   TaskDefinition,
 } from "../sdk/executor.js";
+import { MAX_LIST_LIMIT } from "../sdk/executor.js";
 import { isTerminalStatus } from "../sdk/task-status.js";
 import type { GrpcConnection, WatchStream } from "./grpc-connection.js";
 
@@ -77,7 +78,17 @@ export class PlatformExecutor implements Executor {
 
   async list(query: InstanceQuery): Promise<InstancePage> {
     await this.#submitted();
-    return this.#call((connection) => connection.list(query));
+    // The daemon cuts a page short where its instances carry large outputs; the caller gets as
+    // many as it asked for all the same, so "fewer than the limit" still means the last page.
+    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? MAX_LIST_LIMIT)), MAX_LIST_LIMIT);
+    const instances: InstanceSnapshot[] = [];
+    let cursor = query.cursor;
+    for (;;) {
+      const page = await this.#call((connection) => connection.list({ ...query, limit: limit - instances.length, cursor }));
+      instances.push(...page.instances);
+      if (page.nextCursor === undefined || instances.length >= limit) return { instances, nextCursor: page.nextCursor };
+      cursor = page.nextCursor;
+    }
   }
 
   async listDefinitions(): Promise<readonly TaskDefinition[]> {

@@ -43,12 +43,15 @@ export interface SubmitRequest {
   readonly module: string;
 }
 
+/** The most instances one list call returns, and what it returns when given no limit. */
+export const MAX_LIST_LIMIT = 1000;
+
 /** A page of instances, in creation order. */
 export interface InstanceQuery {
   /** A task's id or name. */
   readonly task?: string | undefined;
   readonly status?: readonly TaskStatus[] | undefined;
-  /** At most this many; executors cap it. */
+  /** At most this many (default and cap {@link MAX_LIST_LIMIT}); fewer only on the last page. */
   readonly limit?: number | undefined;
   /** The id of the last instance of the previous page. */
   readonly cursor?: string | undefined;

@@ -673,6 +673,11 @@ describe("clients that stop reading or break their connection", () => {
     });
     await after.wait();
     await reached;
+
+    // Listing them, megabytes over the daemon's message limit, gives every one in one call.
+    const listed = await listTaskInstances({ limit: 1000 });
+    expect(listed.map((instance) => instance.id)).toEqual([...instances, after].map((instance) => instance.id));
+    expect(listed.at(-1)?.result).toBe("after");
     call.cancel();
     expect(await ended).toMatch(/^error 1 /);
     expectAlive(daemon);
