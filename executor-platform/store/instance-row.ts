@@ -24,6 +24,52 @@ export interface InstanceRow {
   owner: string;
 }
 
+/** The columns of {@link InstanceRow} in the order both stores write them. */
+export const INSTANCE_COLUMNS = [
+  "id",
+  "deployment_id",
+  "task_id",
+  "task_name",
+  "module",
+  "args",
+  "status",
+  "progress",
+  "output",
+  "result",
+  "error",
+  "created_at",
+  "started_at",
+  "finished_at",
+  "revision",
+  "sequence",
+  "position",
+  "owner",
+] as const;
+
+/** An instance's column values, in the order of {@link INSTANCE_COLUMNS}: the inverse of {@link toInstance}. */
+export function instanceValues(row: StoredInstance): unknown[] {
+  return [
+    row.id,
+    row.deploymentId,
+    row.taskId,
+    row.taskName,
+    row.module,
+    row.args ?? null,
+    row.status,
+    row.progress,
+    row.output ?? null,
+    row.result ?? null,
+    row.error === undefined ? null : JSON.stringify(row.error),
+    row.createdAt,
+    row.startedAt ?? null,
+    row.finishedAt ?? null,
+    row.revision,
+    row.sequence,
+    row.position,
+    row.owner,
+  ];
+}
+
 export interface DefinitionRow {
   deployment_id: string;
   id: string;

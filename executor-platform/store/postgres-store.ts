@@ -10,7 +10,7 @@ import {
 import type { TaskErrorInfo } from "../../sdk/errors.js";
 import type { ClusterEvent, ClusterStore } from "./cluster-store.js";
 import type { StoredDefinition, StoredInstance, StoreListQuery } from "./store.js";
-import { type DefinitionRow, type InstanceRow, toInstance } from "./instance-row.js";
+import { type DefinitionRow, INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "./instance-row.js";
 
 /** Where {@link PostgresStore} reports what it recovers from by itself. */
 export interface PostgresStoreLogger {
@@ -100,26 +100,7 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
-const COLUMN_LIST = [
-  "id",
-  "deployment_id",
-  "task_id",
-  "task_name",
-  "module",
-  "args",
-  "status",
-  "progress",
-  "output",
-  "result",
-  "error",
-  "created_at",
-  "started_at",
-  "finished_at",
-  "revision",
-  "sequence",
-  "position",
-  "owner",
-] as const;
+const COLUMN_LIST = INSTANCE_COLUMNS;
 const COLUMNS = COLUMN_LIST.join(", ");
 const COLUMN_TYPES = [
   "text",
@@ -702,26 +683,7 @@ function columnsOf(rows: readonly StoredInstance[]): unknown[][] {
   const columns: unknown[][] = COLUMN_LIST.map(() => new Array(rows.length));
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r] as StoredInstance;
-    const values = [
-      row.id,
-      row.deploymentId,
-      row.taskId,
-      row.taskName,
-      row.module,
-      row.args ?? null,
-      row.status,
-      row.progress,
-      row.output ?? null,
-      row.result ?? null,
-      row.error === undefined ? null : JSON.stringify(row.error),
-      row.createdAt,
-      row.startedAt ?? null,
-      row.finishedAt ?? null,
-      row.revision,
-      row.sequence,
-      row.position,
-      row.owner,
-    ];
+    const values = instanceValues(row);
     for (let c = 0; c < values.length; c++) (columns[c] as unknown[])[r] = values[c];
   }
   return columns;

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "./store.js";
-import { type DefinitionRow, type InstanceRow, toInstance } from "./instance-row.js";
+import { type DefinitionRow, INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "./instance-row.js";
 
 export const DATABASE_FILE = "numerous-tasks.db";
 
@@ -59,9 +59,7 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
-const COLUMNS =
-  "id, deployment_id, task_id, task_name, module, args, status, progress, output, result, error, " +
-  "created_at, started_at, finished_at, revision, sequence, position, owner";
+const COLUMNS = INSTANCE_COLUMNS.join(", ");
 
 
 
@@ -107,26 +105,7 @@ export class SqliteStore implements Store {
       let position = 0;
       const upsert = this.#upsertInstance;
       for (const row of rows) {
-        upsert.run(
-          row.id,
-          row.deploymentId,
-          row.taskId,
-          row.taskName,
-          row.module,
-          row.args ?? null,
-          row.status,
-          row.progress,
-          row.output ?? null,
-          row.result ?? null,
-          row.error === undefined ? null : JSON.stringify(row.error),
-          row.createdAt,
-          row.startedAt ?? null,
-          row.finishedAt ?? null,
-          row.revision,
-          row.sequence,
-          row.position,
-          row.owner,
-        );
+        upsert.run(...instanceValues(row));
         if (row.sequence > sequence) sequence = row.sequence;
         if (row.position > position) position = row.position;
       }
