@@ -37,6 +37,7 @@ import { encodeValue } from "../sdk/codec.js";
 import { holdsUntilStopped, readsEnvironment, reply } from "./fixtures/security-tasks.js";
 import { runCli } from "./helpers/cli-process.js";
 import { type DaemonProcess, type DaemonProcessOptions, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import { until } from "./helpers/handles.js";
 
 const TOKEN_A = "token-for-deployment-a";
 const TOKEN_B = "token-for-deployment-b";
@@ -94,17 +95,6 @@ function executorFor(daemon: DaemonProcess, accessToken: string | undefined, dep
 function as(executor: PlatformExecutor): PlatformExecutor {
   setExecutor(executor);
   return executor;
-}
-
-function until<R>(instance: TaskInstanceState<R>, predicate: (instance: TaskInstanceState<R>) => boolean): Promise<void> {
-  if (predicate(instance)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const off = instance.onChange(() => {
-      if (!predicate(instance)) return;
-      off();
-      resolve();
-    });
-  });
 }
 
 function metadataOf(token: string | undefined, deployment: string | undefined): grpc.Metadata {
@@ -435,7 +425,7 @@ describe("the workload service checks the workload token", () => {
     for (const workloadToken of ["", TOKEN_ALL, tokens.forInstance(inB.id)]) {
       const call = client.connect();
       const ended = new Promise<Outcome>((resolve) => call.on("error", (error: grpc.ServiceError) => resolve({ code: error.code, details: error.details })));
-      call.write({ kind: { $case: "hello", value: { workloadToken, instanceId: inA.id, pid: 1 } } });
+      call.write({ kind: { $case: "hello", value: { workloadToken, instanceId: inA.id, pid: 1, stopRequestedAtMs: 0 } } });
       // What it would report, were it let in.
       call.write({ kind: { $case: "progress", value: { instanceId: inA.id, value: 0.9 } } });
       await expect(ended).resolves.toEqual({ code: grpc.status.PERMISSION_DENIED, details: "the workload token does not allow this instance" });

@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { breaks, holdsThenAborts, holdsUntilStopped, reply, waitsForFile } from "./fixtures/security-tasks.js";
 import { cliEnv, runCli, startCli } from "./helpers/cli-process.js";
 import { CLI, type DaemonProcess, type DaemonProcessOptions, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import { until } from "./helpers/handles.js";
 
 const daemons: DaemonProcess[] = [];
 const executors: PlatformExecutor[] = [];
@@ -42,17 +43,6 @@ function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-function until<R>(instance: TaskInstanceState<R>, predicate: (instance: TaskInstanceState<R>) => boolean): Promise<void> {
-  if (predicate(instance)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const off = instance.onChange(() => {
-      if (!predicate(instance)) return;
-      off();
-      resolve();
-    });
-  });
 }
 
 async function settled(instance: TaskInstanceState): Promise<void> {
