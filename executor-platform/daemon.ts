@@ -12,6 +12,7 @@ import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
 import {
   type DaemonMessage,
   type Finished,
+  type Hello,
   type Instance,
   type InstanceChanges,
   type ListDefinitionsResponse,
@@ -1223,7 +1224,11 @@ class DaemonImpl implements Daemon {
     worker.instanceId = undefined;
   }
 
-  #finish(active: Active, status: "completed" | "failed" | "cancelled", end: { result?: string | undefined; error?: TaskErrorInfo | undefined }): void {
+  #finish(
+    active: Active,
+    status: "completed" | "failed" | "cancelled",
+    end: { result?: string | undefined; error?: TaskErrorInfo | undefined; output?: string | undefined },
+  ): void {
     if (isTerminalStatus(active.row.status)) return;
     const wasRunning = active.holdsSlot;
     active.holdsSlot = false;
@@ -1236,6 +1241,7 @@ class DaemonImpl implements Daemon {
       args: undefined,
       finishedAt: Date.now(),
       progress: status === "completed" ? 1 : active.row.progress,
+      ...(end.output === undefined ? {} : { output: end.output }),
     });
     if (wasRunning) {
       this.#running--;
@@ -1274,7 +1280,7 @@ class DaemonImpl implements Daemon {
         if (kind === undefined) return refuse(grpc.status.INVALID_ARGUMENT, "empty workload message");
         if (kind.$case === "hello") {
           if (worker !== undefined) return refuse(grpc.status.INVALID_ARGUMENT, "hello sent twice");
-          worker = this.#hello(call, kind.value.workloadToken, kind.value.instanceId, kind.value.pid);
+          worker = this.#hello(call, kind.value);
           if (worker === undefined) return refuse(grpc.status.PERMISSION_DENIED, "the workload token does not allow this instance");
           return;
         }
@@ -1322,12 +1328,8 @@ class DaemonImpl implements Daemon {
     call.on("cancelled", closed);
   }
 
-  #hello(
-    call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>,
-    token: string,
-    instanceId: string,
-    pid: number,
-  ): Worker | undefined {
+  #hello(call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>, hello: Hello): Worker | undefined {
+    const { workloadToken: token, instanceId, pid } = hello;
     const allowed = this.#tokens.check(token, instanceId);
     if (allowed === undefined) return undefined;
     // A worker we started.
@@ -1392,6 +1394,13 @@ class DaemonImpl implements Daemon {
         clearTimeout(active.orphanTimer);
         this.#log.info({ instance: instanceId }, "workload reattached");
         if (active.stopRequested) this.#send(worker, { kind: { $case: "stop", value: { instanceId } } });
+        else if (hello.stopRequestedAtMs > 0) {
+          // A stop the daemon before this one acknowledged: its grace period runs on from then.
+          active.stopRequested = true;
+          const left = Math.max(0, hello.stopRequestedAtMs + this.#o.stopGraceMs - Date.now());
+          this.#log.info({ instance: instanceId, graceLeftMs: left }, "reattached workload was stopped before the restart");
+          active.stopTimer = setTimeout(() => this.#forceStop(active), left);
+        }
         return worker;
       }
     }
@@ -1424,6 +1433,8 @@ class DaemonImpl implements Daemon {
       this.#finish(active, status, {
         result: finished.result,
         error: finished.error === undefined ? undefined : errorFromWire(finished.error),
+        // The last output, said again with the end in case its own message was lost.
+        output: finished.output !== undefined && /^[JT]/.test(finished.output) ? finished.output : undefined,
       });
     }
     const instanceId = active.row.id;

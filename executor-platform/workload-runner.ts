@@ -29,6 +29,8 @@ interface Current {
   readonly controller: TaskControllerImpl;
   progress: number | undefined;
   output: string | undefined;
+  /** When the daemon said stop (0: it has not): a daemon that restarted since enforces its grace. */
+  stopRequestedAt: number;
   finished: WorkloadMessage | undefined;
 }
 
@@ -75,7 +77,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         send({ kind: { $case: "output", value: { instanceId: start.instanceId, output } } });
       },
     });
-    current = { start, controller, progress: undefined, output: undefined, finished: undefined };
+    current = { start, controller, progress: undefined, output: undefined, stopRequestedAt: 0, finished: undefined };
     const mine = current;
     let outcome: TaskOutcome;
     try {
@@ -105,6 +107,8 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
           status: statusToWire(outcome.status),
           result: "result" in outcome ? outcome.result : undefined,
           error: "error" in outcome && outcome.error !== undefined ? errorToWire(outcome.error) : undefined,
+          // Said again with the end: the Output message may have gone to a daemon that died.
+          output: mine.output,
         },
       },
     };
@@ -116,7 +120,17 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
   const connect = () => {
     const call = client.connect();
     stream = call;
-    call.write({ kind: { $case: "hello", value: { workloadToken: env.token, instanceId: current?.start.instanceId ?? env.instanceId ?? "", pid: process.pid } } });
+    call.write({
+      kind: {
+        $case: "hello",
+        value: {
+          workloadToken: env.token,
+          instanceId: current?.start.instanceId ?? env.instanceId ?? "",
+          pid: process.pid,
+          stopRequestedAtMs: current?.stopRequestedAt ?? 0,
+        },
+      },
+    });
     if (current !== undefined) {
       const id = current.start.instanceId;
       if (current.progress !== undefined) send({ kind: { $case: "progress", value: { instanceId: id, value: current.progress } } });
@@ -135,7 +149,10 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         if (current !== undefined) return;
         void run(kind.value);
       } else if (kind.$case === "stop") {
-        if (current?.start.instanceId === kind.value.instanceId) current.controller.requestStop();
+        if (current?.start.instanceId === kind.value.instanceId) {
+          if (current.stopRequestedAt === 0) current.stopRequestedAt = Date.now();
+          current.controller.requestStop();
+        }
       } else if (kind.$case === "finishedAck") {
         unacked.delete(kind.value.instanceId);
         if (env.instanceId !== undefined && current === undefined && unacked.size === 0) {

@@ -6,11 +6,11 @@
  * Tests wait on stream updates, log lines and process events, never on sleeps; the clock is
  * read only to bound how long an unreachable daemon may keep a caller waiting.
  */
-import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync, watch, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -21,6 +21,7 @@ import {
   getTaskInstance,
   listTaskInstances,
   setExecutor,
+  stopTaskInstance,
   waitForCompletion,
 } from "numerous-tasks";
 import { afterEach, describe, expect, it } from "vitest";
@@ -42,6 +43,7 @@ import {
   exitsWithCode,
   exitsWithoutResult,
   floodsStderr,
+  ignoresStops,
   killsItself,
   measure,
   quick,
@@ -49,6 +51,7 @@ import {
   waitsForFlag,
 } from "./fixtures/fault-tasks.js";
 import { type DaemonProcess, type DaemonProcessOptions, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import { until } from "./helpers/handles.js";
 
 const FAULT_TASKS = fileURLToPath(new URL("./fixtures/fault-tasks.ts", import.meta.url));
 
@@ -105,18 +108,6 @@ function pidOf(instance: TaskInstanceState): number {
   return pid;
 }
 
-/** Resolves once `predicate` holds for the live handle, checked now and after every change. */
-function until<R>(instance: TaskInstanceState<R>, predicate: (instance: TaskInstanceState<R>) => boolean): Promise<void> {
-  if (predicate(instance)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const off = instance.onChange(() => {
-      if (!predicate(instance)) return;
-      off();
-      resolve();
-    });
-  });
-}
-
 async function failureOf(instance: TaskInstanceState): Promise<unknown> {
   return instance.wait().then(
     (value) => ({ resolved: value }),
@@ -128,6 +119,41 @@ async function failureOf(instance: TaskInstanceState): Promise<unknown> {
 async function expectNothingStuck(): Promise<void> {
   const stuck = await listTaskInstances({ status: ["pending", "running"] });
   expect(stuck.map((instance) => `${instance.taskName} ${instance.id} ${instance.status}`)).toEqual([]);
+}
+
+/** Resolves once `path` exists, told by a watch of its directory. */
+function fileAppears(path: string): Promise<void> {
+  return new Promise((resolve) => {
+    const watcher = watch(dirname(path), () => {
+      if (!existsSync(path)) return;
+      watcher.close();
+      resolve();
+    });
+    if (existsSync(path)) {
+      watcher.close();
+      resolve();
+    }
+  });
+}
+
+/** Resolves once process `pid` is gone: checked every 20 ms, as nothing tells a non-parent of an exit. */
+function processExits(pid: number): Promise<void> {
+  return new Promise((resolve) => {
+    const gone = () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    if (gone()) return resolve();
+    const timer = setInterval(() => {
+      if (!gone()) return;
+      clearInterval(timer);
+      resolve();
+    }, 20);
+  });
 }
 
 function isAlive(daemon: DaemonProcess): boolean {
@@ -450,18 +476,18 @@ describe("a workload that says wrong things", () => {
     cleanups.push(() => client.close());
 
     const wrongToken = openWorkloadStream(client);
-    wrongToken.send({ $case: "hello", value: { workloadToken: "not-a-token", instanceId: mine.id, pid: 1 } });
+    wrongToken.send({ $case: "hello", value: { workloadToken: "not-a-token", instanceId: mine.id, pid: 1, stopRequestedAtMs: 0 } });
     await expect(wrongToken.ended).resolves.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
 
     const borrowedToken = openWorkloadStream(client);
-    borrowedToken.send({ $case: "hello", value: { workloadToken: tokens.forInstance(other.id), instanceId: mine.id, pid: 1 } });
+    borrowedToken.send({ $case: "hello", value: { workloadToken: tokens.forInstance(other.id), instanceId: mine.id, pid: 1, stopRequestedAtMs: 0 } });
     await expect(borrowedToken.ended).resolves.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
 
     // Reattached as `mine`, the stream reports progress no controller would let through.
     const seen: number[] = [];
     mine.onChange((instance) => seen.push(instance.progress));
     const stream = openWorkloadStream(client);
-    stream.send({ $case: "hello", value: { workloadToken: tokens.forInstance(mine.id), instanceId: mine.id, pid: 1 } });
+    stream.send({ $case: "hello", value: { workloadToken: tokens.forInstance(mine.id), instanceId: mine.id, pid: 1, stopRequestedAtMs: 0 } });
     await daemon.waitForLog((entry) => entry.msg === "workload reattached" && entry.instance === mine.id);
     for (const value of [7, Number.NaN, -1, Number.POSITIVE_INFINITY, -0.000001, 1.000001]) {
       stream.send({ $case: "progress", value: { instanceId: mine.id, value } });
@@ -487,7 +513,7 @@ describe("a workload that says wrong things", () => {
 
     // The other instance's own workload can still report its end.
     const otherStream = openWorkloadStream(client);
-    otherStream.send({ $case: "hello", value: { workloadToken: tokens.forInstance(other.id), instanceId: other.id, pid: 1 } });
+    otherStream.send({ $case: "hello", value: { workloadToken: tokens.forInstance(other.id), instanceId: other.id, pid: 1, stopRequestedAtMs: 0 } });
     otherStream.send({ $case: "finished", value: { instanceId: other.id, status: Status.STATUS_COMPLETED, result: encodeValue("reported by hand", "result"), error: undefined } });
     await otherStream.receive("finishedAck");
     otherStream.end();
@@ -755,6 +781,40 @@ describe("a daemon that is killed or stopped", () => {
     expect(stored?.status).toBe("completed");
     expect(stored?.result).toBe("survived");
     expectAlive(second);
+    await expectNothingStuck();
+  });
+
+  it("after kill -9: keeps the last output of a task that ended while it was down, and the grace period of a stop it had acknowledged", async () => {
+    const listen = `unix:${join(tempDir("nt-sock-"), "daemon.sock")}`;
+    const flags = tempDir("nt-flags-");
+    const args = ["--stop-grace-ms", "500", "--reconnect-window-ms", "10000"];
+    const first = await start({ listen, args });
+    connect(first.address);
+
+    const done = join(flags, "ending.done");
+    const ending = waitsForFlag(join(flags, "ending"), "ended while away", done);
+    const stubborn = ignoresStops(join(flags, "never"));
+    await Promise.all([until(ending, (i) => i.progress === 0.5), until(stubborn, (i) => i.progress === 0.5)]);
+    await stopTaskInstance(stubborn.id);
+    await until(stubborn, (i) => i.output?.phase === "told to stop");
+
+    // The daemon dies; meanwhile one task says its last output and returns.
+    await first.kill9();
+    const returned = fileAppears(done);
+    writeFileSync(join(flags, "ending"), "");
+    await returned;
+    await start({ listen, dataDir: first.dataDir, args });
+
+    await expect(ending.wait()).resolves.toBe("ended while away");
+    expect(ending.output).toEqual({ pid: expect.any(Number), phase: "flagged" });
+    expect((await getTaskInstance(ending.id))?.output).toEqual({ pid: expect.any(Number), phase: "flagged" });
+
+    // The stop the first daemon acknowledged holds: the next one kills the task that ignores it.
+    const failure = await failureOf(stubborn);
+    expect(stubborn.status).toBe("cancelled");
+    expect(stubborn.error?.name).toBe("TaskStoppedError");
+    expect(failure).toBeInstanceOf(Error);
+    await processExits(pidOf(stubborn));
     await expectNothingStuck();
   });
 

@@ -210,6 +210,12 @@ export interface Hello {
   /** Process mode: the instance this workload was started for. Empty in pool mode. */
   instanceId: string;
   pid: number;
+  /**
+   * When this workload was told to stop its instance (milliseconds since the epoch; 0: it was
+   * not). A daemon that restarted since then kills it once the grace period the stop started
+   * is over, as the daemon that was stopped would have.
+   */
+  stopRequestedAtMs: number;
 }
 
 export interface Progress {
@@ -226,7 +232,14 @@ export interface Finished {
   instanceId: string;
   status: Status;
   result?: string | undefined;
-  error?: ErrorInfo | undefined;
+  error?:
+    | ErrorInfo
+    | undefined;
+  /**
+   * The task's last output, said again with its end: an Output sent while the daemon was
+   * restarting is lost, and the end is what the workload repeats.
+   */
+  output?: string | undefined;
 }
 
 export interface WorkloadMessage {
@@ -1976,7 +1989,7 @@ export const InstanceChanges: MessageFns<InstanceChanges> = {
 };
 
 function createBaseHello(): Hello {
-  return { workloadToken: "", instanceId: "", pid: 0 };
+  return { workloadToken: "", instanceId: "", pid: 0, stopRequestedAtMs: 0 };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -1989,6 +2002,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.pid !== 0) {
       writer.uint32(24).int32(message.pid);
+    }
+    if (message.stopRequestedAtMs !== 0) {
+      writer.uint32(32).int64(message.stopRequestedAtMs);
     }
     return writer;
   },
@@ -2030,6 +2046,14 @@ export const Hello: MessageFns<Hello> = {
             message.pid = reader.int32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.stopRequestedAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2055,6 +2079,11 @@ export const Hello: MessageFns<Hello> = {
         ? globalThis.String(object.instance_id)
         : "",
       pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      stopRequestedAtMs: isSet(object.stopRequestedAtMs)
+        ? globalThis.Number(object.stopRequestedAtMs)
+        : isSet(object.stop_requested_at_ms)
+        ? globalThis.Number(object.stop_requested_at_ms)
+        : 0,
     };
   },
 
@@ -2069,6 +2098,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.pid !== 0) {
       obj.pid = Math.round(message.pid);
     }
+    if (message.stopRequestedAtMs !== 0) {
+      obj.stopRequestedAtMs = Math.round(message.stopRequestedAtMs);
+    }
     return obj;
   },
 
@@ -2080,6 +2112,7 @@ export const Hello: MessageFns<Hello> = {
     message.workloadToken = object.workloadToken ?? "";
     message.instanceId = object.instanceId ?? "";
     message.pid = object.pid ?? 0;
+    message.stopRequestedAtMs = object.stopRequestedAtMs ?? 0;
     return message;
   },
 };
@@ -2263,7 +2296,7 @@ export const Output: MessageFns<Output> = {
 };
 
 function createBaseFinished(): Finished {
-  return { instanceId: "", status: 0, result: undefined, error: undefined };
+  return { instanceId: "", status: 0, result: undefined, error: undefined, output: undefined };
 }
 
 export const Finished: MessageFns<Finished> = {
@@ -2279,6 +2312,9 @@ export const Finished: MessageFns<Finished> = {
     }
     if (message.error !== undefined) {
       ErrorInfo.encode(message.error, writer.uint32(34).fork()).join();
+    }
+    if (message.output !== undefined) {
+      writer.uint32(42).string(message.output);
     }
     return writer;
   },
@@ -2328,6 +2364,14 @@ export const Finished: MessageFns<Finished> = {
             message.error = ErrorInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2350,6 +2394,7 @@ export const Finished: MessageFns<Finished> = {
       status: isSet(object.status) ? statusFromJSON(object.status) : 0,
       result: isSet(object.result) ? globalThis.String(object.result) : undefined,
       error: isSet(object.error) ? ErrorInfo.fromJSON(object.error) : undefined,
+      output: isSet(object.output) ? globalThis.String(object.output) : undefined,
     };
   },
 
@@ -2367,6 +2412,9 @@ export const Finished: MessageFns<Finished> = {
     if (message.error !== undefined) {
       obj.error = ErrorInfo.toJSON(message.error);
     }
+    if (message.output !== undefined) {
+      obj.output = message.output;
+    }
     return obj;
   },
 
@@ -2381,6 +2429,7 @@ export const Finished: MessageFns<Finished> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? ErrorInfo.fromPartial(object.error)
       : undefined;
+    message.output = object.output ?? undefined;
     return message;
   },
 };
