@@ -433,6 +433,10 @@ class DaemonImpl implements Daemon {
       typeof deployment === "string" ? deployment : undefined,
     );
     if (access.ok) return access.deployment;
+    // A workload of this daemon, calling as a client of its own deployment (a task running tasks).
+    const token = typeof header === "string" && /^bearer /i.test(header) ? header.slice(7).trim() : "";
+    const wanted = (typeof deployment === "string" && deployment) || DEFAULT_DEPLOYMENT;
+    if (token !== "" && this.#tokens.allowsDeployment(token, wanted)) return wanted;
     return serviceError(
       access.reason === "unauthenticated" ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED,
       access.message,
@@ -1154,11 +1158,15 @@ class DaemonImpl implements Daemon {
     for (const secret of DAEMON_SECRETS) delete env[secret];
     if (instanceId !== undefined) {
       env.NUMEROUS_TASK_INSTANCE_ID = instanceId;
+      // A task may run other tasks of its deployment, and only of its deployment. (A pool
+      // worker serves every deployment, so it gets no such token.)
+      if (this.#access.enabled) env.NUMEROUS_API_ACCESS_TOKEN = this.#tokens.forDeployment(env.NUMEROUS_DEPLOYMENT_ID as string);
       const args = active?.row.args ?? "";
       if (args.length < 64 * 1024) env.TASK_DATA_INPUT = args;
     } else {
       delete env.NUMEROUS_TASK_INSTANCE_ID;
       delete env.TASK_DATA_INPUT;
+      delete env.NUMEROUS_API_ACCESS_TOKEN;
     }
     const child = spawn(process.execPath, [...nodeArgs, cli, "run"], {
       cwd: this.#appRoot,

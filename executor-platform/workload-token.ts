@@ -30,6 +30,19 @@ export class WorkloadTokens {
     return this.#sign("pool");
   }
 
+  /**
+   * The access token a process-mode workload calls the task service with: a client of its own
+   * deployment, as the app that submitted its instance is, so that a task can run other tasks.
+   */
+  forDeployment(deploymentId: string): string {
+    return this.#sign(`deployment:${deploymentId}`);
+  }
+
+  /** Whether `token` is {@link forDeployment} of `deploymentId`. */
+  allowsDeployment(token: string, deploymentId: string): boolean {
+    return equal(token, this.forDeployment(deploymentId));
+  }
+
   /** What a token allows: one instance, any the daemon assigned (pool), or nothing. */
   check(token: string, instanceId: string): "instance" | "pool" | undefined {
     if (instanceId !== "" && equal(token, this.forInstance(instanceId))) return "instance";

@@ -34,7 +34,7 @@ import {
 } from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
 import { WorkloadTokens } from "../executor-platform/workload-token.js";
 import { encodeValue } from "../sdk/codec.js";
-import { holdsUntilStopped, readsEnvironment, reply } from "./fixtures/security-tasks.js";
+import { asksReply, holdsUntilStopped, readsEnvironment, reply } from "./fixtures/security-tasks.js";
 import { runCli } from "./helpers/cli-process.js";
 import { type DaemonProcess, type DaemonProcessOptions, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 import { until } from "./helpers/handles.js";
@@ -400,13 +400,32 @@ describe("deployments cannot see one another", () => {
     daemons.push(daemon);
     as(executorFor(daemon, TOKEN_B, "b"));
     const names = ["NUMEROUS_EXECUTOR_TOKEN", "NUMEROUS_EXECUTOR_TOKENS", "NUMEROUS_EXECUTOR_TOKENS_FILE", "NUMEROUS_DEPLOYMENT_ID", "NUMEROUS_API_ACCESS_TOKEN"];
-    await expect(readsEnvironment(names).wait()).resolves.toEqual({
+    const seen = await readsEnvironment(names).wait();
+    expect(seen).toEqual({
       NUMEROUS_EXECUTOR_TOKEN: null,
       NUMEROUS_EXECUTOR_TOKENS: null,
       NUMEROUS_EXECUTOR_TOKENS_FILE: null,
       NUMEROUS_DEPLOYMENT_ID: "b",
-      NUMEROUS_API_ACCESS_TOKEN: null,
+      // Its own, good for its deployment only (see the next test), none of the daemon's.
+      NUMEROUS_API_ACCESS_TOKEN: expect.any(String),
     });
+    expect([TOKEN_ALL, TOKEN_B, `${TOKEN_B}-2`, TOKEN_A]).not.toContain(seen.NUMEROUS_API_ACCESS_TOKEN);
+  });
+
+  it("a task runs another task of its own deployment; its token is good for that deployment and no other", async () => {
+    const daemon = await startSecured();
+    as(executorFor(daemon, TOKEN_B, "b"));
+    const outer = asksReply({ from: "inside" });
+    await expect(outer.wait()).resolves.toEqual({ from: "inside" });
+    // The inner instance is the deployment's own, listed beside the outer one.
+    const listed = await listTaskInstances();
+    expect(listed.map((instance) => instance.taskName).sort()).toEqual(["asksReply", "reply"]);
+
+    const token = (await readsEnvironment(["NUMEROUS_API_ACCESS_TOKEN"]).wait()).NUMEROUS_API_ACCESS_TOKEN as string;
+    const own = executorFor(daemon, token, "b");
+    await expect(own.list({})).resolves.toMatchObject({ instances: expect.any(Array) });
+    const other = executorFor(daemon, token, "a");
+    await expect(other.list({})).rejects.toThrow(ExecutorConfigError);
   });
 });
 
