@@ -34,6 +34,7 @@ import { HealthService } from "./generated/grpc/health/v1/health_pb.js";
 import { createHealthService } from "./health-service.js";
 import { TailBuffer } from "./tail-buffer.js";
 import { errorFromWire, errorToWire, statusFromWire, storedToWire } from "./wire.js";
+import { type WorkloadCall, type WorkloadSocketServer, createWorkloadSocketServer } from "./workload-socket.js";
 import { WorkloadTokens } from "./workload-token.js";
 
 /** Options of {@link createDaemon}. */
@@ -101,7 +102,7 @@ interface Worker {
   /** The process, also of a workload that reattached after a restart (it has no child handle). */
   readonly pid: number | undefined;
   readonly tail: TailBuffer;
-  call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage> | undefined;
+  call: WorkloadCall | undefined;
   /** The instance it runs now. */
   instanceId: string | undefined;
   /** A process-mode worker's only instance, to start once it says hello. */
@@ -209,6 +210,9 @@ class DaemonImpl implements Daemon {
   readonly #owner: string;
   /** Where workloads reach this daemon: a private unix socket in the data directory. */
   #workloadAddress = "";
+  /** The framed workload socket's path, "" when workloads use gRPC. */
+  #framesSocket = "";
+  #framesServer: WorkloadSocketServer | undefined;
   #claiming = false;
   #claimAgain = false;
   #fetching: Promise<void> | undefined;
@@ -309,12 +313,20 @@ class DaemonImpl implements Daemon {
     this.#address = address.startsWith("unix:") ? address : address.replace(/:\d+$/, `:${port}`);
     // Workloads talk to this daemon over a socket only this machine sees, with no TLS to set up;
     // it stays at one path across restarts, so running workloads find the next daemon.
+    // Two sockets: gRPC for the SDK inside a task (a task may run tasks), and the framed workload
+    // protocol, which spares each workload process loading gRPC.
     const socket = join(this.#o.dataDir, "workloads.sock");
-    if (socket.length < 100) {
+    const framesSocket = join(this.#o.dataDir, "workload-frames.sock");
+    if (framesSocket.length < 100) {
       await removeStaleSocket(socket);
       await this.#bind(`unix:${socket}`, grpc.ServerCredentials.createInsecure());
       this.#workloadAddress = `unix:${socket}`;
+      await removeStaleSocket(framesSocket);
+      this.#framesServer = createWorkloadSocketServer(this.#o.maxMessageBytes, (call) => this.#onWorkload(call));
+      await this.#framesServer.listen(framesSocket);
+      this.#framesSocket = framesSocket;
     } else {
+      // A data directory too deep for a unix socket path: workloads use gRPC on the public address.
       this.#workloadAddress = this.#address;
     }
     if (this.#cluster !== undefined) this.#joinCluster(this.#cluster);
@@ -377,6 +389,7 @@ class DaemonImpl implements Daemon {
         done();
       });
     });
+    await this.#framesServer?.close();
     await this.#store.close();
     this.#log.info("stopped");
   }
@@ -1151,6 +1164,7 @@ class DaemonImpl implements Daemon {
       ...this.#o.workloadEnv,
       NUMEROUS_EXECUTOR: "platform",
       NUMEROUS_EXECUTOR_ADDRESS: this.#workloadAddress,
+      NUMEROUS_WORKLOAD_SOCKET: this.#framesSocket,
       NUMEROUS_WORKLOAD_TOKEN: token,
       NUMEROUS_DEPLOYMENT_ID: active?.row.deploymentId ?? DEFAULT_DEPLOYMENT,
     };
@@ -1271,7 +1285,7 @@ class DaemonImpl implements Daemon {
     }
   }
 
-  #onWorkload(call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>): void {
+  #onWorkload(call: WorkloadCall): void {
     let worker: Worker | undefined;
     let refused = false;
     const refuse = (code: grpc.status, message: string) => {
@@ -1336,7 +1350,7 @@ class DaemonImpl implements Daemon {
     call.on("cancelled", closed);
   }
 
-  #hello(call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>, hello: Hello): Worker | undefined {
+  #hello(call: WorkloadCall, hello: Hello): Worker | undefined {
     const { workloadToken: token, instanceId, pid } = hello;
     const allowed = this.#tokens.check(token, instanceId);
     if (allowed === undefined) return undefined;

@@ -1,25 +1,125 @@
+import { connect as connectSocket } from "node:net";
 import { pathToFileURL } from "node:url";
-import * as grpc from "@grpc/grpc-js";
 import { decodeValue } from "../sdk/codec.js";
 import { toErrorInfo } from "../sdk/errors.js";
 import { type TaskOutcome, runTaskFunction } from "../sdk/run-task-function.js";
 import { TaskControllerImpl } from "../sdk/task-controller.js";
 import { findTaskFunction } from "../sdk/task.js";
-import {
-  type DaemonMessage,
-  type Start,
-  WorkloadServiceClient,
-  type WorkloadMessage,
-} from "./generated/numerous/tasks/v1/tasks_pb.js";
-import { channelTarget } from "./address.js";
+import { DaemonMessage, type Start, WorkloadMessage } from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
+import { FRAME_MESSAGE, FRAME_REFUSAL, FrameReader, STATUS, decodeRefusal, encodeFrame } from "./workload-frames.js";
 import { errorToWire, statusToWire } from "./wire.js";
 
 /** What a workload needs from its environment: set by the daemon that started it. */
 export interface WorkloadEnvironment {
+  /** The daemon's gRPC address (used when there is no framed socket). */
   readonly address: string;
+  /** The daemon's framed workload socket (NUMEROUS_WORKLOAD_SOCKET); preferred: no gRPC to load. */
+  readonly socket: string | undefined;
   readonly token: string;
   /** Process mode: the one instance to run. Pool mode: undefined. */
   readonly instanceId: string | undefined;
+}
+
+/** Why a link to the daemon ended: a refusal carries a gRPC status code. */
+interface LinkEnd {
+  readonly code: number;
+  readonly details: string;
+}
+
+/** One connection to the daemon, framed or gRPC: the runner needs no more than this. */
+interface Link {
+  write(message: WorkloadMessage): void;
+  end(): void;
+}
+
+type OpenLink = (onMessage: (message: DaemonMessage) => void, onEnd: (end?: LinkEnd) => void) => Link;
+
+/** A link over the daemon's framed unix socket (see workload-frames.ts). */
+function framedLinks(path: string): OpenLink {
+  return (onMessage, onEnd) => {
+    const socket = connectSocket(path);
+    const reader = new FrameReader(64 * 1024 * 1024);
+    let ended = false;
+    const end = (why?: LinkEnd) => {
+      if (ended) return;
+      ended = true;
+      onEnd(why);
+    };
+    socket.on("data", (chunk: Buffer) => {
+      let frames: ReturnType<FrameReader["push"]>;
+      try {
+        frames = reader.push(chunk);
+      } catch {
+        socket.destroy();
+        return;
+      }
+      for (const frame of frames) {
+        if (ended) return;
+        if (frame.kind === FRAME_REFUSAL) {
+          const refusal = decodeRefusal(frame.payload);
+          end({ code: refusal.code, details: refusal.message });
+          socket.destroy();
+          return;
+        }
+        let message: DaemonMessage;
+        try {
+          message = DaemonMessage.decode(frame.payload);
+        } catch {
+          socket.destroy();
+          return;
+        }
+        onMessage(message);
+      }
+    });
+    socket.on("error", () => {
+      // "close" follows.
+    });
+    socket.on("close", () => end());
+    return {
+      write: (message) => {
+        if (!socket.destroyed && !socket.writableEnded) socket.write(encodeFrame(FRAME_MESSAGE, WorkloadMessage.encode(message).finish()));
+      },
+      end: () => socket.end(),
+    };
+  };
+}
+
+/** A link over gRPC, for a daemon whose data directory is too deep for a unix socket path. */
+async function grpcLinks(address: string): Promise<{ open: OpenLink; close: () => void }> {
+  const grpc = await import("@grpc/grpc-js");
+  const { WorkloadServiceClient } = await import("./generated/numerous/tasks/v1/tasks_pb.js");
+  const { channelTarget } = await import("./address.js");
+  const client = new WorkloadServiceClient(channelTarget(address), grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    "grpc.max_send_message_length": 64 * 1024 * 1024,
+    // gRPC's default backoff grows to minutes: a restarted daemon would wait out its reconnect
+    // window before the workload even tried again.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+  });
+  const open: OpenLink = (onMessage, onEnd) => {
+    const call = client.connect();
+    let ended = false;
+    const end = (why?: LinkEnd) => {
+      if (ended) return;
+      ended = true;
+      onEnd(why);
+    };
+    call.on("data", (message: DaemonMessage) => onMessage(message));
+    call.on("error", (error: { code: number; details: string }) => end({ code: error.code, details: error.details }));
+    call.on("end", () => end());
+    return {
+      write: (message) => {
+        try {
+          call.write(message);
+        } catch {
+          // The reconnect re-sends what matters.
+        }
+      },
+      end: () => call.end(),
+    };
+  };
+  return { open, close: () => client.close() };
 }
 
 const RECONNECT_FOR_MS = 60_000;
@@ -40,31 +140,18 @@ interface Current {
  * Resolves when a process-mode workload is done or the daemon is gone for good.
  */
 export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
-  const client = new WorkloadServiceClient(channelTarget(env.address), grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
-    "grpc.max_send_message_length": 64 * 1024 * 1024,
-    // gRPC's default backoff grows to minutes: a restarted daemon would wait out its reconnect
-    // window before the workload even tried again.
-    "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.max_reconnect_backoff_ms": 1000,
-  });
+  const links = env.socket ? { open: framedLinks(env.socket), close: () => {} } : await grpcLinks(env.address);
   let current: Current | undefined;
   /** Ends reported but not yet acknowledged as durable: said again after a reconnect. */
   const unacked = new Map<string, WorkloadMessage>();
-  let stream: grpc.ClientDuplexStream<WorkloadMessage, DaemonMessage> | undefined;
+  let stream: Link | undefined;
   let done: ((code: number) => void) | undefined;
   const finishedAll = new Promise<number>((resolve) => {
     done = resolve;
   });
   let lostSince: number | undefined;
 
-  const send = (message: WorkloadMessage) => {
-    try {
-      stream?.write(message);
-    } catch {
-      // The reconnect re-sends what matters.
-    }
-  };
+  const send = (message: WorkloadMessage) => stream?.write(message);
 
   const run = async (start: Start) => {
     const controller = new TaskControllerImpl(start.instanceId, start.taskName, {
@@ -118,26 +205,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
   };
 
   const connect = () => {
-    const call = client.connect();
-    stream = call;
-    call.write({
-      kind: {
-        $case: "hello",
-        value: {
-          workloadToken: env.token,
-          instanceId: current?.start.instanceId ?? env.instanceId ?? "",
-          pid: process.pid,
-          stopRequestedAtMs: current?.stopRequestedAt ?? 0,
-        },
-      },
-    });
-    if (current !== undefined) {
-      const id = current.start.instanceId;
-      if (current.progress !== undefined) send({ kind: { $case: "progress", value: { instanceId: id, value: current.progress } } });
-      if (current.output !== undefined) send({ kind: { $case: "output", value: { instanceId: id, output: current.output } } });
-    }
-    for (const finished of unacked.values()) send(finished);
-    call.on("data", (message: DaemonMessage) => {
+    const onMessage = (message: DaemonMessage) => {
       lostSince = undefined;
       const kind = message.kind;
       if (kind === undefined) return;
@@ -160,12 +228,12 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
           done?.(0);
         }
       }
-    });
-    const lost = (error?: grpc.ServiceError) => {
+    };
+    const lost = (end?: LinkEnd) => {
       if (stream !== call) return;
       stream = undefined;
-      if (error?.code === grpc.status.PERMISSION_DENIED || error?.code === grpc.status.UNAUTHENTICATED) {
-        process.stderr.write(`numerous-executor run: the daemon refused this workload: ${error.details}\n`);
+      if (end?.code === STATUS.PERMISSION_DENIED || end?.code === STATUS.UNAUTHENTICATED) {
+        process.stderr.write(`numerous-executor run: the daemon refused this workload: ${end.details}\n`);
         done?.(2);
         return;
       }
@@ -177,13 +245,30 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       }
       setTimeout(connect, 100);
     };
-    call.on("error", lost);
-    call.on("end", () => lost());
+    const call = links.open(onMessage, lost);
+    stream = call;
+    call.write({
+      kind: {
+        $case: "hello",
+        value: {
+          workloadToken: env.token,
+          instanceId: current?.start.instanceId ?? env.instanceId ?? "",
+          pid: process.pid,
+          stopRequestedAtMs: current?.stopRequestedAt ?? 0,
+        },
+      },
+    });
+    if (current !== undefined) {
+      const id = current.start.instanceId;
+      if (current.progress !== undefined) send({ kind: { $case: "progress", value: { instanceId: id, value: current.progress } } });
+      if (current.output !== undefined) send({ kind: { $case: "output", value: { instanceId: id, output: current.output } } });
+    }
+    for (const finished of unacked.values()) send(finished);
   };
 
   connect();
   const code = await finishedAll;
-  client.close();
+  links.close();
   return code;
 }
 

@@ -33,9 +33,18 @@ import {
   type SubmitResponse,
   TaskServiceClient,
   WatchInstancesRequest,
-  type WorkloadMessage,
+  WorkloadMessage,
   WorkloadServiceClient,
 } from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
+import {
+  FRAME_MESSAGE,
+  FRAME_REFUSAL,
+  FrameReader,
+  type Refusal,
+  decodeRefusal,
+  encodeFrame,
+  encodeRefusal,
+} from "../executor-platform/workload-frames.js";
 import { WorkloadTokens } from "../executor-platform/workload-token.js";
 import { encodeValue } from "../sdk/codec.js";
 import {
@@ -342,6 +351,56 @@ describe("malformed messages on the wire", () => {
     await expectNothingStuck();
   });
 });
+
+describe("the framed workload socket", () => {
+  it("refuses garbage, oversized and malformed frames and a wrong token with a status, and goes on serving", async () => {
+    const daemon = await start();
+    connect(daemon.address);
+    const path = join(daemon.dataDir, "workload-frames.sock");
+    const hello = (token: string) =>
+      encodeFrame(FRAME_MESSAGE, WorkloadMessage.encode({ kind: { $case: "hello", value: { workloadToken: token, instanceId: "x", pid: 1, stopRequestedAtMs: 0 } } }).finish());
+    const cases: Array<[string, Buffer, number]> = [
+      ["an unknown frame kind", Buffer.from([7, 0, 0, 0, 1, 0]), grpc.status.INVALID_ARGUMENT],
+      ["a length beyond the limit", Buffer.from([0, 0x7f, 0xff, 0xff, 0xff]), grpc.status.RESOURCE_EXHAUSTED],
+      ["bytes that are not protobuf", encodeFrame(FRAME_MESSAGE, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])), grpc.status.INVALID_ARGUMENT],
+      ["an empty message", encodeFrame(FRAME_MESSAGE, Buffer.alloc(0)), grpc.status.INVALID_ARGUMENT],
+      ["progress before hello", encodeFrame(FRAME_MESSAGE, WorkloadMessage.encode({ kind: { $case: "progress", value: { instanceId: "x", value: 0.5 } } }).finish()), grpc.status.FAILED_PRECONDITION],
+      ["a refusal from the workload", encodeRefusal({ code: 0, message: "no" }), grpc.status.INVALID_ARGUMENT],
+      ["a hello with a wrong token", hello("not-a-token"), grpc.status.PERMISSION_DENIED],
+    ];
+    for (const [what, bytes, code] of cases) {
+      const answer = await framedExchange(path, bytes);
+      expect({ what, code: answer.code }).toEqual({ what, code });
+      expect(answer.message).not.toBe("");
+    }
+    await expect(quick("after the frames").wait()).resolves.toBe("after the frames");
+    expectAlive(daemon);
+  });
+
+  it("falls back to gRPC for workloads when the data directory is too deep for a socket path", async () => {
+    const deep = join(tempDir("nt-deep-"), "d".repeat(60), "e".repeat(40));
+    const daemon = await start({ dataDir: deep });
+    expect(existsSync(join(deep, "workload-frames.sock"))).toBe(false);
+    connect(daemon.address);
+    await expect(quick("over grpc").wait()).resolves.toBe("over grpc");
+  });
+});
+
+/** Sends `bytes` on the framed socket and resolves with the daemon's refusal. */
+function framedExchange(path: string, bytes: Buffer): Promise<Refusal> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(path);
+    const reader = new FrameReader(1024 * 1024);
+    socket.on("data", (chunk: Buffer) => {
+      for (const frame of reader.push(chunk)) {
+        if (frame.kind === FRAME_REFUSAL) resolve(decodeRefusal(frame.payload));
+      }
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => reject(new Error("the daemon closed the socket without a refusal")));
+    socket.write(bytes);
+  });
+}
 
 describe("workloads that die", () => {
   it("fails the instance with the exit code or signal and a bounded tail of stderr; the daemon and the rest carry on", async () => {
