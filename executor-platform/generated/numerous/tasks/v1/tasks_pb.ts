@@ -3155,6 +3155,11 @@ export const TaskServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
+/**
+ * The daemon's own workloads send the same messages without gRPC, framed on the private socket
+ * <data-dir>/workload-frames.sock (see executor-platform/workload-frames.ts); this service is
+ * for a daemon whose data directory is too deep for a socket path.
+ */
 export type WorkloadServiceService = typeof WorkloadServiceService;
 export const WorkloadServiceService = {
   /**
