@@ -36,6 +36,8 @@ export interface RogueClientOptions {
   readonly appRoot: string;
   /** The daemon's --max-message-bytes. */
   readonly maxMessageBytes: number;
+  /** The daemon's framed workload socket, which a local process could reach. */
+  readonly framesSocket?: string;
 }
 
 /** What the rogue did and how the daemon answered. */
@@ -125,6 +127,65 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       args: prng.chance(0.5) ? junkString(50) : "J[1]",
       createdAtMs: prng.pick([0, -1, Number.MAX_SAFE_INTEGER, Date.now()]),
       module,
+    });
+  };
+
+  /** Bad input on the private framed socket: answered with a refusal or a close, never a message. */
+  const framedJunk = async (path: string) => {
+    const name = "framed";
+    const id = realId();
+    const message = (m: Parameters<typeof WorkloadMessage.create>[0]) => frame(Buffer.from(WorkloadMessage.encode(WorkloadMessage.create(m)).finish()));
+    const hello = (token: string, instanceId: string) => message({ kind: { $case: "hello", value: { workloadToken: token, instanceId, pid: 1 } } });
+    const bytes = prng.pick<() => Buffer>([
+      () => randomBytes(prng.int(1, 4096)),
+      () => Buffer.concat([Buffer.from([prng.int(2, 255)]), lengthPrefix(8), randomBytes(8)]),
+      () => Buffer.concat([Buffer.from([0]), lengthPrefix(options.maxMessageBytes + prng.int(1, 1 << 20))]),
+      () => mutate(hello(junkString(64), id), prng),
+      () => hello(junkString(64), id),
+      () => hello("", ""),
+      () => message({ kind: { $case: "finished", value: { instanceId: id, status: Status.STATUS_COMPLETED, result: "J1" } } }),
+      () => Buffer.concat([hello(junkString(64), id), message({ kind: { $case: "output", value: { instanceId: id, output: "not the codec" } } })]),
+      () => frame(randomBytes(prng.int(0, 256))),
+      () => Buffer.concat([Buffer.from([1]), lengthPrefix(4), Buffer.from("null")]),
+    ])();
+    await new Promise<void>((resolve) => {
+      const socket = netConnect(path);
+      let buffered = Buffer.alloc(0);
+      let said = false;
+      const finish = (outcome: string, text = "") => {
+        if (said) return;
+        said = true;
+        clearTimeout(timer);
+        answer(name, outcome, text);
+        socket.destroy();
+        resolve();
+      };
+      const timer = setTimeout(() => finish("no answer within 1 s (socket left open)"), 1_000);
+      socket.on("data", (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 5) {
+          const kind = buffered.readUInt8(0);
+          const size = buffered.readUInt32BE(1);
+          if (buffered.length < 5 + size) return;
+          const payload = buffered.subarray(5, 5 + size).toString("utf8");
+          buffered = buffered.subarray(5 + size);
+          if (kind !== 1) {
+            report.breaches.push(`the daemon sent a rogue framed workload a message (instance ${id})`);
+            continue;
+          }
+          let code = "?";
+          try {
+            code = grpcStatusName(String((JSON.parse(payload) as { code: number }).code));
+          } catch {
+            // Counted as "?".
+          }
+          finish(code, payload);
+        }
+      });
+      socket.on("error", (error: NodeJS.ErrnoException) => finish(`socket ${error.code ?? "error"}`));
+      socket.on("close", () => finish("closed"));
+      socket.write(bytes);
+      if (prng.chance(0.5)) socket.end();
     });
   };
 
@@ -263,6 +324,7 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
         if (prng.chance(0.5)) call.end();
       });
     },
+    ...(options.framesSocket === undefined ? {} : { "framed workload socket: junk, bad frames, bad hellos": () => framedJunk(options.framesSocket as string) }),
     "http2: random or mutated bodies": async () => {
       const path = prng.chance(0.7) ? prng.pick(TASK_PATHS) : WORKLOAD_PATH;
       const kind = prng.int(0, 6);

@@ -361,6 +361,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     realIds: () => [...tracked.keys()],
     appRoot: ROOT,
     maxMessageBytes: MAX_MESSAGE_BYTES,
+    framesSocket: join(dataDir, "workload-frames.sock"),
   });
 
   // ---- load and faults -------------------------------------------------------------------
