@@ -444,12 +444,10 @@ class DaemonImpl implements Daemon {
     const access = this.#access.check(
       typeof header === "string" ? header : undefined,
       typeof deployment === "string" ? deployment : undefined,
+      // A workload of this daemon, calling as a client of its own deployment (a task running tasks).
+      (token, wanted) => this.#tokens.allowsDeployment(token, wanted),
     );
     if (access.ok) return access.deployment;
-    // A workload of this daemon, calling as a client of its own deployment (a task running tasks).
-    const token = typeof header === "string" && /^bearer /i.test(header) ? header.slice(7).trim() : "";
-    const wanted = (typeof deployment === "string" && deployment) || DEFAULT_DEPLOYMENT;
-    if (token !== "" && this.#tokens.allowsDeployment(token, wanted)) return wanted;
     return serviceError(
       access.reason === "unauthenticated" ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED,
       access.message,
