@@ -8,6 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { definitionIdFor, isValidInstanceId } from "../sdk/ids.js";
 import type { TaskErrorInfo } from "../sdk/errors.js";
+import { isEncodedValue } from "../sdk/codec.js";
 import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
 import {
   type DaemonMessage,
@@ -541,7 +542,7 @@ class DaemonImpl implements Daemon {
     const input = (message: string): TaskErrorInfo => ({ name: "TaskInputError", message, code: "TASK_INPUT" });
     if (!isValidInstanceId(instance.id)) return input(`instance id ${JSON.stringify(instance.id)} is not 1 to 64 URL-safe characters`);
     if (instance.taskName.trim() === "") return input("the task name is empty");
-    if (!/^[JT]/.test(instance.args)) return input("the arguments are not encoded by the numerous-tasks codec");
+    if (!isEncodedValue(instance.args)) return input("the arguments are not encoded by the numerous-tasks codec");
     const checked = this.#resolvedModule(instance);
     if (checked instanceof Error) {
       return { name: "TaskNotFoundError", message: `task ${JSON.stringify(instance.taskName)}: ${checked.message}`, code: "TASK_NOT_FOUND" };
@@ -663,9 +664,8 @@ class DaemonImpl implements Daemon {
       return true;
     }
     if (active.stopRequested) return true;
-    active.stopRequested = true;
     this.#send(active.worker, { kind: { $case: "stop", value: { instanceId: id } } });
-    active.stopTimer = setTimeout(() => this.#forceStop(active), this.#o.stopGraceMs);
+    this.#stopRequested(active, Date.now());
     return true;
   }
 
@@ -684,6 +684,17 @@ class DaemonImpl implements Daemon {
       return;
     }
     await cluster.publish({ kind: "stop", instanceId: row.id, owner: current.owner });
+  }
+
+  /**
+   * Records a stop asked for at `at` (ms since the epoch): the workload is killed when its grace
+   * period is over. Returns the milliseconds left of it.
+   */
+  #stopRequested(active: Active, at: number): number {
+    const left = Math.max(0, at + this.#o.stopGraceMs - Date.now());
+    active.stopRequested = true;
+    active.stopTimer = setTimeout(() => this.#forceStop(active), left);
+    return left;
   }
 
   #forceStop(active: Active): void {
@@ -1321,7 +1332,7 @@ class DaemonImpl implements Daemon {
           }
           this.#change(active, { progress: value });
         } else if (kind.$case === "output") {
-          if (!/^[JT]/.test(kind.value.output)) return refuse(grpc.status.INVALID_ARGUMENT, "output not encoded by the codec");
+          if (!isEncodedValue(kind.value.output)) return refuse(grpc.status.INVALID_ARGUMENT, "output not encoded by the codec");
           this.#change(active, { output: kind.value.output });
         } else if (kind.$case === "finished") {
           this.#onFinished(worker, active, kind.value);
@@ -1416,10 +1427,8 @@ class DaemonImpl implements Daemon {
         if (active.stopRequested) this.#send(worker, { kind: { $case: "stop", value: { instanceId } } });
         else if (hello.stopRequestedAtMs > 0) {
           // A stop the daemon before this one acknowledged: its grace period runs on from then.
-          active.stopRequested = true;
-          const left = Math.max(0, hello.stopRequestedAtMs + this.#o.stopGraceMs - Date.now());
-          this.#log.info({ instance: instanceId, graceLeftMs: left }, "reattached workload was stopped before the restart");
-          active.stopTimer = setTimeout(() => this.#forceStop(active), left);
+          const graceLeftMs = this.#stopRequested(active, hello.stopRequestedAtMs);
+          this.#log.info({ instance: instanceId, graceLeftMs }, "reattached workload was stopped before the restart");
         }
         return worker;
       }
@@ -1454,7 +1463,7 @@ class DaemonImpl implements Daemon {
         result: finished.result,
         error: finished.error === undefined ? undefined : errorFromWire(finished.error),
         // The last output, said again with the end in case its own message was lost.
-        output: finished.output !== undefined && /^[JT]/.test(finished.output) ? finished.output : undefined,
+        output: finished.output !== undefined && isEncodedValue(finished.output) ? finished.output : undefined,
       });
     }
     const instanceId = active.row.id;

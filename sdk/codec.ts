@@ -33,6 +33,12 @@ export function decodeValue(encoded: EncodedValue): unknown {
   throw new TaskInputError("value", "not a value made by the numerous-tasks codec");
 }
 
+/** Whether `text` is in the codec's form (`J` or `T` first), without decoding it. */
+export function isEncodedValue(text: string): boolean {
+  const first = text.charCodeAt(0);
+  return first === 74 /* J */ || first === 84 /* T */;
+}
+
 /** Checks that `value` survives the codec, without keeping the encoding. */
 export function assertEncodable(value: unknown, path: string): void {
   encodeValue(value, path);
