@@ -131,7 +131,6 @@ interface Current {
   output: string | undefined;
   /** When the daemon said stop (0: it has not): a daemon that restarted since enforces its grace. */
   stopRequestedAt: number;
-  finished: WorkloadMessage | undefined;
 }
 
 /**
@@ -164,7 +163,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         send({ kind: { $case: "output", value: { instanceId: start.instanceId, output } } });
       },
     });
-    current = { start, controller, progress: undefined, output: undefined, stopRequestedAt: 0, finished: undefined };
+    current = { start, controller, progress: undefined, output: undefined, stopRequestedAt: 0 };
     const mine = current;
     let outcome: TaskOutcome;
     try {
@@ -186,7 +185,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     } catch (thrown) {
       outcome = { status: "failed", error: toErrorInfo(thrown) };
     }
-    mine.finished = {
+    const finished: WorkloadMessage = {
       kind: {
         $case: "finished",
         value: {
@@ -199,9 +198,9 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         },
       },
     };
-    unacked.set(start.instanceId, mine.finished);
+    unacked.set(start.instanceId, finished);
     if (current === mine) current = undefined;
-    send(mine.finished);
+    send(finished);
   };
 
   const connect = () => {
