@@ -1,12 +1,12 @@
-import type {
-  Executor,
-  InstancePage,
-  InstanceQuery,
-  InstanceSnapshot,
-  SubmitRequest,
-  TaskDefinition,
+import {
+  type Executor,
+  type InstancePage,
+  type InstanceQuery,
+  type InstanceSnapshot,
+  type SubmitRequest,
+  type TaskDefinition,
+  listLimit,
 } from "../sdk/executor.js";
-import { MAX_LIST_LIMIT } from "../sdk/executor.js";
 import { runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
 import { TaskControllerImpl } from "../sdk/task-controller.js";
 import { isTerminalStatus } from "../sdk/task-status.js";
@@ -89,7 +89,7 @@ export class LocalExecutor implements Executor {
   }
 
   async list(query: InstanceQuery): Promise<InstancePage> {
-    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? MAX_LIST_LIMIT)), MAX_LIST_LIMIT);
+    const limit = listLimit(query);
     let start = 0;
     if (query.cursor !== undefined) {
       const after = this.#entries.get(query.cursor);

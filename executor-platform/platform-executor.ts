@@ -1,15 +1,15 @@
 import { isAbsolute, relative } from "node:path";
 import type { NumerousConfig } from "../sdk/config.js";
 import { ExecutorUnavailableError, type TaskError, type TaskErrorInfo, toErrorInfo } from "../sdk/errors.js";
-import type {
-  Executor,
-  InstancePage,
-  InstanceQuery,
-  InstanceSnapshot,
-  SubmitRequest,
-  TaskDefinition,
+import {
+  type Executor,
+  type InstancePage,
+  type InstanceQuery,
+  type InstanceSnapshot,
+  type SubmitRequest,
+  type TaskDefinition,
+  listLimit,
 } from "../sdk/executor.js";
-import { MAX_LIST_LIMIT } from "../sdk/executor.js";
 import { isTerminalStatus } from "../sdk/task-status.js";
 import type { GrpcConnection, WatchStream } from "./grpc-connection.js";
 
@@ -80,7 +80,7 @@ export class PlatformExecutor implements Executor {
     await this.#submitted();
     // The daemon cuts a page short where its instances carry large outputs; the caller gets as
     // many as it asked for all the same, so "fewer than the limit" still means the last page.
-    const limit = Math.min(Math.max(1, Math.floor(query.limit ?? MAX_LIST_LIMIT)), MAX_LIST_LIMIT);
+    const limit = listLimit(query);
     const instances: InstanceSnapshot[] = [];
     let cursor = query.cursor;
     for (;;) {

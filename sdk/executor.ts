@@ -46,6 +46,11 @@ export interface SubmitRequest {
 /** The most instances one list call returns, and what it returns when given no limit. */
 export const MAX_LIST_LIMIT = 1000;
 
+/** How many instances a list call returns at most: its limit, within 1 and {@link MAX_LIST_LIMIT}. */
+export function listLimit(query: InstanceQuery): number {
+  return Math.min(Math.max(1, Math.floor(query.limit ?? MAX_LIST_LIMIT)), MAX_LIST_LIMIT);
+}
+
 /** A page of instances, in creation order. */
 export interface InstanceQuery {
   /** A task's id or name. */
