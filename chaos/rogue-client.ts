@@ -23,6 +23,7 @@ import {
   WorkloadMessage,
   WorkloadServiceClient,
 } from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
+import { FRAME_REFUSAL, type Frame, FrameReader, decodeRefusal } from "../executor-platform/workload-frames.js";
 import type { Prng } from "./prng.js";
 
 /** Options of {@link createRogueClient}. */
@@ -150,7 +151,7 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
     ])();
     await new Promise<void>((resolve) => {
       const socket = netConnect(path);
-      let buffered = Buffer.alloc(0);
+      const reader = new FrameReader(64 * 1024 * 1024);
       let said = false;
       const finish = (outcome: string, text = "") => {
         if (said) return;
@@ -162,24 +163,19 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       };
       const timer = setTimeout(() => finish("no answer within 1 s (socket left open)"), 1_000);
       socket.on("data", (chunk: Buffer) => {
-        buffered = Buffer.concat([buffered, chunk]);
-        while (buffered.length >= 5) {
-          const kind = buffered.readUInt8(0);
-          const size = buffered.readUInt32BE(1);
-          if (buffered.length < 5 + size) return;
-          const payload = buffered.subarray(5, 5 + size).toString("utf8");
-          buffered = buffered.subarray(5 + size);
-          if (kind !== 1) {
+        let frames: Frame[];
+        try {
+          frames = reader.push(chunk);
+        } catch (error) {
+          return finish(`unreadable answer: ${(error as Error).message}`);
+        }
+        for (const { kind, payload } of frames) {
+          if (kind !== FRAME_REFUSAL) {
             report.breaches.push(`the daemon sent a rogue framed workload a message (instance ${id})`);
             continue;
           }
-          let code = "?";
-          try {
-            code = grpcStatusName(String((JSON.parse(payload) as { code: number }).code));
-          } catch {
-            // Counted as "?".
-          }
-          finish(code, payload);
+          const refusal = decodeRefusal(payload);
+          finish(grpcStatusName(String(refusal.code)), refusal.message);
         }
       });
       socket.on("error", (error: NodeJS.ErrnoException) => finish(`socket ${error.code ?? "error"}`));
