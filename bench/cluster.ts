@@ -40,10 +40,11 @@ import {
   ownCpuSeconds,
   percentile,
   platformExecutor,
+  progressRun,
   sleep,
 } from "./platform-common.js";
 import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";
-import { type LatencyProbeOutput, benchLatencyProbe, benchTick, nowMicros } from "./tasks.js";
+import { benchTick } from "./tasks.js";
 
 /** Options of {@link benchCluster}. */
 export interface BenchClusterOptions {
@@ -395,27 +396,6 @@ async function benchLatency(
   return setups;
 }
 
-/** One probe instance of `steps` steps; the milliseconds each step took to reach the handle. */
-async function progressRun(steps: number, gapMs: number, { warmup = false } = {}): Promise<number[]> {
-  const instance = benchLatencyProbe(steps, gapMs);
-  const samples: number[] = [];
-  let last = 0;
-  instance.onChange(() => {
-    const value = instance.progress;
-    if (value === last) return;
-    const heardAt = nowMicros();
-    last = value;
-    const output = instance.output as LatencyProbeOutput | undefined;
-    if (output === undefined || output.step !== Math.round(value * steps)) return;
-    samples.push((heardAt - output.sentAt) / 1000);
-  });
-  const returned = await instance.wait({ timeoutMs: 60_000 + steps * gapMs * 4 });
-  if (returned !== steps) throw new Error(`the latency probe returned ${returned}, not ${steps}`);
-  if (!warmup && samples.length < steps / 2) {
-    throw new Error(`only ${samples.length} of ${steps} progress steps reached the client on their own`);
-  }
-  return samples;
-}
 
 // ---- failover ----------------------------------------------------------------------------
 

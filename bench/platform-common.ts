@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { PlatformExecutor } from "../index.js";
+import { type LatencyProbeOutput, benchLatencyProbe, nowMicros } from "./tasks.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const CLI = join(ROOT, "dist/executor-platform/cli.js");
@@ -222,4 +223,29 @@ export function loadNote(startLoad: number): string {
 /** The 1-minute load average now, for {@link loadNote}. */
 export function loadNow(): number {
   return loadavg()[0] as number;
+}
+
+/**
+ * One probe instance of `steps` steps; the milliseconds each step took to reach the handle. A
+ * warm-up run may lose steps to coalescing; a measured one must see most of them on their own.
+ */
+export async function progressRun(steps: number, gapMs: number, { warmup = false } = {}): Promise<number[]> {
+  const instance = benchLatencyProbe(steps, gapMs);
+  const samples: number[] = [];
+  let last = 0;
+  instance.onChange(() => {
+    const value = instance.progress;
+    if (value === last) return;
+    const heardAt = nowMicros();
+    last = value;
+    const output = instance.output as LatencyProbeOutput | undefined;
+    if (output === undefined || output.step !== Math.round(value * steps)) return;
+    samples.push((heardAt - output.sentAt) / 1000);
+  });
+  const returned = await instance.wait({ timeoutMs: 60_000 + steps * gapMs * 4 });
+  if (returned !== steps) throw new Error(`the latency probe returned ${returned}, not ${steps}`);
+  if (!warmup && samples.length < steps / 2) {
+    throw new Error(`only ${samples.length} of ${steps} progress steps reached the client on their own`);
+  }
+  return samples;
 }

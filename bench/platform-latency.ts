@@ -13,9 +13,9 @@
  */
 import { LocalExecutor } from "../executor-local/index.js";
 import { type Executor, setExecutor } from "../index.js";
-import { nowMicros, benchLatencyProbe, benchStopProbe, type LatencyProbeOutput } from "./tasks.js";
+import { benchStopProbe, nowMicros } from "./tasks.js";
 import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";
-import { loadNote, loadNow, percentile, platformExecutor, startBenchDaemon } from "./platform-common.js";
+import { loadNote, loadNow, percentile, platformExecutor, progressRun, startBenchDaemon } from "./platform-common.js";
 
 /** Options of {@link benchPlatformLatency}. */
 export interface BenchPlatformLatencyOptions {
@@ -134,27 +134,6 @@ function latencyRows(
   return rows;
 }
 
-/** One probe instance of `steps` steps; the milliseconds each step took to reach the handle. */
-async function progressRun(steps: number, gapMs: number): Promise<number[]> {
-  const instance = benchLatencyProbe(steps, gapMs);
-  const samples: number[] = [];
-  let last = 0;
-  instance.onChange(() => {
-    const value = instance.progress;
-    if (value === last) return;
-    const heardAt = nowMicros();
-    last = value;
-    const output = instance.output as LatencyProbeOutput | undefined;
-    if (output === undefined || output.step !== Math.round(value * steps)) return;
-    samples.push((heardAt - output.sentAt) / 1000);
-  });
-  const returned = await instance.wait({ timeoutMs: 60_000 + steps * gapMs * 4 });
-  if (returned !== steps) throw new Error(`the latency probe returned ${returned}, not ${steps}`);
-  if (samples.length < steps / 2) {
-    throw new Error(`only ${samples.length} of ${steps} progress steps reached the client on their own`);
-  }
-  return samples;
-}
 
 /** `n` stops, one instance each; the milliseconds from `stop()` to the task's abort. */
 async function stopRun(n: number): Promise<number[]> {
