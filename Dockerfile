@@ -22,7 +22,7 @@ COPY sdk sdk
 COPY executor-local executor-local
 COPY executor-platform executor-platform
 COPY proto proto
-RUN npm run build && npm prune --omit=dev --no-audit --no-fund && chmod +x dist/executor-platform/cli.js
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund && chmod +x dist/executor-platform/cli/cli.js
 
 FROM ${NODE_IMAGE}
 RUN (getent group numerous || groupadd --system numerous) \
@@ -35,7 +35,7 @@ COPY --from=build /src/dist ./dist
 COPY --from=build /src/proto ./proto
 # Task modules mounted under /app that import "numerous-tasks" find this copy: resolution walks
 # up to /node_modules.
-RUN ln -s /opt/numerous-tasks/dist/executor-platform/cli.js /usr/local/bin/numerous-executor \
+RUN ln -s /opt/numerous-tasks/dist/executor-platform/cli/cli.js /usr/local/bin/numerous-executor \
  && mkdir -p /node_modules && ln -s /opt/numerous-tasks /node_modules/numerous-tasks
 ENV NODE_ENV=production \
     NUMEROUS_EXECUTOR_LISTEN=0.0.0.0:7777 \

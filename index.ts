@@ -6,7 +6,7 @@ import { type NumerousConfig, loadConfig } from "./sdk/config.js";
 import type { Executor } from "./sdk/executor.js";
 import { setDefaultExecutorFactory } from "./sdk/runtime.js";
 import { LocalExecutor } from "./executor-local/local-executor.js";
-import { PlatformExecutor } from "./executor-platform/platform-executor.js";
+import { PlatformExecutor } from "./executor-platform/client/platform-executor.js";
 
 export * from "./sdk/index.js";
 

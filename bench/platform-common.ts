@@ -17,7 +17,7 @@ import { PlatformExecutor } from "../index.js";
 import { type LatencyProbeOutput, benchLatencyProbe, nowMicros } from "./tasks.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
-export const CLI = join(ROOT, "dist/executor-platform/cli.js");
+export const CLI = join(ROOT, "dist/executor-platform/cli/cli.js");
 
 /** Options of {@link startBenchDaemon}. */
 export interface BenchDaemonOptions {

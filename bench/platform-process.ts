@@ -144,7 +144,7 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
     rows,
     notes: [
       `${formatNumber(n)} instances per run, each a trivial task (one progress report, returns i + 1), all submitted at once, timed until the client holds every result; the baseline starts ${formatNumber(n)} \`node -e 0\` processes, ${concurrency} at a time; each run in ${slices} slices of ${formatNumber(Math.ceil(n / slices))} where every measurement takes its turn (order reversed every other slice), so outside load hits all alike; median of ${repeats} runs, after a warm-up of each`,
-      `daemon: dist/, --workload-mode process --concurrency ${concurrency}, durable store on; each workload is \`node [--import tsx] dist/executor-platform/cli.js run\`: start, connect, hello, import the task module, run, report, wait for the ack, exit`,
+      `daemon: dist/, --workload-mode process --concurrency ${concurrency}, durable store on; each workload is \`node [--import tsx] dist/executor-platform/cli/cli.js run\`: start, connect, hello, import the task module, run, report, wait for the ack, exit`,
       `wall time per process slot (concurrency / rate): bare node ${perProcess(bareMedian)} ms, node + tsx ${perProcess(median(results.tsx))} ms, node + workload runner import ${perProcess(median(results.runner))} ms, platform instance ${perProcess(median(results.ts))} ms (.ts) / ${perProcess(median(results.plain))} ms (.mjs)`,
       loadNote(startLoad),
     ],

@@ -11,7 +11,7 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { LocalExecutor } from "../executor-local/index.js";
-import { DATABASE_FILE } from "../executor-platform/store/sqlite-store.js";
+import { DATABASE_FILE } from "../executor-platform/store/sqlite/sqlite-store.js";
 import { type TaskInstanceState, listTaskInstances, setExecutor } from "../index.js";
 import { loadNote, loadNow, mib, platformExecutor, sleep, startBenchDaemon } from "./platform-common.js";
 import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";

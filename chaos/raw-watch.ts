@@ -5,8 +5,8 @@
  * arrives, each stream on its own connection, and streams that stop reading.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { Instance, InstanceChanges } from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
-import { TaskServiceClient, WatchInstancesRequest } from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
+import type { Instance, InstanceChanges } from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import { TaskServiceClient, WatchInstancesRequest } from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
 
 /** Options of {@link RawWatch}. */
 export interface RawWatchOptions {

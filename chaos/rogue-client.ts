@@ -22,8 +22,8 @@ import {
   WatchInstancesRequest,
   WorkloadMessage,
   WorkloadServiceClient,
-} from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
-import { FRAME_REFUSAL, type Frame, FrameReader, decodeRefusal } from "../executor-platform/workload-frames.js";
+} from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import { FRAME_REFUSAL, type Frame, FrameReader, decodeRefusal } from "../executor-platform/protocol/workload-frames.js";
 import type { Prng } from "./prng.js";
 
 /** Options of {@link createRogueClient}. */

@@ -29,7 +29,7 @@ import {
   type ListInstancesResponse,
   Status,
   TaskServiceClient,
-} from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
+} from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { CHAOS_KINDS, type ChaosKind } from "./answers.js";
 import { type InvariantResult, checkInvariants } from "./check-invariants.js";
 import { createDaemonSupervisor, type DaemonCrash } from "./daemon-supervisor.js";
@@ -56,7 +56,7 @@ import {
 import { type Percentiles, bump, percentiles } from "./stats.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CLI = join(ROOT, "dist/executor-platform/cli.js");
+const CLI = join(ROOT, "dist/executor-platform/cli/cli.js");
 
 /** Options of {@link runChaos}. */
 export interface ChaosOptions {

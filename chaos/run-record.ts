@@ -4,8 +4,8 @@
  * heartbeats.
  */
 import type { TaskInstanceState } from "numerous-tasks";
-import type { Instance } from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
-import { Status } from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
+import type { Instance } from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import { Status } from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import type { ChaosKind } from "./answers.js";
 import type { ObserverLog, Seen } from "./observer-log.js";
 

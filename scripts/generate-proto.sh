@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The one script that makes executor-platform/generated/ from proto/. CI runs it with --check.
+# The one script that makes executor-platform/protocol/generated/ from proto/. CI runs it with --check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=executor-platform/generated
+out=executor-platform/protocol/generated
 rm -rf "$out"
 PATH="$PWD/node_modules/.bin:$PATH" buf generate
 for f in $(find "$out" -name '*.ts'); do
@@ -10,7 +10,7 @@ for f in $(find "$out" -name '*.ts'); do
 done
 if [ "${1:-}" = "--check" ]; then
   if ! git diff --quiet -- "$out" || [ -n "$(git ls-files --others --exclude-standard -- "$out")" ]; then
-    echo "executor-platform/generated is not current: run scripts/generate-proto.sh and commit" >&2
+    echo "executor-platform/protocol/generated is not current: run scripts/generate-proto.sh and commit" >&2
     git status --short -- "$out" >&2
     exit 1
   fi

@@ -55,7 +55,7 @@ function run(file) {
 /** Starts `numerous-executor serve` on 127.0.0.1:0 and resolves its address and a stop function. */
 async function startDaemon() {
   const dataDir = mkdtempSync(join(tmpdir(), "numerous-examples-"));
-  const cli = join(root, "dist/executor-platform/cli.js");
+  const cli = join(root, "dist/executor-platform/cli/cli.js");
   const child = spawn(process.execPath, [cli, "serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
     cwd: root,
     stdio: ["ignore", "pipe", "inherit"],

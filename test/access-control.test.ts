@@ -21,7 +21,7 @@ import {
   waitForCompletion,
 } from "numerous-tasks";
 import { afterEach, describe, expect, it } from "vitest";
-import { AccessControl, loadTokenGrants, parseTokenGrants } from "../executor-platform/access-control.js";
+import { AccessControl, loadTokenGrants, parseTokenGrants } from "../executor-platform/daemon/access-control.js";
 import {
   type InstanceChanges,
   ListInstancesRequest,
@@ -31,8 +31,8 @@ import {
   TaskServiceClient,
   WatchInstancesRequest,
   WorkloadServiceClient,
-} from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
-import { WorkloadTokens } from "../executor-platform/workload-token.js";
+} from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import { WorkloadTokens } from "../executor-platform/daemon/workload-token.js";
 import { encodeValue } from "../sdk/codec.js";
 import { asksReply, holdsUntilStopped, readsEnvironment, reply } from "./fixtures/security-tasks.js";
 import { runCli } from "./helpers/cli-process.js";

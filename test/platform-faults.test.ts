@@ -35,7 +35,7 @@ import {
   WatchInstancesRequest,
   WorkloadMessage,
   WorkloadServiceClient,
-} from "../executor-platform/generated/numerous/tasks/v1/tasks_pb.js";
+} from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import {
   FRAME_MESSAGE,
   FRAME_REFUSAL,
@@ -44,8 +44,8 @@ import {
   decodeRefusal,
   encodeFrame,
   encodeRefusal,
-} from "../executor-platform/workload-frames.js";
-import { WorkloadTokens } from "../executor-platform/workload-token.js";
+} from "../executor-platform/protocol/workload-frames.js";
+import { WorkloadTokens } from "../executor-platform/daemon/workload-token.js";
 import { encodeValue } from "../sdk/codec.js";
 import {
   defineStrayTask,

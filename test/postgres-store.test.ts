@@ -2,7 +2,7 @@ import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { TaskErrorInfo } from "../sdk/errors.js";
 import type { ClusterEvent } from "../executor-platform/store/cluster-store.js";
-import { openPostgresStore, type PostgresStore } from "../executor-platform/store/postgres-store.js";
+import { openPostgresStore, type PostgresStore } from "../executor-platform/store/postgres/postgres-store.js";
 import type { StoredInstance } from "../executor-platform/store/store.js";
 import { startPostgres, type TestPostgres } from "./helpers/embedded-postgres.js";
 

@@ -5,11 +5,11 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { DATABASE_FILE, openSqliteStore, type SqliteStore } from "../executor-platform/store/sqlite-store.js";
+import { DATABASE_FILE, openSqliteStore, type SqliteStore } from "../executor-platform/store/sqlite/sqlite-store.js";
 import type { StoredInstance } from "../executor-platform/store/store.js";
 
 const projectRoot = fileURLToPath(new URL("..", import.meta.url));
-const storeModule = fileURLToPath(new URL("../executor-platform/store/sqlite-store.ts", import.meta.url));
+const storeModule = fileURLToPath(new URL("../executor-platform/store/sqlite/sqlite-store.ts", import.meta.url));
 
 const dirs: string[] = [];
 const stores: SqliteStore[] = [];

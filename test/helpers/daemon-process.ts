@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-export const CLI = join(ROOT, "dist/executor-platform/cli.js");
+export const CLI = join(ROOT, "dist/executor-platform/cli/cli.js");
 
 /** Options of {@link startDaemon}. */
 export interface DaemonProcessOptions {

@@ -8,12 +8,12 @@ import { fileURLToPath } from "node:url";
 
 export async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === "run") return runCommand();
-  const { runCli } = await import("./cli-commands.js");
+  const { runCli } = await import("./serve-command.js");
   return runCli(argv);
 }
 
 async function runCommand(): Promise<number> {
-  const { runWorkload } = await import("./workload-runner.js");
+  const { runWorkload } = await import("../workload/workload-runner.js");
   const address = process.env.NUMEROUS_EXECUTOR_ADDRESS;
   const token = process.env.NUMEROUS_WORKLOAD_TOKEN;
   if (!address || !token) {

@@ -7,10 +7,10 @@ import {
   type QueryResultRow,
   TypeOverrides,
 } from "pg";
-import type { TaskErrorInfo } from "../../sdk/errors.js";
-import type { ClusterEvent, ClusterStore } from "./cluster-store.js";
-import type { StoredDefinition, StoredInstance, StoreListQuery } from "./store.js";
-import { type DefinitionRow, INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "./instance-row.js";
+import type { TaskErrorInfo } from "../../../sdk/errors.js";
+import type { ClusterEvent, ClusterStore } from "../cluster-store.js";
+import type { StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
+import { type DefinitionRow, INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "../instance-row.js";
 
 /** Where {@link PostgresStore} reports what it recovers from by itself. */
 export interface PostgresStoreLogger {

@@ -3,7 +3,7 @@ import {
   type HealthCheckRequest,
   HealthCheckResponse_ServingStatus as ServingStatus,
   type HealthCheckResponse,
-} from "./generated/grpc/health/v1/health_pb.js";
+} from "../protocol/generated/grpc/health/v1/health_pb.js";
 
 const SERVICES = new Set(["", "numerous.tasks.v1.TaskService", "numerous.tasks.v1.WorkloadService"]);
 

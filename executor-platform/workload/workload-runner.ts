@@ -1,13 +1,13 @@
 import { connect as connectSocket } from "node:net";
 import { pathToFileURL } from "node:url";
-import { decodeValue } from "../sdk/codec.js";
-import { toErrorInfo } from "../sdk/errors.js";
-import { type TaskOutcome, runTaskFunction } from "../sdk/run-task-function.js";
-import { TaskControllerImpl } from "../sdk/task-controller.js";
-import { findTaskFunction } from "../sdk/task.js";
-import { DaemonMessage, type Start, WorkloadMessage } from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
-import { FRAME_MESSAGE, FRAME_REFUSAL, FrameReader, STATUS, decodeRefusal, encodeFrame } from "./workload-frames.js";
-import { errorToWire, statusToWire } from "./wire.js";
+import { decodeValue } from "../../sdk/codec.js";
+import { toErrorInfo } from "../../sdk/errors.js";
+import { type TaskOutcome, runTaskFunction } from "../../sdk/run-task-function.js";
+import { TaskControllerImpl } from "../../sdk/task-controller.js";
+import { findTaskFunction } from "../../sdk/task.js";
+import { DaemonMessage, type Start, WorkloadMessage } from "../protocol/generated/messages/numerous/tasks/v1/tasks_pb.js";
+import { FRAME_MESSAGE, FRAME_REFUSAL, FrameReader, STATUS, decodeRefusal, encodeFrame } from "../protocol/workload-frames.js";
+import { errorToWire, statusToWire } from "../protocol/wire.js";
 
 /** What a workload needs from its environment: set by the daemon that started it. */
 export interface WorkloadEnvironment {
@@ -87,8 +87,8 @@ function framedLinks(path: string): OpenLink {
 /** A link over gRPC, for a daemon whose data directory is too deep for a unix socket path. */
 async function grpcLinks(address: string): Promise<{ open: OpenLink; close: () => void }> {
   const grpc = await import("@grpc/grpc-js");
-  const { WorkloadServiceClient } = await import("./generated/numerous/tasks/v1/tasks_pb.js");
-  const { channelTarget } = await import("./address.js");
+  const { WorkloadServiceClient } = await import("../protocol/generated/numerous/tasks/v1/tasks_pb.js");
+  const { channelTarget } = await import("../client/address.js");
   const client = new WorkloadServiceClient(channelTarget(address), grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.max_send_message_length": 64 * 1024 * 1024,

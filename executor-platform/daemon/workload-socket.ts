@@ -1,8 +1,8 @@
 import { EventEmitter } from "node:events";
 import { type Server, type Socket, createServer } from "node:net";
 import type * as grpc from "@grpc/grpc-js";
-import { DaemonMessage, WorkloadMessage } from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
-import { FRAME_MESSAGE, FrameError, FrameReader, STATUS, encodeFrame, encodeRefusal } from "./workload-frames.js";
+import { DaemonMessage, WorkloadMessage } from "../protocol/generated/messages/numerous/tasks/v1/tasks_pb.js";
+import { FRAME_MESSAGE, FrameError, FrameReader, STATUS, encodeFrame, encodeRefusal } from "../protocol/workload-frames.js";
 
 /**
  * One workload's stream, as the daemon handles it, whether it came over gRPC (the public

@@ -1,15 +1,15 @@
 import * as grpc from "@grpc/grpc-js";
 import { type Command, Option } from "commander";
-import { loadConfig } from "../sdk/config.js";
-import { ExecutorUnavailableError, TaskError } from "../sdk/errors.js";
-import { getTaskInstance, listTaskDefinitions, listTaskInstances, stopTaskInstance } from "../sdk/api.js";
-import { setExecutor } from "../sdk/runtime.js";
-import type { TaskInstanceState, TaskSnapshot } from "../sdk/task-instance-state.js";
-import { type TaskStatus, isTaskStatus } from "../sdk/task-status.js";
-import { channelTarget, wantsTls } from "./address.js";
-import { clientCredentials, unavailableDetail } from "./grpc-connection.js";
-import { HealthClient, HealthCheckResponse_ServingStatus } from "./generated/grpc/health/v1/health_pb.js";
-import { PlatformExecutor } from "./platform-executor.js";
+import { loadConfig } from "../../sdk/config.js";
+import { ExecutorUnavailableError, TaskError } from "../../sdk/errors.js";
+import { getTaskInstance, listTaskDefinitions, listTaskInstances, stopTaskInstance } from "../../sdk/api.js";
+import { setExecutor } from "../../sdk/runtime.js";
+import type { TaskInstanceState, TaskSnapshot } from "../../sdk/task-instance-state.js";
+import { type TaskStatus, isTaskStatus } from "../../sdk/task-status.js";
+import { channelTarget, wantsTls } from "../client/address.js";
+import { clientCredentials, unavailableDetail } from "../client/grpc-connection.js";
+import { HealthClient, HealthCheckResponse_ServingStatus } from "../protocol/generated/grpc/health/v1/health_pb.js";
+import { PlatformExecutor } from "../client/platform-executor.js";
 
 /** How `tasks` commands end, so scripts can tell outcomes apart. */
 export const ExitCode = {

@@ -1,9 +1,9 @@
 import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { isTerminalStatus } from "../../sdk/task-status.js";
-import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "./store.js";
-import { type DefinitionRow, INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "./instance-row.js";
+import { isTerminalStatus } from "../../../sdk/task-status.js";
+import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
+import { type DefinitionRow, INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "../instance-row.js";
 
 export const DATABASE_FILE = "numerous-tasks.db";
 

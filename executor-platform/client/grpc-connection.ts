@@ -8,16 +8,16 @@ import {
   TaskInputError,
   type TaskErrorInfo,
   TaskNotFoundError,
-} from "../sdk/errors.js";
-import type { InstancePage, InstanceQuery, InstanceSnapshot, TaskDefinition } from "../sdk/executor.js";
+} from "../../sdk/errors.js";
+import type { InstancePage, InstanceQuery, InstanceSnapshot, TaskDefinition } from "../../sdk/executor.js";
 import {
   type InstanceChanges,
   type NewInstance,
   type SubmitResult,
   TaskServiceClient,
-} from "./generated/numerous/tasks/v1/tasks_pb.js";
+} from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { channelTarget, wantsTls } from "./address.js";
-import { errorFromWire, snapshotFromWire, statusToWire } from "./wire.js";
+import { errorFromWire, snapshotFromWire, statusToWire } from "../protocol/wire.js";
 
 /** Options of {@link GrpcConnection}. */
 export interface GrpcConnectionOptions {

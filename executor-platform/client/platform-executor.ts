@@ -1,6 +1,6 @@
 import { isAbsolute, relative } from "node:path";
-import type { NumerousConfig } from "../sdk/config.js";
-import { ExecutorUnavailableError, type TaskError, type TaskErrorInfo, toErrorInfo } from "../sdk/errors.js";
+import type { NumerousConfig } from "../../sdk/config.js";
+import { ExecutorUnavailableError, type TaskError, type TaskErrorInfo, toErrorInfo } from "../../sdk/errors.js";
 import {
   type Executor,
   type InstancePage,
@@ -9,8 +9,8 @@ import {
   type SubmitRequest,
   type TaskDefinition,
   listLimit,
-} from "../sdk/executor.js";
-import { isTerminalStatus } from "../sdk/task-status.js";
+} from "../../sdk/executor.js";
+import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { GrpcConnection, WatchStream } from "./grpc-connection.js";
 
 type Listener = (snapshot: InstanceSnapshot) => void;

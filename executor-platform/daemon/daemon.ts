@@ -6,10 +6,10 @@ import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { definitionIdFor, isValidInstanceId } from "../sdk/ids.js";
-import type { TaskErrorInfo } from "../sdk/errors.js";
-import { isEncodedValue } from "../sdk/codec.js";
-import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
+import { definitionIdFor, isValidInstanceId } from "../../sdk/ids.js";
+import type { TaskErrorInfo } from "../../sdk/errors.js";
+import { isEncodedValue } from "../../sdk/codec.js";
+import { type TaskStatus, isTerminalStatus } from "../../sdk/task-status.js";
 import {
   type DaemonMessage,
   type Finished,
@@ -27,14 +27,14 @@ import {
   type WatchInstancesRequest,
   type WorkloadMessage,
   WorkloadServiceService,
-} from "./generated/numerous/tasks/v1/tasks_pb.js";
+} from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { AccessControl, DEFAULT_DEPLOYMENT } from "./access-control.js";
-import { type ClusterEvent, type ClusterStore, isClusterStore } from "./store/cluster-store.js";
-import type { Store, StoredDefinition, StoredInstance } from "./store/store.js";
-import { HealthService } from "./generated/grpc/health/v1/health_pb.js";
+import { type ClusterEvent, type ClusterStore, isClusterStore } from "../store/cluster-store.js";
+import type { Store, StoredDefinition, StoredInstance } from "../store/store.js";
+import { HealthService } from "../protocol/generated/grpc/health/v1/health_pb.js";
 import { createHealthService } from "./health-service.js";
 import { TailBuffer } from "./tail-buffer.js";
-import { errorFromWire, errorToWire, statusFromWire, storedToWire } from "./wire.js";
+import { errorFromWire, errorToWire, statusFromWire, storedToWire } from "../protocol/wire.js";
 import { type WorkloadCall, type WorkloadSocketServer, createWorkloadSocketServer } from "./workload-socket.js";
 import { WorkloadTokens } from "./workload-token.js";
 
@@ -1163,7 +1163,7 @@ class DaemonImpl implements Daemon {
   }
 
   #spawnWorker(instanceId: string | undefined): Worker {
-    const cli = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./cli.ts" : "./cli.js", import.meta.url));
+    const cli = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../cli/cli.ts" : "../cli/cli.js", import.meta.url));
     const active = instanceId === undefined ? undefined : this.#active.get(instanceId);
     const needsTsx = instanceId === undefined || cli.endsWith(".ts") || /\.[mc]?tsx?$/.test(active?.row.module ?? "");
     const nodeArgs = needsTsx && TSX !== undefined ? ["--import", TSX] : [];

@@ -4,11 +4,11 @@ import { createSecureContext } from "node:tls";
 import { resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
-import { addClientCommands } from "./cli-tasks.js";
-import { AccessControl, loadTokenGrants } from "./access-control.js";
-import { createDaemon } from "./daemon.js";
-import type { Store } from "./store/store.js";
-import { openSqliteStore } from "./store/sqlite-store.js";
+import { addClientCommands } from "./client-commands.js";
+import { AccessControl, loadTokenGrants } from "../daemon/access-control.js";
+import { createDaemon } from "../daemon/daemon.js";
+import type { Store } from "../store/store.js";
+import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]|::1)(:\d+)?$/;
 
@@ -149,7 +149,7 @@ async function serve(options: ServeOptions): Promise<number> {
   if (options.store === undefined || options.store === "") {
     store = await openSqliteStore(dataDir);
   } else if (/^postgres(ql)?:\/\//.test(options.store)) {
-    const { openPostgresStore } = await import("./store/postgres-store.js");
+    const { openPostgresStore } = await import("../store/postgres/postgres-store.js");
     store = await openPostgresStore(options.store, { logger });
   } else {
     return refuse("--store takes a postgres:// URL; leave it unset for the embedded store");

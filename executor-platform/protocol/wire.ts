@@ -1,8 +1,8 @@
-import type { TaskErrorInfo } from "../sdk/errors.js";
-import type { InstanceSnapshot } from "../sdk/executor.js";
-import type { TaskStatus } from "../sdk/task-status.js";
+import type { TaskErrorInfo } from "../../sdk/errors.js";
+import type { InstanceSnapshot } from "../../sdk/executor.js";
+import type { TaskStatus } from "../../sdk/task-status.js";
 import { type ErrorInfo, type Instance, Status } from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
-import type { StoredInstance } from "./store/store.js";
+import type { StoredInstance } from "../store/store.js";
 
 const TO_WIRE: Record<TaskStatus, Status> = {
   pending: Status.STATUS_PENDING,
