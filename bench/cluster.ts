@@ -396,7 +396,6 @@ async function benchLatency(
   return setups;
 }
 
-
 // ---- failover ----------------------------------------------------------------------------
 
 interface Failover {

@@ -15,7 +15,14 @@ import { LocalExecutor } from "../executor-local/index.js";
 import { type Executor, setExecutor } from "../index.js";
 import { benchStopProbe, nowMicros } from "./tasks.js";
 import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";
-import { loadNote, loadNow, percentile, platformExecutor, progressRun, startBenchDaemon } from "./platform-common.js";
+import {
+  loadNote,
+  loadNow,
+  percentile,
+  platformExecutor,
+  progressRun,
+  startBenchDaemon,
+} from "./platform-common.js";
 
 /** Options of {@link benchPlatformLatency}. */
 export interface BenchPlatformLatencyOptions {
@@ -133,7 +140,6 @@ function latencyRows(
   });
   return rows;
 }
-
 
 /** `n` stops, one instance each; the milliseconds from `stop()` to the task's abort. */
 async function stopRun(n: number): Promise<number[]> {

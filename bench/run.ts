@@ -50,7 +50,8 @@ const SECTIONS: readonly SectionEntry[] = [
   },
   {
     name: "cluster",
-    description: "1-3 daemons on PostgreSQL (pool): throughput vs embedded store, cross-daemon progress p50/p99, failover in leases",
+    description:
+      "1-3 daemons on PostgreSQL (pool): throughput vs embedded store, cross-daemon progress p50/p99, failover in leases",
     run: async () => (await import("./cluster.js")).benchCluster({}),
   },
 ];
@@ -68,11 +69,9 @@ interface Results {
 
 if (typeof globalThis.gc !== "function") {
   // Run again with the collector exposed, keeping the loader flags (`--import tsx`) we came with.
-  const child = spawnSync(
-    process.execPath,
-    [...process.execArgv, "--expose-gc", ...process.argv.slice(1)],
-    { stdio: "inherit" },
-  );
+  const child = spawnSync(process.execPath, [...process.execArgv, "--expose-gc", ...process.argv.slice(1)], {
+    stdio: "inherit",
+  });
   if (child.error !== undefined) throw child.error;
   process.exit(child.status ?? 1);
 }
@@ -113,7 +112,11 @@ async function main(argv: readonly string[]): Promise<void> {
     }
     printSection(section);
     missed += section.rows.filter((row) => row.pass === false).length;
-    results.sections[entry.name] = { ranAt: new Date().toISOString(), environment: environment(), ...section };
+    results.sections[entry.name] = {
+      ranAt: new Date().toISOString(),
+      environment: environment(),
+      ...section,
+    };
     writeFileSync(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
   }
   process.stdout.write(

@@ -57,16 +57,25 @@ export function checkInvariants(record: RunRecord): CheckResult {
   const counts = new Map<string, number>();
   const checked = (name: string, n = 1) => counts.set(name, (counts.get(name) ?? 0) + n);
   const violate = (invariant: string, ids: readonly string[], detail: string) =>
-    violations.push({ invariant, ids, detail, story: ids.map((id) => storyOf(id, record)).filter((s) => s !== ""), logLines: [] });
+    violations.push({
+      invariant,
+      ids,
+      detail,
+      story: ids.map((id) => storyOf(id, record)).filter((s) => s !== ""),
+      logLines: [],
+    });
   const { tracked, final } = record;
-  const overlapsDowntime = (from: number, to: number) => record.downtimes.some((d) => d.from <= to && (d.to ?? Number.POSITIVE_INFINITY) >= from);
-  const restartsBetween = (from: number, to: number) => record.downtimes.filter((d) => d.from >= from && d.from <= to);
+  const overlapsDowntime = (from: number, to: number) =>
+    record.downtimes.some((d) => d.from <= to && (d.to ?? Number.POSITIVE_INFINITY) >= from);
+  const restartsBetween = (from: number, to: number) =>
+    record.downtimes.filter((d) => d.from >= from && d.from <= to);
   // The SDK gives up after 3 s without the daemon (SPEC: nothing hangs forever); only an
   // outage just before it gave up excuses that.
   const outageBefore = (at: number) => overlapsDowntime(at - GIVE_UP_WINDOW_MS, at);
 
   // 1. Exactly once.
-  for (const id of record.duplicates) violate(INVARIANTS.once, [id], `the daemon lists instance ${id} more than once`);
+  for (const id of record.duplicates)
+    violate(INVARIANTS.once, [id], `the daemon lists instance ${id} more than once`);
   for (const t of tracked.values()) {
     checked(INVARIANTS.once);
     if (final.has(t.id)) continue;
@@ -79,13 +88,22 @@ export function checkInvariants(record: RunRecord): CheckResult {
     );
   }
   for (const row of final.values()) {
-    if (!tracked.has(row.id)) violate(INVARIANTS.once, [row.id], `the daemon lists instance ${row.id} (${row.taskName}) that nobody submitted`);
+    if (!tracked.has(row.id))
+      violate(
+        INVARIANTS.once,
+        [row.id],
+        `the daemon lists instance ${row.id} (${row.taskName}) that nobody submitted`,
+      );
   }
 
   // 2. Settles.
   checked(INVARIANTS.settles, final.size);
   for (const row of record.unfinished) {
-    violate(INVARIANTS.settles, [row.id], `${row.taskName} ${row.id} was still ${row.status} ${record.settleBoundMs} ms after the faults ended (started ${iso(row.startedAt)})`);
+    violate(
+      INVARIANTS.settles,
+      [row.id],
+      `${row.taskName} ${row.id} was still ${row.status} ${record.settleBoundMs} ms after the faults ended (started ${iso(row.startedAt)})`,
+    );
   }
 
   // 3. Answers.
@@ -95,7 +113,12 @@ export function checkInvariants(record: RunRecord): CheckResult {
     if (row.status !== "completed" && row.status !== "cancelled") continue;
     checked(INVARIANTS.answers);
     const problem = wrongAnswer(t, row);
-    if (problem !== undefined) violate(INVARIANTS.answers, [row.id], `${t.kind}(${describeArgs(t.args)}) ended ${row.status}: ${problem}`);
+    if (problem !== undefined)
+      violate(
+        INVARIANTS.answers,
+        [row.id],
+        `${t.kind}(${describeArgs(t.args)}) ended ${row.status}: ${problem}`,
+      );
   }
 
   // 4. Finishes once; 6. watchers see the end.
@@ -136,7 +159,12 @@ export function checkInvariants(record: RunRecord): CheckResult {
         continue;
       }
       checked(INVARIANTS.finishOnce);
-      const expected = fingerprint({ status: row.status, result: row.result, errorName: row.errorName, errorMessage: row.errorMessage });
+      const expected = fingerprint({
+        status: row.status,
+        result: row.result,
+        errorName: row.errorName,
+        errorMessage: row.errorMessage,
+      });
       if (terminal.revision !== row.revision || terminal.fingerprint !== expected) {
         violate(
           INVARIANTS.finishOnce,
@@ -150,7 +178,8 @@ export function checkInvariants(record: RunRecord): CheckResult {
   for (const observer of record.observers) {
     for (const id of observer.log.ids()) {
       const terminal = observer.log.state(id)?.terminal;
-      if (terminal?.clientMade && outageBefore(terminal.at)) gaveUp.set(observer.kind, (gaveUp.get(observer.kind) ?? 0) + 1);
+      if (terminal?.clientMade && outageBefore(terminal.at))
+        gaveUp.set(observer.kind, (gaveUp.get(observer.kind) ?? 0) + 1);
     }
   }
   for (const [kind, n] of gaveUp) {
@@ -188,7 +217,11 @@ export function checkInvariants(record: RunRecord): CheckResult {
     const beat = record.heartbeats.get(row.id);
     if (row.startedAt === undefined) {
       if (beat !== undefined) {
-        violate(INVARIANTS.grace, [row.id], `${t.kind} ${row.id} was cancelled before it started, yet its task ran from ${iso(beat.startedAt)} to ${iso(beat.lastAt)} (pid ${beat.pid})`);
+        violate(
+          INVARIANTS.grace,
+          [row.id],
+          `${t.kind} ${row.id} was cancelled before it started, yet its task ran from ${iso(beat.startedAt)} to ${iso(beat.lastAt)} (pid ${beat.pid})`,
+        );
       }
       continue;
     }
@@ -201,7 +234,9 @@ export function checkInvariants(record: RunRecord): CheckResult {
         INVARIANTS.grace,
         [row.id],
         `${t.kind}(${describeArgs(t.args)}) ${row.id}: stop at ${iso(reference)}, grace ${record.stopGraceMs} ms, but its task was alive at ${iso(beat.lastAt)} (${beat.lastAt - reference} ms after the stop, pid ${beat.pid})` +
-          (restarts.length > 0 ? `; the daemon was killed in between at ${restarts.map((d) => iso(d.from)).join(", ")}` : ""),
+          (restarts.length > 0
+            ? `; the daemon was killed in between at ${restarts.map((d) => iso(d.from)).join(", ")}`
+            : ""),
       );
     }
   }
@@ -210,7 +245,11 @@ export function checkInvariants(record: RunRecord): CheckResult {
   const m = record.memory;
   checked(INVARIANTS.leaks, 3);
   if (m.rssAfterBytes > m.rssBoundBytes) {
-    violate(INVARIANTS.leaks, [], `daemon RSS after the load is ${mib(m.rssAfterBytes)} MiB, above the bound of ${mib(m.rssBoundBytes)} MiB (before: ${mib(m.rssBeforeBytes)} MiB)`);
+    violate(
+      INVARIANTS.leaks,
+      [],
+      `daemon RSS after the load is ${mib(m.rssAfterBytes)} MiB, above the bound of ${mib(m.rssBoundBytes)} MiB (before: ${mib(m.rssBeforeBytes)} MiB)`,
+    );
   }
   if (m.fdsAfter > m.fdsBound) {
     violate(
@@ -220,14 +259,22 @@ export function checkInvariants(record: RunRecord): CheckResult {
     );
   }
   if (record.leftoverWorkloads.length > 0) {
-    violate(INVARIANTS.leaks, [], `workload processes were still alive 70 s after the daemon's last exit: pids ${record.leftoverWorkloads.join(", ")}`);
+    violate(
+      INVARIANTS.leaks,
+      [],
+      `workload processes were still alive 70 s after the daemon's last exit: pids ${record.leftoverWorkloads.join(", ")}`,
+    );
   }
 
   // 8. The daemon stays up.
   checked(INVARIANTS.alive, 1 + record.downtimes.length);
   for (const crash of record.daemonCrashes) violate(INVARIANTS.alive, [], crash);
   if (record.shutdownExitCode !== 0) {
-    violate(INVARIANTS.alive, [], `on SIGTERM after the run the daemon ${record.shutdownExitCode === null ? "did not exit in time and was killed" : `exited with code ${record.shutdownExitCode}`}`);
+    violate(
+      INVARIANTS.alive,
+      [],
+      `on SIGTERM after the run the daemon ${record.shutdownExitCode === null ? "did not exit in time and was killed" : `exited with code ${record.shutdownExitCode}`}`,
+    );
   }
 
   // 9. Causes; 10. stops hold.
@@ -237,20 +284,39 @@ export function checkInvariants(record: RunRecord): CheckResult {
     checked(INVARIANTS.explained);
     const cause = unexplained(t, row, record, overlapsDowntime);
     if (cause !== undefined) violate(INVARIANTS.explained, [row.id], cause);
-    const firstAck = t.stops.filter((s) => s.ackAt !== undefined).sort((a, b) => (a.ackAt as number) - (b.ackAt as number))[0];
+    const firstAck = t.stops
+      .filter((s) => s.ackAt !== undefined)
+      .sort((a, b) => (a.ackAt as number) - (b.ackAt as number))[0];
     if (firstAck === undefined) continue;
     checked(INVARIANTS.stops);
     const ackAt = firstAck.ackAt as number;
     const restarts = restartsBetween(ackAt, row.finishedAt ?? Date.now());
-    const during = restarts.length > 0 ? `; the daemon was killed in between at ${restarts.map((d) => iso(d.from)).join(", ")}` : "";
+    const during =
+      restarts.length > 0
+        ? `; the daemon was killed in between at ${restarts.map((d) => iso(d.from)).join(", ")}`
+        : "";
     // While the daemon is down nothing can end, and after a restart it waits up to its
     // reconnect window for the workload before it gives the instance up.
     const outage = record.downtimes
       .filter((d) => (d.to ?? Date.now()) > ackAt && d.from < (row.finishedAt ?? Date.now()))
-      .reduce((sum, d) => sum + ((d.to ?? Date.now()) - Math.max(d.from, ackAt)) + record.reconnectWindowMs + REATTACH_SLACK_MS, 0);
+      .reduce(
+        (sum, d) =>
+          sum +
+          ((d.to ?? Date.now()) - Math.max(d.from, ackAt)) +
+          record.reconnectWindowMs +
+          REATTACH_SLACK_MS,
+        0,
+      );
     if (row.startedAt !== undefined && row.startedAt > ackAt) {
-      violate(INVARIANTS.stops, [row.id], `${t.kind} ${row.id}: a stop was acknowledged at ${iso(ackAt)} (aimed ${firstAck.when}), yet the instance started at ${iso(row.startedAt)} and ended ${row.status}${during}`);
-    } else if (row.finishedAt !== undefined && row.finishedAt > ackAt + record.stopGraceMs + GRACE_SLACK_MS + outage) {
+      violate(
+        INVARIANTS.stops,
+        [row.id],
+        `${t.kind} ${row.id}: a stop was acknowledged at ${iso(ackAt)} (aimed ${firstAck.when}), yet the instance started at ${iso(row.startedAt)} and ended ${row.status}${during}`,
+      );
+    } else if (
+      row.finishedAt !== undefined &&
+      row.finishedAt > ackAt + record.stopGraceMs + GRACE_SLACK_MS + outage
+    ) {
       violate(
         INVARIANTS.stops,
         [row.id],
@@ -262,7 +328,8 @@ export function checkInvariants(record: RunRecord): CheckResult {
   // 11. The rogue.
   checked(INVARIANTS.rogue);
   for (const breach of record.rogueBreaches) violate(INVARIANTS.rogue, [], breach);
-  for (const leak of record.rogueLeaks) violate(INVARIANTS.rogue, [], `an answer to the rogue leaked internals: ${leak}`);
+  for (const leak of record.rogueLeaks)
+    violate(INVARIANTS.rogue, [], `an answer to the rogue leaked internals: ${leak}`);
 
   const invariants = Object.values(INVARIANTS).map((name) => ({
     name,
@@ -281,17 +348,28 @@ export function storyOf(id: string, record: RunRecord): string {
   if (row !== undefined) {
     parts.push(
       `daemon: ${row.status} rev ${row.revision}, started ${iso(row.startedAt)}, finished ${iso(row.finishedAt)}` +
-        (row.errorName ? `, ${row.errorName}: ${(row.errorMessage ?? "").slice(0, 160).replace(/\n/g, " | ")}` : ""),
+        (row.errorName
+          ? `, ${row.errorName}: ${(row.errorMessage ?? "").slice(0, 160).replace(/\n/g, " | ")}`
+          : ""),
     );
   } else parts.push("daemon: not listed");
   parts.push(`caller's handle: ${t.handle.status}${t.doneAt ? ` at ${iso(t.doneAt)}` : ""}`);
-  for (const s of t.stops) parts.push(`stop (${s.when}) sent ${iso(s.sentAt)}, ${s.ackAt ? `acknowledged ${iso(s.ackAt)}` : `refused (${s.refused})`}`);
+  for (const s of t.stops)
+    parts.push(
+      `stop (${s.when}) sent ${iso(s.sentAt)}, ${s.ackAt ? `acknowledged ${iso(s.ackAt)}` : `refused (${s.refused})`}`,
+    );
   for (const at of t.workloadKills) parts.push(`harness SIGKILLed its workload at ${iso(at)}`);
-  for (const w of record.workloadsSeen.get(id) ?? []) parts.push(`workload pid ${w.pid} seen ${iso(w.firstSeen)} .. ${iso(w.lastSeen)}`);
+  for (const w of record.workloadsSeen.get(id) ?? [])
+    parts.push(`workload pid ${w.pid} seen ${iso(w.firstSeen)} .. ${iso(w.lastSeen)}`);
   const beat = record.heartbeats.get(id);
-  parts.push(beat ? `task ran ${iso(beat.startedAt)} .. ${iso(beat.lastAt)} in pid ${beat.pid}` : "task never ran (no heartbeat)");
+  parts.push(
+    beat
+      ? `task ran ${iso(beat.startedAt)} .. ${iso(beat.lastAt)} in pid ${beat.pid}`
+      : "task never ran (no heartbeat)",
+  );
   for (const d of record.downtimes) {
-    if (d.from >= t.submittedAt && d.from <= (row?.finishedAt ?? Date.now())) parts.push(`daemon killed ${iso(d.from)}, back ${iso(d.to)}`);
+    if (d.from >= t.submittedAt && d.from <= (row?.finishedAt ?? Date.now()))
+      parts.push(`daemon killed ${iso(d.from)}, back ${iso(d.to)}`);
   }
   return parts.join("; ");
 }
@@ -355,13 +433,16 @@ function unexplained(
   const to = row.finishedAt ?? Date.now();
   const restartDuring = overlapsDowntime(from - 500, to + 500);
   const harnessKilled =
-    t.workloadKills.length > 0 || (record.mode === "pool" && record.poolKills.some((at) => at >= from - 200 && at <= to + 200));
+    t.workloadKills.length > 0 ||
+    (record.mode === "pool" && record.poolKills.some((at) => at >= from - 200 && at <= to + 200));
   const what = `${t.kind}(${describeArgs(t.args)}) ${row.id}`;
   switch (row.status) {
     case "completed":
       return COMPLETES.has(t.kind) ? undefined : `${what} completed, but a ${t.kind} task never returns`;
     case "cancelled":
-      return t.stops.length > 0 ? undefined : `${what} ended cancelled (${row.errorName}: ${row.errorMessage}), but nobody stopped it`;
+      return t.stops.length > 0
+        ? undefined
+        : `${what} ended cancelled (${row.errorName}: ${row.errorMessage}), but nobody stopped it`;
     case "failed": {
       if (t.kind === "throws") {
         const expected = throwsError((t.args as [number, string])[1]);
@@ -369,7 +450,12 @@ function unexplained(
       }
       if (t.kind === "crash" && row.errorName === "WorkloadExitedError") {
         const [, how, code] = t.args as [number, string, number];
-        const says = how === "kill" ? "killed by SIGKILL" : how === "exit" ? `exited with code ${code}` : "exited with code 1";
+        const says =
+          how === "kill"
+            ? "killed by SIGKILL"
+            : how === "exit"
+              ? `exited with code ${code}`
+              : "exited with code 1";
         if (row.errorMessage?.includes(says)) return undefined;
       }
       if (row.errorName === "WorkloadExitedError" && (harnessKilled || restartDuring)) return undefined;
@@ -382,7 +468,9 @@ function unexplained(
 }
 
 function describeArgs(args: readonly unknown[]): string {
-  return args.map((a) => (typeof a === "string" && a.length > 40 ? `"${a.slice(0, 40)}…"` : JSON.stringify(a))).join(", ");
+  return args
+    .map((a) => (typeof a === "string" && a.length > 40 ? `"${a.slice(0, 40)}…"` : JSON.stringify(a)))
+    .join(", ");
 }
 
 function short(value: unknown): string {

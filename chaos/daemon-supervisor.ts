@@ -78,7 +78,18 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
     const log: WriteStream = createWriteStream(logFile(mine));
     const proc = spawn(
       process.execPath,
-      [...(options.nodeArgs ?? []), options.cli, "serve", "--listen", options.listen, "--data-dir", options.dataDir, "--app-root", options.root, ...options.args],
+      [
+        ...(options.nodeArgs ?? []),
+        options.cli,
+        "serve",
+        "--listen",
+        options.listen,
+        "--data-dir",
+        options.dataDir,
+        "--app-root",
+        options.root,
+        ...options.args,
+      ],
       { cwd: options.root, env: options.env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] },
     );
     const stderr: string[] = [];
@@ -98,7 +109,8 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
         } catch {
           return;
         }
-        if (typeof entry.level === "number" && entry.level >= 40) warnings.push({ generation: mine, line: lineNo, entry });
+        if (typeof entry.level === "number" && entry.level >= 40)
+          warnings.push({ generation: mine, line: lineNo, entry });
         if (entry.msg === "listening") resolve(true);
       });
       proc.once("exit", () => resolve(false));
@@ -107,7 +119,14 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
       proc.once("exit", (code, signal) => {
         if (child === proc) child = undefined;
         if (!expectedExit) {
-          options.onCrash({ generation: mine, pid: proc.pid ?? 0, code, signal, at: Date.now(), stderr: stderr.join("").slice(-4000) });
+          options.onCrash({
+            generation: mine,
+            pid: proc.pid ?? 0,
+            code,
+            signal,
+            at: Date.now(),
+            stderr: stderr.join("").slice(-4000),
+          });
         }
         lines.once("close", () => log.end());
         resolve();
@@ -137,7 +156,8 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
       for (let attempt = 1; ; attempt++) {
         // A failed start is reported as a crash by onCrash; keep trying so the run completes.
         if (await startOnce()) break;
-        if (attempt >= 10) throw new Error(`the daemon did not start after ${attempt} attempts; see ${logFile(generation)}`);
+        if (attempt >= 10)
+          throw new Error(`the daemon did not start after ${attempt} attempts; see ${logFile(generation)}`);
         // What an operator would do about a socket file a killed daemon left behind.
         if (options.listen.startsWith("unix:")) rmSync(options.listen.slice("unix:".length), { force: true });
         await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
@@ -158,7 +178,9 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
       expectedExit = true;
       proc.kill("SIGTERM");
       const code = new Promise<number | null>((resolve) => proc.once("exit", (c) => resolve(c)));
-      const timer = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), timeoutMs).unref());
+      const timer = new Promise<"timeout">((resolve) =>
+        setTimeout(() => resolve("timeout"), timeoutMs).unref(),
+      );
       const outcome = await Promise.race([code, timer]);
       if (outcome === "timeout") {
         proc.kill("SIGKILL");

@@ -13,9 +13,17 @@ export function formatReport(r: ReportInput): string {
     out.push(`${title.padEnd(68)}${cols.map((c) => c.padStart(11)).join("")}`);
   };
 
-  out.push(`numerous-tasks chaos run: seed ${r.seed}, ${r.seconds} s of load and faults, ${(r.durationMs / 1000).toFixed(0)} s in all`);
-  out.push(`  ${Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(", ")}`);
-  out.push(`  replay: npm run chaos -- --seconds ${r.seconds} --seed ${r.seed}${r.settings.mode === "pool" ? " --mode pool" : ""}`);
+  out.push(
+    `numerous-tasks chaos run: seed ${r.seed}, ${r.seconds} s of load and faults, ${(r.durationMs / 1000).toFixed(0)} s in all`,
+  );
+  out.push(
+    `  ${Object.entries(r.settings)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}`,
+  );
+  out.push(
+    `  replay: npm run chaos -- --seconds ${r.seconds} --seed ${r.seed}${r.settings.mode === "pool" ? " --mode pool" : ""}`,
+  );
 
   head("instances submitted", "count");
   row("all", r.submitted.total);
@@ -35,7 +43,8 @@ export function formatReport(r: ReportInput): string {
   for (const s of others) out.push(`    (${s})`);
 
   head("invariants", "checked", "violated");
-  for (const inv of r.invariants) row(inv.name.length > 66 ? `${inv.name.slice(0, 63)}...` : inv.name, inv.checked, inv.violations);
+  for (const inv of r.invariants)
+    row(inv.name.length > 66 ? `${inv.name.slice(0, 63)}...` : inv.name, inv.checked, inv.violations);
 
   head("latency under faults (ms)", "p50", "p99", "max", "n");
   const lat = (label: string, p: Percentiles) => row(label, p.p50, p.p99, p.max, p.count);
@@ -48,7 +57,11 @@ export function formatReport(r: ReportInput): string {
   row("RSS (MiB)", mib(m.rssBeforeBytes), mib(m.rssAfterBytes), mib(m.rssPeakBytes), mib(m.rssBoundBytes));
   row("open file descriptors", m.fdsBefore, m.fdsAfter, m.fdsPeak, m.fdsBound);
 
-  head("watchers (breaks: streams reopened, or connections cut and restarts under a watch)", "watches", "breaks");
+  head(
+    "watchers (breaks: streams reopened, or connections cut and restarts under a watch)",
+    "watches",
+    "breaks",
+  );
   for (const [kind, w] of Object.entries(r.watchers)) row(kind, w.watches, w.breaks);
 
   if (r.findings.length > 0) {

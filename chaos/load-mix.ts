@@ -5,7 +5,16 @@
 import type { TaskInstanceState } from "numerous-tasks";
 import type { ChaosInputs, ChaosKind, CrashHow } from "./answers.js";
 import type { Prng } from "./prng.js";
-import { chaosBig, chaosChatty, chaosCpu, chaosCrash, chaosLong, chaosShort, chaosStubborn, chaosThrows } from "./tasks.js";
+import {
+  chaosBig,
+  chaosChatty,
+  chaosCpu,
+  chaosCrash,
+  chaosLong,
+  chaosShort,
+  chaosStubborn,
+  chaosThrows,
+} from "./tasks.js";
 
 /** How often each kind is called, relative to the others. */
 export const KIND_WEIGHTS: Readonly<Record<ChaosKind, number>> = {

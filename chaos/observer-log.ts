@@ -55,7 +55,8 @@ export class ObserverLog {
 
   /** Marks `id` as one this observer must end up seeing in its final state. */
   expect(id: string): void {
-    if (!this.#states.has(id)) this.#states.set(id, { since: Date.now(), lastRevision: 0, count: 0, terminal: undefined, stale: 0 });
+    if (!this.#states.has(id))
+      this.#states.set(id, { since: Date.now(), lastRevision: 0, count: 0, terminal: undefined, stale: 0 });
   }
 
   see(id: string, seen: Seen, at: number): void {
@@ -70,7 +71,13 @@ export class ObserverLog {
     if (state.terminal !== undefined && !state.terminal.clientMade && !clientMade) {
       const t = state.terminal;
       if (seen.revision > t.revision || (seen.revision === t.revision && print !== t.fingerprint)) {
-        this.afterEnd.push({ observer: this.name, id, terminal: t, later: { revision: seen.revision, fingerprint: print }, at });
+        this.afterEnd.push({
+          observer: this.name,
+          id,
+          terminal: t,
+          later: { revision: seen.revision, fingerprint: print },
+          at,
+        });
       }
     }
     if (seen.revision < state.lastRevision && !clientMade) state.stale++;

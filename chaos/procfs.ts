@@ -49,11 +49,16 @@ export function workloadProcesses(isOurs: (address: string) => boolean): Workloa
           .split("\0")
           .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)] as const),
       );
-      if (!isOurs(env.get("NUMEROUS_EXECUTOR_ADDRESS") ?? "") || !env.has("NUMEROUS_WORKLOAD_TOKEN")) continue;
+      if (!isOurs(env.get("NUMEROUS_EXECUTOR_ADDRESS") ?? "") || !env.has("NUMEROUS_WORKLOAD_TOKEN"))
+        continue;
       const stat = readFileSync(`/proc/${name}/stat`, "utf8");
       const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       if (state[0] === "Z") continue;
-      found.push({ pid: Number(name), ppid: Number(state[1]), instanceId: env.get("NUMEROUS_TASK_INSTANCE_ID") || undefined });
+      found.push({
+        pid: Number(name),
+        ppid: Number(state[1]),
+        instanceId: env.get("NUMEROUS_TASK_INSTANCE_ID") || undefined,
+      });
     } catch {
       // Gone while we looked, or not ours to read.
     }
@@ -93,7 +98,11 @@ export function describeFds(pid: number, withPeers = false): string[] {
     for (const line of text.split("\n").slice(1)) {
       const f = line.trim().split(/\s+/);
       if (f.length < 10) continue;
-      const entry = { local: endpoint(f[1] as string), remote: endpoint(f[2] as string), state: TCP_STATES[f[3] as string] ?? (f[3] as string) };
+      const entry = {
+        local: endpoint(f[1] as string),
+        remote: endpoint(f[2] as string),
+        state: TCP_STATES[f[3] as string] ?? (f[3] as string),
+      };
       sockets.set(f[9] as string, entry);
       byEnds.set(`${entry.local}|${entry.remote}`, f[9] as string);
     }
@@ -123,7 +132,8 @@ export function describeFds(pid: number, withPeers = false): string[] {
       let text = `tcp ${socket.local} <- ${socket.remote} ${socket.state}`;
       const peerInode = byEnds.get(`${socket.remote}|${socket.local}`);
       const peer = peerInode === undefined ? undefined : owners.get(peerInode);
-      if (withPeers && socket.state !== "LISTEN") text += peer === undefined ? " (peer: no process)" : ` (peer: pid ${peer} ${commandOf(peer)})`;
+      if (withPeers && socket.state !== "LISTEN")
+        text += peer === undefined ? " (peer: no process)" : ` (peer: pid ${peer} ${commandOf(peer)})`;
       out.push(text);
     } else if (target.startsWith("pipe:")) out.push("pipe");
     else out.push(target.replace(/\[\d+\]$/, ""));
@@ -155,7 +165,12 @@ function socketOwners(): Map<string, number> {
 
 function commandOf(pid: number): string {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).slice(-3).join(" ").slice(0, 120);
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8")
+      .split("\0")
+      .filter(Boolean)
+      .slice(-3)
+      .join(" ")
+      .slice(0, 120);
   } catch {
     return "(gone)";
   }
@@ -163,7 +178,13 @@ function commandOf(pid: number): string {
 
 function endpoint(hex: string): string {
   const [addr, port] = hex.split(":") as [string, string];
-  const ip = addr.length === 8 ? (addr.match(/../g) as string[]).reverse().map((b) => Number.parseInt(b, 16)).join(".") : `[${addr}]`;
+  const ip =
+    addr.length === 8
+      ? (addr.match(/../g) as string[])
+          .reverse()
+          .map((b) => Number.parseInt(b, 16))
+          .join(".")
+      : `[${addr}]`;
   return `${ip}:${Number.parseInt(port, 16)}`;
 }
 

@@ -5,8 +5,14 @@
  * arrives, each stream on its own connection, and streams that stop reading.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { Instance, InstanceChanges } from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
-import { TaskServiceClient, WatchInstancesRequest } from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import type {
+  Instance,
+  InstanceChanges,
+} from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import {
+  TaskServiceClient,
+  WatchInstancesRequest,
+} from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
 
 /** Options of {@link RawWatch}. */
 export interface RawWatchOptions {
@@ -62,7 +68,11 @@ export class RawWatch {
   #open(): void {
     if (this.#closed) return;
     const call = this.#client.watchInstances(
-      WatchInstancesRequest.create({ ids: [...(this.#options.ids ?? [])], afterSequence: this.#sequence, fromNow: false }),
+      WatchInstancesRequest.create({
+        ids: [...(this.#options.ids ?? [])],
+        afterSequence: this.#sequence,
+        fromNow: false,
+      }),
     );
     this.#call = call;
     let first = true;
@@ -80,7 +90,9 @@ export class RawWatch {
     });
     const again = (error?: grpc.ServiceError) => {
       if (broken || this.#closed || this.#call !== call) return;
-      this.breaks.push(`${new Date().toISOString()} ${error === undefined ? "ended" : `${grpc.status[error.code] ?? error.code}: ${error.details}`}`);
+      this.breaks.push(
+        `${new Date().toISOString()} ${error === undefined ? "ended" : `${grpc.status[error.code] ?? error.code}: ${error.details}`}`,
+      );
       if (this.breaks.length > 5) this.breaks.shift();
       broken = true;
       this.#broke = true;

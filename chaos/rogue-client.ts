@@ -23,7 +23,12 @@ import {
   WorkloadMessage,
   WorkloadServiceClient,
 } from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
-import { FRAME_REFUSAL, type Frame, FrameReader, decodeRefusal } from "../executor-platform/protocol/workload-frames.js";
+import {
+  FRAME_REFUSAL,
+  type Frame,
+  FrameReader,
+  decodeRefusal,
+} from "../executor-platform/protocol/workload-frames.js";
 import type { Prng } from "./prng.js";
 
 /** Options of {@link createRogueClient}. */
@@ -64,9 +69,14 @@ export interface RogueClient {
 
 const ROGUE_DEPLOYMENT = "rogue";
 const TIMEOUT_MS = 5_000;
-const TASK_PATHS = ["Submit", "GetInstance", "ListInstances", "ListDefinitions", "StopInstance", "WatchInstances"].map(
-  (m) => `/numerous.tasks.v1.TaskService/${m}`,
-);
+const TASK_PATHS = [
+  "Submit",
+  "GetInstance",
+  "ListInstances",
+  "ListDefinitions",
+  "StopInstance",
+  "WatchInstances",
+].map((m) => `/numerous.tasks.v1.TaskService/${m}`);
 const WORKLOAD_PATH = "/numerous.tasks.v1.WorkloadService/Connect";
 
 export function createRogueClient(options: RogueClientOptions): RogueClient {
@@ -92,7 +102,10 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
   };
   const answer = (action: string, outcome: string, text = "") => {
     count(report.answers, `${action}: ${outcome}`);
-    if (/\n\s+at .+:\d+:\d+|\/(node_modules|executor-platform|sdk)\/\S+\.[jt]s/.test(text) && report.leaks.length < 50) {
+    if (
+      /\n\s+at .+:\d+:\d+|\/(node_modules|executor-platform|sdk)\/\S+\.[jt]s/.test(text) &&
+      report.leaks.length < 50
+    ) {
       report.leaks.push(`${action}: ${text.slice(0, 300)}`);
     }
   };
@@ -121,7 +134,14 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
     return prng.pick(kinds)();
   };
   const badInstance = (): NewInstance => {
-    const module = prng.pick(["", "relative/tasks.ts", "/etc/passwd", "/no/such/module.ts", `${options.appRoot}/../outside.ts`, junkString(40)]);
+    const module = prng.pick([
+      "",
+      "relative/tasks.ts",
+      "/etc/passwd",
+      "/no/such/module.ts",
+      `${options.appRoot}/../outside.ts`,
+      junkString(40),
+    ]);
     return NewInstance.create({
       id: prng.chance(0.3) ? realId() : prng.chance(0.5) ? junkString(80) : `rogue${prng.int(0, 1e9)}`,
       taskName: prng.chance(0.5) ? junkString(30) : "chaosShort",
@@ -135,8 +155,10 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
   const framedJunk = async (path: string) => {
     const name = "framed";
     const id = realId();
-    const message = (m: Parameters<typeof WorkloadMessage.create>[0]) => frame(Buffer.from(WorkloadMessage.encode(WorkloadMessage.create(m)).finish()));
-    const hello = (token: string, instanceId: string) => message({ kind: { $case: "hello", value: { workloadToken: token, instanceId, pid: 1 } } });
+    const message = (m: Parameters<typeof WorkloadMessage.create>[0]) =>
+      frame(Buffer.from(WorkloadMessage.encode(WorkloadMessage.create(m)).finish()));
+    const hello = (token: string, instanceId: string) =>
+      message({ kind: { $case: "hello", value: { workloadToken: token, instanceId, pid: 1 } } });
     const bytes = prng.pick<() => Buffer>([
       () => randomBytes(prng.int(1, 4096)),
       () => Buffer.concat([Buffer.from([prng.int(2, 255)]), lengthPrefix(8), randomBytes(8)]),
@@ -144,8 +166,18 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       () => mutate(hello(junkString(64), id), prng),
       () => hello(junkString(64), id),
       () => hello("", ""),
-      () => message({ kind: { $case: "finished", value: { instanceId: id, status: Status.STATUS_COMPLETED, result: "J1" } } }),
-      () => Buffer.concat([hello(junkString(64), id), message({ kind: { $case: "output", value: { instanceId: id, output: "not the codec" } } })]),
+      () =>
+        message({
+          kind: {
+            $case: "finished",
+            value: { instanceId: id, status: Status.STATUS_COMPLETED, result: "J1" },
+          },
+        }),
+      () =>
+        Buffer.concat([
+          hello(junkString(64), id),
+          message({ kind: { $case: "output", value: { instanceId: id, output: "not the codec" } } }),
+        ]),
       () => frame(randomBytes(prng.int(0, 256))),
       () => Buffer.concat([Buffer.from([1]), lengthPrefix(4), Buffer.from("null")]),
     ])();
@@ -185,7 +217,10 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
     });
   };
 
-  const unary = <Res>(action: string, start: (cb: (error: grpc.ServiceError | null, response: Res) => void) => void) =>
+  const unary = <Res>(
+    action: string,
+    start: (cb: (error: grpc.ServiceError | null, response: Res) => void) => void,
+  ) =>
     new Promise<Res | undefined>((resolve) => {
       start((error, response) => {
         grpcAnswer(action, error);
@@ -196,24 +231,35 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
   const actions: Record<string, () => Promise<void>> = {
     "submit malformed instances": async () => {
       const instances = Array.from({ length: prng.int(1, 20) }, badInstance);
-      const response = await unary<{ results: Array<{ outcome?: { $case: string } }> }>("submit malformed", (cb) =>
-        tasks.submit(SubmitRequest.create({ instances }), metadata(), deadline(), cb),
+      const response = await unary<{ results: Array<{ outcome?: { $case: string } }> }>(
+        "submit malformed",
+        (cb) => tasks.submit(SubmitRequest.create({ instances }), metadata(), deadline(), cb),
       );
       response?.results.forEach((result, i) => {
-        if (result.outcome?.$case === "instance") report.breaches.push(`submit accepted a malformed instance: ${JSON.stringify(instances[i]).slice(0, 200)}`);
+        if (result.outcome?.$case === "instance")
+          report.breaches.push(
+            `submit accepted a malformed instance: ${JSON.stringify(instances[i]).slice(0, 200)}`,
+          );
       });
     },
     "submit a real id from another deployment": async () => {
       const id = realId();
-      const response = await unary<{ results: Array<{ outcome?: { $case: string } }> }>("submit stolen id", (cb) =>
-        tasks.submit(
-          SubmitRequest.create({ instances: [{ id, taskName: "chaosShort", args: "J[1]", createdAtMs: 0, module: "/etc/passwd" }] }),
-          metadata(),
-          deadline(),
-          cb,
-        ),
+      const response = await unary<{ results: Array<{ outcome?: { $case: string } }> }>(
+        "submit stolen id",
+        (cb) =>
+          tasks.submit(
+            SubmitRequest.create({
+              instances: [
+                { id, taskName: "chaosShort", args: "J[1]", createdAtMs: 0, module: "/etc/passwd" },
+              ],
+            }),
+            metadata(),
+            deadline(),
+            cb,
+          ),
       );
-      if (response?.results[0]?.outcome?.$case === "instance") report.breaches.push(`submit of real id ${id} from the rogue deployment returned an instance`);
+      if (response?.results[0]?.outcome?.$case === "instance")
+        report.breaches.push(`submit of real id ${id} from the rogue deployment returned an instance`);
     },
     "get and stop real ids from another deployment": async () => {
       const id = realId();
@@ -227,7 +273,10 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       if (stopped?.found === true) report.breaches.push(`the rogue deployment could stop instance ${id}`);
     },
     "list with bad filters": async () => {
-      const statuses = Array.from({ length: prng.int(0, 5) }, () => prng.pick([0, 1, 99, -1, 2 ** 31 - 1]) as Status);
+      const statuses = Array.from(
+        { length: prng.int(0, 5) },
+        () => prng.pick([0, 1, 99, -1, 2 ** 31 - 1]) as Status,
+      );
       await unary("list bad", (cb) =>
         tasks.listInstances(
           ListInstancesRequest.create({
@@ -243,10 +292,16 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       );
     },
     "watch random ids": async () => {
-      const ids = Array.from({ length: prng.int(1, 5000) }, () => (prng.chance(0.01) ? realId() : junkString(20)));
+      const ids = Array.from({ length: prng.int(1, 5000) }, () =>
+        prng.chance(0.01) ? realId() : junkString(20),
+      );
       await new Promise<void>((resolve) => {
         const call = tasks.watchInstances(
-          WatchInstancesRequest.create({ ids, afterSequence: prng.pick([0, 2 ** 53 - 1, 1e9]), fromNow: prng.chance(0.5) }),
+          WatchInstancesRequest.create({
+            ids,
+            afterSequence: prng.pick([0, 2 ** 53 - 1, 1e9]),
+            fromNow: prng.chance(0.5),
+          }),
           metadata(),
         );
         let saw = 0;
@@ -272,7 +327,15 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       await unary("submit oversized", (cb) =>
         tasks.submit(
           SubmitRequest.create({
-            instances: [{ id: `rogue${prng.int(0, 1e9)}`, taskName: "chaosShort", args: `J["${"x".repeat(bytes)}"]`, createdAtMs: 0, module: "/etc/passwd" }],
+            instances: [
+              {
+                id: `rogue${prng.int(0, 1e9)}`,
+                taskName: "chaosShort",
+                args: `J["${"x".repeat(bytes)}"]`,
+                createdAtMs: 0,
+                module: "/etc/passwd",
+              },
+            ],
           }),
           metadata(),
           deadline(),
@@ -283,7 +346,9 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
     "oversized metadata": async () => {
       const m = metadata();
       m.set("x-rogue", "y".repeat(prng.int(8 * 1024, 256 * 1024)));
-      await unary("oversized metadata", (cb) => tasks.getInstance(GetInstanceRequest.create({ id: realId() }), m, deadline(), cb));
+      await unary("oversized metadata", (cb) =>
+        tasks.getInstance(GetInstanceRequest.create({ id: realId() }), m, deadline(), cb),
+      );
     },
     "workload: messages without hello, bad tokens, bad values": async () => {
       const call = workloads.connect(metadata());
@@ -297,16 +362,32 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
           { kind: { $case: "hello", value: { workloadToken: junkString(64), instanceId: "", pid: 0 } } },
           { kind: { $case: "hello", value: { workloadToken: junkString(64), instanceId: id, pid: 0 } } },
         ],
-        [{ kind: { $case: "finished", value: { instanceId: id, status: Status.STATUS_COMPLETED, result: "J1", error: undefined } } }],
+        [
+          {
+            kind: {
+              $case: "finished",
+              value: { instanceId: id, status: Status.STATUS_COMPLETED, result: "J1", error: undefined },
+            },
+          },
+        ],
         [{ kind: { $case: "output", value: { instanceId: id, output: "not the codec" } } }],
-        [{ kind: { $case: "hello", value: { workloadToken: "t".repeat(options.maxMessageBytes + 1024), instanceId: id, pid: 0 } } }],
+        [
+          {
+            kind: {
+              $case: "hello",
+              value: { workloadToken: "t".repeat(options.maxMessageBytes + 1024), instanceId: id, pid: 0 },
+            },
+          },
+        ],
       ]);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           answer("workload", "no answer within 1 s (stream left open)");
           call.cancel();
         }, 1_000);
-        call.on("data", () => report.breaches.push(`the daemon sent a rogue workload a message (instance ${id})`));
+        call.on("data", () =>
+          report.breaches.push(`the daemon sent a rogue workload a message (instance ${id})`),
+        );
         call.on("error", (error: grpc.ServiceError) => {
           clearTimeout(timer);
           if (error.code !== grpc.status.CANCELLED) grpcAnswer("workload", error);
@@ -320,17 +401,25 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
         if (prng.chance(0.5)) call.end();
       });
     },
-    ...(options.framesSocket === undefined ? {} : { "framed workload socket: junk, bad frames, bad hellos": () => framedJunk(options.framesSocket as string) }),
+    ...(options.framesSocket === undefined
+      ? {}
+      : {
+          "framed workload socket: junk, bad frames, bad hellos": () =>
+            framedJunk(options.framesSocket as string),
+        }),
     "http2: random or mutated bodies": async () => {
       const path = prng.chance(0.7) ? prng.pick(TASK_PATHS) : WORKLOAD_PATH;
       const kind = prng.int(0, 6);
       let body: Buffer;
       if (kind === 0) body = randomBytes(prng.int(0, 4096));
       else if (kind === 1) body = frame(mutate(validMessage(path, realId()), prng));
-      else if (kind === 2) body = Buffer.concat([Buffer.from([0, 0x7f, 0xff, 0xff, 0xff]), randomBytes(prng.int(0, 64))]);
+      else if (kind === 2)
+        body = Buffer.concat([Buffer.from([0, 0x7f, 0xff, 0xff, 0xff]), randomBytes(prng.int(0, 64))]);
       else if (kind === 3) body = Buffer.concat([Buffer.from([1]), lengthPrefix(32), randomBytes(32)]);
-      else if (kind === 4) body = Buffer.concat([Buffer.from([0]), lengthPrefix(1000), randomBytes(prng.int(0, 999))]);
-      else if (kind === 5) body = Buffer.concat([frame(validMessage(path, realId())), randomBytes(prng.int(1, 4))]);
+      else if (kind === 4)
+        body = Buffer.concat([Buffer.from([0]), lengthPrefix(1000), randomBytes(prng.int(0, 999))]);
+      else if (kind === 5)
+        body = Buffer.concat([frame(validMessage(path, realId())), randomBytes(prng.int(1, 4))]);
       else body = frame(randomBytes(options.maxMessageBytes + prng.int(1, 1024 * 1024)));
       await http2Request(`http2 body#${kind}`, path, body, { "content-type": "application/grpc" });
     },
@@ -341,7 +430,13 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
         [prng.pick(TASK_PATHS), { "content-type": "text/plain" }],
         [prng.pick(TASK_PATHS), { "content-type": "application/grpc", "grpc-encoding": "br" }],
         [prng.pick(TASK_PATHS), { "content-type": "application/grpc", "grpc-timeout": "bogus" }],
-        [WORKLOAD_PATH, { "content-type": "application/grpc+proto", authorization: junkString(30).replace(/[^\x20-\x7e]/g, "?") }],
+        [
+          WORKLOAD_PATH,
+          {
+            "content-type": "application/grpc+proto",
+            authorization: junkString(30).replace(/[^\x20-\x7e]/g, "?"),
+          },
+        ],
       ];
       const [path, headers] = prng.pick(variants);
       await http2Request("http2 headers", path, frame(validMessage(path, realId())), headers);
@@ -375,7 +470,10 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       const kind = prng.int(0, 3);
       if (kind === 0) socket.write(randomBytes(prng.int(1, 65536)));
       else if (kind === 1) socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-      else if (kind === 2) socket.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), randomBytes(prng.int(9, 4096))]));
+      else if (kind === 2)
+        socket.write(
+          Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), randomBytes(prng.int(9, 4096))]),
+        );
       else socket.write("PRI * HTTP/2.0\r\n");
       const closed = await Promise.race([
         new Promise<string>((resolve) => socket.once("close", () => resolve("closed by the daemon"))),
@@ -389,7 +487,10 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
   const connectOptions = () =>
     options.address.startsWith("unix:")
       ? { path: options.address.slice("unix:".length) }
-      : { host: options.address.slice(0, options.address.lastIndexOf(":")), port: Number(options.address.slice(options.address.lastIndexOf(":") + 1)) };
+      : {
+          host: options.address.slice(0, options.address.lastIndexOf(":")),
+          port: Number(options.address.slice(options.address.lastIndexOf(":") + 1)),
+        };
 
   function tcpSocket(): Promise<Socket | undefined> {
     return new Promise((resolve) => {
@@ -404,7 +505,9 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
 
   function http2Session(): Promise<ClientHttp2Session | undefined> {
     return new Promise((resolve) => {
-      const session = http2Connect("http://rogue.invalid", { createConnection: () => netConnect(connectOptions()) });
+      const session = http2Connect("http://rogue.invalid", {
+        createConnection: () => netConnect(connectOptions()),
+      });
       session.once("connect", () => resolve(session));
       session.on("error", () => {
         resolve(undefined);
@@ -413,7 +516,12 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
     });
   }
 
-  async function http2Request(action: string, path: string, body: Buffer, headers: Record<string, string>): Promise<void> {
+  async function http2Request(
+    action: string,
+    path: string,
+    body: Buffer,
+    headers: Record<string, string>,
+  ): Promise<void> {
     const session = await http2Session();
     if (session === undefined) {
       answer(action, "could not connect");
@@ -433,7 +541,13 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       };
       const timer = setTimeout(() => done("no answer within 5 s"), TIMEOUT_MS);
       // Its own deployment here too: a well-formed StopInstance must not reach a real instance.
-      const req = session.request({ ":method": "POST", ":path": path, te: "trailers", "x-numerous-deployment": ROGUE_DEPLOYMENT, ...headers });
+      const req = session.request({
+        ":method": "POST",
+        ":path": path,
+        te: "trailers",
+        "x-numerous-deployment": ROGUE_DEPLOYMENT,
+        ...headers,
+      });
       const take = (h: Record<string, unknown>) => {
         if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
         if (h["grpc-message"] !== undefined) message = decodeURIComponent(String(h["grpc-message"]));
@@ -469,16 +583,23 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
 
 function validMessage(path: string, id: string): Buffer {
   if (path === WORKLOAD_PATH) {
-    const hello = WorkloadMessage.create({ kind: { $case: "hello", value: { workloadToken: "nope", instanceId: id, pid: 1 } } });
+    const hello = WorkloadMessage.create({
+      kind: { $case: "hello", value: { workloadToken: "nope", instanceId: id, pid: 1 } },
+    });
     return Buffer.from(WorkloadMessage.encode(hello).finish());
   }
   if (path.endsWith("/Submit")) {
-    const request = SubmitRequest.create({ instances: [{ id, taskName: "chaosShort", args: "J[1]", createdAtMs: 0, module: "/etc/passwd" }] });
+    const request = SubmitRequest.create({
+      instances: [{ id, taskName: "chaosShort", args: "J[1]", createdAtMs: 0, module: "/etc/passwd" }],
+    });
     return Buffer.from(SubmitRequest.encode(request).finish());
   }
-  if (path.endsWith("/ListInstances")) return Buffer.from(ListInstancesRequest.encode(ListInstancesRequest.create({ limit: 5 })).finish());
+  if (path.endsWith("/ListInstances"))
+    return Buffer.from(ListInstancesRequest.encode(ListInstancesRequest.create({ limit: 5 })).finish());
   if (path.endsWith("/WatchInstances")) {
-    return Buffer.from(WatchInstancesRequest.encode(WatchInstancesRequest.create({ ids: [id], fromNow: true })).finish());
+    return Buffer.from(
+      WatchInstancesRequest.encode(WatchInstancesRequest.create({ ids: [id], fromNow: true })).finish(),
+    );
   }
   return Buffer.from(GetInstanceRequest.encode(GetInstanceRequest.create({ id })).finish());
 }

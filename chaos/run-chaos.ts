@@ -151,13 +151,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const heartbeatDir = join(runDir, "heartbeats");
   mkdirSync(dataDir);
   mkdirSync(heartbeatDir);
-  const listen = options.transport === "unix" ? `unix:${join(runDir, "d.sock")}` : `127.0.0.1:${await freePort()}`;
+  const listen =
+    options.transport === "unix" ? `unix:${join(runDir, "d.sock")}` : `127.0.0.1:${await freePort()}`;
   const daemonAddress = listen;
   // Workloads reach the daemon at its address, or at a socket of its own in the data directory.
   const ours = (address: string) => address === daemonAddress || address.startsWith(`unix:${dataDir}/`);
 
   const crashes: string[] = [];
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), CHAOS_HEARTBEAT_DIR: heartbeatDir };
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    CHAOS_HEARTBEAT_DIR: heartbeatDir,
+  };
   // The daemon passes its environment on to workloads; the harness's own flags stay out of it.
   delete env.NODE_OPTIONS;
   const supervisor = createDaemonSupervisor({
@@ -167,13 +171,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     dataDir,
     logDir: runDir,
     args: [
-      "--workload-mode", mode,
-      "--concurrency", String(concurrency),
-      "--stop-grace-ms", String(stopGraceMs),
-      "--reconnect-window-ms", String(reconnectWindowMs),
-      "--connection-idle-ms", String(connectionIdleMs),
-      "--max-message-bytes", String(MAX_MESSAGE_BYTES),
-      "--shutdown-grace-ms", "5000",
+      "--workload-mode",
+      mode,
+      "--concurrency",
+      String(concurrency),
+      "--stop-grace-ms",
+      String(stopGraceMs),
+      "--reconnect-window-ms",
+      String(reconnectWindowMs),
+      "--connection-idle-ms",
+      String(connectionIdleMs),
+      "--max-message-bytes",
+      String(MAX_MESSAGE_BYTES),
+      "--shutdown-grace-ms",
+      "5000",
     ],
     env,
     onCrash: (crash: DaemonCrash) => {
@@ -182,7 +193,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       log(`!! ${text}`);
     },
   });
-  log(`chaos: seed ${options.seed}, ${options.seconds} s of load, ${mode} mode, concurrency ${concurrency}, grace ${stopGraceMs} ms; run dir ${runDir}`);
+  log(
+    `chaos: seed ${options.seed}, ${options.seconds} s of load, ${mode} mode, concurrency ${concurrency}, grace ${stopGraceMs} ms; run dir ${runDir}`,
+  );
   await supervisor.start();
 
   const tracked = new Map<string, Tracked>();
@@ -213,7 +226,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const args = argsFor(kind, p);
     const submittedAt = Date.now();
     const handle = callTask(kind, args);
-    const t: Tracked = { id: handle.id, kind, args, phase, submittedAt, handle, doneAt: undefined, stops: [], workloadKills: [], crowd: false };
+    const t: Tracked = {
+      id: handle.id,
+      kind,
+      args,
+      phase,
+      submittedAt,
+      handle,
+      doneAt: undefined,
+      stops: [],
+      workloadKills: [],
+      crowd: false,
+    };
     tracked.set(t.id, t);
     outstanding++;
     const off = handle.onChange(() => {
@@ -246,7 +270,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   caller = warm;
   const previousExecutor = setExecutor(warm);
   const warmPrng = prng.fork("warm-up");
-  const warmups = (["short", "short", "long", "throws", "big", "chatty", "cpu"] as const).map((k) => submit(k, warmPrng, false));
+  const warmups = (["short", "short", "long", "throws", "big", "chatty", "cpu"] as const).map((k) =>
+    submit(k, warmPrng, false),
+  );
   await Promise.all(warmups.map((t) => t.handle.wait().catch(() => undefined)));
   await warm.close();
   await waitFor(() => workloadCount(ours, mode, concurrency) === 0, 10_000);
@@ -261,7 +287,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const watcherLines = Array.from({ length: WATCHER_EXECUTORS }, (_, i) => 1 + i);
   const crowdLine = 1 + WATCHER_EXECUTORS;
   const slowLines = Array.from({ length: SLOW_WATCHERS }, (_, i) => crowdLine + 1 + i);
-  const proxy = await createTcpProxy(daemonAddress, slowLines.at(-1) as number + 1);
+  const proxy = await createTcpProxy(daemonAddress, (slowLines.at(-1) as number) + 1);
   const cuttable = [callerLine, ...watcherLines, crowdLine];
 
   const main = executorFor(proxy.addresses[callerLine] as string);
@@ -280,7 +306,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   (observers[0] as Observer).breaks = breaksOn(callerLine, () => callerLog);
   const watchers = watcherLines.map((line, i) => {
     const log: ObserverLog = new ObserverLog(`watcher executor #${i}`);
-    addObserver("watcher", log, false, breaksOn(line, () => log));
+    addObserver(
+      "watcher",
+      log,
+      false,
+      breaksOn(line, () => log),
+    );
     return { executor: executorFor(proxy.addresses[line] as string), log, line };
   });
   const crowdStreams: RawWatch[] = [];
@@ -298,7 +329,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     for (let j = 0; j < CROWD_LISTENERS; j++) {
       const w = watchers[j % watchers.length] as (typeof watchers)[number];
       const crowdLog: ObserverLog = new ObserverLog(`crowd listener ${j} (executor #${j % watchers.length})`);
-      addObserver("crowd", crowdLog, false, breaksOn(w.line, () => crowdLog));
+      addObserver(
+        "crowd",
+        crowdLog,
+        false,
+        breaksOn(w.line, () => crowdLog),
+      );
       crowdLog.expect(t.id);
       w.executor.watch(t.id, 0, (s) => crowdLog.see(t.id, seenFromSnapshot(s), Date.now()));
     }
@@ -309,7 +345,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         new ObserverLog(`crowd stream ${j}`),
         false,
         () => watch?.resumes ?? 0,
-        () => `${watch?.messages ?? 0} message(s) received, last breaks: ${watch?.breaks.join(" / ") || "none"}`,
+        () =>
+          `${watch?.messages ?? 0} message(s) received, last breaks: ${watch?.breaks.join(" / ") || "none"}`,
       );
       crowdLog.expect(t.id);
       watch = new RawWatch({
@@ -318,7 +355,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         onChanges: (instances, at) => {
           for (const instance of instances) {
             crowdLog.see(instance.id, seenFromWire(instance), at);
-            if (instance.status >= Status.STATUS_COMPLETED && instance.status <= Status.STATUS_CANCELLED) watch?.close();
+            if (instance.status >= Status.STATUS_COMPLETED && instance.status <= Status.STATUS_CANCELLED)
+              watch?.close();
           }
         },
       });
@@ -333,7 +371,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       new ObserverLog(name),
       true,
       () => watch?.resumes ?? 0,
-      () => `${watch?.messages ?? 0} message(s) received, resume point ${watch?.sequence}, last breaks: ${watch?.breaks.join(" / ") || "none"}`,
+      () =>
+        `${watch?.messages ?? 0} message(s) received, resume point ${watch?.sequence}, last breaks: ${watch?.breaks.join(" / ") || "none"}`,
     );
     watch = new RawWatch({
       address,
@@ -352,7 +391,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   };
   wideWatch("auditor", "the auditor (a deployment-wide watch that always reads)", daemonAddress);
   for (const [i, line] of slowLines.entries()) {
-    wideWatch("slow", `slow watcher #${i} (does not read its stream until the end)`, proxy.addresses[line] as string, line);
+    wideWatch(
+      "slow",
+      `slow watcher #${i} (does not read its stream until the end)`,
+      proxy.addresses[line] as string,
+      line,
+    );
   }
 
   const rogue = createRogueClient({
@@ -390,7 +434,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const ended = [...tracked.values()].filter((t) => t.doneAt !== undefined).length;
     log(
       `chaos: t=${Math.round((Date.now() - loadStart) / 1000)}s submitted ${tracked.size}, ended ${ended}, ` +
-        `faults ${Object.entries(faults).map(([k, v]) => `${k} ${v}`).join(", ")}; daemon RSS ${mib(rssBytes(supervisor.pid ?? 0) ?? 0)} MiB`,
+        `faults ${Object.entries(faults)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ")}; daemon RSS ${mib(rssBytes(supervisor.pid ?? 0) ?? 0)} MiB`,
     );
   }, 5_000);
 
@@ -450,12 +496,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         case "stop": {
           const when = event.when ?? "running";
           if (when === "before-start") {
-            const t = submit(beforeStart.pick(["short", "long", "stubborn", "cpu"] as const), beforeStart, false);
+            const t = submit(
+              beforeStart.pick(["short", "long", "stubborn", "cpu"] as const),
+              beforeStart,
+              false,
+            );
             void stop(t, when);
             break;
           }
           const candidates = [...tracked.values()].filter(
-            (t) => t.phase === "load" && (when === "running" ? t.doneAt === undefined : t.doneAt !== undefined),
+            (t) =>
+              t.phase === "load" && (when === "running" ? t.doneAt === undefined : t.doneAt !== undefined),
           );
           if (candidates.length > 0) void stop(targets.pick(candidates), when);
           break;
@@ -474,7 +525,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   while (restarting !== undefined) await restarting;
   const faultsEnded = Date.now();
   clearInterval(reporter);
-  log(`chaos: faults over after ${Math.round((faultsEnded - loadStart) / 1000)} s; ${tracked.size} instances; settling`);
+  log(
+    `chaos: faults over after ${Math.round((faultsEnded - loadStart) / 1000)} s; ${tracked.size} instances; settling`,
+  );
 
   // ---- settle ------------------------------------------------------------------------------
   const direct = new TaskServiceClient(daemonAddress, grpc.credentials.createInsecure(), {
@@ -484,12 +537,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const findings: string[] = [];
   let unfinished: FinalRow[] = [];
   for (;;) {
-    unfinished = (await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings)).map(finalFromWire);
+    unfinished = (await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings)).map(
+      finalFromWire,
+    );
     if (unfinished.length === 0 || Date.now() - faultsEnded > settleBoundMs) break;
     await sleep(250);
   }
   const settleMs = Date.now() - faultsEnded;
-  log(`chaos: ${unfinished.length === 0 ? `every instance final ${settleMs} ms after the faults` : `${unfinished.length} instance(s) still unfinished after ${settleMs} ms`}`);
+  log(
+    `chaos: ${unfinished.length === 0 ? `every instance final ${settleMs} ms after the faults` : `${unfinished.length} instance(s) still unfinished after ${settleMs} ms`}`,
+  );
   freezing = false;
   for (const line of slowLines) proxy.thaw(line);
   const finalList = await listAll(direct, [], findings);
@@ -549,7 +606,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   if (lingering.length > 0) {
     findings.push(
       `${lingering.length} workload process(es) were still alive 5 s after the daemon exited on SIGTERM with nothing running: ` +
-        lingering.map((p) => `pid ${p.pid} (parent ${p.ppid}${p.instanceId ? `, instance ${p.instanceId}` : ", pool"})`).join(", "),
+        lingering
+          .map(
+            (p) => `pid ${p.pid} (parent ${p.ppid}${p.instanceId ? `, instance ${p.instanceId}` : ", pool"})`,
+          )
+          .join(", "),
     );
     await waitFor(() => workloadProcesses(ours).length === 0, 65_000);
   }
@@ -566,7 +627,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const heartbeats = readHeartbeats(heartbeatDir);
   const daemonCrashes = [
     ...crashes,
-    ...supervisor.failedStarts.map((f) => `daemon generation ${f.generation} failed to start at ${new Date(f.at).toISOString()}: ${f.stderr.trim().slice(-600)}`),
+    ...supervisor.failedStarts.map(
+      (f) =>
+        `daemon generation ${f.generation} failed to start at ${new Date(f.at).toISOString()}: ${f.stderr.trim().slice(-600)}`,
+    ),
   ];
   const checked = checkInvariants({
     mode,
@@ -599,18 +663,32 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   for (const t of tracked.values()) {
     bump(submittedByKind, t.kind);
     const row = final.get(t.id);
-    const status = row?.status ?? (t.handle.error?.code === "EXECUTOR_UNAVAILABLE" ? "never reached the daemon" : `missing (${t.handle.status})`);
+    const status =
+      row?.status ??
+      (t.handle.error?.code === "EXECUTOR_UNAVAILABLE"
+        ? "never reached the daemon"
+        : `missing (${t.handle.status})`);
     bump(outcomes, status);
     bump(outcomesByKind[t.kind] as Record<string, number>, status);
   }
   const shortCompleted = [...tracked.values()]
-    .filter((t) => t.phase === "load" && t.kind === "short" && t.handle.status === "completed" && t.doneAt !== undefined)
+    .filter(
+      (t) =>
+        t.phase === "load" && t.kind === "short" && t.handle.status === "completed" && t.doneAt !== undefined,
+    )
     .map((t) => (t.doneAt as number) - t.submittedAt);
   const stopToEnd = [...tracked.values()].flatMap((t) => {
     const ackAt = t.stops.find((s) => s.ackAt !== undefined)?.ackAt;
     const startedAt = final.get(t.id)?.startedAt;
     // Only stops that reached a running instance: a pending one ends at once.
-    if (ackAt === undefined || startedAt === undefined || startedAt > ackAt || t.doneAt === undefined || t.doneAt < ackAt) return [];
+    if (
+      ackAt === undefined ||
+      startedAt === undefined ||
+      startedAt > ackAt ||
+      t.doneAt === undefined ||
+      t.doneAt < ackAt
+    )
+      return [];
     return [t.doneAt - ackAt];
   });
   const watcherFigures: Record<string, { watches: number; breaks: number }> = {};
@@ -657,7 +735,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
 function faultSchedule(prng: Prng, loadMs: number): FaultEvent[] {
   const events: FaultEvent[] = [];
-  const poisson = (kind: FaultKind, meanMs: number, from: number, to: number, extra?: (p: Prng) => Partial<FaultEvent>) => {
+  const poisson = (
+    kind: FaultKind,
+    meanMs: number,
+    from: number,
+    to: number,
+    extra?: (p: Prng) => Partial<FaultEvent>,
+  ) => {
     for (let at = from + prng.exponential(meanMs); at < to; at += prng.exponential(meanMs)) {
       events.push({ at: Math.round(at), kind, ...extra?.(prng) });
     }
@@ -669,15 +753,24 @@ function faultSchedule(prng: Prng, loadMs: number): FaultEvent[] {
   const restartsTo = loadMs * 0.6;
   poisson("daemon-restart", 15_000, restartsFrom, restartsTo);
   if (!events.some((e) => e.kind === "daemon-restart")) {
-    events.push({ at: Math.round(restartsFrom + prng.next() * (restartsTo - restartsFrom)), kind: "daemon-restart" });
+    events.push({
+      at: Math.round(restartsFrom + prng.next() * (restartsTo - restartsFrom)),
+      kind: "daemon-restart",
+    });
   }
   poisson("proxy-cut", 3_000, 0, loadMs);
-  poisson("stop", 500, 0, loadMs, (p) => ({ when: p.weighted({ "before-start": 3, running: 5, "after-end": 2 }) }));
+  poisson("stop", 500, 0, loadMs, (p) => ({
+    when: p.weighted({ "before-start": 3, running: 5, "after-end": 2 }),
+  }));
   return events.sort((a, b) => a.at - b.at);
 }
 
 /** Every instance of the default deployment with one of `statuses` (all when empty), page by page. */
-async function listAll(client: TaskServiceClient, statuses: Status[], findings: string[]): Promise<Instance[]> {
+async function listAll(
+  client: TaskServiceClient,
+  statuses: Status[],
+  findings: string[],
+): Promise<Instance[]> {
   const all: Instance[] = [];
   let cursor = "";
   let limit = 1000;
@@ -685,8 +778,11 @@ async function listAll(client: TaskServiceClient, statuses: Status[], findings: 
     let page: ListInstancesResponse;
     try {
       page = await new Promise<ListInstancesResponse>((resolve, reject) =>
-        client.listInstances(ListInstancesRequest.create({ statuses, limit, cursor }), new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (error, response) =>
-          error ? reject(error) : resolve(response),
+        client.listInstances(
+          ListInstancesRequest.create({ statuses, limit, cursor }),
+          new grpc.Metadata(),
+          { deadline: Date.now() + 30_000 },
+          (error, response) => (error ? reject(error) : resolve(response)),
         ),
       );
     } catch (error) {
@@ -719,7 +815,9 @@ async function sdkListingCheck(findings: string[]): Promise<void> {
       cursor = page.at(-1)?.id;
     }
   } catch (error) {
-    findings.push(`listTaskInstances({ limit: 1000 }) over the run's instances failed: ${(error as Error).name}: ${(error as Error).message.slice(0, 300)}`);
+    findings.push(
+      `listTaskInstances({ limit: 1000 }) over the run's instances failed: ${(error as Error).name}: ${(error as Error).message.slice(0, 300)}`,
+    );
   }
 }
 
@@ -739,21 +837,33 @@ function observationFindings(
     }
   }
   for (const [kind, n] of stale) {
-    findings.push(`${kind} watches received ${n} snapshot(s) older than one they had already seen (the SDK's handles drop these)`);
+    findings.push(
+      `${kind} watches received ${n} snapshot(s) older than one they had already seen (the SDK's handles drop these)`,
+    );
   }
   let reattached = 0;
   for (let g = 1; g <= supervisor.generation; g++) {
     try {
-      reattached += readFileSync(join(runDir, `daemon-${g}.log`), "utf8").split("\n").filter((l) => l.includes('"workload reattached"')).length;
+      reattached += readFileSync(join(runDir, `daemon-${g}.log`), "utf8")
+        .split("\n")
+        .filter((l) => l.includes('"workload reattached"')).length;
     } catch {
       // No log for a generation that never started.
     }
   }
   if (reattached > 0) findings.push(`${reattached} running workload(s) reattached to a restarted daemon`);
   const lost = [...final.values()].filter((r) => r.errorName === "WorkloadLostError").length;
-  if (lost > 0) findings.push(`${lost} instance(s) ended WorkloadLostError: their workload did not reattach within the reconnect window`);
-  const unreached = [...tracked.values()].filter((t) => !final.has(t.id) && t.handle.error?.code === "EXECUTOR_UNAVAILABLE").length;
-  if (unreached > 0) findings.push(`${unreached} call(s) failed with ExecutorUnavailableError on the caller's side and never reached the daemon`);
+  if (lost > 0)
+    findings.push(
+      `${lost} instance(s) ended WorkloadLostError: their workload did not reattach within the reconnect window`,
+    );
+  const unreached = [...tracked.values()].filter(
+    (t) => !final.has(t.id) && t.handle.error?.code === "EXECUTOR_UNAVAILABLE",
+  ).length;
+  if (unreached > 0)
+    findings.push(
+      `${unreached} call(s) failed with ExecutorUnavailableError on the caller's side and never reached the daemon`,
+    );
   return findings;
 }
 
@@ -768,7 +878,9 @@ function attachLogLines(violations: Violation[], runDir: string): void {
   const ids = new Set(violations.flatMap((v) => v.ids));
   if (ids.size === 0) return;
   const byId = new Map<string, string[]>();
-  for (const file of readdirSync(runDir).filter((f) => /^daemon-\d+\.log$/.test(f)).sort()) {
+  for (const file of readdirSync(runDir)
+    .filter((f) => /^daemon-\d+\.log$/.test(f))
+    .sort()) {
     const lines = readFileSync(join(runDir, file), "utf8").split("\n");
     lines.forEach((line, index) => {
       for (const id of ids) {
@@ -787,7 +899,8 @@ function readHeartbeats(dir: string): Map<string, Heartbeat> {
   for (const name of readdirSync(dir)) {
     try {
       const [startedAt, lastAt, pid] = readFileSync(join(dir, name), "utf8").trim().split(" ").map(Number);
-      if (startedAt !== undefined && lastAt !== undefined) beats.set(name, { startedAt, lastAt, pid: pid ?? 0 });
+      if (startedAt !== undefined && lastAt !== undefined)
+        beats.set(name, { startedAt, lastAt, pid: pid ?? 0 });
     } catch {
       // Being written; the next read would see it, but the run is over.
     }
@@ -796,13 +909,23 @@ function readHeartbeats(dir: string): Map<string, Heartbeat> {
 }
 
 /** Workload processes that are still doing something: in pool mode the warm ones do not count. */
-function workloadCount(ours: (address: string) => boolean, mode: "process" | "pool", concurrency: number): number {
+function workloadCount(
+  ours: (address: string) => boolean,
+  mode: "process" | "pool",
+  concurrency: number,
+): number {
   const n = workloadProcesses(ours).length;
   return mode === "pool" ? Math.max(0, n - concurrency) : n;
 }
 
 function seenFromSnapshot(s: InstanceSnapshot): Seen {
-  return { revision: s.revision, status: s.status, result: s.result, errorName: s.error?.name, errorMessage: s.error?.message };
+  return {
+    revision: s.revision,
+    status: s.status,
+    result: s.result,
+    errorName: s.error?.name,
+    errorMessage: s.error?.message,
+  };
 }
 
 function isFinal(status: string): boolean {

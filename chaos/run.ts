@@ -16,7 +16,9 @@ import { parseArgs } from "node:util";
 import { runChaos } from "./run-chaos.js";
 
 function usage(message: string): never {
-  process.stderr.write(`chaos: ${message}\nusage: npm run chaos -- [--seconds N] [--seed S] [--mode process|pool] [--concurrency N] [--transport tcp|unix] [--json FILE] [--keep]\n`);
+  process.stderr.write(
+    `chaos: ${message}\nusage: npm run chaos -- [--seconds N] [--seed S] [--mode process|pool] [--concurrency N] [--transport tcp|unix] [--json FILE] [--keep]\n`,
+  );
   process.exit(2);
 }
 
@@ -46,7 +48,8 @@ const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : N
 const concurrency = Number(values.concurrency);
 if (!(seconds > 0)) usage("--seconds must be a positive number");
 if (!Number.isInteger(seed) || seed < 0) usage("--seed must be a whole number");
-if (!Number.isInteger(concurrency) || concurrency < 1) usage("--concurrency must be a whole number of at least 1");
+if (!Number.isInteger(concurrency) || concurrency < 1)
+  usage("--concurrency must be a whole number of at least 1");
 if (values.mode !== "process" && values.mode !== "pool") usage("--mode must be process or pool");
 if (values.transport !== "tcp" && values.transport !== "unix") usage("--transport must be tcp or unix");
 

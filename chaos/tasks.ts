@@ -31,7 +31,8 @@ class Heart {
   #last = 0;
 
   constructor() {
-    this.#file = HEARTBEAT_DIR === undefined ? undefined : join(HEARTBEAT_DIR, getTaskController().instanceId);
+    this.#file =
+      HEARTBEAT_DIR === undefined ? undefined : join(HEARTBEAT_DIR, getTaskController().instanceId);
     this.beat(true);
   }
 
@@ -117,7 +118,11 @@ export const chaosThrows = task(async function chaosThrows(_n: number, message: 
 });
 
 /** Ends its own workload: `process.exit(code)`, a SIGKILL, or an uncaught exception. */
-export const chaosCrash = task(async function chaosCrash(n: number, how: CrashHow, code: number): Promise<never> {
+export const chaosCrash = task(async function chaosCrash(
+  n: number,
+  how: CrashHow,
+  code: number,
+): Promise<never> {
   new Heart();
   await delay(20);
   if (how === "exit") process.exit(code);

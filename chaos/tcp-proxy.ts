@@ -44,7 +44,10 @@ export async function createTcpProxy(target: string, count: number): Promise<Tcp
   const upstream = () =>
     target.startsWith("unix:")
       ? connect({ path: target.slice("unix:".length) })
-      : connect({ host: target.slice(0, target.lastIndexOf(":")), port: Number(target.slice(target.lastIndexOf(":") + 1)) });
+      : connect({
+          host: target.slice(0, target.lastIndexOf(":")),
+          port: Number(target.slice(target.lastIndexOf(":") + 1)),
+        });
 
   for (let i = 0; i < count; i++) {
     const server = createServer((client) => {
@@ -114,7 +117,9 @@ export async function createTcpProxy(target: string, count: number): Promise<Tcp
           pair.daemon.destroy();
         }
       }
-      await Promise.all(lines.map((line) => new Promise<void>((resolve) => line.server.close(() => resolve()))));
+      await Promise.all(
+        lines.map((line) => new Promise<void>((resolve) => line.server.close(() => resolve()))),
+      );
     },
   };
 }

@@ -20,7 +20,10 @@ async function main(): Promise<void> {
   assert.equal(instance.status, "completed");
   assert.equal(instance.result, 6);
   assert.equal(instance.progress, 1);
-  assert.ok(seen.some((p) => p > 0 && p < 1), "saw progress between 0 and 1");
+  assert.ok(
+    seen.some((p) => p > 0 && p < 1),
+    "saw progress between 0 and 1",
+  );
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();

@@ -30,7 +30,11 @@ async function main(): Promise<void> {
   assert.deepEqual(instance.output, { result: 6 });
   assert.equal(result, 6);
   assert.ok(reported.includes(0.5), "saw the progress the task reported");
-  assert.deepEqual(reported, [...reported].sort((a, b) => a - b), "progress only grows");
+  assert.deepEqual(
+    reported,
+    [...reported].sort((a, b) => a - b),
+    "progress only grows",
+  );
   assert.equal(instance.progress, 1); // a completed instance is at 100%
 
   // Outside a task there is no controller.

@@ -43,7 +43,11 @@ async function main(): Promise<void> {
   const ids = instances.map((inst) => inst.id);
   const mine = [...done, stopped].map((inst) => ids.indexOf(inst.id));
   assert.ok(mine[0] !== undefined && mine[0] >= 0, "lists this run's instances");
-  assert.deepEqual(mine, [...mine].sort((a, b) => a - b), "in creation order");
+  assert.deepEqual(
+    mine,
+    [...mine].sort((a, b) => a - b),
+    "in creation order",
+  );
 
   // One task's instances only.
   const computes = await compute.listInstances();

@@ -107,9 +107,7 @@ export class LocalExecutor implements Executor {
       instances.push(snapshot);
     }
     const last = instances.at(-1);
-    return i < this.#order.length && last !== undefined
-      ? { instances, nextCursor: last.id }
-      : { instances };
+    return i < this.#order.length && last !== undefined ? { instances, nextCursor: last.id } : { instances };
   }
 
   async listDefinitions(): Promise<readonly TaskDefinition[]> {
@@ -179,7 +177,10 @@ export class LocalExecutor implements Executor {
       this.#change(entry, {
         status: "failed",
         finishedAt: Date.now(),
-        error: { name: "TaskNotFoundError", message: `no task named ${JSON.stringify(taskName)} is defined in this process` },
+        error: {
+          name: "TaskNotFoundError",
+          message: `no task named ${JSON.stringify(taskName)} is defined in this process`,
+        },
       });
       return;
     }

@@ -45,9 +45,7 @@ export async function stopTaskInstance(id: string): Promise<void> {
 }
 
 /** A live handle on an instance by id (also one made by another process), or `undefined`. */
-export async function getTaskInstance<R = unknown>(
-  id: string,
-): Promise<TaskInstanceState<R> | undefined> {
+export async function getTaskInstance<R = unknown>(id: string): Promise<TaskInstanceState<R> | undefined> {
   const executor = currentExecutor();
   const snapshot = await executor.get(id);
   return snapshot === undefined ? undefined : new TaskInstanceState<R>(executor, snapshot);
@@ -59,9 +57,7 @@ export async function listTaskDefinitions(): Promise<TaskDefinition[]> {
 }
 
 /** Instances in creation order, across all tasks unless filtered. */
-export async function listTaskInstances(
-  filter: ListTaskInstancesFilter = {},
-): Promise<TaskInstanceState[]> {
+export async function listTaskInstances(filter: ListTaskInstancesFilter = {}): Promise<TaskInstanceState[]> {
   const executor = currentExecutor();
   const { task, status } = filter;
   const page = await executor.list({

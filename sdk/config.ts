@@ -56,8 +56,7 @@ export function loadConfig(env: Env = process.env): NumerousConfig {
     deploymentId: nonEmpty(env.NUMEROUS_DEPLOYMENT_ID),
     organizationId: nonEmpty(env.NUMEROUS_ORGANIZATION_ID),
     concurrency: positiveInteger(env, "NUMEROUS_TASK_CONCURRENCY", DEFAULT_CONCURRENCY),
-    workload:
-      instanceId === undefined ? undefined : { instanceId, input: env.TASK_DATA_INPUT },
+    workload: instanceId === undefined ? undefined : { instanceId, input: env.TASK_DATA_INPUT },
     tlsCaFile: nonEmpty(env.NUMEROUS_EXECUTOR_TLS_CA),
   };
 }

@@ -102,7 +102,10 @@ export class ExecutorConfigError extends TaskError {
   readonly value: string | undefined;
 
   constructor(variable: string, value: string | undefined, problem: string) {
-    super("EXECUTOR_CONFIG", value === undefined ? `${variable}: ${problem}` : `${variable}=${JSON.stringify(value)}: ${problem}`);
+    super(
+      "EXECUTOR_CONFIG",
+      value === undefined ? `${variable}: ${problem}` : `${variable}=${JSON.stringify(value)}: ${problem}`,
+    );
     this.variable = variable;
     this.value = value;
   }
@@ -153,7 +156,11 @@ export function errorForFailure(instanceId: string, info: TaskErrorInfo): TaskEr
     const address = /^task executor at (.*?) is unavailable: /.exec(info.message)?.[1] ?? "unknown";
     error = new ExecutorUnavailableError(address, "");
   } else if (info.code === "EXECUTOR_CONFIG") {
-    error = new ExecutorConfigError(/^(NUMEROUS_\w+)/.exec(info.message)?.[1] ?? "NUMEROUS_EXECUTOR", undefined, "");
+    error = new ExecutorConfigError(
+      /^(NUMEROUS_\w+)/.exec(info.message)?.[1] ?? "NUMEROUS_EXECUTOR",
+      undefined,
+      "",
+    );
   } else {
     return new TaskFailedError(instanceId, info);
   }

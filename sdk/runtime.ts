@@ -22,7 +22,9 @@ export function setDefaultExecutorFactory(make: () => Executor): void {
 export function currentExecutor(): Executor {
   if (current === undefined) {
     if (factory === undefined) {
-      throw new Error("numerous-tasks: no executor; import from the package entry point or call setExecutor()");
+      throw new Error(
+        "numerous-tasks: no executor; import from the package entry point or call setExecutor()",
+      );
     }
     current = factory();
   }

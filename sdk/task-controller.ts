@@ -53,20 +53,13 @@ export class TaskControllerImpl implements TaskController {
 
   setProgress(progress: number): void {
     if (typeof progress !== "number" || !(progress >= 0 && progress <= 1)) {
-      throw new RangeError(
-        `setProgress expects a finite number from 0 to 1, got ${describe(progress)}`,
-      );
+      throw new RangeError(`setProgress expects a finite number from 0 to 1, got ${describe(progress)}`);
     }
     this.#sink.progress(progress);
   }
 
   setOutput(output: Record<string, unknown>): void {
-    if (
-      typeof output !== "object" ||
-      output === null ||
-      Array.isArray(output) ||
-      !isPlainPrototype(output)
-    ) {
+    if (typeof output !== "object" || output === null || Array.isArray(output) || !isPlainPrototype(output)) {
       throw new TaskInputError("output", `setOutput expects a plain object, got ${describe(output)}`);
     }
     this.#sink.output(encodeValue(output, "output"));

@@ -235,7 +235,10 @@ export class TaskInstanceState<R = unknown> {
     const snapshot = this.#snapshot;
     if (snapshot.result !== undefined && snapshot.status !== "failed") return this.result as R;
     if (snapshot.status === "cancelled") throw new TaskCancelledError(this.id, snapshot.error);
-    throw errorForFailure(this.id, snapshot.error ?? { name: "Error", message: "the instance failed without a reason" });
+    throw errorForFailure(
+      this.id,
+      snapshot.error ?? { name: "Error", message: "the instance failed without a reason" },
+    );
   }
 }
 

@@ -42,9 +42,7 @@ let turnEnding = false;
  * @throws {TypeError} when there is no name, or another function already has this name (two
  *   modules, or twice in one module). Defining the same module again (hot reload) replaces.
  */
-export function task<F extends AnyTaskFunction>(
-  fn: F,
-): TaskFunction<Parameters<F>, Awaited<ReturnType<F>>>;
+export function task<F extends AnyTaskFunction>(fn: F): TaskFunction<Parameters<F>, Awaited<ReturnType<F>>>;
 export function task<F extends AnyTaskFunction>(
   options: TaskOptions,
   fn: F,

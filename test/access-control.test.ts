@@ -12,7 +12,6 @@ import {
   ExecutorConfigError,
   PlatformExecutor,
   TaskNotFoundError,
-  type TaskInstanceState,
   getTaskInstance,
   listTaskDefinitions,
   listTaskInstances,
@@ -21,7 +20,11 @@ import {
   waitForCompletion,
 } from "numerous-tasks";
 import { afterEach, describe, expect, it } from "vitest";
-import { AccessControl, loadTokenGrants, parseTokenGrants } from "../executor-platform/daemon/access-control.js";
+import {
+  AccessControl,
+  loadTokenGrants,
+  parseTokenGrants,
+} from "../executor-platform/daemon/access-control.js";
 import {
   type InstanceChanges,
   ListInstancesRequest,
@@ -36,7 +39,12 @@ import { WorkloadTokens } from "../executor-platform/daemon/workload-token.js";
 import { encodeValue } from "../sdk/codec.js";
 import { asksReply, holdsUntilStopped, readsEnvironment, reply } from "./fixtures/security-tasks.js";
 import { runCli } from "./helpers/cli-process.js";
-import { type DaemonProcess, type DaemonProcessOptions, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import {
+  type DaemonProcess,
+  type DaemonProcessOptions,
+  removeDataDir,
+  startDaemon,
+} from "./helpers/daemon-process.js";
 import { until } from "./helpers/handles.js";
 
 const TOKEN_A = "token-for-deployment-a";
@@ -58,8 +66,15 @@ afterEach(async () => {
     if (daemon.child.exitCode === null && daemon.child.signalCode === null) {
       // Whatever a failed test left running is stopped, so no workload outlives it.
       for (const deployment of ["a", "b"]) {
-        const executor = new PlatformExecutor({ address: daemon.address, accessToken: TOKEN_ALL, deploymentId: deployment, tlsCaFile: undefined });
-        const active = await executor.list({ status: ["pending", "running"] }).catch(() => ({ instances: [] }));
+        const executor = new PlatformExecutor({
+          address: daemon.address,
+          accessToken: TOKEN_ALL,
+          deploymentId: deployment,
+          tlsCaFile: undefined,
+        });
+        const active = await executor
+          .list({ status: ["pending", "running"] })
+          .catch(() => ({ instances: [] }));
         await Promise.allSettled(active.instances.map((instance) => executor.stop(instance.id)));
         await executor.close();
       }
@@ -85,8 +100,17 @@ async function startSecured(options: DaemonProcessOptions = {}): Promise<DaemonP
   return daemon;
 }
 
-function executorFor(daemon: DaemonProcess, accessToken: string | undefined, deploymentId: string | undefined): PlatformExecutor {
-  const executor = new PlatformExecutor({ address: daemon.address, accessToken, deploymentId, tlsCaFile: undefined });
+function executorFor(
+  daemon: DaemonProcess,
+  accessToken: string | undefined,
+  deploymentId: string | undefined,
+): PlatformExecutor {
+  const executor = new PlatformExecutor({
+    address: daemon.address,
+    accessToken,
+    deploymentId,
+    tlsCaFile: undefined,
+  });
   executors.push(executor);
   return executor;
 }
@@ -115,9 +139,17 @@ interface Outcome {
   readonly details: string;
 }
 
-function unary<T>(start: (callback: (error: grpc.ServiceError | null, response: T) => void) => void): Promise<Outcome & { response?: T }> {
+function unary<T>(
+  start: (callback: (error: grpc.ServiceError | null, response: T) => void) => void,
+): Promise<Outcome & { response?: T }> {
   return new Promise((resolve) => {
-    start((error, response) => resolve(error ? { code: error.code, details: error.details } : { code: grpc.status.OK, details: "", response }));
+    start((error, response) =>
+      resolve(
+        error
+          ? { code: error.code, details: error.details }
+          : { code: grpc.status.OK, details: "", response },
+      ),
+    );
   });
 }
 
@@ -144,12 +176,20 @@ function newInstance(id: string): NewInstance {
 }
 
 /** Every TaskService call, made raw with `metadata`. */
-const TASK_SERVICE_CALLS: Record<string, (client: TaskServiceClient, metadata: grpc.Metadata) => Promise<Outcome>> = {
-  Submit: (client, metadata) => unary((cb) => client.submit({ instances: [newInstance(`raw-${Math.random().toString(36).slice(2)}`)] }, metadata, cb)),
+const TASK_SERVICE_CALLS: Record<
+  string,
+  (client: TaskServiceClient, metadata: grpc.Metadata) => Promise<Outcome>
+> = {
+  Submit: (client, metadata) =>
+    unary((cb) =>
+      client.submit({ instances: [newInstance(`raw-${Math.random().toString(36).slice(2)}`)] }, metadata, cb),
+    ),
   GetInstance: (client, metadata) => unary((cb) => client.getInstance({ id: "some-instance" }, metadata, cb)),
-  ListInstances: (client, metadata) => unary((cb) => client.listInstances(ListInstancesRequest.fromPartial({}), metadata, cb)),
+  ListInstances: (client, metadata) =>
+    unary((cb) => client.listInstances(ListInstancesRequest.fromPartial({}), metadata, cb)),
   ListDefinitions: (client, metadata) => unary((cb) => client.listDefinitions({}, metadata, cb)),
-  StopInstance: (client, metadata) => unary((cb) => client.stopInstance({ id: "some-instance" }, metadata, cb)),
+  StopInstance: (client, metadata) =>
+    unary((cb) => client.stopInstance({ id: "some-instance" }, metadata, cb)),
   WatchInstances: (client, metadata) => firstWatchMessage(client, metadata),
 };
 
@@ -174,15 +214,33 @@ describe("AccessControl", () => {
       reason: "permission-denied",
       message: 'this access token may not use deployment "a" (check NUMEROUS_DEPLOYMENT_ID)',
     });
-    expect(access.check(`Bearer ${TOKEN_B}`, undefined)).toMatchObject({ ok: false, reason: "permission-denied", message: expect.stringContaining("NUMEROUS_DEPLOYMENT_ID") });
+    expect(access.check(`Bearer ${TOKEN_B}`, undefined)).toMatchObject({
+      ok: false,
+      reason: "permission-denied",
+      message: expect.stringContaining("NUMEROUS_DEPLOYMENT_ID"),
+    });
   });
 
   it("tells a missing token from a wrong one, and takes no prefix or near miss for the token", () => {
-    expect(access.check(undefined, "a")).toEqual({ ok: false, reason: "unauthenticated", message: "missing access token (set NUMEROUS_API_ACCESS_TOKEN)" });
-    expect(access.check("Bearer ", "a")).toMatchObject({ reason: "unauthenticated", message: expect.stringContaining("missing") });
-    expect(access.check(TOKEN_A, "a")).toMatchObject({ reason: "unauthenticated", message: expect.stringContaining("missing") });
+    expect(access.check(undefined, "a")).toEqual({
+      ok: false,
+      reason: "unauthenticated",
+      message: "missing access token (set NUMEROUS_API_ACCESS_TOKEN)",
+    });
+    expect(access.check("Bearer ", "a")).toMatchObject({
+      reason: "unauthenticated",
+      message: expect.stringContaining("missing"),
+    });
+    expect(access.check(TOKEN_A, "a")).toMatchObject({
+      reason: "unauthenticated",
+      message: expect.stringContaining("missing"),
+    });
     for (const near of [TOKEN_A.slice(0, -1), `${TOKEN_A}x`, TOKEN_A.toUpperCase(), "x"]) {
-      expect(access.check(`Bearer ${near}`, "a")).toEqual({ ok: false, reason: "unauthenticated", message: "wrong access token (check NUMEROUS_API_ACCESS_TOKEN)" });
+      expect(access.check(`Bearer ${near}`, "a")).toEqual({
+        ok: false,
+        reason: "unauthenticated",
+        message: "wrong access token (check NUMEROUS_API_ACCESS_TOKEN)",
+      });
     }
   });
 
@@ -198,15 +256,21 @@ describe("AccessControl", () => {
       { token: TOKEN_B, deployments: ["b"] },
       { token: TOKEN_ALL, deployments: ["*"] },
     ]);
-    expect(parseTokenGrants(`${TOKEN_A} a,b ; ${TOKEN_B} c`, "NUMEROUS_EXECUTOR_TOKENS", "variable")).toEqual([
-      { token: TOKEN_A, deployments: ["a", "b"] },
-      { token: TOKEN_B, deployments: ["c"] },
-    ]);
-    expect(() => parseTokenGrants(`${TOKEN_A} a\n\nshort a\n`, "/etc/tokens")).toThrow(/^\/etc\/tokens, line 3: expected/);
+    expect(parseTokenGrants(`${TOKEN_A} a,b ; ${TOKEN_B} c`, "NUMEROUS_EXECUTOR_TOKENS", "variable")).toEqual(
+      [
+        { token: TOKEN_A, deployments: ["a", "b"] },
+        { token: TOKEN_B, deployments: ["c"] },
+      ],
+    );
+    expect(() => parseTokenGrants(`${TOKEN_A} a\n\nshort a\n`, "/etc/tokens")).toThrow(
+      /^\/etc\/tokens, line 3: expected/,
+    );
     expect(() => parseTokenGrants(`${TOKEN_A}\n`, "/etc/tokens")).toThrow(/line 1/);
     expect(() => parseTokenGrants(`${TOKEN_A} a b\n`, "/etc/tokens")).toThrow(/line 1/);
     expect(() => parseTokenGrants(`${TOKEN_A} ,\n`, "/etc/tokens")).toThrow(/line 1/);
-    expect(() => loadTokenGrants({ token: "" })).toThrow(/--token \(NUMEROUS_EXECUTOR_TOKEN\) must be at least 8 characters/);
+    expect(() => loadTokenGrants({ token: "" })).toThrow(
+      /--token \(NUMEROUS_EXECUTOR_TOKEN\) must be at least 8 characters/,
+    );
     expect(() => loadTokenGrants({ tokens: " ; # none" })).toThrow(/holds no tokens/);
   });
 });
@@ -221,7 +285,9 @@ describe("serve refuses what would leave the daemon open", () => {
       expect(result.stderr).toContain("--token");
       expect(result.stderr).toContain("--insecure");
     }
-    const empty = await runCli(["serve", "--listen", "0.0.0.0:0", "--data-dir", dataDir], { env: { NUMEROUS_EXECUTOR_TOKEN: "" } });
+    const empty = await runCli(["serve", "--listen", "0.0.0.0:0", "--data-dir", dataDir], {
+      env: { NUMEROUS_EXECUTOR_TOKEN: "" },
+    });
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain("NUMEROUS_EXECUTOR_TOKEN) must be at least 8 characters");
   });
@@ -232,7 +298,13 @@ describe("serve refuses what would leave the daemon open", () => {
     const result = await runCli(["serve", "--data-dir", tempDir("nt-refused-"), "--tokens-file", file]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`${file}, line 3: expected "<token of 8+ characters> <deployment>`);
-    const missing = await runCli(["serve", "--data-dir", tempDir("nt-refused-"), "--tokens-file", `${file}.missing`]);
+    const missing = await runCli([
+      "serve",
+      "--data-dir",
+      tempDir("nt-refused-"),
+      "--tokens-file",
+      `${file}.missing`,
+    ]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`bad access tokens: ENOENT`);
   });
@@ -241,7 +313,9 @@ describe("serve refuses what would leave the daemon open", () => {
     for (const how of [{ args: ["--insecure"] }, { env: { NUMEROUS_EXECUTOR_INSECURE: "true" } }]) {
       const daemon = await startDaemon({ listen: "0.0.0.0:0", ...how });
       daemons.push(daemon);
-      await daemon.waitForLog((entry) => typeof entry.msg === "string" && entry.msg.startsWith("--insecure: anyone who can reach"));
+      await daemon.waitForLog(
+        (entry) => typeof entry.msg === "string" && entry.msg.startsWith("--insecure: anyone who can reach"),
+      );
       const port = daemon.address.slice(daemon.address.lastIndexOf(":") + 1);
       // Reached through the loopback interface, the open daemon serves.
       const openExecutor = executorFor({ ...daemon, address: `127.0.0.1:${port}` }, undefined, undefined);
@@ -255,13 +329,26 @@ describe("every TaskService call checks the token", () => {
     const daemon = await startSecured();
     const client = rawTaskClient(daemon.address);
     const cases = [
-      { credentials: [undefined, "a"], code: grpc.status.UNAUTHENTICATED, details: "missing access token (set NUMEROUS_API_ACCESS_TOKEN)" },
-      { credentials: ["not-a-token-at-all", "a"], code: grpc.status.UNAUTHENTICATED, details: "wrong access token (check NUMEROUS_API_ACCESS_TOKEN)" },
-      { credentials: [TOKEN_B, "a"], code: grpc.status.PERMISSION_DENIED, details: 'this access token may not use deployment "a" (check NUMEROUS_DEPLOYMENT_ID)' },
+      {
+        credentials: [undefined, "a"],
+        code: grpc.status.UNAUTHENTICATED,
+        details: "missing access token (set NUMEROUS_API_ACCESS_TOKEN)",
+      },
+      {
+        credentials: ["not-a-token-at-all", "a"],
+        code: grpc.status.UNAUTHENTICATED,
+        details: "wrong access token (check NUMEROUS_API_ACCESS_TOKEN)",
+      },
+      {
+        credentials: [TOKEN_B, "a"],
+        code: grpc.status.PERMISSION_DENIED,
+        details: 'this access token may not use deployment "a" (check NUMEROUS_DEPLOYMENT_ID)',
+      },
       {
         credentials: [TOKEN_B, undefined],
         code: grpc.status.PERMISSION_DENIED,
-        details: "this access token may not use the default deployment: set NUMEROUS_DEPLOYMENT_ID to a deployment it may use",
+        details:
+          "this access token may not use the default deployment: set NUMEROUS_DEPLOYMENT_ID to a deployment it may use",
       },
     ] as const;
     for (const [name, call] of Object.entries(TASK_SERVICE_CALLS)) {
@@ -270,11 +357,19 @@ describe("every TaskService call checks the token", () => {
         expect({ call: name, credentials, ...outcome }).toEqual({ call: name, credentials, code, details });
       }
       // The right token for the deployment goes through.
-      expect({ call: name, ...(await call(client, metadataOf(TOKEN_A, "a"))) }).toMatchObject({ call: name, code: grpc.status.OK });
-      expect({ call: name, ...(await call(client, metadataOf(TOKEN_ALL, "b"))) }).toMatchObject({ call: name, code: grpc.status.OK });
+      expect({ call: name, ...(await call(client, metadataOf(TOKEN_A, "a"))) }).toMatchObject({
+        call: name,
+        code: grpc.status.OK,
+      });
+      expect({ call: name, ...(await call(client, metadataOf(TOKEN_ALL, "b"))) }).toMatchObject({
+        call: name,
+        code: grpc.status.OK,
+      });
     }
     // Refused calls ran nothing: deployment a holds only the one instance submitted with its token.
-    const listed = await unary<{ instances: unknown[] }>((cb) => client.listInstances(ListInstancesRequest.fromPartial({}), metadataOf(TOKEN_A, "a"), cb));
+    const listed = await unary<{ instances: unknown[] }>((cb) =>
+      client.listInstances(ListInstancesRequest.fromPartial({}), metadataOf(TOKEN_A, "a"), cb),
+    );
     expect(listed.response?.instances).toHaveLength(1);
   });
 
@@ -302,7 +397,9 @@ describe("every TaskService call checks the token", () => {
       expect((error as ExecutorConfigError).message).toContain(says);
       expect(instance.status).toBe("failed");
       expect(instance.error).toMatchObject({ name: "ExecutorConfigError", code: "EXECUTOR_CONFIG" });
-      expect(instance.error?.message).toMatch(/^NUMEROUS_API_ACCESS_TOKEN: the daemon at 127\.0\.0\.1:\d+ refused the call: /);
+      expect(instance.error?.message).toMatch(
+        /^NUMEROUS_API_ACCESS_TOKEN: the daemon at 127\.0\.0\.1:\d+ refused the call: /,
+      );
       expect(instance.error?.message).toContain(says);
     }
     expect(Date.now() - startedAt).toBeLessThan(8_000);
@@ -340,8 +437,14 @@ describe("deployments cannot see one another", () => {
     // B's watch streams, one of everything and one naming a's instance, are live before a changes.
     const client = rawTaskClient(daemon.address);
     const seen: string[] = [];
-    const bWatchesAll = client.watchInstances(WatchInstancesRequest.fromPartial({ fromNow: true }), metadataOf(TOKEN_B, "b"));
-    const bWatchesIds = client.watchInstances(WatchInstancesRequest.fromPartial({ ids: [held.id], fromNow: true }), metadataOf(TOKEN_B, "b"));
+    const bWatchesAll = client.watchInstances(
+      WatchInstancesRequest.fromPartial({ fromNow: true }),
+      metadataOf(TOKEN_B, "b"),
+    );
+    const bWatchesIds = client.watchInstances(
+      WatchInstancesRequest.fromPartial({ ids: [held.id], fromNow: true }),
+      metadataOf(TOKEN_B, "b"),
+    );
     for (const call of [bWatchesAll, bWatchesIds]) cleanups.push(() => call.cancel());
     const live = [bWatchesAll, bWatchesIds].map(
       (call) =>
@@ -364,11 +467,18 @@ describe("deployments cannot see one another", () => {
     await stopTaskInstance(held.id);
     expect((await listTaskDefinitions()).map((definition) => definition.name)).toEqual(["reply"]);
     // A cursor from a's instances is not B's to use.
-    await expect(listTaskInstances({ cursor: held.id })).rejects.toThrow(/is not an instance id of this deployment/);
+    await expect(listTaskInstances({ cursor: held.id })).rejects.toThrow(
+      /is not an instance id of this deployment/,
+    );
 
     // Nor can B take a's id for an instance of its own.
-    const takeover = await unary<SubmitResponse>((cb) => client.submit({ instances: [newInstance(held.id)] }, metadataOf(TOKEN_B, "b"), cb));
-    expect(takeover.response?.results[0]?.outcome).toMatchObject({ $case: "error", value: { name: "TaskInputError", message: `instance id ${held.id} is taken` } });
+    const takeover = await unary<SubmitResponse>((cb) =>
+      client.submit({ instances: [newInstance(held.id)] }, metadataOf(TOKEN_B, "b"), cb),
+    );
+    expect(takeover.response?.results[0]?.outcome).toMatchObject({
+      $case: "error",
+      value: { name: "TaskInputError", message: `instance id ${held.id} is taken` },
+    });
 
     // a's instance ran on, untouched; its own deployment and the all-deployments token see it.
     as(a);
@@ -384,7 +494,12 @@ describe("deployments cannot see one another", () => {
     const later = reply("after a ended");
     const sawLater = new Promise<void>((resolve) => {
       bWatchesAll.on("data", (changes: InstanceChanges) => {
-        if (changes.instances.some((instance) => instance.id === later.id && instance.status === Status.STATUS_COMPLETED)) resolve();
+        if (
+          changes.instances.some(
+            (instance) => instance.id === later.id && instance.status === Status.STATUS_COMPLETED,
+          )
+        )
+          resolve();
       });
     });
     await later.wait();
@@ -396,10 +511,22 @@ describe("deployments cannot see one another", () => {
   it("a workload cannot read the daemon's tokens, and runs as its own deployment", async () => {
     const file = join(tempDir("nt-tokens-"), "tokens");
     writeFileSync(file, TOKENS_FILE_TEXT);
-    const daemon = await startDaemon({ env: { NUMEROUS_EXECUTOR_TOKEN: TOKEN_ALL, NUMEROUS_EXECUTOR_TOKENS_FILE: file, NUMEROUS_EXECUTOR_TOKENS: `${TOKEN_B}-2 b` } });
+    const daemon = await startDaemon({
+      env: {
+        NUMEROUS_EXECUTOR_TOKEN: TOKEN_ALL,
+        NUMEROUS_EXECUTOR_TOKENS_FILE: file,
+        NUMEROUS_EXECUTOR_TOKENS: `${TOKEN_B}-2 b`,
+      },
+    });
     daemons.push(daemon);
     as(executorFor(daemon, TOKEN_B, "b"));
-    const names = ["NUMEROUS_EXECUTOR_TOKEN", "NUMEROUS_EXECUTOR_TOKENS", "NUMEROUS_EXECUTOR_TOKENS_FILE", "NUMEROUS_DEPLOYMENT_ID", "NUMEROUS_API_ACCESS_TOKEN"];
+    const names = [
+      "NUMEROUS_EXECUTOR_TOKEN",
+      "NUMEROUS_EXECUTOR_TOKENS",
+      "NUMEROUS_EXECUTOR_TOKENS_FILE",
+      "NUMEROUS_DEPLOYMENT_ID",
+      "NUMEROUS_API_ACCESS_TOKEN",
+    ];
     const seen = await readsEnvironment(names).wait();
     expect(seen).toEqual({
       NUMEROUS_EXECUTOR_TOKEN: null,
@@ -421,7 +548,8 @@ describe("deployments cannot see one another", () => {
     const listed = await listTaskInstances();
     expect(listed.map((instance) => instance.taskName).sort()).toEqual(["asksReply", "reply"]);
 
-    const token = (await readsEnvironment(["NUMEROUS_API_ACCESS_TOKEN"]).wait()).NUMEROUS_API_ACCESS_TOKEN as string;
+    const token = (await readsEnvironment(["NUMEROUS_API_ACCESS_TOKEN"]).wait())
+      .NUMEROUS_API_ACCESS_TOKEN as string;
     const own = executorFor(daemon, token, "b");
     await expect(own.list({})).resolves.toMatchObject({ instances: expect.any(Array) });
     const other = executorFor(daemon, token, "a");
@@ -443,11 +571,18 @@ describe("the workload service checks the workload token", () => {
 
     for (const workloadToken of ["", TOKEN_ALL, tokens.forInstance(inB.id)]) {
       const call = client.connect();
-      const ended = new Promise<Outcome>((resolve) => call.on("error", (error: grpc.ServiceError) => resolve({ code: error.code, details: error.details })));
-      call.write({ kind: { $case: "hello", value: { workloadToken, instanceId: inA.id, pid: 1, stopRequestedAtMs: 0 } } });
+      const ended = new Promise<Outcome>((resolve) =>
+        call.on("error", (error: grpc.ServiceError) => resolve({ code: error.code, details: error.details })),
+      );
+      call.write({
+        kind: { $case: "hello", value: { workloadToken, instanceId: inA.id, pid: 1, stopRequestedAtMs: 0 } },
+      });
       // What it would report, were it let in.
       call.write({ kind: { $case: "progress", value: { instanceId: inA.id, value: 0.9 } } });
-      await expect(ended).resolves.toEqual({ code: grpc.status.PERMISSION_DENIED, details: "the workload token does not allow this instance" });
+      await expect(ended).resolves.toEqual({
+        code: grpc.status.PERMISSION_DENIED,
+        details: "the workload token does not allow this instance",
+      });
     }
     // Neither instance heard any of it.
     for (const [instance, executor] of [

@@ -145,7 +145,9 @@ describe("defining tasks", () => {
 
   it("throws TypeError for something that is not a function", () => {
     expect(() => task("compute" as unknown as () => void)).toThrow(TypeError);
-    expect(() => task({ name: "badInputNotAFunction" }, undefined as unknown as () => void)).toThrow(TypeError);
+    expect(() => task({ name: "badInputNotAFunction" }, undefined as unknown as () => void)).toThrow(
+      TypeError,
+    );
   });
 
   it("throws TypeError for two different functions with one name in one synchronous run", async () => {
@@ -311,7 +313,13 @@ describe("configuration", () => {
     expect(error.code).toBe("EXECUTOR_CONFIG");
     expect(error.variable).toBe("NUMEROUS_EXECUTOR");
     expect(error.value).toBe("plattform");
-    for (const valid of ["local", "platform", "NUMEROUS_LOCAL_EXECUTOR", "NUMEROUS_PLATFORM_EXECUTOR", "plattform"]) {
+    for (const valid of [
+      "local",
+      "platform",
+      "NUMEROUS_LOCAL_EXECUTOR",
+      "NUMEROUS_PLATFORM_EXECUTOR",
+      "plattform",
+    ]) {
       expect(error.message).toContain(valid);
     }
     expect(() => loadConfig({ NUMEROUS_EXECUTOR: "Local" })).toThrow(ExecutorConfigError);
@@ -339,19 +347,28 @@ describe("configuration", () => {
 });
 
 describe("tasks that throw something other than an Error", () => {
-  it.each(["string", "undefined", "number"] as const)("throwing a %s fails the instance, not stuck", async (kind) => {
-    const instance = throwsNonError(kind);
-    const error = await waitForCompletion(instance).catch((thrown: unknown) => thrown);
-    expect(error).toBeInstanceOf(TaskFailedError);
-    expect(instance.status).toBe(TaskStatus.Failed);
-    expect(instance.isDone()).toBe(true);
-    expect(instance.error?.message).toContain(kind === "string" ? "a plain string" : kind === "number" ? "42" : "undefined");
-    await expectNoneStuck();
-  });
+  it.each(["string", "undefined", "number"] as const)(
+    "throwing a %s fails the instance, not stuck",
+    async (kind) => {
+      const instance = throwsNonError(kind);
+      const error = await waitForCompletion(instance).catch((thrown: unknown) => thrown);
+      expect(error).toBeInstanceOf(TaskFailedError);
+      expect(instance.status).toBe(TaskStatus.Failed);
+      expect(instance.isDone()).toBe(true);
+      expect(instance.error?.message).toContain(
+        kind === "string" ? "a plain string" : kind === "number" ? "42" : "undefined",
+      );
+      await expectNoneStuck();
+    },
+  );
 });
 
 describe("error classes", () => {
-  const info = { name: "RangeError", message: "out of range", stack: "RangeError: out of range\n    at somewhere" };
+  const info = {
+    name: "RangeError",
+    message: "out of range",
+    stack: "RangeError: out of range\n    at somewhere",
+  };
   it.each([
     { error: new TaskFailedError("i1", info), name: "TaskFailedError", code: "TASK_FAILED" },
     { error: new TaskCancelledError("i1"), name: "TaskCancelledError", code: "TASK_CANCELLED" },
@@ -359,7 +376,11 @@ describe("error classes", () => {
     { error: new TaskNotFoundError("i1"), name: "TaskNotFoundError", code: "TASK_NOT_FOUND" },
     { error: new NoTaskContextError(), name: "NoTaskContextError", code: "NO_TASK_CONTEXT" },
     { error: new TaskInputError("args[0]", "bad"), name: "TaskInputError", code: "TASK_INPUT" },
-    { error: new ExecutorConfigError("NUMEROUS_EXECUTOR", "x", "bad"), name: "ExecutorConfigError", code: "EXECUTOR_CONFIG" },
+    {
+      error: new ExecutorConfigError("NUMEROUS_EXECUTOR", "x", "bad"),
+      name: "ExecutorConfigError",
+      code: "EXECUTOR_CONFIG",
+    },
     {
       error: new ExecutorUnavailableError("127.0.0.1:7777", "connection refused"),
       name: "ExecutorUnavailableError",

@@ -12,19 +12,15 @@ const SEED = Number(process.env.CHAOS_SEED ?? 20_240_611);
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 30);
 
 describe("chaos", () => {
-  it(
-    `keeps every promise through ${SECONDS} s of faults (seed ${SEED})`,
-    async () => {
-      const result = await runChaos({ seconds: SECONDS, seed: SEED });
-      // The report is the evidence either way; on a failure it names the seed and the run directory.
-      console.log(result.table);
+  it(`keeps every promise through ${SECONDS} s of faults (seed ${SEED})`, async () => {
+    const result = await runChaos({ seconds: SECONDS, seed: SEED });
+    // The report is the evidence either way; on a failure it names the seed and the run directory.
+    console.log(result.table);
 
-      expect(result.submitted.total).toBeGreaterThan(20);
-      expect(result.faults["daemon SIGKILL + restart"]).toBeGreaterThanOrEqual(1);
-      expect(result.faults["stop (running)"]).toBeGreaterThanOrEqual(1);
-      expect(result.faults["rogue client actions"]).toBeGreaterThanOrEqual(1);
-      expect(result.violations.map((v) => `[${v.invariant}] ${v.detail}`)).toEqual([]);
-    },
-    300_000,
-  );
+    expect(result.submitted.total).toBeGreaterThan(20);
+    expect(result.faults["daemon SIGKILL + restart"]).toBeGreaterThanOrEqual(1);
+    expect(result.faults["stop (running)"]).toBeGreaterThanOrEqual(1);
+    expect(result.faults["rogue client actions"]).toBeGreaterThanOrEqual(1);
+    expect(result.violations.map((v) => `[${v.invariant}] ${v.detail}`)).toEqual([]);
+  }, 300_000);
 });

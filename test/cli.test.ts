@@ -11,9 +11,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PlatformExecutor, type TaskInstanceState, setExecutor } from "numerous-tasks";
 import { afterEach, describe, expect, it } from "vitest";
-import { breaks, holdsThenAborts, holdsUntilStopped, reply, waitsForFile } from "./fixtures/security-tasks.js";
+import {
+  breaks,
+  holdsThenAborts,
+  holdsUntilStopped,
+  reply,
+  waitsForFile,
+} from "./fixtures/security-tasks.js";
 import { cliEnv, runCli, startCli } from "./helpers/cli-process.js";
-import { CLI, type DaemonProcess, type DaemonProcessOptions, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import {
+  CLI,
+  type DaemonProcess,
+  type DaemonProcessOptions,
+  removeDataDir,
+  startDaemon,
+} from "./helpers/daemon-process.js";
 import { until } from "./helpers/handles.js";
 
 const daemons: DaemonProcess[] = [];
@@ -33,7 +45,12 @@ afterEach(async () => {
 async function start(options: DaemonProcessOptions & { accessToken?: string } = {}): Promise<DaemonProcess> {
   const daemon = await startDaemon(options);
   daemons.push(daemon);
-  const executor = new PlatformExecutor({ address: daemon.address, accessToken: options.accessToken, deploymentId: undefined, tlsCaFile: undefined });
+  const executor = new PlatformExecutor({
+    address: daemon.address,
+    accessToken: options.accessToken,
+    deploymentId: undefined,
+    tlsCaFile: undefined,
+  });
   executors.push(executor);
   setExecutor(executor);
   return daemon;
@@ -80,14 +97,21 @@ describe("tasks list", () => {
       [running.id, "holdsUntilStopped", "running", "50%"],
     ]);
     // Columns line up: each row's task and status start under their headers.
-    for (const [line, instance] of [lines[1], lines[2], lines[3]].map((line, i) => [line ?? "", [done, failed, running][i]] as const)) {
+    for (const [line, instance] of [lines[1], lines[2], lines[3]].map(
+      (line, i) => [line ?? "", [done, failed, running][i]] as const,
+    )) {
       expect(line.indexOf(instance?.taskName ?? "?", instance?.id.length)).toBe(lines[0]?.indexOf("TASK"));
       expect(line.indexOf(instance?.status ?? "?", instance?.id.length)).toBe(lines[0]?.indexOf("STATUS"));
     }
 
     const json = await runCli(["tasks", "list", "--json"], { env });
     expect(json.code).toBe(0);
-    const parsed = JSON.parse(json.stdout) as Array<{ id: string; status: string; result?: unknown; error?: { message: string } }>;
+    const parsed = JSON.parse(json.stdout) as Array<{
+      id: string;
+      status: string;
+      result?: unknown;
+      error?: { message: string };
+    }>;
     expect(parsed.map((instance) => [instance.id, instance.status])).toEqual([
       [done.id, "completed"],
       [failed.id, "failed"],
@@ -97,9 +121,13 @@ describe("tasks list", () => {
     expect(parsed[1]?.error?.message).toBe("it broke");
 
     const onlyFailed = await runCli(["tasks", "list", "--status", "failed", "--json"], { env });
-    expect((JSON.parse(onlyFailed.stdout) as Array<{ id: string }>).map((instance) => instance.id)).toEqual([failed.id]);
+    expect((JSON.parse(onlyFailed.stdout) as Array<{ id: string }>).map((instance) => instance.id)).toEqual([
+      failed.id,
+    ]);
     const paged = await runCli(["tasks", "list", "--cursor", done.id, "--limit", "1", "--json"], { env });
-    expect((JSON.parse(paged.stdout) as Array<{ id: string }>).map((instance) => instance.id)).toEqual([failed.id]);
+    expect((JSON.parse(paged.stdout) as Array<{ id: string }>).map((instance) => instance.id)).toEqual([
+      failed.id,
+    ]);
 
     const badStatus = await runCli(["tasks", "list", "--status", "finished"], { env });
     expect(badStatus).toMatchObject({ code: 2, stdout: "" });
@@ -114,7 +142,9 @@ describe("tasks list", () => {
     const result = await runCli(["tasks", "list"], { env: { NUMEROUS_EXECUTOR_ADDRESS: address } });
     expect(result.code).toBe(5);
     expect(result.stdout).toBe("");
-    expect(result.stderr).toMatch(new RegExp(`^numerous-executor: task executor at ${address} is unavailable: connect ECONNREFUSED`));
+    expect(result.stderr).toMatch(
+      new RegExp(`^numerous-executor: task executor at ${address} is unavailable: connect ECONNREFUSED`),
+    );
   });
 
   it("exits 2 naming the variable when the daemon refuses the token", async () => {
@@ -123,7 +153,9 @@ describe("tasks list", () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("NUMEROUS_API_ACCESS_TOKEN: the daemon at");
     expect(missing.stderr).toContain("missing access token (set NUMEROUS_API_ACCESS_TOKEN)");
-    const right = await runCli(["tasks", "list"], { env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address, NUMEROUS_API_ACCESS_TOKEN: "the-right-token" } });
+    const right = await runCli(["tasks", "list"], {
+      env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address, NUMEROUS_API_ACCESS_TOKEN: "the-right-token" },
+    });
     expect(right.code).toBe(0);
   });
 });
@@ -136,7 +168,12 @@ describe("tasks get", () => {
     const failed = breaks("it broke");
     const cancelled = holdsThenAborts();
     const running = holdsUntilStopped("held");
-    await Promise.all([settled(done), settled(failed), until(cancelled, (i) => i.progress === 0.5), until(running, (i) => i.progress === 0.5)]);
+    await Promise.all([
+      settled(done),
+      settled(failed),
+      until(cancelled, (i) => i.progress === 0.5),
+      until(running, (i) => i.progress === 0.5),
+    ]);
     await cancelled.stop();
     await settled(cancelled);
 
@@ -155,10 +192,19 @@ describe("tasks get", () => {
 
     const live = await runCli(["tasks", "get", running.id, "--json"], { env });
     expect(live.code).toBe(0);
-    expect(JSON.parse(live.stdout)).toMatchObject({ id: running.id, status: "running", progress: 0.5, taskName: "holdsUntilStopped" });
+    expect(JSON.parse(live.stdout)).toMatchObject({
+      id: running.id,
+      status: "running",
+      progress: 0.5,
+      taskName: "holdsUntilStopped",
+    });
 
     const unknown = await runCli(["tasks", "get", "no-such-instance"], { env });
-    expect(unknown).toEqual({ code: 4, stdout: "", stderr: 'numerous-executor: no task instance with id "no-such-instance"\n' });
+    expect(unknown).toEqual({
+      code: 4,
+      stdout: "",
+      stderr: 'numerous-executor: no task instance with id "no-such-instance"\n',
+    });
     await running.stop();
   });
 });
@@ -170,7 +216,9 @@ describe("tasks watch", () => {
     const instance = waitsForFile(flag, { done: true });
     await until(instance, (i) => i.progress === 0.5);
 
-    const watch = startCli(["tasks", "watch", instance.id], { env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address } });
+    const watch = startCli(["tasks", "watch", instance.id], {
+      env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address },
+    });
     await watch.waitForOutput("running 50%\n");
     writeFileSync(flag, "");
     const result = await watch.exited;
@@ -189,12 +237,17 @@ describe("tasks watch", () => {
     const flag = join(tempDir("nt-flag-"), "go");
     const instance = waitsForFile(flag, "json");
     await until(instance, (i) => i.progress === 0.5);
-    const watch = startCli(["tasks", "watch", instance.id, "--json"], { env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address } });
+    const watch = startCli(["tasks", "watch", instance.id, "--json"], {
+      env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address },
+    });
     await watch.waitForOutput("\n");
     writeFileSync(flag, "");
     const result = await watch.exited;
     expect(result.code).toBe(0);
-    const snapshots = result.stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as { status: string; progress: number; result?: unknown });
+    const snapshots = result.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { status: string; progress: number; result?: unknown });
     expect(snapshots[0]).toMatchObject({ status: "running", progress: 0.5 });
     expect(snapshots.at(-1)).toMatchObject({ status: "completed", progress: 1, result: "json" });
   });
@@ -203,44 +256,63 @@ describe("tasks watch", () => {
     const daemon = await start();
     const failing = breaks("broke while watched");
     await until(failing, (i) => i.status !== "pending");
-    const result = await runCli(["tasks", "watch", failing.id], { env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address } });
+    const result = await runCli(["tasks", "watch", failing.id], {
+      env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address },
+    });
     expect(result.code).toBe(1);
     expect(result.stdout.trimEnd().split("\n").at(-1)).toBe("failed: Error: broke while watched");
   });
 
   it("exits 4 with a clear message for an unknown id", async () => {
     const daemon = await start();
-    const result = await runCli(["tasks", "watch", "no-such-instance"], { env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address } });
-    expect(result).toEqual({ code: 4, stdout: "", stderr: 'numerous-executor: no task instance with id "no-such-instance"\n' });
+    const result = await runCli(["tasks", "watch", "no-such-instance"], {
+      env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address },
+    });
+    expect(result).toEqual({
+      code: 4,
+      stdout: "",
+      stderr: 'numerous-executor: no task instance with id "no-such-instance"\n',
+    });
   });
 
-  it.skipIf(!existsSync("/usr/bin/script"))("draws a live progress bar on a terminal, then prints the result", async () => {
-    const daemon = await start();
-    const flag = join(tempDir("nt-flag-"), "go");
-    const instance = waitsForFile(flag, "on a terminal");
-    await until(instance, (i) => i.progress === 0.5);
-    // `script` gives the command a pseudo-terminal, as a person's shell would.
-    const child = spawn("script", ["-qec", `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} tasks watch ${instance.id}`, "/dev/null"], {
-      env: cliEnv({ NUMEROUS_EXECUTOR_ADDRESS: daemon.address, COLUMNS: "100" }),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let screen = "";
-    const drawn = new Promise<void>((resolve) => {
-      child.stdout.on("data", (chunk: Buffer) => {
-        screen += chunk.toString();
-        if (screen.includes("50% | running")) resolve();
+  it.skipIf(!existsSync("/usr/bin/script"))(
+    "draws a live progress bar on a terminal, then prints the result",
+    async () => {
+      const daemon = await start();
+      const flag = join(tempDir("nt-flag-"), "go");
+      const instance = waitsForFile(flag, "on a terminal");
+      await until(instance, (i) => i.progress === 0.5);
+      // `script` gives the command a pseudo-terminal, as a person's shell would.
+      const child = spawn(
+        "script",
+        [
+          "-qec",
+          `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} tasks watch ${instance.id}`,
+          "/dev/null",
+        ],
+        {
+          env: cliEnv({ NUMEROUS_EXECUTOR_ADDRESS: daemon.address, COLUMNS: "100" }),
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      let screen = "";
+      const drawn = new Promise<void>((resolve) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          screen += chunk.toString();
+          if (screen.includes("50% | running")) resolve();
+        });
       });
-    });
-    const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
-    await drawn;
-    writeFileSync(flag, "");
-    expect(await exited).toBe(0);
-    expect(screen).toMatch(/waitsForFile [█░]+ 50% \| running/);
-    expect(screen).toMatch(/waitsForFile █+ 100% \| completed/);
-    expect(screen).toContain('completed: "on a terminal"');
-    // No line-by-line fallback on a terminal.
-    expect(screen).not.toContain("running 50%");
-  });
+      const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
+      await drawn;
+      writeFileSync(flag, "");
+      expect(await exited).toBe(0);
+      expect(screen).toMatch(/waitsForFile [█░]+ 50% \| running/);
+      expect(screen).toMatch(/waitsForFile █+ 100% \| completed/);
+      expect(screen).toContain('completed: "on a terminal"');
+      // No line-by-line fallback on a terminal.
+      expect(screen).not.toContain("running 50%");
+    },
+  );
 });
 
 describe("tasks stop", () => {
@@ -263,7 +335,11 @@ describe("tasks stop", () => {
     expect(returns.status).toBe("cancelled");
 
     const unknown = await runCli(["tasks", "stop", "no-such-instance", "--wait"], { env });
-    expect(unknown).toEqual({ code: 4, stdout: "", stderr: 'numerous-executor: no task instance with id "no-such-instance"\n' });
+    expect(unknown).toEqual({
+      code: 4,
+      stdout: "",
+      stderr: 'numerous-executor: no task instance with id "no-such-instance"\n',
+    });
   });
 });
 
@@ -271,28 +347,47 @@ describe("tasks definitions", () => {
   it("lists the deployment's task definitions as a table, or JSON", async () => {
     const daemon = await start();
     const env = { NUMEROUS_EXECUTOR_ADDRESS: daemon.address };
-    await Promise.all([reply(1).wait(), breaks("x").wait().catch(() => undefined)]);
+    await Promise.all([
+      reply(1).wait(),
+      breaks("x")
+        .wait()
+        .catch(() => undefined),
+    ]);
     const table = await runCli(["tasks", "definitions"], { env });
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^NAME\s+ID$/);
-    expect(lines.slice(1).map((line) => line.split(/\s+/)[0]).sort()).toEqual(["breaks", "reply"]);
+    expect(
+      lines
+        .slice(1)
+        .map((line) => line.split(/\s+/)[0])
+        .sort(),
+    ).toEqual(["breaks", "reply"]);
     const json = await runCli(["tasks", "definitions", "--json"], { env });
-    expect((JSON.parse(json.stdout) as Array<{ id: string; name: string }>).sort((a, b) => a.name.localeCompare(b.name))).toEqual([
-      breaks.definition,
-      reply.definition,
-    ]);
+    expect(
+      (JSON.parse(json.stdout) as Array<{ id: string; name: string }>).sort((a, b) =>
+        a.name.localeCompare(b.name),
+      ),
+    ).toEqual([breaks.definition, reply.definition]);
   });
 });
 
 describe("health", () => {
   it("prints SERVING and exits 0 for a daemon that serves; UNREACHABLE and 1 for a closed port", async () => {
     const daemon = await start();
-    await expect(runCli(["health"], { env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address } })).resolves.toEqual({ code: 0, stdout: "SERVING\n", stderr: "" });
-    await expect(runCli(["health", "--address", daemon.address])).resolves.toMatchObject({ code: 0, stdout: "SERVING\n" });
+    await expect(runCli(["health"], { env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address } })).resolves.toEqual(
+      { code: 0, stdout: "SERVING\n", stderr: "" },
+    );
+    await expect(runCli(["health", "--address", daemon.address])).resolves.toMatchObject({
+      code: 0,
+      stdout: "SERVING\n",
+    });
     // No token needed: probes carry none.
     const secured = await start({ args: ["--token", "a-token-for-probes"] });
-    await expect(runCli(["health", "--address", secured.address])).resolves.toMatchObject({ code: 0, stdout: "SERVING\n" });
+    await expect(runCli(["health", "--address", secured.address])).resolves.toMatchObject({
+      code: 0,
+      stdout: "SERVING\n",
+    });
 
     const address = `127.0.0.1:${await closedPort()}`;
     const closed = await runCli(["health", "--address", address, "--timeout-ms", "2000"]);

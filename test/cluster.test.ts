@@ -45,11 +45,16 @@ interface Cluster {
   close(): Promise<void>;
 }
 
-async function startCluster(concurrencies: readonly number[], extra: readonly string[] = []): Promise<Cluster> {
+async function startCluster(
+  concurrencies: readonly number[],
+  extra: readonly string[] = [],
+): Promise<Cluster> {
   const url = await freshDatabase();
   const daemons = await Promise.all(
     concurrencies.map((concurrency) =>
-      startDaemon({ args: ["--store", url, "--concurrency", String(concurrency), "--stop-grace-ms", "2000", ...extra] }),
+      startDaemon({
+        args: ["--store", url, "--concurrency", String(concurrency), "--stop-grace-ms", "2000", ...extra],
+      }),
     ),
   );
   const clients: PlatformExecutor[] = [];
@@ -69,17 +74,22 @@ async function startCluster(concurrencies: readonly number[], extra: readonly st
     },
     async close() {
       await Promise.all(clients.map((client) => client.close()));
-      await Promise.all(daemons.map((daemon) => (daemon.child.exitCode === null ? daemon.stop() : undefined)));
+      await Promise.all(
+        daemons.map((daemon) => (daemon.child.exitCode === null ? daemon.stop() : undefined)),
+      );
       for (const daemon of daemons) removeDataDir(daemon.dataDir);
     },
   };
 }
 
 // The client talks to a daemon that runs nothing; the two others run the workloads.
-describeExecutorContract("a cluster of three daemons on PostgreSQL, client on the one that runs nothing", async () => {
-  const cluster = await startCluster([0, CONTRACT_CONCURRENCY / 2, CONTRACT_CONCURRENCY / 2]);
-  return { executor: cluster.client(0), close: () => cluster.close() };
-});
+describeExecutorContract(
+  "a cluster of three daemons on PostgreSQL, client on the one that runs nothing",
+  async () => {
+    const cluster = await startCluster([0, CONTRACT_CONCURRENCY / 2, CONTRACT_CONCURRENCY / 2]);
+    return { executor: cluster.client(0), close: () => cluster.close() };
+  },
+);
 
 describe("cluster faults", () => {
   let cluster: Cluster | undefined;
@@ -98,7 +108,10 @@ describe("cluster faults", () => {
       const instances = Array.from({ length: 200 }, (_, i) => recordRun(ledger, i));
       const results = await Promise.all(instances.map((instance) => instance.wait()));
       expect(results).toEqual(Array.from({ length: 200 }, (_, i) => i * 2));
-      const runs = readFileSync(ledger, "utf8").trim().split("\n").map((line) => line.split(" "));
+      const runs = readFileSync(ledger, "utf8")
+        .trim()
+        .split("\n")
+        .map((line) => line.split(" "));
       const ids = runs.map(([id]) => id);
       expect(new Set(ids).size).toBe(200);
       expect(ids.length).toBe(200);
@@ -118,7 +131,8 @@ describe("cluster faults", () => {
     // Both workers busy: which daemon runs which is up to the claims.
     const daemonsOf = await Promise.all(
       held.map(async (instance) => {
-        for await (const snapshot of instance) if (snapshot.output !== undefined) return snapshot.output.daemon as string;
+        for await (const snapshot of instance)
+          if (snapshot.output !== undefined) return snapshot.output.daemon as string;
         throw new Error("ended before it started");
       }),
     );
@@ -127,7 +141,8 @@ describe("cluster faults", () => {
     const onSurvivor = held[daemonsOf.indexOf(`unix:${join(survivor.dataDir, "workloads.sock")}`)];
     expect(onDoomed).toBeDefined();
     expect(onSurvivor).toBeDefined();
-    const doomedName = (await doomed.waitForLog((entry) => entry.msg === "joined the cluster")).owner as string;
+    const doomedName = (await doomed.waitForLog((entry) => entry.msg === "joined the cluster"))
+      .owner as string;
     const waiting = countSlowly(2, 5); // pending: both slots are full
 
     await doomed.kill9();

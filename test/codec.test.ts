@@ -18,7 +18,7 @@ function inputErrorOf(value: unknown, path: string): TaskInputError {
 
 describe("codec round trips", () => {
   it.each([
-    ["a string", "héllo ✓ \u0000 \"quoted\""],
+    ["a string", 'héllo ✓ \u0000 "quoted"'],
     ["an empty string", ""],
     ["an integer", 42],
     ["a negative fraction", -0.125],
@@ -56,7 +56,12 @@ describe("codec round trips", () => {
       { $nt: "d", v: 0 },
       { $nt: "o", v: { $nt: "u" } },
       { $nt: 1, other: undefined },
-      { nested: [{ $nt: "d", v: 5 }, { $nt: "u", when: new Date(7) }] },
+      {
+        nested: [
+          { $nt: "d", v: 5 },
+          { $nt: "u", when: new Date(7) },
+        ],
+      },
       [{ $nt: "u" }],
       { $nt: { $nt: "u" } },
     ]) {
@@ -78,7 +83,10 @@ describe("codec round trips", () => {
 
   it("carries an object reached twice without a cycle", () => {
     const shared = { id: 1 };
-    expect(roundTrip({ a: shared, b: [shared, shared] })).toStrictEqual({ a: { id: 1 }, b: [{ id: 1 }, { id: 1 }] });
+    expect(roundTrip({ a: shared, b: [shared, shared] })).toStrictEqual({
+      a: { id: 1 },
+      b: [{ id: 1 }, { id: 1 }],
+    });
   });
 
   it("carries an object without a prototype as a plain object", () => {
@@ -113,7 +121,13 @@ describe("codec refusals name the path of the bad value", () => {
 
   it.each([
     { what: "a function", value: { when: () => 1 }, base: "args", path: "args.when" },
-    { what: "a named function", value: [function compute() {}], base: "args", path: "args[0]", says: "compute" },
+    {
+      what: "a named function",
+      value: [function compute() {}],
+      base: "args",
+      path: "args[0]",
+      says: "compute",
+    },
     { what: "a symbol", value: { s: Symbol("x") }, base: "args", path: "args.s" },
     { what: "a BigInt", value: [[1n]], base: "args", path: "args[0][0]", says: "BigInt" },
     { what: "NaN", value: Number.NaN, base: "result", path: "result", says: "NaN" },
@@ -130,7 +144,12 @@ describe("codec refusals name the path of the bad value", () => {
     { what: "an invalid Date", value: { d: new Date(Number.NaN) }, base: "args", path: "args.d" },
     { what: "a symbol key", value: { [Symbol("k")]: 1 }, base: "args", path: "args" },
     { what: "a key that needs quoting", value: { "my-key": () => 1 }, base: "args", path: 'args["my-key"]' },
-    { what: "a quoted key under an index", value: [{ 'say "hi"': Symbol() }], base: "args", path: 'args[0]["say \\"hi\\""]' },
+    {
+      what: "a quoted key under an index",
+      value: [{ 'say "hi"': Symbol() }],
+      base: "args",
+      path: 'args[0]["say \\"hi\\""]',
+    },
   ])("$what at $path", ({ value, base, path, says }) => {
     const error = inputErrorOf(value, base);
     expect(error.path).toBe(path);

@@ -54,11 +54,16 @@ if (skipReason !== undefined) console.warn(`test/container.test.ts skipped: ${sk
 
 async function podmanRun(args: readonly string[], timeoutMs = 60_000): Promise<string> {
   try {
-    const { stdout } = await run(podman, [...runtimeArgs, ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run(podman, [...runtimeArgs, ...args], {
+      timeout: timeoutMs,
+      maxBuffer: 64 * 1024 * 1024,
+    });
     return stdout;
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`podman ${args.join(" ")} failed:\n${`${stdout ?? ""}${stderr ?? ""}`.trim().split("\n").slice(-30).join("\n")}`);
+    throw new Error(
+      `podman ${args.join(" ")} failed:\n${`${stdout ?? ""}${stderr ?? ""}`.trim().split("\n").slice(-30).join("\n")}`,
+    );
   }
 }
 
@@ -76,7 +81,9 @@ function freePort(): Promise<number> {
 /** Resolves once the container has logged its `count`-th "listening" line; rejects if it stops first. */
 function listening(container: string, count: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const follow: ChildProcess = spawn(podman, ["logs", "-f", container], { stdio: ["ignore", "pipe", "pipe"] });
+    const follow: ChildProcess = spawn(podman, ["logs", "-f", container], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const seen: string[] = [];
     let found = 0;
     const onLine = (line: string) => {
@@ -92,15 +99,23 @@ function listening(container: string, count: number): Promise<void> {
     };
     createInterface({ input: follow.stdout as NodeJS.ReadableStream }).on("line", onLine);
     createInterface({ input: follow.stderr as NodeJS.ReadableStream }).on("line", onLine);
-    follow.once("close", () => reject(new Error(`the container stopped before listening:\n${seen.slice(-20).join("\n")}`)));
+    follow.once("close", () =>
+      reject(new Error(`the container stopped before listening:\n${seen.slice(-20).join("\n")}`)),
+    );
   });
 }
 
 /** Runs `script` with node in `cwd`, the SDK configured by `env`; resolves with its stdout. */
 async function node(cwd: string, script: string, env: Record<string, string>): Promise<string> {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("NUMEROUS_")));
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith("NUMEROUS_")),
+  );
   try {
-    const { stdout } = await run(process.execPath, [script], { cwd, env: { ...clean, ...env }, timeout: 60_000 });
+    const { stdout } = await run(process.execPath, [script], {
+      cwd,
+      env: { ...clean, ...env },
+      timeout: 60_000,
+    });
     return stdout;
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
@@ -114,84 +129,140 @@ afterAll(async () => {
 });
 
 describe.skipIf(skipReason !== undefined)("the container image", () => {
-  it("builds, runs a task for a client on the host with a token, answers health, runs as non-root, keeps its data across a restart", async () => {
-    // 1. The image. The base made from this machine lacks Node's C headers, which
-    //    better-sqlite3 compiles against: a derived base adds them.
-    if (existsSync(join(TOOLS, "node-base-image"))) await run(join(TOOLS, "node-base-image"), [], { timeout: 10 * 60_000 });
-    const headers = join(dirname(dirname(process.execPath)), "include/node");
-    const context = mkdtempSync(join(tmpdir(), "nt-node-base-dev-"));
-    cleanups.push(() => rmSync(context, { recursive: true, force: true }));
-    cpSync(headers, join(context, "include/node"), { recursive: true });
-    writeFileSync(join(context, "Containerfile"), `FROM ${BASE_IMAGE}\nCOPY include/node /usr/include/node\n`);
-    await podmanRun(["build", "--network", "host", "-t", DEV_BASE_IMAGE, context], 5 * 60_000);
-    await podmanRun(["build", "--network", "host", "--format", "docker", "--build-arg", `NODE_IMAGE=${DEV_BASE_IMAGE}`, "-t", IMAGE, ROOT], 20 * 60_000);
+  it(
+    "builds, runs a task for a client on the host with a token, answers health, runs as non-root, keeps its data across a restart",
+    async () => {
+      // 1. The image. The base made from this machine lacks Node's C headers, which
+      //    better-sqlite3 compiles against: a derived base adds them.
+      if (existsSync(join(TOOLS, "node-base-image")))
+        await run(join(TOOLS, "node-base-image"), [], { timeout: 10 * 60_000 });
+      const headers = join(dirname(dirname(process.execPath)), "include/node");
+      const context = mkdtempSync(join(tmpdir(), "nt-node-base-dev-"));
+      cleanups.push(() => rmSync(context, { recursive: true, force: true }));
+      cpSync(headers, join(context, "include/node"), { recursive: true });
+      writeFileSync(
+        join(context, "Containerfile"),
+        `FROM ${BASE_IMAGE}\nCOPY include/node /usr/include/node\n`,
+      );
+      await podmanRun(["build", "--network", "host", "-t", DEV_BASE_IMAGE, context], 5 * 60_000);
+      await podmanRun(
+        [
+          "build",
+          "--network",
+          "host",
+          "--format",
+          "docker",
+          "--build-arg",
+          `NODE_IMAGE=${DEV_BASE_IMAGE}`,
+          "-t",
+          IMAGE,
+          ROOT,
+        ],
+        20 * 60_000,
+      );
 
-    // 2. The app: a compiled task module, and a client that imports the package from this build.
-    const app = mkdtempSync(join(tmpdir(), "nt-container-app-"));
-    cleanups.push(() => rmSync(app, { recursive: true, force: true }));
-    writeFileSync(
-      join(app, "tasks.mjs"),
-      [
-        'import { getTaskController, task } from "numerous-tasks";',
-        "export const inContainer = task(async function inContainer(x) {",
-        "  getTaskController().setProgress(0.5);",
-        "  return { doubled: x * 2, uid: process.getuid(), module: import.meta.url };",
-        "});",
-        "",
-      ].join("\n"),
-    );
-    writeFileSync(
-      join(app, "client.mjs"),
-      [
-        'import { inContainer } from "./tasks.mjs";',
-        "const instance = inContainer(21);",
-        "const result = await instance.wait();",
-        "console.log(JSON.stringify({ id: instance.id, result }));",
-        "process.exit(0);",
-        "",
-      ].join("\n"),
-    );
-    mkdirSync(join(app, "node_modules"));
-    symlinkSync(ROOT, join(app, "node_modules/numerous-tasks"), "dir");
+      // 2. The app: a compiled task module, and a client that imports the package from this build.
+      const app = mkdtempSync(join(tmpdir(), "nt-container-app-"));
+      cleanups.push(() => rmSync(app, { recursive: true, force: true }));
+      writeFileSync(
+        join(app, "tasks.mjs"),
+        [
+          'import { getTaskController, task } from "numerous-tasks";',
+          "export const inContainer = task(async function inContainer(x) {",
+          "  getTaskController().setProgress(0.5);",
+          "  return { doubled: x * 2, uid: process.getuid(), module: import.meta.url };",
+          "});",
+          "",
+        ].join("\n"),
+      );
+      writeFileSync(
+        join(app, "client.mjs"),
+        [
+          'import { inContainer } from "./tasks.mjs";',
+          "const instance = inContainer(21);",
+          "const result = await instance.wait();",
+          "console.log(JSON.stringify({ id: instance.id, result }));",
+          "process.exit(0);",
+          "",
+        ].join("\n"),
+      );
+      mkdirSync(join(app, "node_modules"));
+      symlinkSync(ROOT, join(app, "node_modules/numerous-tasks"), "dir");
 
-    // 3. The daemon in a container: host network on a free port, a token, /app and /data mounted.
-    const port = await freePort();
-    const name = `nt-container-test-${process.pid}-${Date.now().toString(36)}`;
-    const volume = `${name}-data`;
-    cleanups.push(() => podmanRun(["volume", "rm", "-f", volume]));
-    cleanups.push(() => podmanRun(["rm", "-f", "-t", "2", name]));
-    await podmanRun([
-      "run", "-d", "--name", name, "--network", "host",
-      "-e", `NUMEROUS_EXECUTOR_TOKEN=${TOKEN}`,
-      "-e", `NUMEROUS_EXECUTOR_LISTEN=0.0.0.0:${port}`,
-      "-e", `NUMEROUS_EXECUTOR_ADDRESS=127.0.0.1:${port}`,
-      "-v", `${volume}:/data`,
-      "-v", `${join(app, "tasks.mjs")}:/app/tasks.mjs:ro`,
-      IMAGE,
-    ]);
-    await listening(name, 1);
-    const health = await podmanRun(["exec", name, "numerous-executor", "health"]);
-    console.info(`numerous-executor health inside the container: ${health.trim()}`);
-    expect(health).toBe("SERVING\n");
-    expect((await podmanRun(["exec", name, "id", "-un"])).trim()).toBe("numerous");
-    expect((await podmanRun(["exec", name, "id", "-u"])).trim()).not.toBe("0");
+      // 3. The daemon in a container: host network on a free port, a token, /app and /data mounted.
+      const port = await freePort();
+      const name = `nt-container-test-${process.pid}-${Date.now().toString(36)}`;
+      const volume = `${name}-data`;
+      cleanups.push(() => podmanRun(["volume", "rm", "-f", volume]));
+      cleanups.push(() => podmanRun(["rm", "-f", "-t", "2", name]));
+      await podmanRun([
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "-e",
+        `NUMEROUS_EXECUTOR_TOKEN=${TOKEN}`,
+        "-e",
+        `NUMEROUS_EXECUTOR_LISTEN=0.0.0.0:${port}`,
+        "-e",
+        `NUMEROUS_EXECUTOR_ADDRESS=127.0.0.1:${port}`,
+        "-v",
+        `${volume}:/data`,
+        "-v",
+        `${join(app, "tasks.mjs")}:/app/tasks.mjs:ro`,
+        IMAGE,
+      ]);
+      await listening(name, 1);
+      const health = await podmanRun(["exec", name, "numerous-executor", "health"]);
+      console.info(`numerous-executor health inside the container: ${health.trim()}`);
+      expect(health).toBe("SERVING\n");
+      expect((await podmanRun(["exec", name, "id", "-un"])).trim()).toBe("numerous");
+      expect((await podmanRun(["exec", name, "id", "-u"])).trim()).not.toBe("0");
 
-    // 4. A client on the host: its module path is relative to its working directory, which
-    //    the daemon finds under its app root, /app.
-    const env = { NUMEROUS_EXECUTOR: "platform", NUMEROUS_EXECUTOR_ADDRESS: `127.0.0.1:${port}`, NUMEROUS_API_ACCESS_TOKEN: TOKEN };
-    const ran = JSON.parse(await node(app, "client.mjs", env)) as { id: string; result: { doubled: number; uid: number; module: string } };
-    expect(ran.result.doubled).toBe(42);
-    expect(ran.result.uid).not.toBe(0);
-    expect(ran.result.module).toBe("file:///app/tasks.mjs");
-    // Without the token the daemon, listening beyond loopback, refuses.
-    await expect(node(app, "client.mjs", { ...env, NUMEROUS_API_ACCESS_TOKEN: "" })).rejects.toThrow(/missing access token/);
+      // 4. A client on the host: its module path is relative to its working directory, which
+      //    the daemon finds under its app root, /app.
+      const env = {
+        NUMEROUS_EXECUTOR: "platform",
+        NUMEROUS_EXECUTOR_ADDRESS: `127.0.0.1:${port}`,
+        NUMEROUS_API_ACCESS_TOKEN: TOKEN,
+      };
+      const ran = JSON.parse(await node(app, "client.mjs", env)) as {
+        id: string;
+        result: { doubled: number; uid: number; module: string };
+      };
+      expect(ran.result.doubled).toBe(42);
+      expect(ran.result.uid).not.toBe(0);
+      expect(ran.result.module).toBe("file:///app/tasks.mjs");
+      // Without the token the daemon, listening beyond loopback, refuses.
+      await expect(node(app, "client.mjs", { ...env, NUMEROUS_API_ACCESS_TOKEN: "" })).rejects.toThrow(
+        /missing access token/,
+      );
 
-    // 5. A restart (SIGTERM, then a new daemon on the same volume) keeps the instance.
-    await podmanRun(["restart", "-t", "20", name], 2 * 60_000);
-    await listening(name, 2);
-    expect(await podmanRun(["exec", name, "numerous-executor", "health"])).toBe("SERVING\n");
-    expect((await podmanRun(["exec", name, "ls", "/data"])).split("\n")).toContain("numerous-tasks.db");
-    const after = await podmanRun(["exec", "-e", `NUMEROUS_API_ACCESS_TOKEN=${TOKEN}`, name, "numerous-executor", "tasks", "get", ran.id, "--json"]);
-    expect(JSON.parse(after)).toMatchObject({ id: ran.id, status: "completed", taskName: "inContainer", result: { doubled: 42 } });
-  }, 30 * 60_000);
+      // 5. A restart (SIGTERM, then a new daemon on the same volume) keeps the instance.
+      await podmanRun(["restart", "-t", "20", name], 2 * 60_000);
+      await listening(name, 2);
+      expect(await podmanRun(["exec", name, "numerous-executor", "health"])).toBe("SERVING\n");
+      expect((await podmanRun(["exec", name, "ls", "/data"])).split("\n")).toContain("numerous-tasks.db");
+      const after = await podmanRun([
+        "exec",
+        "-e",
+        `NUMEROUS_API_ACCESS_TOKEN=${TOKEN}`,
+        name,
+        "numerous-executor",
+        "tasks",
+        "get",
+        ran.id,
+        "--json",
+      ]);
+      expect(JSON.parse(after)).toMatchObject({
+        id: ran.id,
+        status: "completed",
+        taskName: "inContainer",
+        result: { doubled: 42 },
+      });
+    },
+    30 * 60_000,
+  );
 });

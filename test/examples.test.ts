@@ -11,7 +11,10 @@ const EXAMPLES = readdirSync(join(ROOT, "examples"))
   .sort();
 
 /** Runs one example as a user would, in its own process; resolves its exit code and output. */
-function runExample(name: string, env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+function runExample(
+  name: string,
+  env: Record<string, string>,
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--import", "tsx", join("examples", name)], {
       cwd: ROOT,

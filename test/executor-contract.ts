@@ -145,9 +145,20 @@ export function describeExecutorContract(
 
       it("gives the function decoded values of the wire types", async () => {
         const when = new Date("2030-01-01T00:00:00.000Z");
-        await expect(describeArgs(when, undefined, [1], null, "s", 1, true, {}).wait()).resolves.toStrictEqual({
+        await expect(
+          describeArgs(when, undefined, [1], null, "s", 1, true, {}).wait(),
+        ).resolves.toStrictEqual({
           count: 8,
-          kinds: [`date:${when.toISOString()}`, "undefined", "array", "null", "string", "number", "boolean", "object"],
+          kinds: [
+            `date:${when.toISOString()}`,
+            "undefined",
+            "array",
+            "null",
+            "string",
+            "number",
+            "boolean",
+            "object",
+          ],
         });
         await expect(describeArgs().wait()).resolves.toStrictEqual({ count: 0, kinds: [] });
       });
@@ -221,7 +232,11 @@ export function describeExecutorContract(
           const progress = seen.map((s) => s.progress);
           expect(progress.every((p) => p >= 0 && p <= 1)).toBe(true);
           expect(progress).toStrictEqual([...progress].sort((a, b) => a - b));
-          expect(seen.at(-1)).toMatchObject({ status: TaskStatus.Completed, progress: 1, output: { step: 5 } });
+          expect(seen.at(-1)).toMatchObject({
+            status: TaskStatus.Completed,
+            progress: 1,
+            output: { step: 5 },
+          });
           expectOneTerminalAtTheEnd(seen);
         }
         expect(instance.progress).toBe(1);
@@ -338,7 +353,9 @@ export function describeExecutorContract(
         const error = await rejectionOf(waitForCompletion(instance, { timeoutMs: 1 }));
         expect(error).toBeInstanceOf(TaskTimeoutError);
         expect(error).toMatchObject({ code: "TASK_TIMEOUT", instanceId: instance.id, timeoutMs: 1 });
-        await expect(waitForCompletion(instance.id, { timeoutMs: 1 })).rejects.toBeInstanceOf(TaskTimeoutError);
+        await expect(waitForCompletion(instance.id, { timeoutMs: 1 })).rejects.toBeInstanceOf(
+          TaskTimeoutError,
+        );
         expect(instance.status).toBe(TaskStatus.Running);
         expect(instance.isDone()).toBe(false);
 
@@ -354,7 +371,9 @@ export function describeExecutorContract(
         const waiting = waitForCompletion(instance, { signal: controller.signal });
         controller.abort(reason);
         expect(await rejectionOf(waiting)).toBe(reason);
-        expect(await rejectionOf(waitForCompletion(instance.id, { signal: AbortSignal.abort(reason) }))).toBe(reason);
+        expect(await rejectionOf(waitForCompletion(instance.id, { signal: AbortSignal.abort(reason) }))).toBe(
+          reason,
+        );
         expect(instance.status).toBe(TaskStatus.Running);
       });
 
@@ -370,7 +389,9 @@ export function describeExecutorContract(
       it("cancels a pending instance at once, and it never runs", async () => {
         const blockers = Array.from({ length: CONTRACT_CONCURRENCY }, (_, i) => waitForStop(`blocker ${i}`));
         await Promise.all(
-          blockers.map((blocker) => untilSnapshot(blocker, (s) => s.status === TaskStatus.Running, "it runs")),
+          blockers.map((blocker) =>
+            untilSnapshot(blocker, (s) => s.status === TaskStatus.Running, "it runs"),
+          ),
         );
         const queued = add(1, 1);
         const history = recordChanges(queued);
@@ -415,7 +436,11 @@ export function describeExecutorContract(
 
       it("lets a task see shouldStop() and return early", async () => {
         const instance = slowCount(2_000, 5);
-        await untilSnapshot(instance, (s) => (s.output?.step as number | undefined) !== undefined, "it counts");
+        await untilSnapshot(
+          instance,
+          (s) => (s.output?.step as number | undefined) !== undefined,
+          "it counts",
+        );
         await stopTaskInstance(instance.id);
         const result = (await instance.wait()) as { counted: number; stopped: boolean };
         expect(result.stopped).toBe(true);
@@ -512,7 +537,9 @@ export function describeExecutorContract(
         const first = controllerIdsUntilStopped(2);
         const second = controllerIdsUntilStopped(2);
         await Promise.all(
-          [first, second].map((instance) => untilSnapshot(instance, (s) => s.status === TaskStatus.Running, "it runs")),
+          [first, second].map((instance) =>
+            untilSnapshot(instance, (s) => s.status === TaskStatus.Running, "it runs"),
+          ),
         );
         // Both are running now and neither ends before its stop: more rounds means interleaved rounds.
         await Promise.all(
@@ -569,15 +596,19 @@ export function describeExecutorContract(
         expect(ours(await listTaskInstances({ status: [TaskStatus.Completed] }))).toStrictEqual(
           [add1, echo1, add2, echo2, double].map((instance) => instance.id),
         );
-        expect(ours(await listTaskInstances({ status: [TaskStatus.Failed, TaskStatus.Cancelled] }))).toStrictEqual([
-          failed.id,
-        ]);
-        expect(ours(await listTaskInstances({ status: [TaskStatus.Pending, TaskStatus.Running] }))).toStrictEqual([]);
+        expect(
+          ours(await listTaskInstances({ status: [TaskStatus.Failed, TaskStatus.Cancelled] })),
+        ).toStrictEqual([failed.id]);
+        expect(
+          ours(await listTaskInstances({ status: [TaskStatus.Pending, TaskStatus.Running] })),
+        ).toStrictEqual([]);
         expect(ours(await echo.listInstances({ status: TaskStatus.Completed }))).toStrictEqual([
           echo1.id,
           echo2.id,
         ]);
-        expect(ours(await listTaskInstances({ task: throwsError.definition.id, status: TaskStatus.Completed }))).toStrictEqual([]);
+        expect(
+          ours(await listTaskInstances({ task: throwsError.definition.id, status: TaskStatus.Completed })),
+        ).toStrictEqual([]);
 
         const paged: string[] = [];
         let cursor: string | undefined;
@@ -595,7 +626,9 @@ export function describeExecutorContract(
         const addPaged: string[] = [];
         const firstPage = await add.listInstances({ limit: 1 });
         addPaged.push(...firstPage.map((instance) => instance.id));
-        addPaged.push(...(await add.listInstances({ limit: 1000, cursor: firstPage.at(-1)?.id })).map((i) => i.id));
+        addPaged.push(
+          ...(await add.listInstances({ limit: 1000, cursor: firstPage.at(-1)?.id })).map((i) => i.id),
+        );
         expect(addPaged.filter((id) => ids.includes(id))).toStrictEqual(addIds);
       });
 

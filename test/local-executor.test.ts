@@ -132,7 +132,12 @@ describe("local executor", () => {
       use(built as LocalExecutor);
       const instances = Array.from({ length: 4 }, (_, i) => waitForStop(i));
       await Promise.all(instances.slice(0, 3).map(untilRunning));
-      expect(instances.map((instance) => instance.status)).toStrictEqual(["running", "running", "running", "pending"]);
+      expect(instances.map((instance) => instance.status)).toStrictEqual([
+        "running",
+        "running",
+        "running",
+        "pending",
+      ]);
       await instances[0]?.stop();
       await untilRunning(instances[3] as TaskInstanceState<unknown>);
     });

@@ -5,7 +5,14 @@ import { removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 for (const mode of ["process", "pool"] as const) {
   describeExecutorContract(`platform, ${mode} workloads, over a real daemon`, async () => {
     const daemon = await startDaemon({
-      args: ["--concurrency", String(CONTRACT_CONCURRENCY), "--workload-mode", mode, "--stop-grace-ms", "2000"],
+      args: [
+        "--concurrency",
+        String(CONTRACT_CONCURRENCY),
+        "--workload-mode",
+        mode,
+        "--stop-grace-ms",
+        "2000",
+      ],
     });
     const executor = new PlatformExecutor({
       address: daemon.address,

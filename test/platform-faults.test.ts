@@ -59,7 +59,12 @@ import {
   throwsUncaught,
   waitsForFlag,
 } from "./fixtures/fault-tasks.js";
-import { type DaemonProcess, type DaemonProcessOptions, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import {
+  type DaemonProcess,
+  type DaemonProcessOptions,
+  removeDataDir,
+  startDaemon,
+} from "./helpers/daemon-process.js";
 import { until } from "./helpers/handles.js";
 
 const FAULT_TASKS = fileURLToPath(new URL("./fixtures/fault-tasks.ts", import.meta.url));
@@ -73,7 +78,12 @@ afterEach(async () => {
   for (const daemon of daemons.splice(0)) {
     if (isAlive(daemon)) {
       // A test that failed half-way may leave a task waiting: stop it, so no workload outlives the test.
-      const executor = new PlatformExecutor({ address: daemon.address, accessToken: undefined, deploymentId: undefined, tlsCaFile: undefined });
+      const executor = new PlatformExecutor({
+        address: daemon.address,
+        accessToken: undefined,
+        deploymentId: undefined,
+        tlsCaFile: undefined,
+      });
       const active = await executor.list({ status: ["pending", "running"] }).catch(() => ({ instances: [] }));
       await Promise.allSettled(active.instances.map((instance) => executor.stop(instance.id)));
       await executor.close();
@@ -92,7 +102,12 @@ async function start(options: DaemonProcessOptions = {}): Promise<DaemonProcess>
 
 /** A platform executor on `address`, made the one the SDK uses. */
 function connect(address: string): PlatformExecutor {
-  const executor = new PlatformExecutor({ address, accessToken: undefined, deploymentId: undefined, tlsCaFile: undefined });
+  const executor = new PlatformExecutor({
+    address,
+    accessToken: undefined,
+    deploymentId: undefined,
+    tlsCaFile: undefined,
+  });
   executors.push(executor);
   setExecutor(executor);
   return executor;
@@ -198,18 +213,44 @@ describe("bad input from clients", () => {
       client.submit(
         {
           instances: [
-            NewInstance.fromPartial({ id: "missing-module-1", taskName: "anything", args: "J[]", module: "/no/such/dir/tasks.ts" }),
-            NewInstance.fromPartial({ id: "missing-module-2", taskName: "anything", args: "J[]", module: "" }),
-            NewInstance.fromPartial({ id: "bad-args-1", taskName: "quick", args: "{not the codec", module: FAULT_TASKS }),
+            NewInstance.fromPartial({
+              id: "missing-module-1",
+              taskName: "anything",
+              args: "J[]",
+              module: "/no/such/dir/tasks.ts",
+            }),
+            NewInstance.fromPartial({
+              id: "missing-module-2",
+              taskName: "anything",
+              args: "J[]",
+              module: "",
+            }),
+            NewInstance.fromPartial({
+              id: "bad-args-1",
+              taskName: "quick",
+              args: "{not the codec",
+              module: FAULT_TASKS,
+            }),
           ],
         },
         (err, res) => (err ? reject(err) : resolve(res)),
       ),
     );
-    expect(response.results.map((result) => result.outcome?.$case === "error" && result.outcome.value)).toEqual([
-      expect.objectContaining({ name: "TaskNotFoundError", message: expect.stringContaining("/no/such/dir/tasks.ts does not exist") }),
-      expect.objectContaining({ name: "TaskNotFoundError", message: expect.stringContaining("cannot tell which module") }),
-      expect.objectContaining({ name: "TaskInputError", message: expect.stringContaining("not encoded by the numerous-tasks codec") }),
+    expect(
+      response.results.map((result) => result.outcome?.$case === "error" && result.outcome.value),
+    ).toEqual([
+      expect.objectContaining({
+        name: "TaskNotFoundError",
+        message: expect.stringContaining("/no/such/dir/tasks.ts does not exist"),
+      }),
+      expect.objectContaining({
+        name: "TaskNotFoundError",
+        message: expect.stringContaining("cannot tell which module"),
+      }),
+      expect.objectContaining({
+        name: "TaskInputError",
+        message: expect.stringContaining("not encoded by the numerous-tasks codec"),
+      }),
     ]);
 
     await expect(quick("still serving").wait()).resolves.toBe("still serving");
@@ -237,13 +278,19 @@ describe("bad input from clients", () => {
     symlinkSync(FAULT_TASKS, link);
     const response = await new Promise<SubmitResponse>((resolve, reject) =>
       rawTaskClient(daemon.address).submit(
-        { instances: [NewInstance.fromPartial({ id: "through-a-link", taskName: "quick", args: "J[1]", module: link })] },
+        {
+          instances: [
+            NewInstance.fromPartial({ id: "through-a-link", taskName: "quick", args: "J[1]", module: link }),
+          ],
+        },
         (err, res) => (err ? reject(err) : resolve(res)),
       ),
     );
     const outcome = response.results[0]?.outcome;
     expect(outcome?.$case).toBe("error");
-    expect(outcome?.$case === "error" && outcome.value.message).toContain(`outside the daemon's app root ${realpathSync(appRoot)}`);
+    expect(outcome?.$case === "error" && outcome.value.message).toContain(
+      `outside the daemon's app root ${realpathSync(appRoot)}`,
+    );
 
     expect(existsSync(marker)).toBe(false);
     expectAlive(daemon);
@@ -283,15 +330,25 @@ function frame(payload: Buffer, declaredLength = payload.length, compressed = fa
 }
 
 /** POSTs raw bytes to a gRPC method over plain HTTP/2 and returns the status the server sent. */
-async function rawGrpcCall(address: string, path: string, body: Buffer): Promise<{ code: number; message: string }> {
+async function rawGrpcCall(
+  address: string,
+  path: string,
+  body: Buffer,
+): Promise<{ code: number; message: string }> {
   const session = http2.connect(`http://${address}`);
   session.on("error", () => {});
   try {
-    const request = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
+    const request = session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     let status: { code: number; message: string } | undefined;
     const take = (headers: http2.IncomingHttpHeaders) => {
       const code = headers["grpc-status"];
-      if (typeof code === "string") status = { code: Number(code), message: decodeURIComponent(String(headers["grpc-message"] ?? "")) };
+      if (typeof code === "string")
+        status = { code: Number(code), message: decodeURIComponent(String(headers["grpc-message"] ?? "")) };
     };
     request.on("response", take);
     request.on("trailers", take);
@@ -319,7 +376,10 @@ describe("malformed messages on the wire", () => {
       "a length beyond the limit": frame(Buffer.from("abc"), 0xfffffff0),
     };
     // Whatever the code (gRPC itself answers most of these), it is never OK and always says why.
-    for (const path of ["/numerous.tasks.v1.TaskService/Submit", "/numerous.tasks.v1.WorkloadService/Connect"]) {
+    for (const path of [
+      "/numerous.tasks.v1.TaskService/Submit",
+      "/numerous.tasks.v1.WorkloadService/Connect",
+    ]) {
       for (const [what, body] of Object.entries(bodies)) {
         const status = await rawGrpcCall(daemon.address, path, body);
         expect({ path, what, failed: status.code !== grpc.status.OK }).toEqual({ path, what, failed: true });
@@ -327,11 +387,15 @@ describe("malformed messages on the wire", () => {
       }
     }
     // Well-formed protobuf that says nothing: the workload service names what is wrong.
-    await expect(rawGrpcCall(daemon.address, "/numerous.tasks.v1.WorkloadService/Connect", frame(Buffer.alloc(0)))).resolves.toEqual({
+    await expect(
+      rawGrpcCall(daemon.address, "/numerous.tasks.v1.WorkloadService/Connect", frame(Buffer.alloc(0))),
+    ).resolves.toEqual({
       code: grpc.status.INVALID_ARGUMENT,
       message: "empty workload message",
     });
-    await expect(rawGrpcCall(daemon.address, "/numerous.tasks.v1.WorkloadService/Connect", Buffer.alloc(0))).resolves.toEqual({
+    await expect(
+      rawGrpcCall(daemon.address, "/numerous.tasks.v1.WorkloadService/Connect", Buffer.alloc(0)),
+    ).resolves.toEqual({
       code: grpc.status.FAILED_PRECONDITION,
       message: "the workload stream ended before it said hello",
     });
@@ -358,14 +422,39 @@ describe("the framed workload socket", () => {
     connect(daemon.address);
     const path = join(daemon.dataDir, "workload-frames.sock");
     const hello = (token: string) =>
-      encodeFrame(FRAME_MESSAGE, WorkloadMessage.encode({ kind: { $case: "hello", value: { workloadToken: token, instanceId: "x", pid: 1, stopRequestedAtMs: 0 } } }).finish());
+      encodeFrame(
+        FRAME_MESSAGE,
+        WorkloadMessage.encode({
+          kind: {
+            $case: "hello",
+            value: { workloadToken: token, instanceId: "x", pid: 1, stopRequestedAtMs: 0 },
+          },
+        }).finish(),
+      );
     const cases: Array<[string, Buffer, number]> = [
       ["an unknown frame kind", Buffer.from([7, 0, 0, 0, 1, 0]), grpc.status.INVALID_ARGUMENT],
       ["a length beyond the limit", Buffer.from([0, 0x7f, 0xff, 0xff, 0xff]), grpc.status.RESOURCE_EXHAUSTED],
-      ["bytes that are not protobuf", encodeFrame(FRAME_MESSAGE, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])), grpc.status.INVALID_ARGUMENT],
+      [
+        "bytes that are not protobuf",
+        encodeFrame(FRAME_MESSAGE, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])),
+        grpc.status.INVALID_ARGUMENT,
+      ],
       ["an empty message", encodeFrame(FRAME_MESSAGE, Buffer.alloc(0)), grpc.status.INVALID_ARGUMENT],
-      ["progress before hello", encodeFrame(FRAME_MESSAGE, WorkloadMessage.encode({ kind: { $case: "progress", value: { instanceId: "x", value: 0.5 } } }).finish()), grpc.status.FAILED_PRECONDITION],
-      ["a refusal from the workload", encodeRefusal({ code: 0, message: "no" }), grpc.status.INVALID_ARGUMENT],
+      [
+        "progress before hello",
+        encodeFrame(
+          FRAME_MESSAGE,
+          WorkloadMessage.encode({
+            kind: { $case: "progress", value: { instanceId: "x", value: 0.5 } },
+          }).finish(),
+        ),
+        grpc.status.FAILED_PRECONDITION,
+      ],
+      [
+        "a refusal from the workload",
+        encodeRefusal({ code: 0, message: "no" }),
+        grpc.status.INVALID_ARGUMENT,
+      ],
       ["a hello with a wrong token", hello("not-a-token"), grpc.status.PERMISSION_DENIED],
     ];
     for (const [what, bytes, code] of cases) {
@@ -424,16 +513,26 @@ describe("workloads that die", () => {
       expect(instance.error?.name).toBe("WorkloadExitedError");
       expect(instance.error?.message.length).toBeLessThan(16 * 1024);
     }
-    expect(noResult.error?.message).toMatch(/^the workload process exited with code 0 before reporting a result/);
-    expect(crash.error?.message).toMatch(/^the workload process exited with code 3 before reporting a result/);
-    expect(killed.error?.message).toMatch(/^the workload process was killed by SIGKILL before reporting a result/);
+    expect(noResult.error?.message).toMatch(
+      /^the workload process exited with code 0 before reporting a result/,
+    );
+    expect(crash.error?.message).toMatch(
+      /^the workload process exited with code 3 before reporting a result/,
+    );
+    expect(killed.error?.message).toMatch(
+      /^the workload process was killed by SIGKILL before reporting a result/,
+    );
     // Node's report of an uncaught error is the end of the tail.
     const thrown = uncaught.error?.message ?? "";
-    expect(thrown).toMatch(/^the workload process exited with code 1 before reporting a result; last output:\n/);
+    expect(thrown).toMatch(
+      /^the workload process exited with code 1 before reporting a result; last output:\n/,
+    );
     expect(thrown).toContain("Error: thrown where no task catches it\n    at ");
     // Megabytes of output: its end is kept, a few KB of it.
     const exited = floodThenExit.error?.message ?? "";
-    expect(exited).toMatch(/^the workload process exited with code 5 before reporting a result; last output:\n/);
+    expect(exited).toMatch(
+      /^the workload process exited with code 5 before reporting a result; last output:\n/,
+    );
     expect(exited.endsWith("xxx\nlast words: flood then exit")).toBe(true);
 
     await expect(floodThenReturn.wait()).resolves.toBe("flood then return");
@@ -535,18 +634,37 @@ describe("a workload that says wrong things", () => {
     cleanups.push(() => client.close());
 
     const wrongToken = openWorkloadStream(client);
-    wrongToken.send({ $case: "hello", value: { workloadToken: "not-a-token", instanceId: mine.id, pid: 1, stopRequestedAtMs: 0 } });
+    wrongToken.send({
+      $case: "hello",
+      value: { workloadToken: "not-a-token", instanceId: mine.id, pid: 1, stopRequestedAtMs: 0 },
+    });
     await expect(wrongToken.ended).resolves.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
 
     const borrowedToken = openWorkloadStream(client);
-    borrowedToken.send({ $case: "hello", value: { workloadToken: tokens.forInstance(other.id), instanceId: mine.id, pid: 1, stopRequestedAtMs: 0 } });
+    borrowedToken.send({
+      $case: "hello",
+      value: {
+        workloadToken: tokens.forInstance(other.id),
+        instanceId: mine.id,
+        pid: 1,
+        stopRequestedAtMs: 0,
+      },
+    });
     await expect(borrowedToken.ended).resolves.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
 
     // Reattached as `mine`, the stream reports progress no controller would let through.
     const seen: number[] = [];
     mine.onChange((instance) => seen.push(instance.progress));
     const stream = openWorkloadStream(client);
-    stream.send({ $case: "hello", value: { workloadToken: tokens.forInstance(mine.id), instanceId: mine.id, pid: 1, stopRequestedAtMs: 0 } });
+    stream.send({
+      $case: "hello",
+      value: {
+        workloadToken: tokens.forInstance(mine.id),
+        instanceId: mine.id,
+        pid: 1,
+        stopRequestedAtMs: 0,
+      },
+    });
     await daemon.waitForLog((entry) => entry.msg === "workload reattached" && entry.instance === mine.id);
     for (const value of [7, Number.NaN, -1, Number.POSITIVE_INFINITY, -0.000001, 1.000001]) {
       stream.send({ $case: "progress", value: { instanceId: mine.id, value } });
@@ -566,14 +684,33 @@ describe("a workload that says wrong things", () => {
       details: `this workload runs ${mine.id}, not ${other.id}`,
     });
     await expect(failureOf(mine)).resolves.toBeInstanceOf(TaskFailedError);
-    expect(mine.error).toMatchObject({ name: "WorkloadExitedError", message: "the workload disconnected before reporting a result" });
+    expect(mine.error).toMatchObject({
+      name: "WorkloadExitedError",
+      message: "the workload disconnected before reporting a result",
+    });
     expect(other.progress).toBe(0.5);
     expect(other.status).toBe("running");
 
     // The other instance's own workload can still report its end.
     const otherStream = openWorkloadStream(client);
-    otherStream.send({ $case: "hello", value: { workloadToken: tokens.forInstance(other.id), instanceId: other.id, pid: 1, stopRequestedAtMs: 0 } });
-    otherStream.send({ $case: "finished", value: { instanceId: other.id, status: Status.STATUS_COMPLETED, result: encodeValue("reported by hand", "result"), error: undefined } });
+    otherStream.send({
+      $case: "hello",
+      value: {
+        workloadToken: tokens.forInstance(other.id),
+        instanceId: other.id,
+        pid: 1,
+        stopRequestedAtMs: 0,
+      },
+    });
+    otherStream.send({
+      $case: "finished",
+      value: {
+        instanceId: other.id,
+        status: Status.STATUS_COMPLETED,
+        result: encodeValue("reported by hand", "result"),
+        error: undefined,
+      },
+    });
     await otherStream.receive("finishedAck");
     otherStream.end();
     await expect(other.wait()).resolves.toBe("reported by hand");
@@ -586,7 +723,10 @@ describe("a workload that says wrong things", () => {
 
 /** A TCP proxy to the daemon that the test can cut, and keep cut. */
 async function startProxy(target: string) {
-  const [host, port] = [target.slice(0, target.lastIndexOf(":")), Number(target.slice(target.lastIndexOf(":") + 1))];
+  const [host, port] = [
+    target.slice(0, target.lastIndexOf(":")),
+    Number(target.slice(target.lastIndexOf(":") + 1)),
+  ];
   const sockets = new Set<net.Socket>();
   let blocked = false;
   let onAccept: (() => void) | undefined;
@@ -648,7 +788,12 @@ describe("a client whose connection breaks", () => {
   it("follows an instance across cut connections and sees the end it missed, resuming from the last sequence", async () => {
     const daemon = await start();
     const proxy = await startProxy(daemon.address);
-    const direct = new PlatformExecutor({ address: daemon.address, accessToken: undefined, deploymentId: undefined, tlsCaFile: undefined });
+    const direct = new PlatformExecutor({
+      address: daemon.address,
+      accessToken: undefined,
+      deploymentId: undefined,
+      tlsCaFile: undefined,
+    });
     executors.push(direct);
     connect(proxy.address);
     const flag = join(tempDir("nt-flags-"), "go");
@@ -704,7 +849,11 @@ describe("clients that stop reading or break their connection", () => {
       for (const instance of changes.instances) {
         const earlier = seen.get(instance.id);
         if (earlier === undefined || earlier.revision < instance.revision) {
-          seen.set(instance.id, { status: instance.status, result: instance.result ?? "", revision: instance.revision });
+          seen.set(instance.id, {
+            status: instance.status,
+            result: instance.result ?? "",
+            revision: instance.revision,
+          });
         }
       }
       onMessage();
@@ -725,7 +874,8 @@ describe("clients that stop reading or break their connection", () => {
 
     const allEnded = new Promise<void>((resolve) => {
       onMessage = () => {
-        if (instances.every((instance) => seen.get(instance.id)?.status === Status.STATUS_COMPLETED)) resolve();
+        if (instances.every((instance) => seen.get(instance.id)?.status === Status.STATUS_COMPLETED))
+          resolve();
       };
     });
     call.resume();
@@ -736,17 +886,21 @@ describe("clients that stop reading or break their connection", () => {
     expect(sequences).toEqual([...sequences].sort((a, b) => a - b));
 
     // A replay of named instances from the start, megabytes of it, reaches every end too.
-    const replay = client.watchInstances(WatchInstancesRequest.fromPartial({ ids: instances.map((i) => i.id), afterSequence: 0 }));
+    const replay = client.watchInstances(
+      WatchInstancesRequest.fromPartial({ ids: instances.map((i) => i.id), afterSequence: 0 }),
+    );
     cleanups.push(() => replay.cancel());
     replay.on("error", () => {});
     const replayed = new Map<string, string>();
     await new Promise<void>((resolve) => {
       replay.on("data", (changes: InstanceChanges) => {
-        for (const instance of changes.instances) if (instance.status === Status.STATUS_COMPLETED) replayed.set(instance.id, instance.result ?? "");
+        for (const instance of changes.instances)
+          if (instance.status === Status.STATUS_COMPLETED) replayed.set(instance.id, instance.result ?? "");
         if (replayed.size === instances.length) resolve();
       });
     });
-    for (const [i, instance] of instances.entries()) expect(replayed.get(instance.id)).toBe(encodeValue(texts[i], "result"));
+    for (const [i, instance] of instances.entries())
+      expect(replayed.get(instance.id)).toBe(encodeValue(texts[i], "result"));
     replay.cancel();
 
     // The stream is still open, and live: a new instance reaches it.
@@ -761,7 +915,9 @@ describe("clients that stop reading or break their connection", () => {
 
     // Listing them, megabytes over the daemon's message limit, gives every one in one call.
     const listed = await listTaskInstances({ limit: 1000 });
-    expect(listed.map((instance) => instance.id)).toEqual([...instances, after].map((instance) => instance.id));
+    expect(listed.map((instance) => instance.id)).toEqual(
+      [...instances, after].map((instance) => instance.id),
+    );
     expect(listed.at(-1)?.result).toBe("after");
     call.cancel();
     expect(await ended).toMatch(/^error 1 /);
@@ -810,7 +966,9 @@ describe("a daemon that is killed or stopped", () => {
     process.kill(pidOf(orphan), "SIGKILL");
     const second = await start({ listen, dataDir: first.dataDir, args });
     expect(second.address).toBe(first.address);
-    expect(second.logs).toContainEqual(expect.objectContaining({ msg: "recovered unfinished instances", pending: 2, running: 2 }));
+    expect(second.logs).toContainEqual(
+      expect.objectContaining({ msg: "recovered unfinished instances", pending: 2, running: 2 }),
+    );
 
     // A client that starts now (its channel is fresh) sees every instance, with its status.
     connect(second.address);
@@ -831,7 +989,8 @@ describe("a daemon that is killed or stopped", () => {
     expect(await failureOf(orphan)).toBeInstanceOf(TaskFailedError);
     expect(orphan.error).toEqual({
       name: "WorkloadLostError",
-      message: "the workload was lost: the daemon restarted and the workload did not reconnect within 3000 ms",
+      message:
+        "the workload was lost: the daemon restarted and the workload did not reconnect within 3000 ms",
     });
     await expect(pendingA.wait()).resolves.toBe("pending a");
     await expect(pendingB.wait()).resolves.toBe("pending b");
@@ -889,14 +1048,18 @@ describe("a daemon that is killed or stopped", () => {
     await until(running, (i) => i.progress === 0.5);
 
     first.child.kill("SIGTERM");
-    await first.waitForLog((entry) => entry.msg === "shutting down: no new work, waiting for running instances");
+    await first.waitForLog(
+      (entry) => entry.msg === "shutting down: no new work, waiting for running instances",
+    );
     writeFileSync(flag, "");
     await expect(running.wait()).resolves.toBe("ended in the grace period");
     expect(await first.exited).toBe(0);
     expect(pending.status).toBe("pending");
 
     const second = await start({ listen, dataDir: first.dataDir, args });
-    expect(second.logs).toContainEqual(expect.objectContaining({ msg: "recovered unfinished instances", pending: 1, running: 0 }));
+    expect(second.logs).toContainEqual(
+      expect.objectContaining({ msg: "recovered unfinished instances", pending: 1, running: 0 }),
+    );
     await expect(pending.wait()).resolves.toBe("ran on the next daemon");
     const stored = await getTaskInstance(running.id);
     expect(stored?.status).toBe("completed");

@@ -5,11 +5,17 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { DATABASE_FILE, openSqliteStore, type SqliteStore } from "../executor-platform/store/sqlite/sqlite-store.js";
+import {
+  DATABASE_FILE,
+  openSqliteStore,
+  type SqliteStore,
+} from "../executor-platform/store/sqlite/sqlite-store.js";
 import type { StoredInstance } from "../executor-platform/store/store.js";
 
 const projectRoot = fileURLToPath(new URL("..", import.meta.url));
-const storeModule = fileURLToPath(new URL("../executor-platform/store/sqlite/sqlite-store.ts", import.meta.url));
+const storeModule = fileURLToPath(
+  new URL("../executor-platform/store/sqlite/sqlite-store.ts", import.meta.url),
+);
 
 const dirs: string[] = [];
 const stores: SqliteStore[] = [];
@@ -67,7 +73,12 @@ describe("SqliteStore", () => {
       progress: 0.75,
       output: '"partial"',
       result: "",
-      error: { name: "RangeError", message: "too big", stack: "RangeError: too big\n    at x", code: "E_BIG" },
+      error: {
+        name: "RangeError",
+        message: "too big",
+        stack: "RangeError: too big\n    at x",
+        code: "E_BIG",
+      },
       startedAt: 1_700_000_000_100,
       finishedAt: 1_700_000_000_200,
       revision: 7,
@@ -107,11 +118,14 @@ describe("SqliteStore", () => {
 
   it("saves definitions with the rows and upserts them by deployment and name", async () => {
     const store = await open(tempDir());
-    await store.save([], [
-      { deploymentId: "dep-a", id: "t1", name: "resize", module: "/app/a.ts" },
-      { deploymentId: "dep-a", id: "t2", name: "encode", module: "/app/a.ts" },
-      { deploymentId: "dep-b", id: "t9", name: "resize", module: "/app/b.ts" },
-    ]);
+    await store.save(
+      [],
+      [
+        { deploymentId: "dep-a", id: "t1", name: "resize", module: "/app/a.ts" },
+        { deploymentId: "dep-a", id: "t2", name: "encode", module: "/app/a.ts" },
+        { deploymentId: "dep-b", id: "t9", name: "resize", module: "/app/b.ts" },
+      ],
+    );
     await store.save([row(1)], [{ deploymentId: "dep-a", id: "t3", name: "resize", module: "/app/c.ts" }]);
     expect(await store.listDefinitions("dep-a")).toEqual([
       { deploymentId: "dep-a", id: "t2", name: "encode", module: "/app/a.ts" },
@@ -139,10 +153,16 @@ describe("SqliteStore", () => {
       Array.from({ length: 20 }, (_, i) => i + 1),
     );
     expect(positions(await store.list({ deploymentId: "dep-a", limit: 3 }))).toEqual([1, 2, 3]);
-    expect(positions(await store.list({ deploymentId: "dep-a", afterPosition: 3, limit: 3 }))).toEqual([4, 5, 6]);
+    expect(positions(await store.list({ deploymentId: "dep-a", afterPosition: 3, limit: 3 }))).toEqual([
+      4, 5, 6,
+    ]);
     expect(positions(await store.list({ deploymentId: "dep-a", afterPosition: 20, limit: 3 }))).toEqual([]);
-    expect(positions(await store.list({ deploymentId: "dep-a", task: "even", limit: 4 }))).toEqual([2, 4, 6, 8]);
-    expect(positions(await store.list({ deploymentId: "dep-a", task: "odd-id", limit: 3 }))).toEqual([1, 3, 5]);
+    expect(positions(await store.list({ deploymentId: "dep-a", task: "even", limit: 4 }))).toEqual([
+      2, 4, 6, 8,
+    ]);
+    expect(positions(await store.list({ deploymentId: "dep-a", task: "odd-id", limit: 3 }))).toEqual([
+      1, 3, 5,
+    ]);
     expect(positions(await store.list({ deploymentId: "dep-a", task: "nope", limit: 3 }))).toEqual([]);
     expect(
       positions(await store.list({ deploymentId: "dep-a", statuses: ["pending", "failed"], limit: 100 })),
@@ -179,7 +199,9 @@ describe("SqliteStore", () => {
     expect(seqs(await store.changesSince("dep-b", 0, 10))).toEqual([7]);
 
     await store.save([row(2, { sequence: 10, revision: 2, status: "running" })]);
-    expect((await store.changesSince("dep-a", 9, 10)).map((r) => [r.id, r.status])).toEqual([["inst-2", "running"]]);
+    expect((await store.changesSince("dep-a", 9, 10)).map((r) => [r.id, r.status])).toEqual([
+      ["inst-2", "running"],
+    ]);
   });
 
   it("returns pending and running rows of every deployment as unfinished, by position", async () => {
@@ -197,7 +219,9 @@ describe("SqliteStore", () => {
 
   it("gets many ids across chunks, leaving out missing ones", async () => {
     const store = await open(tempDir());
-    const rows = Array.from({ length: 1_500 }, (_, i) => row(i + 1, { deploymentId: i % 2 ? "dep-a" : "dep-b" }));
+    const rows = Array.from({ length: 1_500 }, (_, i) =>
+      row(i + 1, { deploymentId: i % 2 ? "dep-a" : "dep-b" }),
+    );
     await store.save(rows);
     const ids = [...rows.map((r) => r.id).reverse(), "missing-1", "inst-7", "missing-2"];
     const got = await store.getMany(ids);
@@ -215,7 +239,10 @@ describe("SqliteStore", () => {
   it("saves 20,000 rows in one batch quickly", async () => {
     const store = await open(tempDir());
     const rows = Array.from({ length: 20_000 }, (_, i) =>
-      row(i + 1, { output: "x".repeat(50), error: i % 10 === 0 ? { name: "Error", message: "m" } : undefined }),
+      row(i + 1, {
+        output: "x".repeat(50),
+        error: i % 10 === 0 ? { name: "Error", message: "m" } : undefined,
+      }),
     );
     const started = performance.now();
     await store.save(rows);
@@ -228,9 +255,10 @@ describe("SqliteStore", () => {
     const dir = tempDir();
     const first = await openSqliteStore(dir);
     expect(await first.counters()).toEqual({ sequence: 0, position: 0 });
-    await first.save([row(1, { sequence: 11 }), row(2, { sequence: 4 })], [
-      { deploymentId: "dep-a", id: "t1", name: "resize", module: "/app/tasks.ts" },
-    ]);
+    await first.save(
+      [row(1, { sequence: 11 }), row(2, { sequence: 4 })],
+      [{ deploymentId: "dep-a", id: "t1", name: "resize", module: "/app/tasks.ts" }],
+    );
     await first.close();
 
     const second = await open(dir);
@@ -263,7 +291,10 @@ describe("SqliteStore", () => {
   it("refuses a file that is not SQLite, naming the file", async () => {
     const dir = tempDir();
     const file = path.join(dir, DATABASE_FILE);
-    fs.writeFileSync(file, "this is definitely not a database, just some text that is long enough\n".repeat(100));
+    fs.writeFileSync(
+      file,
+      "this is definitely not a database, just some text that is long enough\n".repeat(100),
+    );
     const error = await openSqliteStore(dir).then(
       () => undefined,
       (e: unknown) => e,

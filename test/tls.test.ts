@@ -18,7 +18,12 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { reply } from "./fixtures/security-tasks.js";
 import { runCli } from "./helpers/cli-process.js";
-import { type DaemonProcess, type DaemonProcessOptions, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import {
+  type DaemonProcess,
+  type DaemonProcessOptions,
+  removeDataDir,
+  startDaemon,
+} from "./helpers/daemon-process.js";
 
 let certs: string;
 const pem = (name: string) => join(certs, name);
@@ -31,12 +36,68 @@ function openssl(...args: string[]): void {
 beforeAll(() => {
   certs = mkdtempSync(join(tmpdir(), "nt-certs-"));
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  openssl("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=numerous-tasks test CA");
-  openssl("req", "-x509", ...ec, "-keyout", "foreign-ca.key", "-out", "foreign-ca.pem", "-days", "2", "-subj", "/CN=foreign CA");
+  openssl(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=numerous-tasks test CA",
+  );
+  openssl(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "foreign-ca.key",
+    "-out",
+    "foreign-ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=foreign CA",
+  );
   openssl("req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost");
   writeFileSync(pem("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.cnf");
-  openssl("x509", "-req", "-in", "server.csr", "-CA", "foreign-ca.pem", "-CAkey", "foreign-ca.key", "-CAcreateserial", "-out", "foreign.pem", "-days", "2", "-extfile", "san.cnf");
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "san.cnf",
+  );
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "foreign-ca.pem",
+    "-CAkey",
+    "foreign-ca.key",
+    "-CAcreateserial",
+    "-out",
+    "foreign.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "san.cnf",
+  );
   // `x509 -req` cannot date a certificate in the past; the `ca` command can.
   writeFileSync(pem("index.txt"), "");
   writeFileSync(pem("serial"), "01\n");
@@ -57,7 +118,27 @@ beforeAll(() => {
       "",
     ].join("\n"),
   );
-  openssl("ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-in", "server.csr", "-out", "expired.pem", "-startdate", "20200101000000Z", "-enddate", "20200102000000Z", "-extfile", "san.cnf");
+  openssl(
+    "ca",
+    "-batch",
+    "-notext",
+    "-config",
+    "ca.cnf",
+    "-cert",
+    "ca.pem",
+    "-keyfile",
+    "ca.key",
+    "-in",
+    "server.csr",
+    "-out",
+    "expired.pem",
+    "-startdate",
+    "20200101000000Z",
+    "-enddate",
+    "20200102000000Z",
+    "-extfile",
+    "san.cnf",
+  );
 });
 
 afterAll(() => {
@@ -77,7 +158,10 @@ afterEach(async () => {
 
 /** A daemon serving TLS with `cert` (a file made above) and the server key. */
 async function startTls(cert: string, options: DaemonProcessOptions = {}): Promise<DaemonProcess> {
-  const daemon = await startDaemon({ ...options, args: ["--tls-cert", pem(cert), "--tls-key", pem("server.key"), ...(options.args ?? [])] });
+  const daemon = await startDaemon({
+    ...options,
+    args: ["--tls-cert", pem(cert), "--tls-key", pem("server.key"), ...(options.args ?? [])],
+  });
   daemons.push(daemon);
   return daemon;
 }
@@ -89,7 +173,12 @@ async function startPlain(): Promise<DaemonProcess> {
 }
 
 function connect(address: string, tlsCaFile: string | undefined): PlatformExecutor {
-  const executor = new PlatformExecutor({ address, accessToken: undefined, deploymentId: undefined, tlsCaFile });
+  const executor = new PlatformExecutor({
+    address,
+    accessToken: undefined,
+    deploymentId: undefined,
+    tlsCaFile,
+  });
   executors.push(executor);
   setExecutor(executor);
   return executor;
@@ -138,12 +227,16 @@ describe("a daemon serving TLS", () => {
 
     // The CA variable alone turns TLS on for a bare host:port.
     connect(daemon.address, pem("ca.pem"));
-    expect((await listTaskInstances()).map((listed) => [listed.id, listed.status])).toEqual([[instance.id, "completed"]]);
+    expect((await listTaskInstances()).map((listed) => [listed.id, listed.status])).toEqual([
+      [instance.id, "completed"],
+    ]);
 
     const env = { NUMEROUS_EXECUTOR_ADDRESS: daemon.address, NUMEROUS_EXECUTOR_TLS_CA: pem("ca.pem") };
     const health = await runCli(["health"], { env });
     expect(health).toEqual({ code: 0, stdout: "SERVING\n", stderr: "" });
-    const get = await runCli(["tasks", "get", instance.id], { env: { ...env, NUMEROUS_EXECUTOR_ADDRESS: `https://${daemon.address}` } });
+    const get = await runCli(["tasks", "get", instance.id], {
+      env: { ...env, NUMEROUS_EXECUTOR_ADDRESS: `https://${daemon.address}` },
+    });
     expect(get.stderr).toBe("");
     expect(get.code).toBe(0);
     expect(get.stdout).toContain('completed: {"over":"tls"}');
@@ -151,7 +244,11 @@ describe("a daemon serving TLS", () => {
 
   it("fails a plain client with ExecutorUnavailableError that suggests TLS, without hanging", async () => {
     const daemon = await startTls("server.pem");
-    await expectUnreachable(daemon.address, undefined, "if the daemon serves TLS, use an https:// address or set NUMEROUS_EXECUTOR_TLS_CA");
+    await expectUnreachable(
+      daemon.address,
+      undefined,
+      "if the daemon serves TLS, use an https:// address or set NUMEROUS_EXECUTOR_TLS_CA",
+    );
     const health = await runCli(["health", "--address", daemon.address]);
     expect(health.code).toBe(1);
     expect(health.stdout).toMatch(/^UNREACHABLE: 127\.0\.0\.1:\d+: .*if the daemon serves TLS/);
@@ -172,15 +269,27 @@ describe("a daemon serving TLS", () => {
 
   it("fails clients of an expired certificate, saying so; the daemon warns at start", async () => {
     const daemon = await startTls("expired.pem");
-    await daemon.waitForLog((entry) => entry.msg === "the TLS certificate has expired: clients will refuse it" && entry.expires === "Jan  2 00:00:00 2020 GMT");
-    await expectUnreachable(`https://${daemon.address}`, pem("ca.pem"), "certificate has expired (the daemon's TLS certificate has expired)");
+    await daemon.waitForLog(
+      (entry) =>
+        entry.msg === "the TLS certificate has expired: clients will refuse it" &&
+        entry.expires === "Jan  2 00:00:00 2020 GMT",
+    );
+    await expectUnreachable(
+      `https://${daemon.address}`,
+      pem("ca.pem"),
+      "certificate has expired (the daemon's TLS certificate has expired)",
+    );
   });
 });
 
 describe("a plain daemon", () => {
   it("fails a TLS client with ExecutorUnavailableError that says the daemon does not serve TLS", async () => {
     const daemon = await startPlain();
-    await expectUnreachable(`https://${daemon.address}`, pem("ca.pem"), "the daemon does not seem to serve TLS: drop https:// and NUMEROUS_EXECUTOR_TLS_CA");
+    await expectUnreachable(
+      `https://${daemon.address}`,
+      pem("ca.pem"),
+      "the daemon does not seem to serve TLS: drop https:// and NUMEROUS_EXECUTOR_TLS_CA",
+    );
   });
 });
 
@@ -188,7 +297,8 @@ describe("TLS settings that cannot work", () => {
   it("serve exits 2 on --tls-cert without --tls-key, a key of another certificate, or a file that is missing", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "nt-tls-refused-"));
     try {
-      const serve = (...args: string[]) => runCli(["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, ...args]);
+      const serve = (...args: string[]) =>
+        runCli(["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, ...args]);
       const alone = await serve("--tls-cert", pem("server.pem"));
       expect(alone.code).toBe(2);
       expect(alone.stderr).toContain("--tls-cert and --tls-key go together");
@@ -209,10 +319,14 @@ describe("TLS settings that cannot work", () => {
     const instance = reply("never runs");
     const { error } = await failureOf(instance);
     expect(instance.error).toMatchObject({ name: "ExecutorConfigError", code: "EXECUTOR_CONFIG" });
-    expect(instance.error?.message).toContain(`NUMEROUS_EXECUTOR_TLS_CA="${pem("server.key")}": not a readable PEM certificate`);
+    expect(instance.error?.message).toContain(
+      `NUMEROUS_EXECUTOR_TLS_CA="${pem("server.key")}": not a readable PEM certificate`,
+    );
     expect(error).toBeDefined();
     await expect(listTaskInstances()).rejects.toThrow(/NUMEROUS_EXECUTOR_TLS_CA/);
-    const list = await runCli(["tasks", "list"], { env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address, NUMEROUS_EXECUTOR_TLS_CA: pem("missing.pem") } });
+    const list = await runCli(["tasks", "list"], {
+      env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address, NUMEROUS_EXECUTOR_TLS_CA: pem("missing.pem") },
+    });
     expect(list.code).toBe(2);
     expect(list.stderr).toContain("NUMEROUS_EXECUTOR_TLS_CA");
     expect(list.stderr).toContain("ENOENT");

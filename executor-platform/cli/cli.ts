@@ -22,7 +22,12 @@ async function runCommand(): Promise<number> {
     );
     return 2;
   }
-  return runWorkload({ address, socket: process.env.NUMEROUS_WORKLOAD_SOCKET || undefined, token, instanceId: process.env.NUMEROUS_TASK_INSTANCE_ID || undefined });
+  return runWorkload({
+    address,
+    socket: process.env.NUMEROUS_WORKLOAD_SOCKET || undefined,
+    token,
+    instanceId: process.env.NUMEROUS_TASK_INSTANCE_ID || undefined,
+  });
 }
 
 const invoked = process.argv[1] === undefined ? "" : realpathSync(process.argv[1]);

@@ -8,7 +8,10 @@ import type { TaskInstanceState, TaskSnapshot } from "../../sdk/task-instance-st
 import { type TaskStatus, isTaskStatus } from "../../sdk/task-status.js";
 import { channelTarget, wantsTls } from "../client/address.js";
 import { clientCredentials, unavailableDetail } from "../client/grpc-connection.js";
-import { HealthClient, HealthCheckResponse_ServingStatus } from "../protocol/generated/grpc/health/v1/health_pb.js";
+import {
+  HealthClient,
+  HealthCheckResponse_ServingStatus,
+} from "../protocol/generated/grpc/health/v1/health_pb.js";
 import { PlatformExecutor } from "../client/platform-executor.js";
 
 /** How `tasks` commands end, so scripts can tell outcomes apart. */
@@ -71,7 +74,11 @@ function row(instance: TaskSnapshot): string[] {
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
 }
 
@@ -85,7 +92,8 @@ function describeEnd(instance: TaskInstanceState): string {
 
 async function found(id: string): Promise<TaskInstanceState | undefined> {
   const instance = await getTaskInstance(id);
-  if (instance === undefined) process.stderr.write(`numerous-executor: no task instance with id ${JSON.stringify(id)}\n`);
+  if (instance === undefined)
+    process.stderr.write(`numerous-executor: no task instance with id ${JSON.stringify(id)}\n`);
   return instance;
 }
 
@@ -97,7 +105,11 @@ function quietServerNameWarning(): void {
   const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
   process.emitWarning = ((...args: unknown[]) => {
     const [, type, code] = args;
-    if (code === "DEP0123" || (typeof type === "object" && (type as { code?: unknown } | null)?.code === "DEP0123")) return;
+    if (
+      code === "DEP0123" ||
+      (typeof type === "object" && (type as { code?: unknown } | null)?.code === "DEP0123")
+    )
+      return;
     emitWarning(...args);
   }) as typeof process.emitWarning;
 }
@@ -121,37 +133,48 @@ export function addClientCommands(program: Command, exit: (code: number) => void
     .option("--status <status...>", "only these statuses")
     .option("--limit <n>", "at most this many", "100")
     .option("--cursor <id>", "start after this instance id")
-    .action(async (options: ClientOptions & { task?: string; status?: string[]; limit: string; cursor?: string }) => {
-      for (const status of options.status ?? []) {
-        if (!isTaskStatus(status)) {
-          process.stderr.write(`numerous-executor: unknown status ${JSON.stringify(status)}; use pending, running, completed, failed or cancelled\n`);
+    .action(
+      async (
+        options: ClientOptions & { task?: string; status?: string[]; limit: string; cursor?: string },
+      ) => {
+        for (const status of options.status ?? []) {
+          if (!isTaskStatus(status)) {
+            process.stderr.write(
+              `numerous-executor: unknown status ${JSON.stringify(status)}; use pending, running, completed, failed or cancelled\n`,
+            );
+            return exit(ExitCode.Usage);
+          }
+        }
+        const limit = Number(options.limit);
+        if (!Number.isInteger(limit) || limit < 1) {
+          process.stderr.write("numerous-executor: --limit expects a whole number of at least 1\n");
           return exit(ExitCode.Usage);
         }
-      }
-      const limit = Number(options.limit);
-      if (!Number.isInteger(limit) || limit < 1) {
-        process.stderr.write("numerous-executor: --limit expects a whole number of at least 1\n");
-        return exit(ExitCode.Usage);
-      }
-      exit(
-        await withDaemon(options, async () => {
-          const instances = await listTaskInstances({
-            ...(options.task === undefined ? {} : { task: options.task }),
-            ...(options.status === undefined ? {} : { status: options.status as TaskStatus[] }),
-            limit,
-            ...(options.cursor === undefined ? {} : { cursor: options.cursor }),
-          });
-          const snapshots = instances.map((instance) => instance.snapshot());
-          if (options.json) process.stdout.write(`${JSON.stringify(snapshots)}\n`);
-          else process.stdout.write(`${table(["ID", "TASK", "STATUS", "PROGRESS", "CREATED", "FINISHED"], snapshots.map(row))}\n`);
-          return ExitCode.Ok;
-        }),
-      );
-    });
+        exit(
+          await withDaemon(options, async () => {
+            const instances = await listTaskInstances({
+              ...(options.task === undefined ? {} : { task: options.task }),
+              ...(options.status === undefined ? {} : { status: options.status as TaskStatus[] }),
+              limit,
+              ...(options.cursor === undefined ? {} : { cursor: options.cursor }),
+            });
+            const snapshots = instances.map((instance) => instance.snapshot());
+            if (options.json) process.stdout.write(`${JSON.stringify(snapshots)}\n`);
+            else
+              process.stdout.write(
+                `${table(["ID", "TASK", "STATUS", "PROGRESS", "CREATED", "FINISHED"], snapshots.map(row))}\n`,
+              );
+            return ExitCode.Ok;
+          }),
+        );
+      },
+    );
 
   tasks
     .command("get <id>")
-    .description("one instance, with its output, result or error; exit code 0, 1 failed, 3 cancelled, 4 unknown")
+    .description(
+      "one instance, with its output, result or error; exit code 0, 1 failed, 3 cancelled, 4 unknown",
+    )
     .addOption(address())
     .addOption(json())
     .action(async (id: string, options: ClientOptions) => {
@@ -175,7 +198,9 @@ export function addClientCommands(program: Command, exit: (code: number) => void
 
   tasks
     .command("watch <id>")
-    .description("follow an instance live until it ends; exit code 0 completed, 1 failed, 3 cancelled, 4 unknown")
+    .description(
+      "follow an instance live until it ends; exit code 0 completed, 1 failed, 3 cancelled, 4 unknown",
+    )
     .addOption(address())
     .addOption(json())
     .action(async (id: string, options: ClientOptions) => {
@@ -234,7 +259,13 @@ export function addClientCommands(program: Command, exit: (code: number) => void
         await withDaemon(options, async () => {
           const definitions = await listTaskDefinitions();
           if (options.json) process.stdout.write(`${JSON.stringify(definitions)}\n`);
-          else process.stdout.write(`${table(["NAME", "ID"], definitions.map((d) => [d.name, d.id]))}\n`);
+          else
+            process.stdout.write(
+              `${table(
+                ["NAME", "ID"],
+                definitions.map((d) => [d.name, d.id]),
+              )}\n`,
+            );
           return ExitCode.Ok;
         }),
       );
@@ -247,12 +278,22 @@ export function addClientCommands(program: Command, exit: (code: number) => void
     .option("--timeout-ms <ms>", "give up after this long", "3000")
     .action(async (options: ClientOptions & { timeoutMs: string }) => {
       const config = loadConfig(process.env);
-      exit(await checkHealth(options.address ?? config.address, config.tlsCaFile, Number(options.timeoutMs) || 3000));
+      exit(
+        await checkHealth(
+          options.address ?? config.address,
+          config.tlsCaFile,
+          Number(options.timeoutMs) || 3000,
+        ),
+      );
     });
 }
 
 /** TLS as the SDK's client does it: an `https://` address or a CA file. */
-async function checkHealth(address: string, tlsCaFile: string | undefined, timeoutMs: number): Promise<number> {
+async function checkHealth(
+  address: string,
+  tlsCaFile: string | undefined,
+  timeoutMs: number,
+): Promise<number> {
   let client: HealthClient;
   try {
     client = new HealthClient(channelTarget(address), clientCredentials(address, tlsCaFile));
@@ -262,8 +303,11 @@ async function checkHealth(address: string, tlsCaFile: string | undefined, timeo
   }
   try {
     const status = await new Promise<HealthCheckResponse_ServingStatus>((resolve, reject) => {
-      client.check({ service: "" }, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) =>
-        error ? reject(error) : resolve(response.status),
+      client.check(
+        { service: "" },
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (error, response) => (error ? reject(error) : resolve(response.status)),
       );
     });
     const name = HealthCheckResponse_ServingStatus[status] ?? String(status);
@@ -271,17 +315,25 @@ async function checkHealth(address: string, tlsCaFile: string | undefined, timeo
     return status === HealthCheckResponse_ServingStatus.SERVING ? ExitCode.Ok : ExitCode.Failed;
   } catch (error) {
     const details = (error as grpc.ServiceError).details ?? String(error);
-    process.stdout.write(`UNREACHABLE: ${address}: ${unavailableDetail(details, wantsTls(address) || tlsCaFile !== undefined)}\n`);
+    process.stdout.write(
+      `UNREACHABLE: ${address}: ${unavailableDetail(details, wantsTls(address) || tlsCaFile !== undefined)}\n`,
+    );
     return ExitCode.Failed;
   } finally {
     client.close();
   }
 }
 
-async function progressBar(instance: TaskInstanceState): Promise<{ update(s: TaskSnapshot): void; stop(): void }> {
+async function progressBar(
+  instance: TaskInstanceState,
+): Promise<{ update(s: TaskSnapshot): void; stop(): void }> {
   const { SingleBar, Presets } = (await import("cli-progress")).default;
   const bar = new SingleBar(
-    { format: `${instance.taskName} {bar} {percentage}% | {status}`, stream: process.stderr, hideCursor: true },
+    {
+      format: `${instance.taskName} {bar} {percentage}% | {status}`,
+      stream: process.stderr,
+      hideCursor: true,
+    },
     Presets.shades_classic,
   );
   bar.start(100, Math.round(instance.progress * 100), { status: instance.status });

@@ -33,33 +33,122 @@ export function isLoopbackAddress(address: string): boolean {
 export async function runCli(argv: readonly string[]): Promise<number> {
   let exitCode = 0;
   const program = new Command("numerous-executor")
-    .description("The numerous-tasks platform executor: a gRPC daemon that runs each task instance as a workload.")
+    .description(
+      "The numerous-tasks platform executor: a gRPC daemon that runs each task instance as a workload.",
+    )
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
 
   program
     .command("serve")
     .description("run the daemon")
-    .addOption(new Option("--listen <address>", "host:port or unix:/path to listen on").env("NUMEROUS_EXECUTOR_LISTEN").default("127.0.0.1:7777"))
-    .addOption(new Option("--data-dir <dir>", "where the durable store lives").env("NUMEROUS_EXECUTOR_DATA_DIR").default(".numerous-tasks"))
-    .addOption(new Option("--app-root <dir>", "task modules are imported only from inside it").env("NUMEROUS_EXECUTOR_APP_ROOT").default("."))
-    .addOption(new Option("--store <url>", "postgres://… to share one store among several daemons (default: embedded, in the data directory)").env("NUMEROUS_EXECUTOR_STORE"))
-    .addOption(new Option("--lease-ms <ms>", "shared store: how long a daemon's lease lasts without renewal").env("NUMEROUS_EXECUTOR_LEASE_MS").argParser(positive).default(10_000))
-    .addOption(new Option("--concurrency <n>", "instances that run at once (0: serve clients only, in a cluster)").env("NUMEROUS_EXECUTOR_CONCURRENCY").argParser(whole).default(4))
-    .addOption(new Option("--stop-grace-ms <ms>", "how long a stopped task may run on before its workload is killed").env("NUMEROUS_EXECUTOR_STOP_GRACE_MS").argParser(whole).default(10_000))
-    .addOption(new Option("--max-message-bytes <n>", "largest message either service accepts").env("NUMEROUS_EXECUTOR_MAX_MESSAGE_BYTES").argParser(positive).default(4 * 1024 * 1024))
-    .addOption(new Option("--connection-idle-ms <ms>", "close a client connection with no open call after this long").env("NUMEROUS_EXECUTOR_CONNECTION_IDLE_MS").argParser(positive).default(60_000))
-    .addOption(new Option("--workload-mode <mode>", "process: one OS process per instance; pool: warm processes reused").env("NUMEROUS_EXECUTOR_WORKLOAD_MODE").choices(["process", "pool"]).default("process"))
-    .addOption(new Option("--reconnect-window-ms <ms>", "after a restart, how long running workloads have to reattach").env("NUMEROUS_EXECUTOR_RECONNECT_WINDOW_MS").argParser(whole).default(10_000))
-    .addOption(new Option("--shutdown-grace-ms <ms>", "on SIGTERM, how long running instances may take to finish").env("NUMEROUS_EXECUTOR_SHUTDOWN_GRACE_MS").argParser(whole).default(10_000))
-    .addOption(new Option("--token <token>", "access token every call must carry (all deployments)").env("NUMEROUS_EXECUTOR_TOKEN"))
-    .addOption(new Option("--tokens-file <file>", "tokens bound to deployments, one a line: <token> <deployment>[,<deployment>…] (* for all)").env("NUMEROUS_EXECUTOR_TOKENS_FILE"))
-    .addOption(new Option("--tokens <grants>", "the same lines, separated by ;").env("NUMEROUS_EXECUTOR_TOKENS"))
-    .addOption(new Option("--tls-cert <file>", "serve TLS with this certificate chain (PEM)").env("NUMEROUS_EXECUTOR_TLS_CERT"))
-    .addOption(new Option("--tls-key <file>", "the certificate's private key (PEM)").env("NUMEROUS_EXECUTOR_TLS_KEY"))
+    .addOption(
+      new Option("--listen <address>", "host:port or unix:/path to listen on")
+        .env("NUMEROUS_EXECUTOR_LISTEN")
+        .default("127.0.0.1:7777"),
+    )
+    .addOption(
+      new Option("--data-dir <dir>", "where the durable store lives")
+        .env("NUMEROUS_EXECUTOR_DATA_DIR")
+        .default(".numerous-tasks"),
+    )
+    .addOption(
+      new Option("--app-root <dir>", "task modules are imported only from inside it")
+        .env("NUMEROUS_EXECUTOR_APP_ROOT")
+        .default("."),
+    )
+    .addOption(
+      new Option(
+        "--store <url>",
+        "postgres://… to share one store among several daemons (default: embedded, in the data directory)",
+      ).env("NUMEROUS_EXECUTOR_STORE"),
+    )
+    .addOption(
+      new Option("--lease-ms <ms>", "shared store: how long a daemon's lease lasts without renewal")
+        .env("NUMEROUS_EXECUTOR_LEASE_MS")
+        .argParser(positive)
+        .default(10_000),
+    )
+    .addOption(
+      new Option("--concurrency <n>", "instances that run at once (0: serve clients only, in a cluster)")
+        .env("NUMEROUS_EXECUTOR_CONCURRENCY")
+        .argParser(whole)
+        .default(4),
+    )
+    .addOption(
+      new Option("--stop-grace-ms <ms>", "how long a stopped task may run on before its workload is killed")
+        .env("NUMEROUS_EXECUTOR_STOP_GRACE_MS")
+        .argParser(whole)
+        .default(10_000),
+    )
+    .addOption(
+      new Option("--max-message-bytes <n>", "largest message either service accepts")
+        .env("NUMEROUS_EXECUTOR_MAX_MESSAGE_BYTES")
+        .argParser(positive)
+        .default(4 * 1024 * 1024),
+    )
+    .addOption(
+      new Option("--connection-idle-ms <ms>", "close a client connection with no open call after this long")
+        .env("NUMEROUS_EXECUTOR_CONNECTION_IDLE_MS")
+        .argParser(positive)
+        .default(60_000),
+    )
+    .addOption(
+      new Option(
+        "--workload-mode <mode>",
+        "process: one OS process per instance; pool: warm processes reused",
+      )
+        .env("NUMEROUS_EXECUTOR_WORKLOAD_MODE")
+        .choices(["process", "pool"])
+        .default("process"),
+    )
+    .addOption(
+      new Option("--reconnect-window-ms <ms>", "after a restart, how long running workloads have to reattach")
+        .env("NUMEROUS_EXECUTOR_RECONNECT_WINDOW_MS")
+        .argParser(whole)
+        .default(10_000),
+    )
+    .addOption(
+      new Option("--shutdown-grace-ms <ms>", "on SIGTERM, how long running instances may take to finish")
+        .env("NUMEROUS_EXECUTOR_SHUTDOWN_GRACE_MS")
+        .argParser(whole)
+        .default(10_000),
+    )
+    .addOption(
+      new Option("--token <token>", "access token every call must carry (all deployments)").env(
+        "NUMEROUS_EXECUTOR_TOKEN",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--tokens-file <file>",
+        "tokens bound to deployments, one a line: <token> <deployment>[,<deployment>…] (* for all)",
+      ).env("NUMEROUS_EXECUTOR_TOKENS_FILE"),
+    )
+    .addOption(
+      new Option("--tokens <grants>", "the same lines, separated by ;").env("NUMEROUS_EXECUTOR_TOKENS"),
+    )
+    .addOption(
+      new Option("--tls-cert <file>", "serve TLS with this certificate chain (PEM)").env(
+        "NUMEROUS_EXECUTOR_TLS_CERT",
+      ),
+    )
+    .addOption(
+      new Option("--tls-key <file>", "the certificate's private key (PEM)").env("NUMEROUS_EXECUTOR_TLS_KEY"),
+    )
     // Not commander's .env(): it would take NUMEROUS_EXECUTOR_INSECURE=false for true.
-    .addOption(new Option("--insecure", "allow a non-loopback address without a token (env: NUMEROUS_EXECUTOR_INSECURE=true)"))
-    .addOption(new Option("--log-level <level>", "pino log level").env("NUMEROUS_EXECUTOR_LOG_LEVEL").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"))
+    .addOption(
+      new Option(
+        "--insecure",
+        "allow a non-loopback address without a token (env: NUMEROUS_EXECUTOR_INSECURE=true)",
+      ),
+    )
+    .addOption(
+      new Option("--log-level <level>", "pino log level")
+        .env("NUMEROUS_EXECUTOR_LOG_LEVEL")
+        .choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+        .default("info"),
+    )
     .action(async (options) => {
       exitCode = await serve(options);
     });
@@ -117,7 +206,9 @@ async function serve(options: ServeOptions): Promise<number> {
   }
   const insecureVariable = process.env.NUMEROUS_EXECUTOR_INSECURE?.trim().toLowerCase() ?? "";
   if (!["", "0", "false", "no", "1", "true", "yes"].includes(insecureVariable)) {
-    return refuse(`NUMEROUS_EXECUTOR_INSECURE=${JSON.stringify(process.env.NUMEROUS_EXECUTOR_INSECURE)}: expected true or false`);
+    return refuse(
+      `NUMEROUS_EXECUTOR_INSECURE=${JSON.stringify(process.env.NUMEROUS_EXECUTOR_INSECURE)}: expected true or false`,
+    );
   }
   const insecure = options.insecure === true || ["1", "true", "yes"].includes(insecureVariable);
   if (!isLoopbackAddress(options.listen) && grants.length === 0 && !insecure) {
@@ -130,7 +221,10 @@ async function serve(options: ServeOptions): Promise<number> {
   }
   let tls: { cert: Buffer; key: Buffer } | undefined;
   try {
-    tls = options.tlsCert && options.tlsKey ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) } : undefined;
+    tls =
+      options.tlsCert && options.tlsKey
+        ? { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) }
+        : undefined;
   } catch (error) {
     return refuse(`cannot read the TLS files: ${(error as Error).message}`);
   }
@@ -142,7 +236,8 @@ async function serve(options: ServeOptions): Promise<number> {
       return refuse(`--tls-cert and --tls-key do not make a TLS identity: ${(error as Error).message}`);
     }
     const expires = new X509Certificate(tls.cert).validTo;
-    if (Date.parse(expires) < Date.now()) logger.warn({ expires }, "the TLS certificate has expired: clients will refuse it");
+    if (Date.parse(expires) < Date.now())
+      logger.warn({ expires }, "the TLS certificate has expired: clients will refuse it");
   }
   const dataDir = resolve(options.dataDir);
   let store: Store;
@@ -177,7 +272,10 @@ async function serve(options: ServeOptions): Promise<number> {
   });
   await daemon.listen(options.listen);
   if (!isLoopbackAddress(options.listen) && grants.length === 0) {
-    logger.warn({ address: options.listen }, "--insecure: anyone who can reach this address may submit, see and stop every instance");
+    logger.warn(
+      { address: options.listen },
+      "--insecure: anyone who can reach this address may submit, see and stop every instance",
+    );
   }
   const stopped = new Promise<void>((done) => {
     const stop = (signal: string) => {

@@ -67,19 +67,27 @@ export class GrpcConnection {
       "grpc.max_reconnect_backoff_ms": 1000,
     });
     this.#metadata = new grpc.Metadata();
-    if (options.accessToken !== undefined) this.#metadata.set("authorization", `Bearer ${options.accessToken}`);
+    if (options.accessToken !== undefined)
+      this.#metadata.set("authorization", `Bearer ${options.accessToken}`);
     if (options.deploymentId !== undefined) this.#metadata.set("x-numerous-deployment", options.deploymentId);
   }
 
   /** One result per instance, in order: the daemon's snapshot, or why it refused it. */
-  async submit(instances: NewInstance[]): Promise<Array<{ snapshot: InstanceSnapshot } | { error: TaskErrorInfo }>> {
+  async submit(
+    instances: NewInstance[],
+  ): Promise<Array<{ snapshot: InstanceSnapshot } | { error: TaskErrorInfo }>> {
     const response = await this.#unary<{ results: SubmitResult[] }>((cb) =>
       this.#client.submit({ instances }, this.#metadata, this.#callOptions(), cb),
     );
     return response.results.map(({ outcome }) =>
       outcome?.$case === "instance"
         ? { snapshot: snapshotFromWire(outcome.value) }
-        : { error: outcome === undefined ? { name: "TaskError", message: "the daemon sent an empty result" } : errorFromWire(outcome.value) },
+        : {
+            error:
+              outcome === undefined
+                ? { name: "TaskError", message: "the daemon sent an empty result" }
+                : errorFromWire(outcome.value),
+          },
     );
   }
 
@@ -91,7 +99,10 @@ export class GrpcConnection {
   }
 
   async list(query: InstanceQuery): Promise<InstancePage> {
-    const response = await this.#unary<{ instances: Parameters<typeof snapshotFromWire>[0][]; nextCursor: string }>((cb) =>
+    const response = await this.#unary<{
+      instances: Parameters<typeof snapshotFromWire>[0][];
+      nextCursor: string;
+    }>((cb) =>
       this.#client.listInstances(
         {
           task: query.task ?? "",
@@ -139,7 +150,11 @@ export class GrpcConnection {
       return { cancel: () => clearImmediate(failing) };
     }
     const call = this.#client.watchInstances(
-      { ids: [], afterSequence: "afterSequence" in from ? from.afterSequence : 0, fromNow: "fromNow" in from },
+      {
+        ids: [],
+        afterSequence: "afterSequence" in from ? from.afterSequence : 0,
+        fromNow: "fromNow" in from,
+      },
       this.#metadata,
     );
     let ended = false;
@@ -148,9 +163,15 @@ export class GrpcConnection {
       ended = true;
       onEnd(error);
     };
-    call.on("data", (changes: InstanceChanges) => onChanges(changes.sequence, changes.instances.map(snapshotFromWire)));
-    call.on("error", (error: grpc.ServiceError) => end(error.code === grpc.status.CANCELLED ? undefined : toSdkError(error, this.address, this.#tls)));
-    call.on("end", () => end(new ExecutorUnavailableError(this.address, "the daemon closed the watch stream")));
+    call.on("data", (changes: InstanceChanges) =>
+      onChanges(changes.sequence, changes.instances.map(snapshotFromWire)),
+    );
+    call.on("error", (error: grpc.ServiceError) =>
+      end(error.code === grpc.status.CANCELLED ? undefined : toSdkError(error, this.address, this.#tls)),
+    );
+    call.on("end", () =>
+      end(new ExecutorUnavailableError(this.address, "the daemon closed the watch stream")),
+    );
     return { cancel: () => call.cancel() };
   }
 
@@ -165,7 +186,9 @@ export class GrpcConnection {
   #unary<T>(start: (callback: (error: grpc.ServiceError | null, response: T) => void) => void): Promise<T> {
     if (this.#broken !== undefined) return Promise.reject(this.#broken);
     return new Promise<T>((resolve, reject) => {
-      start((error, response) => (error ? reject(toSdkError(error, this.address, this.#tls)) : resolve(response)));
+      start((error, response) =>
+        error ? reject(toSdkError(error, this.address, this.#tls)) : resolve(response),
+      );
     });
   }
 }
@@ -183,7 +206,11 @@ export function clientCredentials(address: string, tlsCaFile: string | undefined
     pem = readFileSync(tlsCaFile);
     new X509Certificate(pem);
   } catch (error) {
-    throw new ExecutorConfigError("NUMEROUS_EXECUTOR_TLS_CA", tlsCaFile, `not a readable PEM certificate: ${(error as Error).message}`);
+    throw new ExecutorConfigError(
+      "NUMEROUS_EXECUTOR_TLS_CA",
+      tlsCaFile,
+      `not a readable PEM certificate: ${(error as Error).message}`,
+    );
   }
   return grpc.credentials.createSsl(pem);
 }
@@ -201,8 +228,12 @@ export function unavailableDetail(details: string, tls: boolean): string {
   if (/ECONNREFUSED|ENOENT/.test(reason)) hint = undefined;
   else if (tls && /certificate has expired/i.test(reason)) hint = "the daemon's TLS certificate has expired";
   else if (tls && /certificate|self[- ]signed|unable to (verify|get)|issuer|altnames/i.test(reason)) {
-    hint = "the daemon's TLS certificate is not trusted for this address: set NUMEROUS_EXECUTOR_TLS_CA to the PEM file of the CA that signed it";
-  } else if (tls && /wrong version number|packet length|unexpected eof|ECONNRESET|socket disconnected/i.test(reason)) {
+    hint =
+      "the daemon's TLS certificate is not trusted for this address: set NUMEROUS_EXECUTOR_TLS_CA to the PEM file of the CA that signed it";
+  } else if (
+    tls &&
+    /wrong version number|packet length|unexpected eof|ECONNRESET|socket disconnected/i.test(reason)
+  ) {
     hint = "the daemon does not seem to serve TLS: drop https:// and NUMEROUS_EXECUTOR_TLS_CA";
   } else if (!tls && /Failed to connect|Connection dropped|ECONNRESET|Protocol error/i.test(reason)) {
     hint = "if the daemon serves TLS, use an https:// address or set NUMEROUS_EXECUTOR_TLS_CA";
@@ -223,7 +254,11 @@ export function toSdkError(error: grpc.ServiceError, address: string, tls = fals
       return new ExecutorUnavailableError(address, details);
     case grpc.status.UNAUTHENTICATED:
     case grpc.status.PERMISSION_DENIED:
-      return new ExecutorConfigError("NUMEROUS_API_ACCESS_TOKEN", undefined, `the daemon at ${address} refused the call: ${details}`);
+      return new ExecutorConfigError(
+        "NUMEROUS_API_ACCESS_TOKEN",
+        undefined,
+        `the daemon at ${address} refused the call: ${details}`,
+      );
     case grpc.status.INVALID_ARGUMENT:
       return new TaskInputError("request", details);
     case grpc.status.RESOURCE_EXHAUSTED:
@@ -231,6 +266,9 @@ export function toSdkError(error: grpc.ServiceError, address: string, tls = fals
     case grpc.status.NOT_FOUND:
       return new TaskNotFoundError(details);
     default:
-      return new TaskError("EXECUTOR_ERROR", `the task executor at ${address} answered ${grpc.status[error.code] ?? error.code}: ${details}`);
+      return new TaskError(
+        "EXECUTOR_ERROR",
+        `the task executor at ${address} answered ${grpc.status[error.code] ?? error.code}: ${details}`,
+      );
   }
 }

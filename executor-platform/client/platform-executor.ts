@@ -1,6 +1,11 @@
 import { isAbsolute, relative } from "node:path";
 import type { NumerousConfig } from "../../sdk/config.js";
-import { ExecutorUnavailableError, type TaskError, type TaskErrorInfo, toErrorInfo } from "../../sdk/errors.js";
+import {
+  ExecutorUnavailableError,
+  type TaskError,
+  type TaskErrorInfo,
+  toErrorInfo,
+} from "../../sdk/errors.js";
 import {
   type Executor,
   type InstancePage,
@@ -84,9 +89,12 @@ export class PlatformExecutor implements Executor {
     const instances: InstanceSnapshot[] = [];
     let cursor = query.cursor;
     for (;;) {
-      const page = await this.#call((connection) => connection.list({ ...query, limit: limit - instances.length, cursor }));
+      const page = await this.#call((connection) =>
+        connection.list({ ...query, limit: limit - instances.length, cursor }),
+      );
       instances.push(...page.instances);
-      if (page.nextCursor === undefined || instances.length >= limit) return { instances, nextCursor: page.nextCursor };
+      if (page.nextCursor === undefined || instances.length >= limit)
+        return { instances, nextCursor: page.nextCursor };
       cursor = page.nextCursor;
     }
   }
@@ -109,7 +117,8 @@ export class PlatformExecutor implements Executor {
       try {
         return await call(connection);
       } catch (thrown) {
-        if ((thrown as TaskError).code !== "EXECUTOR_UNAVAILABLE" || Date.now() >= deadline || this.#closed) throw thrown;
+        if ((thrown as TaskError).code !== "EXECUTOR_UNAVAILABLE" || Date.now() >= deadline || this.#closed)
+          throw thrown;
         await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
       }
     }
@@ -174,11 +183,19 @@ export class PlatformExecutor implements Executor {
     for (let i = 0; i < batch.length; ) {
       let bytes = 0;
       let end = i;
-      while (end < batch.length && end - i < MAX_BATCH && (end === i || bytes + (batch[end] as SubmitRequest).args.length < MAX_BATCH_BYTES)) {
+      while (
+        end < batch.length &&
+        end - i < MAX_BATCH &&
+        (end === i || bytes + (batch[end] as SubmitRequest).args.length < MAX_BATCH_BYTES)
+      ) {
         bytes += (batch[end] as SubmitRequest).args.length;
         end++;
       }
-      await this.#submitChunk(connection, batch.slice(i, end), reached ? Date.now() + UNAVAILABLE_RETRY_MS : 0);
+      await this.#submitChunk(
+        connection,
+        batch.slice(i, end),
+        reached ? Date.now() + UNAVAILABLE_RETRY_MS : 0,
+      );
       i = end;
     }
   }
@@ -200,7 +217,11 @@ export class PlatformExecutor implements Executor {
           this.#inflight.delete(request.id);
           const result = results[index];
           if (result !== undefined && "snapshot" in result) this.#deliver(result.snapshot);
-          else this.#failLocally(request, result?.error ?? { name: "TaskError", message: "the daemon did not answer for this instance" });
+          else
+            this.#failLocally(
+              request,
+              result?.error ?? { name: "TaskError", message: "the daemon did not answer for this instance" },
+            );
         });
         return;
       } catch (thrown) {

@@ -10,7 +10,11 @@ export interface TokenGrant {
 /** What a caller is allowed, or why not. */
 export type Access =
   | { readonly ok: true; readonly deployment: string }
-  | { readonly ok: false; readonly reason: "unauthenticated" | "permission-denied"; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly reason: "unauthenticated" | "permission-denied";
+      readonly message: string;
+    };
 
 export const DEFAULT_DEPLOYMENT = "default";
 
@@ -22,7 +26,10 @@ export class AccessControl {
   readonly #grants: ReadonlyArray<{ digest: Buffer; deployments: ReadonlySet<string> }>;
 
   constructor(grants: readonly TokenGrant[]) {
-    this.#grants = grants.map((grant) => ({ digest: digest(grant.token), deployments: new Set(grant.deployments) }));
+    this.#grants = grants.map((grant) => ({
+      digest: digest(grant.token),
+      deployments: new Set(grant.deployments),
+    }));
   }
 
   get enabled(): boolean {
@@ -43,7 +50,12 @@ export class AccessControl {
     const wanted = deployment || DEFAULT_DEPLOYMENT;
     if (!this.enabled) return { ok: true, deployment: wanted };
     const token = /^bearer /i.test(authorization ?? "") ? (authorization as string).slice(7).trim() : "";
-    if (token === "") return { ok: false, reason: "unauthenticated", message: "missing access token (set NUMEROUS_API_ACCESS_TOKEN)" };
+    if (token === "")
+      return {
+        ok: false,
+        reason: "unauthenticated",
+        message: "missing access token (set NUMEROUS_API_ACCESS_TOKEN)",
+      };
     const given = digest(token);
     let matched = false;
     let allowed = false;
@@ -57,16 +69,19 @@ export class AccessControl {
     }
     if (!matched) {
       if (alsoAllows?.(token, wanted)) return { ok: true, deployment: wanted };
-      return { ok: false, reason: "unauthenticated", message: "wrong access token (check NUMEROUS_API_ACCESS_TOKEN)" };
+      return {
+        ok: false,
+        reason: "unauthenticated",
+        message: "wrong access token (check NUMEROUS_API_ACCESS_TOKEN)",
+      };
     }
     if (!allowed) {
       return {
         ok: false,
         reason: "permission-denied",
-        message:
-          deployment
-            ? `this access token may not use deployment ${JSON.stringify(wanted)} (check NUMEROUS_DEPLOYMENT_ID)`
-            : `this access token may not use the default deployment: set NUMEROUS_DEPLOYMENT_ID to a deployment it may use`,
+        message: deployment
+          ? `this access token may not use deployment ${JSON.stringify(wanted)} (check NUMEROUS_DEPLOYMENT_ID)`
+          : `this access token may not use the default deployment: set NUMEROUS_DEPLOYMENT_ID to a deployment it may use`,
       };
     }
     return { ok: true, deployment: wanted };
@@ -87,14 +102,23 @@ export const MIN_TOKEN_LENGTH = 8;
  * @param source names the file or variable in errors.
  * @throws {Error} naming the line (file) or entry (variable) that is malformed.
  */
-export function parseTokenGrants(text: string, source: string, kind: "file" | "variable" = "file"): TokenGrant[] {
+export function parseTokenGrants(
+  text: string,
+  source: string,
+  kind: "file" | "variable" = "file",
+): TokenGrant[] {
   const grants: TokenGrant[] = [];
   text.split(kind === "file" ? /\r?\n/ : /[\n;]/).forEach((raw, index) => {
     const line = raw.replace(/#.*$/, "").trim();
     if (line === "") return;
     const [token, list, extra] = line.split(/\s+/);
     const deployments = (list ?? "").split(",").filter((d) => d !== "");
-    if (token === undefined || deployments.length === 0 || extra !== undefined || token.length < MIN_TOKEN_LENGTH) {
+    if (
+      token === undefined ||
+      deployments.length === 0 ||
+      extra !== undefined ||
+      token.length < MIN_TOKEN_LENGTH
+    ) {
       throw new Error(
         `${source}, ${kind === "file" ? "line" : "entry"} ${index + 1}: expected "<token of ${MIN_TOKEN_LENGTH}+ characters> <deployment>[,<deployment>...]" (* for all deployments)`,
       );
@@ -108,7 +132,11 @@ export function parseTokenGrants(text: string, source: string, kind: "file" | "v
  * Grants from `--token` (all deployments), a tokens file, and a tokens variable.
  * @throws {Error} for a token too short, an unreadable file or a malformed line.
  */
-export function loadTokenGrants(options: { token?: string; tokensFile?: string; tokens?: string }): TokenGrant[] {
+export function loadTokenGrants(options: {
+  token?: string;
+  tokensFile?: string;
+  tokens?: string;
+}): TokenGrant[] {
   const grants: TokenGrant[] = [];
   if (options.token !== undefined) {
     // An empty variable from a missing secret must not pass for a token nobody can present.

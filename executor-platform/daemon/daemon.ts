@@ -35,7 +35,11 @@ import { HealthService } from "../protocol/generated/grpc/health/v1/health_pb.js
 import { createHealthService } from "./health-service.js";
 import { TailBuffer } from "./tail-buffer.js";
 import { errorFromWire, errorToWire, statusFromWire, storedToWire } from "../protocol/wire.js";
-import { type WorkloadCall, type WorkloadSocketServer, createWorkloadSocketServer } from "./workload-socket.js";
+import {
+  type WorkloadCall,
+  type WorkloadSocketServer,
+  createWorkloadSocketServer,
+} from "./workload-socket.js";
 import { WorkloadTokens } from "./workload-token.js";
 
 /** Options of {@link createDaemon}. */
@@ -154,7 +158,9 @@ function nextPageSize(rows: number, bytes: number, max = CATCH_UP_PAGE): number 
 /** Rows a listing reads first; later reads are sized by what the first ones weighed. */
 const LIST_FIRST_PAGE = 64;
 
-type ResolvedOptions = Required<Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal">> &
+type ResolvedOptions = Required<
+  Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal">
+> &
   DaemonOptions;
 
 /** Daemon settings a workload must not inherit. */
@@ -192,7 +198,10 @@ class DaemonImpl implements Daemon {
   readonly #dirtyDefinitions = new Map<string, StoredDefinition>();
   #flushScheduled = false;
   #flushing: Promise<void> | undefined;
-  #flushWaiters: Array<{ resolve: (stored: ReadonlyMap<string, StoredInstance>) => void; reject: (error: unknown) => void }> = [];
+  #flushWaiters: Array<{
+    resolve: (stored: ReadonlyMap<string, StoredInstance>) => void;
+    reject: (error: unknown) => void;
+  }> = [];
   readonly #watchers = new Set<Watcher>();
   readonly #workers = new Set<Worker>();
   readonly #idleWorkers: Worker[] = [];
@@ -262,7 +271,9 @@ class DaemonImpl implements Daemon {
         },
       }),
     );
-    this.#server.addService(WorkloadServiceService, { connect: (call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>) => this.#onWorkload(call) });
+    this.#server.addService(WorkloadServiceService, {
+      connect: (call: grpc.ServerDuplexStream<WorkloadMessage, DaemonMessage>) => this.#onWorkload(call),
+    });
   }
 
   /** Takes up what a previous run left: pending instances run, running ones wait for their workload. */
@@ -280,7 +291,14 @@ class DaemonImpl implements Daemon {
     const unfinished = await this.#store.unfinished();
     let orphans = 0;
     for (const row of unfinished) {
-      const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined, holdsSlot: false };
+      const active: Active = {
+        row,
+        worker: undefined,
+        stopTimer: undefined,
+        stopRequested: false,
+        orphanTimer: undefined,
+        holdsSlot: false,
+      };
       this.#active.set(row.id, active);
       if (row.status === "pending") {
         this.#queue.push(row.id);
@@ -301,14 +319,22 @@ class DaemonImpl implements Daemon {
       }
     }
     if (unfinished.length > 0) {
-      this.#log.info({ pending: unfinished.length - orphans, running: orphans }, "recovered unfinished instances");
+      this.#log.info(
+        { pending: unfinished.length - orphans, running: orphans },
+        "recovered unfinished instances",
+      );
     }
   }
 
   async listen(address: string): Promise<string> {
-    if (address.startsWith("unix:")) await removeStaleSocket(address.slice("unix:".length).replace(/^\/\//, ""));
+    if (address.startsWith("unix:"))
+      await removeStaleSocket(address.slice("unix:".length).replace(/^\/\//, ""));
     const credentials = this.#o.tls
-      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: this.#o.tls.cert, private_key: this.#o.tls.key }], false)
+      ? grpc.ServerCredentials.createSsl(
+          null,
+          [{ cert_chain: this.#o.tls.cert, private_key: this.#o.tls.key }],
+          false,
+        )
       : grpc.ServerCredentials.createInsecure();
     const port = await this.#bind(address, credentials);
     this.#address = address.startsWith("unix:") ? address : address.replace(/:\d+$/, `:${port}`);
@@ -323,7 +349,9 @@ class DaemonImpl implements Daemon {
       await this.#bind(`unix:${socket}`, grpc.ServerCredentials.createInsecure());
       this.#workloadAddress = `unix:${socket}`;
       await removeStaleSocket(framesSocket);
-      this.#framesServer = createWorkloadSocketServer(this.#o.maxMessageBytes, (call) => this.#onWorkload(call));
+      this.#framesServer = createWorkloadSocketServer(this.#o.maxMessageBytes, (call) =>
+        this.#onWorkload(call),
+      );
       await this.#framesServer.listen(framesSocket);
       this.#framesSocket = framesSocket;
     } else {
@@ -331,7 +359,15 @@ class DaemonImpl implements Daemon {
       this.#workloadAddress = this.#address;
     }
     if (this.#cluster !== undefined) this.#joinCluster(this.#cluster);
-    this.#log.info({ address: this.#address, mode: this.#o.workloadMode, concurrency: this.#o.concurrency, appRoot: this.#appRoot }, "listening");
+    this.#log.info(
+      {
+        address: this.#address,
+        mode: this.#o.workloadMode,
+        concurrency: this.#o.concurrency,
+        appRoot: this.#appRoot,
+      },
+      "listening",
+    );
     if (this.#o.workloadMode === "pool") {
       for (let i = 0; i < this.#o.concurrency; i++) this.#spawnWorker(undefined);
     }
@@ -341,7 +377,9 @@ class DaemonImpl implements Daemon {
 
   #bind(address: string, credentials: grpc.ServerCredentials): Promise<number> {
     return new Promise<number>((resolvePort, reject) => {
-      this.#server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolvePort(bound)));
+      this.#server.bindAsync(address, credentials, (error, bound) =>
+        error ? reject(error) : resolvePort(bound),
+      );
     });
   }
 
@@ -359,7 +397,10 @@ class DaemonImpl implements Daemon {
     const grace = new Promise<void>((done) => setTimeout(done, this.#o.shutdownGraceMs).unref());
     await Promise.race([idle, grace]);
     if (this.#running > 0) {
-      this.#log.warn({ running: this.#running }, "handing running instances back: their workloads reattach to the next daemon");
+      this.#log.warn(
+        { running: this.#running },
+        "handing running instances back: their workloads reattach to the next daemon",
+      );
     }
     await this.#flush();
     // What still runs is handed back: the next daemon learns how it ends. This one neither
@@ -377,7 +418,8 @@ class DaemonImpl implements Daemon {
       if (worker.pool && worker.instanceId === undefined) worker.child?.kill("SIGTERM");
       worker.call?.end();
       worker.child?.unref();
-      for (const pipe of [worker.child?.stdout, worker.child?.stderr]) (pipe as Socket | null | undefined)?.unref();
+      for (const pipe of [worker.child?.stdout, worker.child?.stderr])
+        (pipe as Socket | null | undefined)?.unref();
     }
     await new Promise<void>((done) => {
       // Lets what was written reach its peer (a workload's last FinishedAck); cuts what stays open.
@@ -404,12 +446,18 @@ class DaemonImpl implements Daemon {
         const row = await this.#latest(request.id);
         return { instance: row && row.deploymentId === deployment ? storedToWire(row) : undefined };
       }),
-      listInstances: this.#unary(async (request: ListInstancesRequest, deployment) => this.#list(request, deployment)),
-      listDefinitions: this.#unary(async (_request: unknown, deployment): Promise<ListDefinitionsResponse> => {
-        const definitions = await this.#store.listDefinitions(deployment);
-        return { definitions: definitions.map(({ id, name }) => ({ id, name })) };
-      }),
-      stopInstance: this.#unary(async (request: { id: string }, deployment) => ({ found: await this.#stop(request.id, deployment) })),
+      listInstances: this.#unary(async (request: ListInstancesRequest, deployment) =>
+        this.#list(request, deployment),
+      ),
+      listDefinitions: this.#unary(
+        async (_request: unknown, deployment): Promise<ListDefinitionsResponse> => {
+          const definitions = await this.#store.listDefinitions(deployment);
+          return { definitions: definitions.map(({ id, name }) => ({ id, name })) };
+        },
+      ),
+      stopInstance: this.#unary(async (request: { id: string }, deployment) => ({
+        found: await this.#stop(request.id, deployment),
+      })),
       watchInstances: (call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>) => {
         const deployment = this.#authorize(call.metadata);
         if (typeof deployment !== "string") {
@@ -424,7 +472,9 @@ class DaemonImpl implements Daemon {
     };
   }
 
-  #unary<Req, Res>(handler: (request: Req, deployment: string) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  #unary<Req, Res>(
+    handler: (request: Req, deployment: string) => Promise<Res>,
+  ): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const deployment = this.#authorize(call.metadata);
       if (typeof deployment !== "string") {
@@ -479,7 +529,17 @@ class DaemonImpl implements Daemon {
       const found = existing.get(instance.id);
       if (found !== undefined) {
         if (found.deploymentId !== deployment) {
-          results.push({ outcome: { $case: "error", value: { name: "TaskInputError", message: `instance id ${instance.id} is taken`, stack: "", code: "TASK_INPUT" } } });
+          results.push({
+            outcome: {
+              $case: "error",
+              value: {
+                name: "TaskInputError",
+                message: `instance id ${instance.id} is taken`,
+                stack: "",
+                code: "TASK_INPUT",
+              },
+            },
+          });
         } else {
           results.push({ outcome: { $case: "instance", value: storedToWire(found) } });
         }
@@ -507,14 +567,26 @@ class DaemonImpl implements Daemon {
         position: this.#cluster ? 0 : ++this.#position,
         owner: "",
       };
-      const active: Active = { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined, holdsSlot: false };
+      const active: Active = {
+        row,
+        worker: undefined,
+        stopTimer: undefined,
+        stopRequested: false,
+        orphanTimer: undefined,
+        holdsSlot: false,
+      };
       existing.set(row.id, row);
       if (this.#cluster === undefined) this.#active.set(row.id, active);
       this.#dirty.set(row.id, row);
       const definitionKey = `${deployment}\u0000${row.taskName}\u0000${module}`;
       if (!this.#knownDefinitions.has(definitionKey)) {
         this.#knownDefinitions.add(definitionKey);
-        this.#dirtyDefinitions.set(definitionKey, { deploymentId: deployment, id: row.taskId, name: row.taskName, module });
+        this.#dirtyDefinitions.set(definitionKey, {
+          deploymentId: deployment,
+          id: row.taskId,
+          name: row.taskName,
+          module,
+        });
       }
       created.push(active);
       results.push({ outcome: { $case: "instance", value: storedToWire(row) } });
@@ -539,13 +611,23 @@ class DaemonImpl implements Daemon {
   }
 
   #checkNewInstance(instance: NewInstance): TaskErrorInfo | undefined {
-    const input = (message: string): TaskErrorInfo => ({ name: "TaskInputError", message, code: "TASK_INPUT" });
-    if (!isValidInstanceId(instance.id)) return input(`instance id ${JSON.stringify(instance.id)} is not 1 to 64 URL-safe characters`);
+    const input = (message: string): TaskErrorInfo => ({
+      name: "TaskInputError",
+      message,
+      code: "TASK_INPUT",
+    });
+    if (!isValidInstanceId(instance.id))
+      return input(`instance id ${JSON.stringify(instance.id)} is not 1 to 64 URL-safe characters`);
     if (instance.taskName.trim() === "") return input("the task name is empty");
-    if (!isEncodedValue(instance.args)) return input("the arguments are not encoded by the numerous-tasks codec");
+    if (!isEncodedValue(instance.args))
+      return input("the arguments are not encoded by the numerous-tasks codec");
     const checked = this.#resolvedModule(instance);
     if (checked instanceof Error) {
-      return { name: "TaskNotFoundError", message: `task ${JSON.stringify(instance.taskName)}: ${checked.message}`, code: "TASK_NOT_FOUND" };
+      return {
+        name: "TaskNotFoundError",
+        message: `task ${JSON.stringify(instance.taskName)}: ${checked.message}`,
+        code: "TASK_NOT_FOUND",
+      };
     }
     return undefined;
   }
@@ -556,7 +638,11 @@ class DaemonImpl implements Daemon {
     let checked: string | Error | undefined = this.#moduleChecks.get(key);
     if (checked === undefined) {
       checked = this.#checkModule(instance.module);
-      if (checked instanceof Error && instance.moduleRelative !== "" && !isAbsolute(instance.moduleRelative)) {
+      if (
+        checked instanceof Error &&
+        instance.moduleRelative !== "" &&
+        !isAbsolute(instance.moduleRelative)
+      ) {
         const underRoot = resolve(this.#appRoot, instance.moduleRelative);
         if (existsSync(underRoot)) checked = this.#checkModule(underRoot);
       }
@@ -582,7 +668,9 @@ class DaemonImpl implements Daemon {
     }
     const rel = relative(this.#appRoot, real);
     if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) {
-      return new Error(`its module ${real} is outside the daemon's app root ${this.#appRoot}; the daemon imports modules only from inside it`);
+      return new Error(
+        `its module ${real} is outside the daemon's app root ${this.#appRoot}; the daemon imports modules only from inside it`,
+      );
     }
     return real;
   }
@@ -593,7 +681,10 @@ class DaemonImpl implements Daemon {
     if (request.cursor !== "") {
       const after = await this.#latest(request.cursor);
       if (after === undefined || after.deploymentId !== deployment) {
-        throw serviceError(grpc.status.INVALID_ARGUMENT, `cursor ${JSON.stringify(request.cursor)} is not an instance id of this deployment`);
+        throw serviceError(
+          grpc.status.INVALID_ARGUMENT,
+          `cursor ${JSON.stringify(request.cursor)} is not an instance id of this deployment`,
+        );
       }
       afterPosition = after.position;
     }
@@ -626,7 +717,9 @@ class DaemonImpl implements Daemon {
       if (exhausted || rows.length > limit || bytes > budget) break;
       pageSize = nextPageSize(got.length, gotBytes, limit + 1);
     }
-    let page = rows.slice(0, limit).map((row) => this.#active.get(row.id)?.row ?? this.#dirty.get(row.id) ?? row);
+    let page = rows
+      .slice(0, limit)
+      .map((row) => this.#active.get(row.id)?.row ?? this.#dirty.get(row.id) ?? row);
     let more = rows.length > limit || !exhausted;
     // A page of large outputs is cut short, not refused: the cursor picks up where it ends.
     const first = this.#chunks(page)[0] ?? [];
@@ -649,7 +742,8 @@ class DaemonImpl implements Daemon {
     if (active === undefined) {
       const row = this.#dirty.get(id) ?? (await this.#store.getMany([id]))[0];
       if (row === undefined || row.deploymentId !== deployment) return false;
-      if (this.#cluster !== undefined && !isTerminalStatus(row.status)) await this.#stopElsewhere(this.#cluster, row);
+      if (this.#cluster !== undefined && !isTerminalStatus(row.status))
+        await this.#stopElsewhere(this.#cluster, row);
       return true;
     }
     if (active.row.deploymentId !== deployment) return false;
@@ -700,7 +794,10 @@ class DaemonImpl implements Daemon {
   #forceStop(active: Active): void {
     if (isTerminalStatus(active.row.status)) return;
     const worker = active.worker;
-    this.#log.warn({ instance: active.row.id, graceMs: this.#o.stopGraceMs }, "task ignored its stop: killing its workload");
+    this.#log.warn(
+      { instance: active.row.id, graceMs: this.#o.stopGraceMs },
+      "task ignored its stop: killing its workload",
+    );
     const error: TaskErrorInfo = {
       name: "TaskStoppedError",
       message: `the task did not end within the ${this.#o.stopGraceMs} ms stop grace period, so its workload was killed`,
@@ -712,7 +809,10 @@ class DaemonImpl implements Daemon {
     worker?.call?.end();
   }
 
-  async #watch(call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>, deployment: string): Promise<void> {
+  async #watch(
+    call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>,
+    deployment: string,
+  ): Promise<void> {
     const request = call.request;
     const ids = request.ids.length > 0 ? new Set(request.ids) : undefined;
     // The first message says where this stream may be resumed from: "now" is the last change
@@ -748,7 +848,11 @@ class DaemonImpl implements Daemon {
    * still sent). Counts bytes rather than trusting `write()`: grpc-js queues 16 messages before
    * it says no, and 16 messages of large outputs per stalled watcher add up.
    */
-  #writeChanges(watcher: Watcher, rows: readonly StoredInstance[], upTo = (rows.at(-1) as StoredInstance).sequence): boolean {
+  #writeChanges(
+    watcher: Watcher,
+    rows: readonly StoredInstance[],
+    upTo = (rows.at(-1) as StoredInstance).sequence,
+  ): boolean {
     const sequence = this.#resumePoint(upTo);
     const bytes = sizeOfRows(rows);
     watcher.inFlight += bytes;
@@ -787,7 +891,10 @@ class DaemonImpl implements Daemon {
     } catch (error) {
       if (watcher.closed) return;
       this.#log.warn({ err: error }, "could not catch a watcher up; ending its stream so that it resumes");
-      watcher.call.emit("error", serviceError(grpc.status.UNAVAILABLE, "the daemon could not read its store; resume the watch"));
+      watcher.call.emit(
+        "error",
+        serviceError(grpc.status.UNAVAILABLE, "the daemon could not read its store; resume the watch"),
+      );
     }
   }
 
@@ -813,7 +920,10 @@ class DaemonImpl implements Daemon {
    * Pages of saved changes of the watcher's instances after `after`, in sequence order, each
    * row with the sequence it is sent under (see below).
    */
-  async *#changesAfter(watcher: Watcher, after: number): AsyncGenerator<{ rows: StoredInstance[]; sequences: number[] }> {
+  async *#changesAfter(
+    watcher: Watcher,
+    after: number,
+  ): AsyncGenerator<{ rows: StoredInstance[]; sequences: number[] }> {
     if (watcher.ids === undefined) {
       let cursor = after;
       let pageSize = CATCH_UP_FIRST_PAGE;
@@ -836,7 +946,8 @@ class DaemonImpl implements Daemon {
       i += page.length;
       const rows = await this.#store.getMany(page);
       for (const row of rows) {
-        if (row.deploymentId === watcher.deploymentId && row.sequence > after) changed.push({ id: row.id, sequence: row.sequence });
+        if (row.deploymentId === watcher.deploymentId && row.sequence > after)
+          changed.push({ id: row.id, sequence: row.sequence });
       }
       pageSize = nextPageSize(rows.length, sizeOfRows(rows));
     }
@@ -970,7 +1081,11 @@ class DaemonImpl implements Daemon {
       } catch (error) {
         this.#log.error({ err: error }, "store write failed; retrying");
         for (const row of rows) if (!this.#dirty.has(row.id)) this.#dirty.set(row.id, row);
-        for (const definition of definitions) this.#dirtyDefinitions.set(`${definition.deploymentId}\u0000${definition.name}\u0000${definition.module}`, definition);
+        for (const definition of definitions)
+          this.#dirtyDefinitions.set(
+            `${definition.deploymentId}\u0000${definition.name}\u0000${definition.module}`,
+            definition,
+          );
         this.#flushWaiters.push(...waiters);
         setTimeout(() => this.#scheduleFlush(), 100).unref();
         return;
@@ -981,7 +1096,8 @@ class DaemonImpl implements Daemon {
         const active = this.#active.get(row.id);
         if (active && active.row.revision === row.revision) {
           if (isTerminalStatus(row.status)) this.#active.delete(row.id);
-          else if (active.row.sequence !== row.sequence) active.row = { ...active.row, sequence: row.sequence };
+          else if (active.row.sequence !== row.sequence)
+            active.row = { ...active.row, sequence: row.sequence };
         }
         if (this.#cluster !== undefined) {
           this.#ownSequences.add(row.sequence);
@@ -1022,28 +1138,35 @@ class DaemonImpl implements Daemon {
   #joinCluster(cluster: ClusterStore): void {
     const lease = this.#o.leaseMs;
     this.#unsubscribe = cluster.subscribe((event) => this.#onClusterEvent(event));
-    const beat = setInterval(() => {
-      cluster.heartbeat(this.#owner, lease).then(
-        (alive) => {
-          if (!alive) this.#lostLease();
-          else this.#claimSoon();
-        },
-        (error) => this.#log.warn({ err: error }, "lease renewal failed; retrying"),
-      );
-    }, Math.max(50, Math.floor(lease / 3)));
-    const reap = setInterval(() => {
-      cluster
-        .reap((owner) => ({
-          name: "DaemonLostError",
-          message: `the daemon ${owner} that ran this instance stopped renewing its ${lease} ms lease and is presumed dead`,
-        }))
-        .then(
-          (rows) => {
-            if (rows.length > 0) this.#log.warn({ instances: rows.length }, "reaped the work of lost daemons");
+    const beat = setInterval(
+      () => {
+        cluster.heartbeat(this.#owner, lease).then(
+          (alive) => {
+            if (!alive) this.#lostLease();
+            else this.#claimSoon();
           },
-          (error) => this.#log.warn({ err: error }, "reaping failed; retrying"),
+          (error) => this.#log.warn({ err: error }, "lease renewal failed; retrying"),
         );
-    }, Math.max(50, Math.floor(lease / 2)));
+      },
+      Math.max(50, Math.floor(lease / 3)),
+    );
+    const reap = setInterval(
+      () => {
+        cluster
+          .reap((owner) => ({
+            name: "DaemonLostError",
+            message: `the daemon ${owner} that ran this instance stopped renewing its ${lease} ms lease and is presumed dead`,
+          }))
+          .then(
+            (rows) => {
+              if (rows.length > 0)
+                this.#log.warn({ instances: rows.length }, "reaped the work of lost daemons");
+            },
+            (error) => this.#log.warn({ err: error }, "reaping failed; retrying"),
+          );
+      },
+      Math.max(50, Math.floor(lease / 2)),
+    );
     beat.unref();
     reap.unref();
     this.#timers.push(beat, reap);
@@ -1092,7 +1215,8 @@ class DaemonImpl implements Daemon {
             this.#fetched = last.sequence;
             if (last.sequence > this.#sequence) this.#sequence = last.sequence;
           }
-          for (const sequence of this.#ownSequences) if (sequence <= this.#fetched) this.#ownSequences.delete(sequence);
+          for (const sequence of this.#ownSequences)
+            if (sequence <= this.#fetched) this.#ownSequences.delete(sequence);
           if (theirs.length > 0) this.#broadcast(theirs);
           if (rows.length < 1000) break;
         }
@@ -1123,7 +1247,14 @@ class DaemonImpl implements Daemon {
       .then((rows) => {
         for (const row of rows) {
           if (row.sequence > this.#sequence) this.#sequence = row.sequence;
-          this.#active.set(row.id, { row, worker: undefined, stopTimer: undefined, stopRequested: false, orphanTimer: undefined, holdsSlot: false });
+          this.#active.set(row.id, {
+            row,
+            worker: undefined,
+            stopTimer: undefined,
+            stopRequested: false,
+            orphanTimer: undefined,
+            holdsSlot: false,
+          });
           this.#queue.push(row.id);
         }
         if (rows.length === room) this.#claimAgain = true;
@@ -1159,13 +1290,18 @@ class DaemonImpl implements Daemon {
 
   #sendStart(worker: Worker, active: Active): void {
     const { id, taskName, module, args } = active.row;
-    this.#send(worker, { kind: { $case: "start", value: { instanceId: id, taskName, module, args: args ?? "J[]" } } });
+    this.#send(worker, {
+      kind: { $case: "start", value: { instanceId: id, taskName, module, args: args ?? "J[]" } },
+    });
   }
 
   #spawnWorker(instanceId: string | undefined): Worker {
-    const cli = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../cli/cli.ts" : "../cli/cli.js", import.meta.url));
+    const cli = fileURLToPath(
+      new URL(import.meta.url.endsWith(".ts") ? "../cli/cli.ts" : "../cli/cli.js", import.meta.url),
+    );
     const active = instanceId === undefined ? undefined : this.#active.get(instanceId);
-    const needsTsx = instanceId === undefined || cli.endsWith(".ts") || /\.[mc]?tsx?$/.test(active?.row.module ?? "");
+    const needsTsx =
+      instanceId === undefined || cli.endsWith(".ts") || /\.[mc]?tsx?$/.test(active?.row.module ?? "");
     const nodeArgs = needsTsx && TSX !== undefined ? ["--import", TSX] : [];
     const token = instanceId === undefined ? this.#tokens.forPool() : this.#tokens.forInstance(instanceId);
     const env: Record<string, string> = {
@@ -1183,7 +1319,8 @@ class DaemonImpl implements Daemon {
       env.NUMEROUS_TASK_INSTANCE_ID = instanceId;
       // A task may run other tasks of its deployment, and only of its deployment. (A pool
       // worker serves every deployment, so it gets no such token.)
-      if (this.#access.enabled) env.NUMEROUS_API_ACCESS_TOKEN = this.#tokens.forDeployment(env.NUMEROUS_DEPLOYMENT_ID as string);
+      if (this.#access.enabled)
+        env.NUMEROUS_API_ACCESS_TOKEN = this.#tokens.forDeployment(env.NUMEROUS_DEPLOYMENT_ID as string);
       const args = active?.row.args ?? "";
       if (args.length < 64 * 1024) env.TASK_DATA_INPUT = args;
     } else {
@@ -1312,15 +1449,20 @@ class DaemonImpl implements Daemon {
         if (kind.$case === "hello") {
           if (worker !== undefined) return refuse(grpc.status.INVALID_ARGUMENT, "hello sent twice");
           worker = this.#hello(call, kind.value);
-          if (worker === undefined) return refuse(grpc.status.PERMISSION_DENIED, "the workload token does not allow this instance");
+          if (worker === undefined)
+            return refuse(grpc.status.PERMISSION_DENIED, "the workload token does not allow this instance");
           return;
         }
-        if (worker === undefined) return refuse(grpc.status.FAILED_PRECONDITION, "a workload must say hello first");
+        if (worker === undefined)
+          return refuse(grpc.status.FAILED_PRECONDITION, "a workload must say hello first");
         const instanceId = kind.value.instanceId;
         if (instanceId !== worker.instanceId) {
           // The end of an earlier instance, said again after a reconnect.
           if (kind.$case === "finished" && this.#lateFinished(worker, instanceId, kind.value)) return;
-          return refuse(grpc.status.PERMISSION_DENIED, `this workload runs ${worker.instanceId ?? "nothing"}, not ${instanceId}`);
+          return refuse(
+            grpc.status.PERMISSION_DENIED,
+            `this workload runs ${worker.instanceId ?? "nothing"}, not ${instanceId}`,
+          );
         }
         const active = this.#active.get(instanceId);
         if (active === undefined || isTerminalStatus(active.row.status)) return;
@@ -1332,7 +1474,8 @@ class DaemonImpl implements Daemon {
           }
           this.#change(active, { progress: value });
         } else if (kind.$case === "output") {
-          if (!isEncodedValue(kind.value.output)) return refuse(grpc.status.INVALID_ARGUMENT, "output not encoded by the codec");
+          if (!isEncodedValue(kind.value.output))
+            return refuse(grpc.status.INVALID_ARGUMENT, "output not encoded by the codec");
           this.#change(active, { output: kind.value.output });
         } else if (kind.$case === "finished") {
           this.#onFinished(worker, active, kind.value);
@@ -1347,11 +1490,13 @@ class DaemonImpl implements Daemon {
       const current = worker;
       if (current.call === call) current.call = undefined;
       // A process we started is judged at its exit; one that reattached after a restart, now.
-      if (current.child === undefined) this.#workerGone(current, "the workload disconnected before reporting a result");
+      if (current.child === undefined)
+        this.#workerGone(current, "the workload disconnected before reporting a result");
     };
     call.on("end", () => {
       // Also what a truncated first message looks like: gRPC drops the partial frame.
-      if (worker === undefined && !refused) return refuse(grpc.status.FAILED_PRECONDITION, "the workload stream ended before it said hello");
+      if (worker === undefined && !refused)
+        return refuse(grpc.status.FAILED_PRECONDITION, "the workload stream ended before it said hello");
       closed();
       call.end();
     });
@@ -1370,7 +1515,8 @@ class DaemonImpl implements Daemon {
         worker.call = call;
         const active = this.#active.get(instanceId);
         if (active && active.worker === worker && !isTerminalStatus(active.row.status)) {
-          if (active.row.status === "pending") this.#change(active, { status: "running", startedAt: Date.now() });
+          if (active.row.status === "pending")
+            this.#change(active, { status: "running", startedAt: Date.now() });
           this.#sendStart(worker, active);
           if (active.stopRequested) this.#send(worker, { kind: { $case: "stop", value: { instanceId } } });
         } else {
@@ -1428,7 +1574,10 @@ class DaemonImpl implements Daemon {
         else if (hello.stopRequestedAtMs > 0) {
           // A stop the daemon before this one acknowledged: its grace period runs on from then.
           const graceLeftMs = this.#stopRequested(active, hello.stopRequestedAtMs);
-          this.#log.info({ instance: instanceId, graceLeftMs }, "reattached workload was stopped before the restart");
+          this.#log.info(
+            { instance: instanceId, graceLeftMs },
+            "reattached workload was stopped before the restart",
+          );
         }
         return worker;
       }
@@ -1457,13 +1606,19 @@ class DaemonImpl implements Daemon {
   #onFinished(worker: Worker, active: Active, finished: Finished): void {
     const status = statusFromWire(finished.status);
     if (status !== "completed" && status !== "failed" && status !== "cancelled") {
-      this.#finish(active, "failed", { error: { name: "WorkloadProtocolError", message: "the workload reported an end without a final status" } });
+      this.#finish(active, "failed", {
+        error: {
+          name: "WorkloadProtocolError",
+          message: "the workload reported an end without a final status",
+        },
+      });
     } else {
       this.#finish(active, status, {
         result: finished.result,
         error: finished.error === undefined ? undefined : errorFromWire(finished.error),
         // The last output, said again with the end in case its own message was lost.
-        output: finished.output !== undefined && isEncodedValue(finished.output) ? finished.output : undefined,
+        output:
+          finished.output !== undefined && isEncodedValue(finished.output) ? finished.output : undefined,
       });
     }
     const instanceId = active.row.id;
@@ -1477,7 +1632,9 @@ class DaemonImpl implements Daemon {
         this.#pump();
       }
     }
-    void this.#durable().then(() => this.#send(worker, { kind: { $case: "finishedAck", value: { instanceId } } }));
+    void this.#durable().then(() =>
+      this.#send(worker, { kind: { $case: "finishedAck", value: { instanceId } } }),
+    );
   }
 }
 

@@ -31,7 +31,10 @@ export function createHealthService(state: HealthState): grpc.UntypedServiceImpl
     ) {
       const status = statusOf(call.request.service);
       if (status === undefined) {
-        callback({ code: grpc.status.NOT_FOUND, details: `unknown service ${JSON.stringify(call.request.service)}` });
+        callback({
+          code: grpc.status.NOT_FOUND,
+          details: `unknown service ${JSON.stringify(call.request.service)}`,
+        });
         return;
       }
       callback(null, { status });

@@ -2,7 +2,14 @@ import { EventEmitter } from "node:events";
 import { type Server, type Socket, createServer } from "node:net";
 import type * as grpc from "@grpc/grpc-js";
 import { DaemonMessage, WorkloadMessage } from "../protocol/generated/messages/numerous/tasks/v1/tasks_pb.js";
-import { FRAME_MESSAGE, FrameError, FrameReader, STATUS, encodeFrame, encodeRefusal } from "../protocol/workload-frames.js";
+import {
+  FRAME_MESSAGE,
+  FrameError,
+  FrameReader,
+  STATUS,
+  encodeFrame,
+  encodeRefusal,
+} from "../protocol/workload-frames.js";
 
 /**
  * One workload's stream, as the daemon handles it, whether it came over gRPC (the public
@@ -39,7 +46,8 @@ class FramedWorkloadCall extends EventEmitter implements WorkloadCall {
       }
       for (const frame of frames) {
         if (this.#over) return;
-        if (frame.kind !== FRAME_MESSAGE) return this.#refuse(STATUS.INVALID_ARGUMENT, "a workload sends messages only");
+        if (frame.kind !== FRAME_MESSAGE)
+          return this.#refuse(STATUS.INVALID_ARGUMENT, "a workload sends messages only");
         let message: WorkloadMessage;
         try {
           message = WorkloadMessage.decode(frame.payload);
@@ -68,7 +76,12 @@ class FramedWorkloadCall extends EventEmitter implements WorkloadCall {
   override emit(event: string | symbol, ...args: unknown[]): boolean {
     if (event === "error") {
       const error = args[0] as Partial<grpc.ServiceError>;
-      this.#send(encodeRefusal({ code: error.code ?? STATUS.INTERNAL, message: error.details ?? error.message ?? "refused" }));
+      this.#send(
+        encodeRefusal({
+          code: error.code ?? STATUS.INTERNAL,
+          message: error.details ?? error.message ?? "refused",
+        }),
+      );
       this.#socket.end();
       const listened = super.emit("error", args[0]);
       this.#over = true;
@@ -96,7 +109,10 @@ class FramedWorkloadCall extends EventEmitter implements WorkloadCall {
 }
 
 /** The private socket's server: hands each connection to `onWorkload` as a {@link WorkloadCall}. */
-export function createWorkloadSocketServer(maxMessageBytes: number, onWorkload: (call: WorkloadCall) => void): WorkloadSocketServer {
+export function createWorkloadSocketServer(
+  maxMessageBytes: number,
+  onWorkload: (call: WorkloadCall) => void,
+): WorkloadSocketServer {
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
     sockets.add(socket);

@@ -58,14 +58,18 @@ export function encodeFrame(kind: number, payload: Uint8Array): Buffer {
 }
 
 export function encodeRefusal(refusal: Refusal): Buffer {
-  return encodeFrame(FRAME_REFUSAL, Buffer.from(JSON.stringify({ code: refusal.code, message: refusal.message })));
+  return encodeFrame(
+    FRAME_REFUSAL,
+    Buffer.from(JSON.stringify({ code: refusal.code, message: refusal.message })),
+  );
 }
 
 /** Reads a refusal frame's payload; a malformed one still reads as a refusal. */
 export function decodeRefusal(payload: Buffer): Refusal {
   try {
     const value = JSON.parse(payload.toString("utf8")) as Partial<Refusal>;
-    if (typeof value.code === "number" && typeof value.message === "string") return { code: value.code, message: value.message };
+    if (typeof value.code === "number" && typeof value.message === "string")
+      return { code: value.code, message: value.message };
   } catch {
     // Falls through.
   }
@@ -95,9 +99,13 @@ export class FrameReader {
       const head = this.#peek(HEADER_BYTES);
       const kind = head.readUInt8(0);
       const size = head.readUInt32BE(1);
-      if (kind !== FRAME_MESSAGE && kind !== FRAME_REFUSAL) throw new FrameError(STATUS.INVALID_ARGUMENT, `unknown frame kind ${kind}`);
+      if (kind !== FRAME_MESSAGE && kind !== FRAME_REFUSAL)
+        throw new FrameError(STATUS.INVALID_ARGUMENT, `unknown frame kind ${kind}`);
       if (size > this.#maxBytes) {
-        throw new FrameError(STATUS.RESOURCE_EXHAUSTED, `a frame of ${size} bytes is larger than the limit of ${this.#maxBytes}`);
+        throw new FrameError(
+          STATUS.RESOURCE_EXHAUSTED,
+          `a frame of ${size} bytes is larger than the limit of ${this.#maxBytes}`,
+        );
       }
       if (this.#length < HEADER_BYTES + size) break;
       const whole = this.#take(HEADER_BYTES + size);

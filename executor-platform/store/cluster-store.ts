@@ -25,7 +25,10 @@ export interface ClusterStore extends Store {
   /** Marks this store as shared: the daemon switches to claims, leases and events. */
   readonly shared: true;
   /** Saves and returns the rows as stored, with database-assigned sequence (and position for new rows). */
-  saveAssigned(rows: readonly StoredInstance[], definitions?: readonly StoredDefinition[]): Promise<StoredInstance[]>;
+  saveAssigned(
+    rows: readonly StoredInstance[],
+    definitions?: readonly StoredDefinition[],
+  ): Promise<StoredInstance[]>;
   /** Every deployment's rows with `sequence > afterSequence`, by sequence, at most `limit`. */
   changesSinceAll(afterSequence: number, limit: number): Promise<StoredInstance[]>;
   /** The highest committed sequence. */

@@ -82,7 +82,8 @@ export interface DefinitionRow {
  * @throws {Error} for a status no SDK version knows.
  */
 export function toInstance(row: InstanceRow): StoredInstance {
-  if (!isTaskStatus(row.status)) throw new Error(`instance ${row.id} has an unknown status ${JSON.stringify(row.status)}`);
+  if (!isTaskStatus(row.status))
+    throw new Error(`instance ${row.id} has an unknown status ${JSON.stringify(row.status)}`);
   const status: TaskStatus = row.status;
   return {
     id: row.id,

@@ -5,8 +5,19 @@ import { toErrorInfo } from "../../sdk/errors.js";
 import { type TaskOutcome, runTaskFunction } from "../../sdk/run-task-function.js";
 import { TaskControllerImpl } from "../../sdk/task-controller.js";
 import { findTaskFunction } from "../../sdk/task.js";
-import { DaemonMessage, type Start, WorkloadMessage } from "../protocol/generated/messages/numerous/tasks/v1/tasks_pb.js";
-import { FRAME_MESSAGE, FRAME_REFUSAL, FrameReader, STATUS, decodeRefusal, encodeFrame } from "../protocol/workload-frames.js";
+import {
+  DaemonMessage,
+  type Start,
+  WorkloadMessage,
+} from "../protocol/generated/messages/numerous/tasks/v1/tasks_pb.js";
+import {
+  FRAME_MESSAGE,
+  FRAME_REFUSAL,
+  FrameReader,
+  STATUS,
+  decodeRefusal,
+  encodeFrame,
+} from "../protocol/workload-frames.js";
 import { errorToWire, statusToWire } from "../protocol/wire.js";
 
 /** What a workload needs from its environment: set by the daemon that started it. */
@@ -77,7 +88,8 @@ function framedLinks(path: string): OpenLink {
     socket.on("close", () => end());
     return {
       write: (message) => {
-        if (!socket.destroyed && !socket.writableEnded) socket.write(encodeFrame(FRAME_MESSAGE, WorkloadMessage.encode(message).finish()));
+        if (!socket.destroyed && !socket.writableEnded)
+          socket.write(encodeFrame(FRAME_MESSAGE, WorkloadMessage.encode(message).finish()));
       },
       end: () => socket.end(),
     };
@@ -106,7 +118,9 @@ async function grpcLinks(address: string): Promise<{ open: OpenLink; close: () =
       onEnd(why);
     };
     call.on("data", (message: DaemonMessage) => onMessage(message));
-    call.on("error", (error: { code: number; details: string }) => end({ code: error.code, details: error.details }));
+    call.on("error", (error: { code: number; details: string }) =>
+      end({ code: error.code, details: error.details }),
+    );
     call.on("end", () => end());
     return {
       write: (message) => {
@@ -139,7 +153,9 @@ interface Current {
  * Resolves when a process-mode workload is done or the daemon is gone for good.
  */
 export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
-  const links = env.socket ? { open: framedLinks(env.socket), close: () => {} } : await grpcLinks(env.address);
+  const links = env.socket
+    ? { open: framedLinks(env.socket), close: () => {} }
+    : await grpcLinks(env.address);
   let current: Current | undefined;
   /** Ends reported but not yet acknowledged as durable: said again after a reconnect. */
   const unacked = new Map<string, WorkloadMessage>();
@@ -259,8 +275,10 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     });
     if (current !== undefined) {
       const id = current.start.instanceId;
-      if (current.progress !== undefined) send({ kind: { $case: "progress", value: { instanceId: id, value: current.progress } } });
-      if (current.output !== undefined) send({ kind: { $case: "output", value: { instanceId: id, output: current.output } } });
+      if (current.progress !== undefined)
+        send({ kind: { $case: "progress", value: { instanceId: id, value: current.progress } } });
+      if (current.output !== undefined)
+        send({ kind: { $case: "output", value: { instanceId: id, output: current.output } } });
     }
     for (const finished of unacked.values()) send(finished);
   };

@@ -72,7 +72,9 @@ export function startCli(args: readonly string[], options: RunCliOptions = {}): 
             resolve();
           } else if (child.exitCode !== null || child.signalCode !== null) {
             waiters.delete(check);
-            reject(new Error(`the command ended before printing ${JSON.stringify(text)}: ${stdout}${stderr}`));
+            reject(
+              new Error(`the command ended before printing ${JSON.stringify(text)}: ${stdout}${stderr}`),
+            );
           }
         };
         waiters.add(check);

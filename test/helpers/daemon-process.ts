@@ -40,7 +40,17 @@ export async function startDaemon(options: DaemonProcessOptions = {}): Promise<D
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "nt-daemon-"));
   const child = spawn(
     process.execPath,
-    [CLI, "serve", "--listen", options.listen ?? "127.0.0.1:0", "--data-dir", dataDir, "--app-root", options.appRoot ?? ROOT, ...(options.args ?? [])],
+    [
+      CLI,
+      "serve",
+      "--listen",
+      options.listen ?? "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+      "--app-root",
+      options.appRoot ?? ROOT,
+      ...(options.args ?? []),
+    ],
     { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const logs: Array<Record<string, unknown>> = [];
@@ -62,7 +72,9 @@ export async function startDaemon(options: DaemonProcessOptions = {}): Promise<D
       for (const waiter of [...logWaiters]) waiter(entry);
       if (entry.msg === "listening") resolve(entry.address as string);
     });
-    void exited.then((code) => reject(new Error(`daemon exited with ${code} before listening: ${stderr.join("")}`)));
+    void exited.then((code) =>
+      reject(new Error(`daemon exited with ${code} before listening: ${stderr.join("")}`)),
+    );
   });
   return {
     address,
@@ -80,7 +92,8 @@ export async function startDaemon(options: DaemonProcessOptions = {}): Promise<D
         };
         logWaiters.add(waiter);
         void logEnded.then(() => {
-          if (logWaiters.delete(waiter)) reject(new Error("the daemon exited before logging what was awaited"));
+          if (logWaiters.delete(waiter))
+            reject(new Error("the daemon exited before logging what was awaited"));
         });
       });
     },

@@ -10,7 +10,13 @@ import {
 import type { TaskErrorInfo } from "../../../sdk/errors.js";
 import type { ClusterEvent, ClusterStore } from "../cluster-store.js";
 import type { StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
-import { type DefinitionRow, INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "../instance-row.js";
+import {
+  type DefinitionRow,
+  INSTANCE_COLUMNS,
+  type InstanceRow,
+  instanceValues,
+  toInstance,
+} from "../instance-row.js";
 
 /** Where {@link PostgresStore} reports what it recovers from by itself. */
 export interface PostgresStoreLogger {
@@ -144,8 +150,6 @@ const UPSERT_DEFINITIONS = `
 const BEGIN_WRITE = `BEGIN ISOLATION LEVEL READ COMMITTED;
   SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${LOCK_WRITE});
   SELECT sequence, position FROM counters WHERE singleton`;
-
-
 
 interface Counters {
   sequence: number;
@@ -688,7 +692,6 @@ function columnsOf(rows: readonly StoredInstance[]): unknown[][] {
   }
   return columns;
 }
-
 
 function encodeEvent(event: ClusterEvent): string {
   switch (event.kind) {

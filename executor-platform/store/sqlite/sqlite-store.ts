@@ -3,7 +3,13 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { isTerminalStatus } from "../../../sdk/task-status.js";
 import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
-import { type DefinitionRow, INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "../instance-row.js";
+import {
+  type DefinitionRow,
+  INSTANCE_COLUMNS,
+  type InstanceRow,
+  instanceValues,
+  toInstance,
+} from "../instance-row.js";
 
 export const DATABASE_FILE = "numerous-tasks.db";
 
@@ -61,8 +67,6 @@ const MIGRATIONS: readonly string[] = [
 
 const COLUMNS = INSTANCE_COLUMNS.join(", ");
 
-
-
 type Statement<R = unknown> = Database.Statement<unknown[], R>;
 
 export class SqliteStore implements Store {
@@ -83,7 +87,9 @@ export class SqliteStore implements Store {
     this.#db = db;
     this.file = file;
     this.#upsertInstance = db.prepare(
-      `INSERT INTO instances (${COLUMNS}) VALUES (${COLUMNS.split(",").map(() => "?").join(", ")})
+      `INSERT INTO instances (${COLUMNS}) VALUES (${COLUMNS.split(",")
+        .map(() => "?")
+        .join(", ")})
        ON CONFLICT (id) DO UPDATE SET
          deployment_id = excluded.deployment_id, task_id = excluded.task_id,
          task_name = excluded.task_name, module = excluded.module, args = excluded.args,
@@ -100,18 +106,20 @@ export class SqliteStore implements Store {
     this.#bumpCounters = db.prepare(
       "UPDATE counters SET sequence = MAX(sequence, ?), position = MAX(position, ?) WHERE singleton = 1",
     );
-    this.#saveBatch = db.transaction((rows: readonly StoredInstance[], definitions: readonly StoredDefinition[]) => {
-      let sequence = 0;
-      let position = 0;
-      const upsert = this.#upsertInstance;
-      for (const row of rows) {
-        upsert.run(...instanceValues(row));
-        if (row.sequence > sequence) sequence = row.sequence;
-        if (row.position > position) position = row.position;
-      }
-      for (const d of definitions) this.#upsertDefinition.run(d.deploymentId, d.id, d.name, d.module);
-      if (rows.length > 0) this.#bumpCounters.run(sequence, position);
-    });
+    this.#saveBatch = db.transaction(
+      (rows: readonly StoredInstance[], definitions: readonly StoredDefinition[]) => {
+        let sequence = 0;
+        let position = 0;
+        const upsert = this.#upsertInstance;
+        for (const row of rows) {
+          upsert.run(...instanceValues(row));
+          if (row.sequence > sequence) sequence = row.sequence;
+          if (row.position > position) position = row.position;
+        }
+        for (const d of definitions) this.#upsertDefinition.run(d.deploymentId, d.id, d.name, d.module);
+        if (rows.length > 0) this.#bumpCounters.run(sequence, position);
+      },
+    );
   }
 
   async counters(): Promise<{ sequence: number; position: number }> {
@@ -128,7 +136,8 @@ export class SqliteStore implements Store {
     // a definition. A batch of progress and output alone is written without the fsync: it
     // survives the daemon's crash (the page cache keeps it) and reaches the disk with the next
     // synced commit; only a power cut in between loses it, and never a result.
-    const sync = definitions.length > 0 || rows.some((row) => row.revision === 1 || isTerminalStatus(row.status));
+    const sync =
+      definitions.length > 0 || rows.some((row) => row.revision === 1 || isTerminalStatus(row.status));
     if (sync !== this.#synced) {
       db.pragma(sync ? "synchronous = FULL" : "synchronous = NORMAL");
       this.#synced = sync;
@@ -255,7 +264,10 @@ export async function openSqliteStore(dataDir: string): Promise<SqliteStore> {
   mkdirSync(dataDir, { recursive: true });
   const file = join(dataDir, DATABASE_FILE);
   const notOurs = (why: string, cause?: unknown): Error =>
-    new Error(`${file} is not a numerous-tasks database (${why})`, cause === undefined ? undefined : { cause });
+    new Error(
+      `${file} is not a numerous-tasks database (${why})`,
+      cause === undefined ? undefined : { cause },
+    );
 
   // Checked before SQLite touches the file, so a foreign file is refused without SQLite writing beside it.
   const header = readHeader(file);
@@ -329,6 +341,7 @@ function readHeader(file: string): string | undefined {
 }
 
 function isSqliteError(error: unknown, code: string): boolean {
-  return error instanceof Error && "code" in error && typeof error.code === "string" && error.code.startsWith(code);
+  return (
+    error instanceof Error && "code" in error && typeof error.code === "string" && error.code.startsWith(code)
+  );
 }
-
