@@ -1,0 +1,25 @@
+import type { StoredInstance } from "../store/store.js";
+import type { Worker } from "./workers.js";
+
+/** An instance this daemon runs or is about to run, with what it takes to run and stop it. */
+export interface ActiveInstance {
+  row: StoredInstance;
+  /** It counts against the concurrency: from the moment its workload is started or claimed. */
+  holdsSlot: boolean;
+  worker: Worker | undefined;
+  stopTimer: NodeJS.Timeout | undefined;
+  stopRequested: boolean;
+  /** After a restart: fails it if its workload does not reattach in time. */
+  orphanTimer: NodeJS.Timeout | undefined;
+}
+
+export function activeInstance(row: StoredInstance): ActiveInstance {
+  return {
+    row,
+    holdsSlot: false,
+    worker: undefined,
+    stopTimer: undefined,
+    stopRequested: false,
+    orphanTimer: undefined,
+  };
+}

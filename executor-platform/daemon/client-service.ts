@@ -1,0 +1,284 @@
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { isEncodedValue } from "../../sdk/codec.js";
+import type { TaskErrorInfo } from "../../sdk/errors.js";
+import { definitionIdFor, isValidInstanceId } from "../../sdk/ids.js";
+import { type TaskStatus, isTerminalStatus } from "../../sdk/task-status.js";
+import type {
+  InstanceChanges,
+  ListDefinitionsResponse,
+  ListInstancesRequest,
+  ListInstancesResponse,
+  NewInstance,
+  SubmitRequest,
+  SubmitResponse,
+  SubmitResult,
+  WatchInstancesRequest,
+} from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import { errorToWire, statusFromWire, storedToWire } from "../protocol/wire.js";
+import type { Store, StoredInstance } from "../store/store.js";
+import type { AccessControl } from "./access-control.js";
+import type { Coordinator } from "./coordinator.js";
+import type { DaemonState } from "./daemon-options.js";
+import { serviceError, toStatus } from "./grpc-status.js";
+import type { InstanceTable } from "./instance-table.js";
+import type { ModuleResolver } from "./module-resolver.js";
+import { chunkRows, nextPageSize, sizeOfRows } from "./row-size.js";
+import type { RunQueue } from "./run-queue.js";
+import type { WatchHub } from "./watch-hub.js";
+import type { WorkloadTokens } from "./workload-token.js";
+
+export interface ClientServiceOptions {
+  readonly store: Store;
+  readonly table: InstanceTable;
+  readonly queue: RunQueue;
+  readonly hub: WatchHub;
+  readonly coordinator: Coordinator;
+  readonly modules: ModuleResolver;
+  readonly access: AccessControl;
+  readonly tokens: WorkloadTokens;
+  readonly state: DaemonState;
+  readonly log: Logger;
+  readonly maxMessageBytes: number;
+}
+
+/** Rows a listing reads first; later reads are sized by what the first ones weighed. */
+const LIST_FIRST_PAGE = 64;
+const MAX_PAGE = 1000;
+const DEFAULT_PAGE = 100;
+
+/** The TaskService that clients call: submit, read, list, stop and watch instances. */
+export function createClientService(o: ClientServiceOptions): grpc.UntypedServiceImplementation {
+  /** The caller's deployment, or the status to refuse it with. */
+  const authorize = (metadata: grpc.Metadata): string | grpc.ServiceError => {
+    const header = metadata.get("authorization")[0];
+    const deployment = metadata.get("x-numerous-deployment")[0];
+    const access = o.access.check(
+      typeof header === "string" ? header : undefined,
+      typeof deployment === "string" ? deployment : undefined,
+      // A workload of this daemon, calling as a client of its own deployment (a task running tasks).
+      (token, wanted) => o.tokens.allowsDeployment(token, wanted),
+    );
+    if (access.ok) return access.deployment;
+    return serviceError(
+      access.reason === "unauthenticated" ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED,
+      access.message,
+    );
+  };
+
+  const unary =
+    <Req, Res>(handler: (request: Req, deployment: string) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
+    (call, callback) => {
+      const deployment = authorize(call.metadata);
+      if (typeof deployment !== "string") {
+        callback(deployment);
+        return;
+      }
+      handler(call.request, deployment).then(
+        (response) => callback(null, response),
+        (error) => callback(toStatus(error)),
+      );
+    };
+
+  return {
+    submit: unary((request: SubmitRequest, deployment) => submit(o, request, deployment)),
+    getInstance: unary(async (request: { id: string }, deployment) => {
+      const row = await o.table.latest(request.id);
+      return { instance: row && row.deploymentId === deployment ? storedToWire(row) : undefined };
+    }),
+    listInstances: unary((request: ListInstancesRequest, deployment) => list(o, request, deployment)),
+    listDefinitions: unary(async (_request: unknown, deployment): Promise<ListDefinitionsResponse> => {
+      const definitions = await o.store.listDefinitions(deployment);
+      return { definitions: definitions.map(({ id, name }) => ({ id, name })) };
+    }),
+    stopInstance: unary(async (request: { id: string }, deployment) => ({
+      found: await stop(o, request.id, deployment),
+    })),
+    watchInstances: (call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>) => {
+      const deployment = authorize(call.metadata);
+      if (typeof deployment !== "string") {
+        call.emit("error", deployment);
+        return;
+      }
+      try {
+        o.hub.watch(call, deployment);
+      } catch (error) {
+        o.log.warn({ err: error }, "watch failed");
+        call.emit("error", toStatus(error));
+      }
+    },
+  };
+}
+
+async function submit(
+  o: ClientServiceOptions,
+  request: SubmitRequest,
+  deployment: string,
+): Promise<SubmitResponse> {
+  if (!o.state.accepting) throw serviceError(grpc.status.UNAVAILABLE, "the daemon is shutting down");
+  if (request.instances.length === 0) return { results: [] };
+  const ids = request.instances.map((instance) => instance.id).filter(isValidInstanceId);
+  const existing = new Map<string, StoredInstance>();
+  const missing: string[] = [];
+  for (const id of ids) {
+    const known = o.table.known(id);
+    if (known) existing.set(id, known);
+    else missing.push(id);
+  }
+  for (const row of await o.store.getMany(missing)) existing.set(row.id, row);
+
+  const results: SubmitResult[] = [];
+  const created: string[] = [];
+  for (const instance of request.instances) {
+    const problem = checkNewInstance(o, instance);
+    if (problem !== undefined) {
+      results.push({ outcome: { $case: "error", value: errorToWire(problem) } });
+      continue;
+    }
+    const found = existing.get(instance.id);
+    if (found !== undefined) {
+      if (found.deploymentId !== deployment) {
+        results.push({
+          outcome: {
+            $case: "error",
+            value: {
+              name: "TaskInputError",
+              message: `instance id ${instance.id} is taken`,
+              stack: "",
+              code: "TASK_INPUT",
+            },
+          },
+        });
+      } else {
+        results.push({ outcome: { $case: "instance", value: storedToWire(found) } });
+      }
+      continue;
+    }
+    const row: StoredInstance = {
+      id: instance.id,
+      deploymentId: deployment,
+      taskId: definitionIdFor(instance.taskName),
+      taskName: instance.taskName,
+      module: o.modules.resolve(instance) as string,
+      args: instance.args,
+      status: "pending",
+      progress: 0,
+      output: undefined,
+      result: undefined,
+      error: undefined,
+      createdAt: instance.createdAtMs || Date.now(),
+      startedAt: undefined,
+      finishedAt: undefined,
+      revision: 1,
+      ...o.coordinator.numberNew(),
+      owner: "",
+    };
+    existing.set(row.id, row);
+    o.coordinator.created(row);
+    o.table.insert(row);
+    created.push(row.id);
+    results.push({ outcome: { $case: "instance", value: storedToWire(row) } });
+  }
+  if (created.length === 0) return { results };
+  const stored = await o.table.durable();
+  o.coordinator.saved(created);
+  return {
+    results: results.map((result) => {
+      if (result.outcome?.$case !== "instance") return result;
+      const row = stored.get(result.outcome.value.id);
+      return row === undefined ? result : { outcome: { $case: "instance", value: storedToWire(row) } };
+    }),
+  };
+}
+
+function checkNewInstance(o: ClientServiceOptions, instance: NewInstance): TaskErrorInfo | undefined {
+  const input = (message: string): TaskErrorInfo => ({ name: "TaskInputError", message, code: "TASK_INPUT" });
+  if (!isValidInstanceId(instance.id)) {
+    return input(`instance id ${JSON.stringify(instance.id)} is not 1 to 64 URL-safe characters`);
+  }
+  if (instance.taskName.trim() === "") return input("the task name is empty");
+  if (!isEncodedValue(instance.args))
+    return input("the arguments are not encoded by the numerous-tasks codec");
+  const checked = o.modules.resolve(instance);
+  if (checked instanceof Error) {
+    return {
+      name: "TaskNotFoundError",
+      message: `task ${JSON.stringify(instance.taskName)}: ${checked.message}`,
+      code: "TASK_NOT_FOUND",
+    };
+  }
+  return undefined;
+}
+
+async function list(
+  o: ClientServiceOptions,
+  request: ListInstancesRequest,
+  deployment: string,
+): Promise<ListInstancesResponse> {
+  const limit = request.limit > 0 ? Math.min(request.limit, MAX_PAGE) : DEFAULT_PAGE;
+  let afterPosition: number | undefined;
+  if (request.cursor !== "") {
+    const after = await o.table.latest(request.cursor);
+    if (after === undefined || after.deploymentId !== deployment) {
+      throw serviceError(
+        grpc.status.INVALID_ARGUMENT,
+        `cursor ${JSON.stringify(request.cursor)} is not an instance id of this deployment`,
+      );
+    }
+    afterPosition = after.position;
+  }
+  const statuses: TaskStatus[] = [];
+  for (const status of request.statuses) {
+    const known = statusFromWire(status);
+    if (known === undefined) throw serviceError(grpc.status.INVALID_ARGUMENT, `unknown status ${status}`);
+    statuses.push(known);
+  }
+  // Read in pages sized by bytes: a page of large outputs stops at what one answer can carry,
+  // rather than holding `limit` of them only to send a few.
+  const budget = Math.floor(o.maxMessageBytes / 2);
+  const rows: StoredInstance[] = [];
+  let bytes = 0;
+  let exhausted = false;
+  let pageSize = Math.min(limit + 1, LIST_FIRST_PAGE);
+  for (;;) {
+    const want = Math.min(pageSize, limit + 1 - rows.length);
+    const got = await o.store.list({
+      deploymentId: deployment,
+      task: request.task || undefined,
+      statuses: statuses.length > 0 ? statuses : undefined,
+      afterPosition: rows.at(-1)?.position ?? afterPosition,
+      limit: want,
+    });
+    rows.push(...got);
+    const gotBytes = sizeOfRows(got);
+    bytes += gotBytes;
+    if (got.length < want) exhausted = true;
+    if (exhausted || rows.length > limit || bytes > budget) break;
+    pageSize = nextPageSize(got.length, gotBytes, limit + 1);
+  }
+  let page = rows.slice(0, limit).map((row) => o.table.known(row.id) ?? row);
+  let more = rows.length > limit || !exhausted;
+  // A page of large outputs is cut short, not refused: the cursor picks up where it ends.
+  const first = chunkRows(page, o.maxMessageBytes)[0] ?? [];
+  if (first.length < page.length) {
+    page = first;
+    more = true;
+  }
+  return {
+    instances: page.map(storedToWire),
+    nextCursor: more ? (page.at(-1)?.id ?? "") : "",
+  };
+}
+
+async function stop(o: ClientServiceOptions, id: string, deployment: string): Promise<boolean> {
+  const active = o.table.get(id);
+  if (active === undefined) {
+    const row = await o.table.latest(id);
+    if (row === undefined || row.deploymentId !== deployment) return false;
+    if (!isTerminalStatus(row.status)) await o.coordinator.stopElsewhere(row);
+    return true;
+  }
+  if (active.row.deploymentId !== deployment) return false;
+  o.queue.stop(active);
+  return true;
+}

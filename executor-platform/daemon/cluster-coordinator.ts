@@ -1,0 +1,234 @@
+import type { Logger } from "pino";
+import { isTerminalStatus } from "../../sdk/task-status.js";
+import type { ClusterEvent, ClusterStore } from "../store/cluster-store.js";
+import type { StoredDefinition, StoredInstance } from "../store/store.js";
+import type { CoordinatedParts, Coordinator } from "./coordinator.js";
+import type { DaemonState } from "./daemon-options.js";
+
+export interface ClusterCoordinatorOptions {
+  readonly store: ClusterStore;
+  /** This daemon's name in the cluster. */
+  readonly owner: string;
+  readonly leaseMs: number;
+  readonly state: DaemonState;
+  readonly log: Logger;
+  /** The cluster presumed this daemon dead and gave its work to others: it must stop at once. */
+  readonly onLostLease: (reason: string) => void;
+}
+
+/** Rows fetched per read of the other daemons' changes. */
+const FETCH_PAGE = 1000;
+/** The shortest heartbeat or reaping interval, whatever the lease. */
+const MIN_INTERVAL_MS = 50;
+
+/**
+ * A daemon of a cluster: several daemons share one store. The store numbers rows; new instances
+ * wait in it until a daemon with room claims them; each daemon holds a lease it renews, and reaps
+ * the work of daemons whose lease ran out; changes and stops cross daemons as store events.
+ */
+export class ClusterCoordinator implements Coordinator {
+  readonly #o: ClusterCoordinatorOptions;
+  #parts: CoordinatedParts | undefined;
+  #claiming = false;
+  #claimAgain = false;
+  #fetching: Promise<void> | undefined;
+  #fetchAgain = false;
+  /** The highest sequence fetched from the store and passed to watchers. */
+  #fetched = 0;
+  /** Sequences this daemon saved and already broadcast, so a fetch skips them. */
+  readonly #ownSequences = new Set<number>();
+  readonly #timers: NodeJS.Timeout[] = [];
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(options: ClusterCoordinatorOptions) {
+    this.#o = options;
+  }
+
+  attach(parts: CoordinatedParts): void {
+    this.#parts = parts;
+  }
+
+  numberNew(): { sequence: number; position: number } {
+    // The shared store numbers rows itself.
+    return { sequence: 0, position: 0 };
+  }
+
+  numberChange(row: StoredInstance): number {
+    return row.sequence;
+  }
+
+  async write(
+    rows: readonly StoredInstance[],
+    definitions: readonly StoredDefinition[],
+  ): Promise<readonly StoredInstance[]> {
+    const stored = await this.#o.store.saveAssigned(rows, definitions);
+    for (const row of stored) this.#ownSequences.add(row.sequence);
+    return stored;
+  }
+
+  /**
+   * A daemon of a cluster starts afresh under a new name; what an earlier run held is reaped by
+   * the others once its lease runs out.
+   */
+  async recover(): Promise<void> {
+    this.#fetched = await this.#o.store.currentSequence();
+    this.#partsOf().hub.startAt(this.#fetched);
+    await this.#o.store.heartbeat(this.#o.owner, this.#o.leaseMs);
+  }
+
+  start(): void {
+    const { store, leaseMs: lease, log, owner } = this.#o;
+    this.#unsubscribe = store.subscribe((event) => this.#onEvent(event));
+    const beat = setInterval(
+      () => {
+        store.heartbeat(owner, lease).then(
+          (alive) => {
+            if (!alive) this.#lostLease();
+            else this.drained();
+          },
+          (error) => log.warn({ err: error }, "lease renewal failed; retrying"),
+        );
+      },
+      Math.max(MIN_INTERVAL_MS, Math.floor(lease / 3)),
+    );
+    const reap = setInterval(
+      () => {
+        store
+          .reap((lost) => ({
+            name: "DaemonLostError",
+            message: `the daemon ${lost} that ran this instance stopped renewing its ${lease} ms lease and is presumed dead`,
+          }))
+          .then(
+            (rows) => {
+              if (rows.length > 0) log.warn({ instances: rows.length }, "reaped the work of lost daemons");
+            },
+            (error) => log.warn({ err: error }, "reaping failed; retrying"),
+          );
+      },
+      Math.max(MIN_INTERVAL_MS, Math.floor(lease / 2)),
+    );
+    beat.unref();
+    reap.unref();
+    this.#timers.push(beat, reap);
+    log.info({ owner, leaseMs: lease }, "joined the cluster");
+  }
+
+  close(): void {
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#unsubscribe?.();
+  }
+
+  resumeBound(): number {
+    return this.#fetched;
+  }
+
+  created(): void {
+    // It waits in the store until a daemon with room claims it.
+  }
+
+  saved(): void {
+    this.drained();
+  }
+
+  /** Claims unowned pending instances while this daemon has room. */
+  drained(): void {
+    const { state, log, store, owner } = this.#o;
+    if (!state.accepting || !state.listening || state.stopped) return;
+    if (this.#claiming) {
+      this.#claimAgain = true;
+      return;
+    }
+    const { table, queue } = this.#partsOf();
+    const room = queue.room();
+    if (room <= 0) return;
+    this.#claiming = true;
+    this.#claimAgain = false;
+    store
+      .claim(owner, room)
+      .then((rows) => {
+        for (const row of rows) {
+          table.hold(row);
+          queue.enqueue(row.id);
+        }
+        if (rows.length === room) this.#claimAgain = true;
+      })
+      .catch((error) => log.warn({ err: error }, "could not claim pending instances"))
+      .finally(() => {
+        this.#claiming = false;
+        queue.pump();
+        if (this.#claimAgain) this.drained();
+      });
+  }
+
+  /** Cancels an unclaimed pending row here, or asks the daemon that holds it. */
+  async stopElsewhere(row: StoredInstance): Promise<void> {
+    const { store, owner } = this.#o;
+    const { table, queue } = this.#partsOf();
+    if (row.status === "pending" && row.owner === "") {
+      await table.durable();
+      const cancelled = await store.cancelPending(row.id);
+      if (cancelled !== undefined) return;
+    }
+    const current = (await store.getMany([row.id]))[0];
+    if (current === undefined || isTerminalStatus(current.status)) return;
+    if (current.owner === owner) {
+      const active = table.get(row.id);
+      if (active) queue.stop(active);
+      return;
+    }
+    await store.publish({ kind: "stop", instanceId: row.id, owner: current.owner });
+  }
+
+  #lostLease(): void {
+    const reason = `daemon ${this.#o.owner} lost its lease: the cluster presumed it dead and gave its work to others`;
+    this.#o.log.fatal({ owner: this.#o.owner }, reason);
+    this.#o.onLostLease(reason);
+  }
+
+  #onEvent(event: ClusterEvent): void {
+    if (this.#o.state.stopped) return;
+    if (event.kind === "pending") this.drained();
+    else if (event.kind === "changed") this.#fetchChanges();
+    else if (event.kind === "stop" && event.owner === this.#o.owner) {
+      const active = this.#partsOf().table.get(event.instanceId);
+      if (active !== undefined) this.#partsOf().queue.stop(active);
+    }
+  }
+
+  /** Passes what other daemons saved on to this daemon's watchers, in sequence order. */
+  #fetchChanges(): void {
+    if (this.#fetching !== undefined) {
+      this.#fetchAgain = true;
+      return;
+    }
+    const { table, hub } = this.#partsOf();
+    this.#fetching = (async () => {
+      do {
+        this.#fetchAgain = false;
+        for (;;) {
+          const rows = await this.#o.store.changesSinceAll(this.#fetched, FETCH_PAGE);
+          const theirs: StoredInstance[] = [];
+          for (const row of rows) {
+            if (this.#ownSequences.delete(row.sequence)) continue;
+            theirs.push(table.get(row.id)?.row ?? row);
+          }
+          const last = rows.at(-1);
+          if (last !== undefined) this.#fetched = last.sequence;
+          for (const sequence of this.#ownSequences)
+            if (sequence <= this.#fetched) this.#ownSequences.delete(sequence);
+          if (theirs.length > 0) hub.broadcast(theirs);
+          if (rows.length < FETCH_PAGE) break;
+        }
+      } while (this.#fetchAgain);
+    })()
+      .catch((error) => this.#o.log.warn({ err: error }, "could not fetch changes from the store"))
+      .finally(() => {
+        this.#fetching = undefined;
+      });
+  }
+
+  #partsOf(): CoordinatedParts {
+    if (this.#parts === undefined) throw new Error("the coordinator is not attached");
+    return this.#parts;
+  }
+}

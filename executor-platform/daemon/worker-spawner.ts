@@ -1,0 +1,53 @@
+import type { Logger } from "pino";
+import { type WorkloadEnvironment, type WorkloadPurpose, spawnWorkload } from "./spawn-workload.js";
+import type { Worker, Workers } from "./workers.js";
+
+/** How long a workload's pipes may stay open after it exited before it is judged without its last words. */
+const DRAIN_AFTER_EXIT_MS = 1000;
+
+/** Starts workload processes and reports each one's end, with why, exactly once. */
+export class WorkerSpawner {
+  readonly #workers: Workers;
+  readonly #log: Logger;
+  readonly #environment: () => WorkloadEnvironment;
+  readonly #onGone: (worker: Worker, reason: string) => void;
+
+  constructor(
+    workers: Workers,
+    log: Logger,
+    environment: () => WorkloadEnvironment,
+    onGone: (worker: Worker, reason: string) => void,
+  ) {
+    this.#workers = workers;
+    this.#log = log;
+    this.#environment = environment;
+    this.#onGone = onGone;
+  }
+
+  spawn(purpose: WorkloadPurpose): Worker {
+    const child = spawnWorkload(this.#environment(), purpose);
+    const worker = this.#workers.add({
+      pool: purpose.kind === "pool",
+      child,
+      startFor: purpose.kind === "instance" ? purpose.instanceId : undefined,
+    });
+    child.stdout?.on("data", (chunk: Buffer) => worker.tail.push(chunk));
+    child.stderr?.on("data", (chunk: Buffer) => worker.tail.push(chunk));
+    child.on("error", (error) => {
+      this.#log.error({ err: error }, "workload failed to start");
+      this.#onGone(worker, `the workload process could not start: ${error.message}`);
+    });
+    child.on("exit", (code, signal) => {
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const gone = () => this.#onGone(worker, `the workload process ${how} before reporting a result`);
+      // The pipes may still hold the last words: "close" comes once they are read to the end,
+      // unless a process the task started keeps them open.
+      const drained = setTimeout(gone, DRAIN_AFTER_EXIT_MS);
+      child.once("close", () => {
+        clearTimeout(drained);
+        gone();
+      });
+    });
+    return worker;
+  }
+}
