@@ -12,6 +12,7 @@ import { TaskControllerImpl } from "../sdk/task-controller.js";
 import { isTerminalStatus } from "../sdk/task-status.js";
 import { findTaskFunction, localDefinitions } from "../sdk/task.js";
 import { DEFAULT_CONCURRENCY } from "../sdk/config.js";
+import { failures } from "../sdk/failures.js";
 
 /** Options of {@link createLocalExecutor}. */
 export interface LocalExecutorOptions {
@@ -177,10 +178,7 @@ export class LocalExecutor implements Executor {
       this.#change(entry, {
         status: "failed",
         finishedAt: Date.now(),
-        error: {
-          name: "TaskNotFoundError",
-          message: `no task named ${JSON.stringify(taskName)} is defined in this process`,
-        },
+        error: failures.taskNotDefinedHere(taskName),
       });
       return;
     }

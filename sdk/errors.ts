@@ -1,3 +1,5 @@
+import { failures } from "./failures.js";
+
 /**
  * The SDK's error family. Every error a user can catch is a {@link TaskError} with a
  * stable `code`; `instanceof` works and `name` is set, so logs and type guards agree.
@@ -143,7 +145,7 @@ export function toErrorInfo(thrown: unknown): TaskErrorInfo {
   } catch {
     shown = Object.prototype.toString.call(thrown);
   }
-  return { name: "NonErrorThrown", message: `the task threw a non-Error value: ${shown}` };
+  return failures.nonErrorThrown(shown);
 }
 
 /**
