@@ -1,1 +1,1 @@
-export { LocalExecutor, createLocalExecutor, type LocalExecutorOptions } from "./local-executor.js";
+export { LocalExecutor } from "./local-executor.js";

@@ -12,8 +12,9 @@ import { TaskControllerImpl } from "../sdk/task-controller.js";
 import { isTerminalStatus } from "../sdk/task-status.js";
 import { findTaskFunction, localDefinitions } from "../sdk/task.js";
 import { DEFAULT_CONCURRENCY } from "../sdk/config.js";
+import { failures } from "../sdk/failures.js";
 
-/** Options of {@link createLocalExecutor}. */
+/** Options of {@link LocalExecutor}. */
 export interface LocalExecutorOptions {
   /** How many instances run at once; the rest wait `pending` in creation order. Default 4. */
   readonly concurrency?: number;
@@ -177,10 +178,7 @@ export class LocalExecutor implements Executor {
       this.#change(entry, {
         status: "failed",
         finishedAt: Date.now(),
-        error: {
-          name: "TaskNotFoundError",
-          message: `no task named ${JSON.stringify(taskName)} is defined in this process`,
-        },
+        error: failures.taskNotDefinedHere(taskName),
       });
       return;
     }
@@ -227,9 +225,4 @@ export class LocalExecutor implements Executor {
     if (isTerminalStatus(snapshot.status)) entry.listeners = undefined;
     if (listeners !== undefined) for (const listener of [...listeners]) listener(snapshot);
   }
-}
-
-/** Builds a {@link LocalExecutor}. */
-export function createLocalExecutor(options: LocalExecutorOptions = {}): LocalExecutor {
-  return new LocalExecutor(options);
 }

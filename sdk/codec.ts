@@ -39,11 +39,6 @@ export function isEncodedValue(text: string): boolean {
   return first === 74 /* J */ || first === 84 /* T */;
 }
 
-/** Checks that `value` survives the codec, without keeping the encoding. */
-export function assertEncodable(value: unknown, path: string): void {
-  encodeValue(value, path);
-}
-
 function toWire(value: unknown, path: string, state: EncodeState): unknown {
   switch (typeof value) {
     case "string":

@@ -24,7 +24,7 @@ const EXECUTORS: Readonly<Record<string, NumerousConfig["executor"]>> = {
   NUMEROUS_PLATFORM_EXECUTOR: "platform",
 };
 
-export const DEFAULT_EXECUTOR_ADDRESS = "127.0.0.1:7777";
+const DEFAULT_EXECUTOR_ADDRESS = "127.0.0.1:7777";
 export const DEFAULT_CONCURRENCY = 4;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -66,7 +66,7 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /** Reads a whole number of at least 1, or the default when unset. */
-export function positiveInteger(env: Env, variable: string, fallback: number): number {
+function positiveInteger(env: Env, variable: string, fallback: number): number {
   const raw = nonEmpty(env[variable]);
   if (raw === undefined) return fallback;
   const value = Number(raw);

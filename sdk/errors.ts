@@ -1,3 +1,5 @@
+import { failures } from "./failures.js";
+
 /**
  * The SDK's error family. Every error a user can catch is a {@link TaskError} with a
  * stable `code`; `instanceof` works and `name` is set, so logs and type guards agree.
@@ -20,6 +22,17 @@ export interface TaskErrorInfo {
   readonly stack?: string;
   /** Set when the failure is one of the SDK's own errors, e.g. `EXECUTOR_UNAVAILABLE`. */
   readonly code?: string;
+  /** Set when the failure is one of the SDK's own errors that carries more than a message. */
+  readonly details?: TaskErrorDetails;
+}
+
+/** An SDK error's own fields, so it is rebuilt as it was thrown without reading its message. */
+export interface TaskErrorDetails {
+  /** {@link ExecutorUnavailableError}: the daemon's address. */
+  readonly address?: string;
+  /** {@link ExecutorConfigError}: the variable, and its value when it had one. */
+  readonly variable?: string;
+  readonly value?: string;
 }
 
 /** The task function threw, or its workload died. `cause` rebuilds the original error. */
@@ -130,11 +143,13 @@ export function isTaskError(value: unknown): value is TaskError {
 export function toErrorInfo(thrown: unknown): TaskErrorInfo {
   if (thrown instanceof Error) {
     const code = (thrown as { code?: unknown }).code;
+    const details = detailsOf(thrown);
     return {
       name: thrown.name || "Error",
       message: thrown.message,
       ...(thrown.stack === undefined ? {} : { stack: thrown.stack }),
       ...(typeof code === "string" ? { code } : {}),
+      ...(details === undefined ? {} : { details }),
     };
   }
   let shown: string;
@@ -143,7 +158,17 @@ export function toErrorInfo(thrown: unknown): TaskErrorInfo {
   } catch {
     shown = Object.prototype.toString.call(thrown);
   }
-  return { name: "NonErrorThrown", message: `the task threw a non-Error value: ${shown}` };
+  return failures.nonErrorThrown(shown);
+}
+
+function detailsOf(error: Error): TaskErrorDetails | undefined {
+  if (error instanceof ExecutorUnavailableError) return { address: error.address };
+  if (error instanceof ExecutorConfigError) {
+    return error.value === undefined
+      ? { variable: error.variable }
+      : { variable: error.variable, value: error.value };
+  }
+  return undefined;
 }
 
 /**
@@ -153,17 +178,13 @@ export function toErrorInfo(thrown: unknown): TaskErrorInfo {
 export function errorForFailure(instanceId: string, info: TaskErrorInfo): TaskError {
   let error: TaskError;
   if (info.code === "EXECUTOR_UNAVAILABLE") {
-    const address = /^task executor at (.*?) is unavailable: /.exec(info.message)?.[1] ?? "unknown";
-    error = new ExecutorUnavailableError(address, "");
+    error = new ExecutorUnavailableError(info.details?.address ?? "unknown", "");
   } else if (info.code === "EXECUTOR_CONFIG") {
-    error = new ExecutorConfigError(
-      /^(NUMEROUS_\w+)/.exec(info.message)?.[1] ?? "NUMEROUS_EXECUTOR",
-      undefined,
-      "",
-    );
+    error = new ExecutorConfigError(info.details?.variable ?? "NUMEROUS_EXECUTOR", info.details?.value, "");
   } else {
     return new TaskFailedError(instanceId, info);
   }
+  // The record's message is the one the error was made with: keep it word for word.
   error.message = info.message;
   return error;
 }

@@ -1,27 +1,20 @@
-import { createHash, randomFillSync } from "node:crypto";
+import { createHash } from "node:crypto";
+import { nanoid } from "nanoid";
 
-const ALPHABET = "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
-const POOL_SIZE = 21 * 256;
-const pool = Buffer.allocUnsafe(POOL_SIZE);
-let offset = POOL_SIZE;
-const CODES = Buffer.from(ALPHABET, "latin1");
-// The first character is a letter, so an id never reads as a command-line option ("-x...").
-const FIRST = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789xy", "latin1");
-const scratch = Buffer.allocUnsafe(21);
+const DASH = 45;
+const UNDERSCORE = 95;
 
 /**
- * A new instance id: 21 URL-safe characters (the nanoid scheme, about 126 random bits), never
- * starting with `-` or `_`.
+ * A new instance id: a nanoid, 21 URL-safe characters (about 126 random bits), never starting
+ * with `-` or `_`, so an id never reads as a command-line option ("-x..."). Drawing again in
+ * that case (1 time in 32) keeps the first character uniform over letters and digits.
  */
 export function createInstanceId(): string {
-  if (offset + 21 > POOL_SIZE) {
-    randomFillSync(pool);
-    offset = 0;
+  for (;;) {
+    const id = nanoid();
+    const first = id.charCodeAt(0);
+    if (first !== DASH && first !== UNDERSCORE) return id;
   }
-  scratch[0] = FIRST[(pool[offset] as number) & 63] as number;
-  for (let i = 1; i < 21; i++) scratch[i] = CODES[(pool[offset + i] as number) & 63] as number;
-  offset += 21;
-  return scratch.toString("latin1", 0, 21);
 }
 
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -9,12 +9,11 @@ export {
   ExecutorConfigError,
   ExecutorUnavailableError,
   isTaskError,
-  toErrorInfo,
   type TaskErrorInfo,
 } from "./errors.js";
-export { TaskStatus, isTaskStatus, isTerminalStatus } from "./task-status.js";
+export { TaskStatus } from "./task-status.js";
 export { encodeValue, decodeValue, type EncodedValue } from "./codec.js";
-export { loadConfig, type NumerousConfig, DEFAULT_EXECUTOR_ADDRESS } from "./config.js";
+export { loadConfig, type NumerousConfig } from "./config.js";
 export type {
   Executor,
   InstanceSnapshot,

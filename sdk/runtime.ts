@@ -30,8 +30,3 @@ export function currentExecutor(): Executor {
   }
   return current;
 }
-
-/** @internal The executor if one was made, without making one. */
-export function existingExecutor(): Executor | undefined {
-  return current;
-}

@@ -1,6 +1,7 @@
 import { decodeValue } from "./codec.js";
 import { TaskCancelledError, type TaskErrorInfo, TaskTimeoutError, errorForFailure } from "./errors.js";
 import type { Executor, InstanceSnapshot } from "./executor.js";
+import { failures } from "./failures.js";
 import { type TaskStatus, isTerminalStatus } from "./task-status.js";
 
 /** Options of {@link TaskInstanceState.wait} and `waitForCompletion`. */
@@ -235,10 +236,7 @@ export class TaskInstanceState<R = unknown> {
     const snapshot = this.#snapshot;
     if (snapshot.result !== undefined && snapshot.status !== "failed") return this.result as R;
     if (snapshot.status === "cancelled") throw new TaskCancelledError(this.id, snapshot.error);
-    throw errorForFailure(
-      this.id,
-      snapshot.error ?? { name: "Error", message: "the instance failed without a reason" },
-    );
+    throw errorForFailure(this.id, snapshot.error ?? failures.withoutReason());
   }
 }
 

@@ -20,6 +20,8 @@ import {
   waitForCompletion,
 } from "numerous-tasks";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { errorFromWire, errorToWire } from "../executor-platform/protocol/wire.js";
+import { type TaskErrorInfo, errorForFailure, toErrorInfo } from "../sdk/errors.js";
 
 type ProgressKind = "negative" | "above one" | "NaN" | "Infinity" | "string";
 
@@ -404,6 +406,39 @@ describe("error classes", () => {
     expect(cause.message).toBe("out of range");
     expect(cause.stack).toBe(info.stack);
     expect(error.error).toStrictEqual(info);
+  });
+
+  it.each([
+    {
+      thrown: new ExecutorUnavailableError("unix:/tmp/a is unavailable: b.sock", "connection refused"),
+      fields: { address: "unix:/tmp/a is unavailable: b.sock" },
+    },
+    {
+      thrown: new ExecutorConfigError("NUMEROUS_TASK_CONCURRENCY", "0", "expected a whole number"),
+      fields: { variable: "NUMEROUS_TASK_CONCURRENCY", value: "0" },
+    },
+    {
+      thrown: new ExecutorConfigError("NUMEROUS_API_ACCESS_TOKEN", undefined, "the daemon refused the call"),
+      fields: { variable: "NUMEROUS_API_ACCESS_TOKEN", value: undefined },
+    },
+  ])(
+    "$thrown.name comes back from its record, through the wire too, with its fields and message",
+    ({ thrown, fields }) => {
+      const record = toErrorInfo(thrown);
+      const overWire: TaskErrorInfo = errorFromWire(errorToWire(record));
+      expect(overWire).toStrictEqual(record);
+      for (const info of [record, overWire]) {
+        const rebuilt = errorForFailure("i1", info);
+        expect(rebuilt).toBeInstanceOf(thrown.constructor);
+        expect(rebuilt).toMatchObject({ ...fields, code: thrown.code, message: thrown.message });
+      }
+    },
+  );
+
+  it("a plain error's record crosses the wire unchanged, with nothing added", () => {
+    const record = toErrorInfo(new RangeError("out of range"));
+    expect(errorFromWire(errorToWire(record))).toStrictEqual(record);
+    expect(Object.keys(record).sort()).toEqual(["message", "name", "stack"]);
   });
 
   it("isTaskError accepts anything", () => {

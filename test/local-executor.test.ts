@@ -8,6 +8,7 @@ import {
   setExecutor,
 } from "numerous-tasks";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createInstanceId, isValidInstanceId } from "../sdk/ids.js";
 import { CONTRACT_CONCURRENCY, describeExecutorContract } from "./executor-contract.js";
 import { waitForStop } from "./fixtures/contract-tasks.js";
 
@@ -146,5 +147,18 @@ describe("local executor", () => {
       expect(() => new LocalExecutor({ concurrency: 0 })).toThrow(RangeError);
       expect(() => new LocalExecutor({ concurrency: 1.5 })).toThrow(RangeError);
     });
+  });
+});
+
+describe("instance ids", () => {
+  it("are 21 URL-safe characters the daemon accepts, all different, never starting with - or _", () => {
+    // In 100,000 ids, a first '-' or '_' would turn up thousands of times if it were allowed,
+    // and every letter and digit would turn up first if the first character is uniform.
+    const ids = Array.from({ length: 100_000 }, () => createInstanceId());
+    expect(ids.filter((id) => !/^[A-Za-z0-9][A-Za-z0-9_-]{20}$/.test(id) || !isValidInstanceId(id))).toEqual(
+      [],
+    );
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(new Set(ids.map((id) => id[0])).size).toBe(62);
   });
 });

@@ -10,6 +10,7 @@ import {
   TaskNotFoundError,
 } from "../../sdk/errors.js";
 import type { InstancePage, InstanceQuery, InstanceSnapshot, TaskDefinition } from "../../sdk/executor.js";
+import { failures } from "../../sdk/failures.js";
 import {
   type InstanceChanges,
   type NewInstance,
@@ -83,10 +84,7 @@ export class GrpcConnection {
       outcome?.$case === "instance"
         ? { snapshot: snapshotFromWire(outcome.value) }
         : {
-            error:
-              outcome === undefined
-                ? { name: "TaskError", message: "the daemon sent an empty result" }
-                : errorFromWire(outcome.value),
+            error: outcome === undefined ? failures.emptySubmitResult() : errorFromWire(outcome.value),
           },
     );
   }

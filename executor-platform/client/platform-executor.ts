@@ -6,6 +6,7 @@ import {
   type TaskErrorInfo,
   toErrorInfo,
 } from "../../sdk/errors.js";
+import { failures } from "../../sdk/failures.js";
 import {
   type Executor,
   type InstancePage,
@@ -217,11 +218,7 @@ export class PlatformExecutor implements Executor {
           this.#inflight.delete(request.id);
           const result = results[index];
           if (result !== undefined && "snapshot" in result) this.#deliver(result.snapshot);
-          else
-            this.#failLocally(
-              request,
-              result?.error ?? { name: "TaskError", message: "the daemon did not answer for this instance" },
-            );
+          else this.#failLocally(request, result?.error ?? failures.noSubmitResult());
         });
         return;
       } catch (thrown) {

@@ -1,7 +1,12 @@
-import type { TaskErrorInfo } from "../../sdk/errors.js";
+import type { TaskErrorDetails, TaskErrorInfo } from "../../sdk/errors.js";
 import type { InstanceSnapshot } from "../../sdk/executor.js";
 import type { TaskStatus } from "../../sdk/task-status.js";
-import { type ErrorInfo, type Instance, Status } from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
+import {
+  type ErrorDetails,
+  type ErrorInfo,
+  type Instance,
+  Status,
+} from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
 import type { StoredInstance } from "../store/store.js";
 
 const TO_WIRE: Record<TaskStatus, Status> = {
@@ -26,7 +31,13 @@ export function statusFromWire(status: Status): TaskStatus | undefined {
 }
 
 export function errorToWire(error: TaskErrorInfo): ErrorInfo {
-  return { name: error.name, message: error.message, stack: error.stack ?? "", code: error.code ?? "" };
+  return {
+    name: error.name,
+    message: error.message,
+    stack: error.stack ?? "",
+    code: error.code ?? "",
+    details: error.details === undefined ? undefined : { address: "", variable: "", ...error.details },
+  };
 }
 
 export function errorFromWire(error: ErrorInfo): TaskErrorInfo {
@@ -35,6 +46,15 @@ export function errorFromWire(error: ErrorInfo): TaskErrorInfo {
     message: error.message,
     ...(error.stack ? { stack: error.stack } : {}),
     ...(error.code ? { code: error.code } : {}),
+    ...(error.details === undefined ? {} : { details: detailsFromWire(error.details) }),
+  };
+}
+
+function detailsFromWire(details: ErrorDetails): TaskErrorDetails {
+  return {
+    ...(details.address ? { address: details.address } : {}),
+    ...(details.variable ? { variable: details.variable } : {}),
+    ...(details.value === undefined ? {} : { value: details.value }),
   };
 }
 

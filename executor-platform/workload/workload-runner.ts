@@ -2,6 +2,7 @@ import { connect as connectSocket } from "node:net";
 import { pathToFileURL } from "node:url";
 import { decodeValue } from "../../sdk/codec.js";
 import { toErrorInfo } from "../../sdk/errors.js";
+import { failures } from "../../sdk/failures.js";
 import { type TaskOutcome, runTaskFunction } from "../../sdk/run-task-function.js";
 import { TaskControllerImpl } from "../../sdk/task-controller.js";
 import { findTaskFunction } from "../../sdk/task.js";
@@ -190,13 +191,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       }
       outcome =
         fn === undefined
-          ? {
-              status: "failed",
-              error: {
-                name: "TaskNotFoundError",
-                message: `module ${start.module} does not define a task named ${JSON.stringify(start.taskName)}`,
-              },
-            }
+          ? { status: "failed", error: failures.taskNotInModule(start.module, start.taskName) }
           : await runTaskFunction(fn, start.args, controller);
     } catch (thrown) {
       outcome = { status: "failed", error: toErrorInfo(thrown) };

@@ -75,6 +75,17 @@ export interface ErrorInfo {
   stack: string;
   /** Set for the SDK's own errors, e.g. EXECUTOR_UNAVAILABLE. */
   code: string;
+  /** Set for the SDK's own errors that carry more than a message. */
+  details?: ErrorDetails | undefined;
+}
+
+/** An SDK error's own fields, so a client rebuilds the error without parsing its message. */
+export interface ErrorDetails {
+  /** ExecutorUnavailableError: the daemon's address. */
+  address: string;
+  /** ExecutorConfigError: the variable, and its value when it had one. */
+  variable: string;
+  value?: string | undefined;
 }
 
 export interface Instance {
@@ -259,7 +270,7 @@ export interface DaemonMessage {
 }
 
 function createBaseErrorInfo(): ErrorInfo {
-  return { name: "", message: "", stack: "", code: "" };
+  return { name: "", message: "", stack: "", code: "", details: undefined };
 }
 
 export const ErrorInfo: MessageFns<ErrorInfo> = {
@@ -275,6 +286,9 @@ export const ErrorInfo: MessageFns<ErrorInfo> = {
     }
     if (message.code !== "") {
       writer.uint32(34).string(message.code);
+    }
+    if (message.details !== undefined) {
+      ErrorDetails.encode(message.details, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -324,6 +338,14 @@ export const ErrorInfo: MessageFns<ErrorInfo> = {
             message.code = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.details = ErrorDetails.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -342,6 +364,7 @@ export const ErrorInfo: MessageFns<ErrorInfo> = {
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       stack: isSet(object.stack) ? globalThis.String(object.stack) : "",
       code: isSet(object.code) ? globalThis.String(object.code) : "",
+      details: isSet(object.details) ? ErrorDetails.fromJSON(object.details) : undefined,
     };
   },
 
@@ -359,6 +382,9 @@ export const ErrorInfo: MessageFns<ErrorInfo> = {
     if (message.code !== "") {
       obj.code = message.code;
     }
+    if (message.details !== undefined) {
+      obj.details = ErrorDetails.toJSON(message.details);
+    }
     return obj;
   },
 
@@ -371,6 +397,110 @@ export const ErrorInfo: MessageFns<ErrorInfo> = {
     message.message = object.message ?? "";
     message.stack = object.stack ?? "";
     message.code = object.code ?? "";
+    message.details = (object.details !== undefined && object.details !== null)
+      ? ErrorDetails.fromPartial(object.details)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseErrorDetails(): ErrorDetails {
+  return { address: "", variable: "", value: undefined };
+}
+
+export const ErrorDetails: MessageFns<ErrorDetails> = {
+  encode(message: ErrorDetails, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    if (message.variable !== "") {
+      writer.uint32(18).string(message.variable);
+    }
+    if (message.value !== undefined) {
+      writer.uint32(26).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ErrorDetails {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseErrorDetails();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.variable = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ErrorDetails {
+    return {
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      variable: isSet(object.variable) ? globalThis.String(object.variable) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: ErrorDetails): unknown {
+    const obj: any = {};
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.variable !== "") {
+      obj.variable = message.variable;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ErrorDetails>): ErrorDetails {
+    return ErrorDetails.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ErrorDetails>): ErrorDetails {
+    const message = createBaseErrorDetails();
+    message.address = object.address ?? "";
+    message.variable = object.variable ?? "";
+    message.value = object.value ?? undefined;
     return message;
   },
 };
