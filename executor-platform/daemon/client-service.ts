@@ -1,3 +1,4 @@
+import { failures } from "../../sdk/failures.js";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { isEncodedValue } from "../../sdk/codec.js";
@@ -141,12 +142,7 @@ async function submit(
         results.push({
           outcome: {
             $case: "error",
-            value: {
-              name: "TaskInputError",
-              message: `instance id ${instance.id} is taken`,
-              stack: "",
-              code: "TASK_INPUT",
-            },
+            value: errorToWire(failures.instanceIdTaken(instance.id)),
           },
         });
       } else {
@@ -192,20 +188,17 @@ async function submit(
 }
 
 function checkNewInstance(o: ClientServiceOptions, instance: NewInstance): TaskErrorInfo | undefined {
-  const input = (message: string): TaskErrorInfo => ({ name: "TaskInputError", message, code: "TASK_INPUT" });
   if (!isValidInstanceId(instance.id)) {
-    return input(`instance id ${JSON.stringify(instance.id)} is not 1 to 64 URL-safe characters`);
+    return failures.taskInput(
+      `instance id ${JSON.stringify(instance.id)} is not 1 to 64 URL-safe characters`,
+    );
   }
-  if (instance.taskName.trim() === "") return input("the task name is empty");
+  if (instance.taskName.trim() === "") return failures.taskInput("the task name is empty");
   if (!isEncodedValue(instance.args))
-    return input("the arguments are not encoded by the numerous-tasks codec");
+    return failures.taskInput("the arguments are not encoded by the numerous-tasks codec");
   const checked = o.modules.resolve(instance);
   if (checked instanceof Error) {
-    return {
-      name: "TaskNotFoundError",
-      message: `task ${JSON.stringify(instance.taskName)}: ${checked.message}`,
-      code: "TASK_NOT_FOUND",
-    };
+    return failures.taskNotFound(instance.taskName, checked.message);
   }
   return undefined;
 }

@@ -1,3 +1,4 @@
+import { failures } from "../../sdk/failures.js";
 import type { Logger } from "pino";
 import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { ClusterEvent, ClusterStore } from "../store/cluster-store.js";
@@ -94,10 +95,7 @@ export class ClusterCoordinator implements Coordinator {
     const reap = setInterval(
       () => {
         store
-          .reap((lost) => ({
-            name: "DaemonLostError",
-            message: `the daemon ${lost} that ran this instance stopped renewing its ${lease} ms lease and is presumed dead`,
-          }))
+          .reap((lost) => failures.daemonLost(lost, lease))
           .then(
             (rows) => {
               if (rows.length > 0) log.warn({ instances: rows.length }, "reaped the work of lost daemons");

@@ -1,3 +1,4 @@
+import { failures } from "../../sdk/failures.js";
 import type { Logger } from "pino";
 import type { TaskErrorInfo } from "../../sdk/errors.js";
 import { isTerminalStatus } from "../../sdk/task-status.js";
@@ -96,12 +97,7 @@ export class RunQueue {
     active.holdsSlot = true;
     active.orphanTimer = setTimeout(() => {
       if (active.worker === undefined && !isTerminalStatus(active.row.status)) {
-        this.finish(active, "failed", {
-          error: {
-            name: "WorkloadLostError",
-            message: `the workload was lost: the daemon restarted and the workload did not reconnect within ${windowMs} ms`,
-          },
-        });
+        this.finish(active, "failed", { error: failures.workloadLost(windowMs) });
       }
     }, windowMs);
   }
@@ -166,10 +162,7 @@ export class RunQueue {
     const worker = active.worker;
     const graceMs = this.#o.stopGraceMs;
     this.#o.log.warn({ instance: active.row.id, graceMs }, "task ignored its stop: killing its workload");
-    const error: TaskErrorInfo = {
-      name: "TaskStoppedError",
-      message: `the task did not end within the ${graceMs} ms stop grace period, so its workload was killed`,
-    };
+    const error = failures.stopGraceExceeded(graceMs);
     if (worker) this.#o.workers.detach(worker);
     this.finish(active, "cancelled", { error });
     if (worker) {

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { isEncodedValue } from "../../sdk/codec.js";
-import type { TaskErrorInfo } from "../../sdk/errors.js";
+import { failures } from "../../sdk/failures.js";
 import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { Finished, Hello, WorkloadMessage } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { errorFromWire, statusFromWire } from "../protocol/wire.js";
@@ -122,11 +122,7 @@ export class WorkloadService {
     if (!workers.remove(worker)) return;
     const active = worker.instanceId === undefined ? undefined : table.get(worker.instanceId);
     if (active !== undefined && active.worker === worker && !isTerminalStatus(active.row.status)) {
-      const tail = worker.tail.toString();
-      const error: TaskErrorInfo = {
-        name: "WorkloadExitedError",
-        message: tail ? `${reason}; last output:\n${tail}` : reason,
-      };
+      const error = failures.workloadExited(reason, worker.tail.toString());
       workers.detach(worker);
       queue.finish(active, active.stopRequested ? "cancelled" : "failed", { error });
     }
@@ -209,12 +205,7 @@ export class WorkloadService {
     const { queue, workers, table } = this.#o;
     const status = statusFromWire(finished.status);
     if (status !== "completed" && status !== "failed" && status !== "cancelled") {
-      queue.finish(active, "failed", {
-        error: {
-          name: "WorkloadProtocolError",
-          message: "the workload reported an end without a final status",
-        },
-      });
+      queue.finish(active, "failed", { error: failures.finishedWithoutStatus() });
     } else {
       queue.finish(active, status, {
         result: finished.result,
