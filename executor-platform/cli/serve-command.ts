@@ -278,15 +278,20 @@ async function serve(options: ServeOptions): Promise<number> {
     );
   }
   const stopped = new Promise<void>((done) => {
+    let stopping = false;
+    // Listening with on(), not once(): a signal that comes twice (npx forwarding it, a second
+    // Ctrl-C) would otherwise kill the daemon in the middle of its graceful shutdown.
     const stop = (signal: string) => {
-      logger.info({ signal }, "signal received");
+      logger.info({ signal, again: stopping }, "signal received");
+      if (stopping) return;
+      stopping = true;
       daemon.shutdown().then(done, (error) => {
         logger.error({ err: error }, "shutdown failed");
         done();
       });
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
   });
   return Promise.race([stopped.then(() => 0), died]);
 }
