@@ -25,6 +25,11 @@ type Listener = (snapshot: InstanceSnapshot) => void;
 const FINAL_REVISION = Number.MAX_SAFE_INTEGER;
 /** How long a call rides out an unreachable daemon (one that restarts is back in moments). */
 const UNAVAILABLE_RETRY_MS = 3_000;
+/**
+ * How long a submit is retried, with the same ids, while a daemon that answers says it is
+ * unavailable (its store is restarting, say). Safe: submit is idempotent on the client-made id.
+ */
+const SUBMIT_RETRY_MS = 30_000;
 /** How long a broken watch stream tries to resume before its handles fail as unavailable. */
 const RECONNECT_WINDOW_MS = 60_000;
 const MAX_BATCH = 1000;
@@ -192,11 +197,7 @@ export class PlatformExecutor implements Executor {
         bytes += (batch[end] as SubmitRequest).args.length;
         end++;
       }
-      await this.#submitChunk(
-        connection,
-        batch.slice(i, end),
-        reached ? Date.now() + UNAVAILABLE_RETRY_MS : 0,
-      );
+      await this.#submitChunk(connection, batch.slice(i, end), reached ? Date.now() + SUBMIT_RETRY_MS : 0);
       i = end;
     }
   }

@@ -121,10 +121,15 @@ async function submit(
   const ids = request.instances.map((instance) => instance.id).filter(isValidInstanceId);
   const existing = new Map<string, StoredInstance>();
   const missing: string[] = [];
+  // A row this daemon has but may not have stored yet (a retried submit whose first answer was
+  // lost while the store was down) is answered only once it is durable, like a new one.
+  let unsaved = false;
   for (const id of ids) {
     const known = o.table.known(id);
-    if (known) existing.set(id, known);
-    else missing.push(id);
+    if (known) {
+      existing.set(id, known);
+      unsaved = true;
+    } else missing.push(id);
   }
   for (const row of await o.store.getMany(missing)) existing.set(row.id, row);
 
@@ -175,7 +180,10 @@ async function submit(
     created.push(row.id);
     results.push({ outcome: { $case: "instance", value: storedToWire(row) } });
   }
-  if (created.length === 0) return { results };
+  if (created.length === 0) {
+    if (unsaved) await o.table.durable();
+    return { results };
+  }
   const stored = await o.table.durable();
   o.coordinator.saved(created);
   return {

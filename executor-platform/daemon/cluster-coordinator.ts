@@ -39,6 +39,14 @@ export class ClusterCoordinator implements Coordinator {
   /** Sequences this daemon saved and already broadcast, so a fetch skips them. */
   readonly #ownSequences = new Set<number>();
   readonly #timers: NodeJS.Timeout[] = [];
+  /**
+   * Since when this daemon has reached the store without a failed heartbeat. It reaps only after
+   * a full lease of that: after an outage the others need a renewal of their own before their
+   * leases mean anything.
+   */
+  #reachableSince: number | undefined;
+  /** When the last heartbeat succeeded. */
+  #heartbeatAt = 0;
   #unsubscribe: (() => void) | undefined;
 
   constructor(options: ClusterCoordinatorOptions) {
@@ -75,6 +83,7 @@ export class ClusterCoordinator implements Coordinator {
     this.#fetched = await this.#o.store.currentSequence();
     this.#partsOf().hub.startAt(this.#fetched);
     await this.#o.store.heartbeat(this.#o.owner, this.#o.leaseMs);
+    this.#reachableSince = this.#heartbeatAt = Date.now();
   }
 
   start(): void {
@@ -84,16 +93,22 @@ export class ClusterCoordinator implements Coordinator {
       () => {
         store.heartbeat(owner, lease).then(
           (alive) => {
+            this.#heartbeatAt = Date.now();
+            this.#reachableSince ??= this.#heartbeatAt;
             if (!alive) this.#lostLease();
             else this.drained();
           },
-          (error) => log.warn({ err: error }, "lease renewal failed; retrying"),
+          (error) => {
+            this.#reachableSince = undefined;
+            log.warn({ err: error }, "lease renewal failed; retrying");
+          },
         );
       },
       Math.max(MIN_INTERVAL_MS, Math.floor(lease / 3)),
     );
     const reap = setInterval(
       () => {
+        if (!this.#mayReap()) return;
         store
           .reap((lost) => failures.daemonLost(lost, lease))
           .then(
@@ -175,6 +190,16 @@ export class ClusterCoordinator implements Coordinator {
       return;
     }
     await store.publish({ kind: "stop", instanceId: row.id, owner: current.owner });
+  }
+
+  /**
+   * Whether this daemon may judge the others' leases: it has reached the store for a full lease,
+   * and its own last renewal is recent (one that hangs on a cut connection is an outage too).
+   */
+  #mayReap(): boolean {
+    const now = Date.now();
+    if (now - this.#heartbeatAt > (this.#o.leaseMs * 2) / 3) this.#reachableSince = undefined;
+    return this.#reachableSince !== undefined && now - this.#reachableSince >= this.#o.leaseMs;
   }
 
   #lostLease(): void {

@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { isStoreUnavailable } from "../store/store-errors.js";
 
 /** An error that grpc-js sends as this status and text. */
 export function serviceError(code: grpc.status, details: string): grpc.ServiceError {
@@ -9,6 +10,9 @@ export function serviceError(code: grpc.status, details: string): grpc.ServiceEr
 export function toStatus(error: unknown): grpc.ServiceError {
   if (error instanceof Error && typeof (error as Partial<grpc.ServiceError>).code === "number") {
     return error as grpc.ServiceError;
+  }
+  if (isStoreUnavailable(error)) {
+    return serviceError(grpc.status.UNAVAILABLE, "the daemon cannot reach its store right now; try again");
   }
   return serviceError(grpc.status.INTERNAL, "internal daemon error; see the daemon's log");
 }
