@@ -175,4 +175,40 @@ describe("cluster faults", () => {
       [after.id, "completed"],
     ]);
   });
+
+  it("loses nothing and presumes no daemon dead when the database is down for less than a lease", async () => {
+    // As a new user would try it: three fresh daemons, a 4 s lease, pool workloads, PostgreSQL
+    // stopped under running work and started again 3 s later, new calls made while it is down
+    // and right after it is back.
+    const leaseMs = 4000;
+    const outageMs = 3000;
+    cluster = await startCluster([2, 2, 2], ["--lease-ms", String(leaseMs), "--workload-mode", "pool"]);
+    setExecutor(cluster.client(0));
+    const running = Array.from({ length: 6 }, () => countSlowly(40, 50));
+    await Promise.all(
+      running.map(async (instance) => {
+        for await (const snapshot of instance) if (snapshot.progress > 0) break;
+      }),
+    );
+    const duringOutage: Array<ReturnType<typeof countSlowly>> = [];
+    await postgres.restart({
+      whileDown: async () => {
+        for (let i = 0; i < 4; i++) duringOutage.push(countSlowly(2, 1));
+        await new Promise((resolve) => setTimeout(resolve, outageMs));
+      },
+    });
+    const afterOutage = Array.from({ length: 4 }, () => countSlowly(2, 1));
+    const all = [...running, ...duringOutage, ...afterOutage];
+    const results = await Promise.allSettled(all.map((instance) => instance.wait()));
+    expect(
+      results.map((result) => (result.status === "fulfilled" ? result.value : String(result.reason))),
+    ).toEqual([...running.map(() => 40), ...duringOutage.map(() => 2), ...afterOutage.map(() => 2)]);
+    for (const daemon of cluster.daemons) {
+      expect(daemon.child.exitCode, "a daemon exited").toBeNull();
+      expect(daemon.logs.filter((entry) => Number(entry.level) >= 60)).toEqual([]);
+      expect(daemon.logs.filter((entry) => entry.msg === "reaped the work of lost daemons")).toEqual([]);
+    }
+    const listed = await listTaskInstances();
+    expect(listed.map((instance) => instance.status)).toEqual(all.map(() => "completed"));
+  }, 120_000);
 });

@@ -9,6 +9,7 @@ import {
 } from "pg";
 import type { TaskErrorInfo } from "../../../sdk/errors.js";
 import type { ClusterEvent, ClusterStore } from "../cluster-store.js";
+import { StoreUnavailableError } from "../store-errors.js";
 import type { StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
 import {
   type DefinitionRow,
@@ -754,10 +755,38 @@ function describeUrl(url: string): string {
 }
 
 function storeError(label: string, error: unknown): Error {
-  const wrapped = new Error(`task store ${label}: ${errorMessage(error)}`, { cause: error });
+  const message = `task store ${label}: ${errorMessage(error)}`;
+  const wrapped = isConnectionFailure(error)
+    ? new StoreUnavailableError(message, { cause: error })
+    : new Error(message, { cause: error });
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === "string") Object.assign(wrapped, { code });
   return wrapped;
+}
+
+/** SQLSTATEs that mean the server cannot serve now: connection exceptions, shutting down, starting up, full. */
+const UNAVAILABLE_STATES = /^(08|57P0[123]|53300|53400)/;
+/** What node and pg say when a connection could not be made or was lost. */
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+]);
+const UNAVAILABLE_MESSAGES =
+  /Connection terminated|connection timeout|timeout exceeded when trying to connect|not queryable|Client was closed|the database system is (starting up|shutting down)/i;
+
+/** Whether a failure says the server could not be reached (worth retrying), not that the request was wrong. */
+function isConnectionFailure(error: unknown): boolean {
+  if (error instanceof AggregateError) return error.errors.some(isConnectionFailure);
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && (UNAVAILABLE_STATES.test(code) || UNAVAILABLE_CODES.has(code))) return true;
+  return UNAVAILABLE_MESSAGES.test(error.message);
 }
 
 /** A message that says something even for errors without one (a refused connection to several addresses). */
