@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { addClientCommands } from "./client-commands.js";
+import { type LogDestination, openStdoutDestination } from "./log-destination.js";
 import { AccessControl, loadTokenGrants } from "../daemon/access-control.js";
 import { createDaemon } from "../daemon/daemon.js";
 import type { Store } from "../store/store.js";
@@ -149,6 +150,15 @@ export async function runCli(argv: readonly string[]): Promise<number> {
         .choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
         .default("info"),
     )
+    .addOption(
+      new Option(
+        "--log-buffer-bytes <n>",
+        "log bytes that may wait for a slow log reader; past it lines are dropped and counted, never the daemon stalled",
+      )
+        .env("NUMEROUS_EXECUTOR_LOG_BUFFER_BYTES")
+        .argParser(positive)
+        .default(4 * 1024 * 1024),
+    )
     .action(async (options) => {
       exitCode = await serve(options);
     });
@@ -189,10 +199,23 @@ interface ServeOptions {
   leaseMs: number;
   insecure?: boolean;
   logLevel: string;
+  logBufferBytes: number;
 }
 
+/** At exit, how long log lines still waiting may take to reach a reader. */
+const LOG_FLUSH_MS = 1000;
+
 async function serve(options: ServeOptions): Promise<number> {
-  const logger = pino({ level: options.logLevel, base: { service: "numerous-executor" } });
+  const destination = openStdoutDestination(options.logBufferBytes);
+  try {
+    return await serveWith(options, destination);
+  } finally {
+    await destination.flush(LOG_FLUSH_MS);
+  }
+}
+
+async function serveWith(options: ServeOptions, destination: LogDestination): Promise<number> {
+  const logger = pino({ level: options.logLevel, base: { service: "numerous-executor" } }, destination);
   const refuse = (message: string) => {
     logger.fatal(message);
     process.stderr.write(`numerous-executor: ${message}\n`);
