@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { TaskErrorInfo } from "../sdk/errors.js";
 import type { ClusterEvent } from "../executor-platform/store/cluster-store.js";
 import { openPostgresStore, type PostgresStore } from "../executor-platform/store/postgres/postgres-store.js";
+import { INSTANCE_COLUMNS } from "../executor-platform/store/instance-columns.js";
 import type { StoredInstance } from "../executor-platform/store/store.js";
 import { startPostgres, type TestPostgres } from "./helpers/embedded-postgres.js";
 
@@ -756,6 +757,19 @@ describe("PostgresStore", () => {
 
     await sql(url, "UPDATE numerous_tasks_schema SET version = 99");
     await expect(openPostgresStore(url)).rejects.toThrow(/schema version 99.*upgrade numerous-tasks/);
+  });
+
+  it("has exactly the declared instance columns, with their types, in the migrated table", async () => {
+    const url = await database();
+    await open(url);
+    const table = await sql<{ column_name: string; data_type: string; is_nullable: string }>(
+      url,
+      `SELECT column_name, data_type, is_nullable FROM information_schema.columns
+       WHERE table_schema = current_schema() AND table_name = 'instances' ORDER BY ordinal_position`,
+    );
+    expect(table.map((c) => [c.column_name, c.data_type, c.is_nullable === "YES"])).toEqual(
+      INSTANCE_COLUMNS.map((c) => [c.name, c.postgres, c.nullable]),
+    );
   });
 
   it("refuses bad URLs, wrong passwords and unreachable servers with clear errors", async () => {

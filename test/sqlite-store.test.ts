@@ -10,6 +10,7 @@ import {
   openSqliteStore,
   type SqliteStore,
 } from "../executor-platform/store/sqlite/sqlite-store.js";
+import { INSTANCE_COLUMNS } from "../executor-platform/store/instance-columns.js";
 import type { StoredInstance } from "../executor-platform/store/store.js";
 
 const projectRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -265,6 +266,24 @@ describe("SqliteStore", () => {
     expect(await second.counters()).toEqual({ sequence: 11, position: 2 });
     expect(await second.get("dep-a", "inst-1")).toStrictEqual(row(1, { sequence: 11 }));
     expect(await second.listDefinitions("dep-a")).toHaveLength(1);
+  });
+
+  it("has exactly the declared instance columns, with their types, in the migrated table", async () => {
+    const dir = tempDir();
+    await (await open(dir)).close();
+    const db = new Database(path.join(dir, DATABASE_FILE), { readonly: true });
+    try {
+      const table = db.prepare("PRAGMA table_info(instances)").all() as Array<{
+        name: string;
+        type: string;
+        notnull: number;
+      }>;
+      expect(table.map((c) => [c.name, c.type, c.notnull === 0])).toEqual(
+        INSTANCE_COLUMNS.map((c) => [c.name, c.sqlite, c.nullable]),
+      );
+    } finally {
+      db.close();
+    }
   });
 
   it("creates a missing data directory", async () => {

@@ -11,13 +11,15 @@ import type { TaskErrorInfo } from "../../../sdk/errors.js";
 import type { ClusterEvent, ClusterStore } from "../cluster-store.js";
 import { StoreUnavailableError } from "../store-errors.js";
 import type { StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
+import { DEFINITION_COLUMNS, type DefinitionRow, toDefinition } from "../definition-row.js";
 import {
-  type DefinitionRow,
   INSTANCE_COLUMNS,
   type InstanceRow,
+  instanceColumnList,
   instanceValues,
+  REPLACE_FROM_EXCLUDED,
   toInstance,
-} from "../instance-row.js";
+} from "../instance-columns.js";
 
 /** Where {@link PostgresStore} reports what it recovers from by itself. */
 export interface PostgresStoreLogger {
@@ -107,39 +109,16 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
-const COLUMN_LIST = INSTANCE_COLUMNS;
-const COLUMNS = COLUMN_LIST.join(", ");
-const COLUMN_TYPES = [
-  "text",
-  "text",
-  "text",
-  "text",
-  "text",
-  "text",
-  "text",
-  "float8",
-  "text",
-  "text",
-  "text",
-  "int8",
-  "int8",
-  "int8",
-  "int8",
-  "int8",
-  "int8",
-  "text",
-] as const;
+const COLUMNS = instanceColumnList();
 
+/** Whole rows as one array per column (no bound-parameter limit), inserted or replaced by id. */
 const UPSERT_INSTANCES = `
   INSERT INTO instances (${COLUMNS})
-  SELECT * FROM unnest(${COLUMN_TYPES.map((type, i) => `$${i + 1}::${type}[]`).join(", ")})
-  ON CONFLICT (id) DO UPDATE SET
-  ${COLUMN_LIST.filter((c) => c !== "id")
-    .map((c) => `${c} = excluded.${c}`)
-    .join(", ")}`;
+  SELECT * FROM unnest(${INSTANCE_COLUMNS.map((column, i) => `$${i + 1}::${column.postgres}[]`).join(", ")})
+  ON CONFLICT (id) DO UPDATE SET ${REPLACE_FROM_EXCLUDED}`;
 
 const UPSERT_DEFINITIONS = `
-  INSERT INTO definitions (deployment_id, id, name, module)
+  INSERT INTO definitions (${DEFINITION_COLUMNS})
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
   ON CONFLICT (deployment_id, name) DO UPDATE SET id = excluded.id, module = excluded.module`;
 
@@ -257,7 +236,10 @@ export class PostgresStore implements ClusterStore {
         `SELECT ${COLUMNS} FROM instances WHERE id = ANY($1::text[])`,
         [unique.slice(i, i + ID_CHUNK)],
       );
-      for (const row of rows) found.set(row.id, toInstance(row));
+      for (const row of rows) {
+        const instance = toInstance(row);
+        found.set(instance.id, instance);
+      }
     }
     const result: StoredInstance[] = [];
     for (const id of unique) {
@@ -333,15 +315,10 @@ export class PostgresStore implements ClusterStore {
 
   async listDefinitions(deploymentId: string): Promise<StoredDefinition[]> {
     const rows = await this.#query<DefinitionRow>(
-      "SELECT deployment_id, id, name, module FROM definitions WHERE deployment_id = $1 ORDER BY name",
+      `SELECT ${DEFINITION_COLUMNS} FROM definitions WHERE deployment_id = $1 ORDER BY name`,
       [deploymentId],
     );
-    return rows.map((row) => ({
-      deploymentId: row.deployment_id,
-      id: row.id,
-      name: row.name,
-      module: row.module,
-    }));
+    return rows.map(toDefinition);
   }
 
   /**
@@ -390,7 +367,7 @@ export class PostgresStore implements ClusterStore {
       const claimed = await client.query<InstanceRow>(
         `UPDATE instances AS i SET owner = $1, revision = i.revision + 1, sequence = u.sequence
          FROM unnest($2::text[], $3::int8[]) AS u(id, sequence) WHERE i.id = u.id
-         RETURNING ${COLUMN_LIST.map((c) => `i.${c}`).join(", ")}`,
+         RETURNING ${instanceColumnList("i")}`,
         [owner, ids, sequences],
       );
       await finishWrite(
@@ -462,7 +439,7 @@ export class PostgresStore implements ClusterStore {
              revision = i.revision + 1,
              sequence = u.sequence
            FROM unnest($1::text[], $2::int8[], $3::text[]) AS u(id, sequence, error) WHERE i.id = u.id
-           RETURNING ${COLUMN_LIST.map((c) => `i.${c}`).join(", ")}`,
+           RETURNING ${instanceColumnList("i")}`,
           [ids, sequences, rowErrors, Date.now()],
         );
         changed = updated.rows;
@@ -683,9 +660,9 @@ async function finishWrite(client: PoolClient, counters: Counters, pending: bool
   );
 }
 
-/** The rows as the 18 column arrays of {@link UPSERT_INSTANCES}. */
+/** The rows as one array per column, in the order of {@link UPSERT_INSTANCES}'s parameters. */
 function columnsOf(rows: readonly StoredInstance[]): unknown[][] {
-  const columns: unknown[][] = COLUMN_LIST.map(() => new Array(rows.length));
+  const columns: unknown[][] = INSTANCE_COLUMNS.map(() => new Array(rows.length));
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r] as StoredInstance;
     const values = instanceValues(row);
