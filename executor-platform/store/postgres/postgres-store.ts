@@ -17,7 +17,6 @@ import {
   NOTIFY,
   REGISTER_LEASE,
   RENEW_LEASE,
-  SELECT_BY_ID,
   SELECT_BY_IDS,
   SELECT_COUNTERS,
   SELECT_SEQUENCE,
@@ -122,11 +121,6 @@ export class PostgresStore implements ClusterStore {
       if (instance !== undefined) result.push(instance);
     }
     return result;
-  }
-
-  async get(deploymentId: string, id: string): Promise<StoredInstance | undefined> {
-    const rows = await this.#query<InstanceRow>(SELECT_BY_ID, [id, deploymentId]);
-    return rows[0] === undefined ? undefined : toInstance(rows[0]);
   }
 
   async list(query: StoreListQuery): Promise<StoredInstance[]> {

@@ -65,8 +65,6 @@ export const SELECT_POSITIONS = "SELECT id, position FROM instances WHERE id = A
 
 // Reading.
 
-/** $1 id, $2 deployment. */
-export const SELECT_BY_ID = `SELECT ${COLUMNS} FROM instances WHERE id = $1 AND deployment_id = $2`;
 export const SELECT_BY_IDS = `SELECT ${COLUMNS} FROM instances WHERE id = ANY($1::text[])`;
 
 /** $1 deployment, $2 after sequence, $3 limit. */

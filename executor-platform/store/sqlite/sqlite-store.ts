@@ -165,13 +165,6 @@ export class SqliteStore implements Store {
     return result;
   }
 
-  async get(deploymentId: string, id: string): Promise<StoredInstance | undefined> {
-    const row = this.#prepare<InstanceRow>(
-      `SELECT ${COLUMNS} FROM instances WHERE id = ? AND deployment_id = ?`,
-    ).get(id, deploymentId);
-    return row === undefined ? undefined : toInstance(row);
-  }
-
   async list(query: StoreListQuery): Promise<StoredInstance[]> {
     this.#open();
     const limit = Math.floor(query.limit);
