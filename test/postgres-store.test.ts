@@ -11,6 +11,7 @@ import { describeStoreContract, storedRow } from "./store-contract.js";
 let server: TestPostgres;
 let databases = 0;
 const stores: PostgresStore[] = [];
+const clients: pg.Client[] = [];
 const warnings: Array<{ obj: object; msg: string }> = [];
 const logger = { warn: (obj: object, msg: string) => warnings.push({ obj, msg }) };
 
@@ -24,6 +25,7 @@ afterAll(async () => {
 
 afterEach(async () => {
   for (const store of stores.splice(0)) await store.close();
+  for (const client of clients.splice(0)) await client.end();
   warnings.length = 0;
 });
 
@@ -409,9 +411,17 @@ describe("PostgresStore", () => {
       expect(await dying.heartbeat("daemon-a", 5_000)).toBe(true);
       expect(await survivor.reap(() => ({ name: "X", message: "x" }))).toEqual([]);
     }
+    // Reads the database clock on a connection opened beforehand, so each reading is quick.
+    const clock = new pg.Client(url);
+    clients.push(clock);
+    await clock.connect();
     // Its last renewal is short, then it stops renewing.
     expect(await dying.heartbeat("daemon-a", 300)).toBe(true);
-    const stoppedAt = Date.now();
+    // As text: a Date would drop the microseconds of the database clock.
+    const lease = await clock.query<{ until: string }>(
+      "SELECT lease_until::text AS until FROM daemons WHERE owner = 'daemon-a'",
+    );
+    const leaseUntil = lease.rows[0]?.until;
 
     const reason = (owner: string): TaskErrorInfo => ({
       name: "DaemonLostError",
@@ -427,7 +437,12 @@ describe("PostgresStore", () => {
       reaped = await survivor.reap(reason);
       if (reaped.length === 0) await sleep(25);
     }
-    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(250);
+    // Not before the lease ran out: right after the reap, the database clock is past it (a reap
+    // soon after the short renewal would find the clock still before it).
+    const after = await clock.query<{ past: boolean }>("SELECT now() > $1::timestamptz AS past", [
+      leaseUntil,
+    ]);
+    expect(after.rows, `reaped before the lease ran out at ${leaseUntil}`).toEqual([{ past: true }]);
     const byId = new Map(reaped.map((r) => [r.id, r]));
     expect([...byId.keys()].sort()).toEqual(["inst-1", "inst-2", "inst-3"]);
     expect(byId.get("inst-1")).toMatchObject({
@@ -527,13 +542,17 @@ describe("PostgresStore", () => {
     const unsubscribeThrower = a.subscribe(() => {
       throw new Error("listener bug");
     });
+    // b's connection stays open through a second recorder, which shows when b received the event.
+    const alsoAtB = record(b);
     atB.unsubscribe();
     await a.publish({ kind: "stop", instanceId: "x", owner: "y" });
     expect(await atA.next((e) => e.kind === "stop")).toEqual({ kind: "stop", instanceId: "x", owner: "y" });
     unsubscribeThrower();
     unsubscribeThrower();
-    await sleep(100);
+    // b has received it: a listener that unsubscribed before did not get it.
+    await alsoAtB.next((e) => e.kind === "stop" && e.instanceId === "x");
     expect(atB.events.some((e) => e.kind === "stop" && e.instanceId === "x")).toBe(false);
+    alsoAtB.unsubscribe();
     atA.unsubscribe();
   });
 
