@@ -62,7 +62,6 @@ export interface Store {
   save(rows: readonly StoredInstance[], definitions?: readonly StoredDefinition[]): Promise<void>;
   /** Rows by id (any deployment); missing ids are left out. */
   getMany(ids: readonly string[]): Promise<StoredInstance[]>;
-  get(deploymentId: string, id: string): Promise<StoredInstance | undefined>;
   /** In creation order (position ascending). */
   list(query: StoreListQuery): Promise<StoredInstance[]>;
   /** Rows of a deployment whose `sequence` is greater than `afterSequence`, by sequence, at most `limit`. */

@@ -3,13 +3,15 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { isTerminalStatus } from "../../../sdk/task-status.js";
 import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
+import { DEFINITION_COLUMNS, type DefinitionRow, toDefinition } from "../definition-row.js";
 import {
-  type DefinitionRow,
   INSTANCE_COLUMNS,
   type InstanceRow,
+  instanceColumnList,
   instanceValues,
+  REPLACE_FROM_EXCLUDED,
   toInstance,
-} from "../instance-row.js";
+} from "../instance-columns.js";
 
 export const DATABASE_FILE = "numerous-tasks.db";
 
@@ -65,7 +67,7 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
-const COLUMNS = INSTANCE_COLUMNS.join(", ");
+const COLUMNS = instanceColumnList();
 
 type Statement<R = unknown> = Database.Statement<unknown[], R>;
 
@@ -87,20 +89,11 @@ export class SqliteStore implements Store {
     this.#db = db;
     this.file = file;
     this.#upsertInstance = db.prepare(
-      `INSERT INTO instances (${COLUMNS}) VALUES (${COLUMNS.split(",")
-        .map(() => "?")
-        .join(", ")})
-       ON CONFLICT (id) DO UPDATE SET
-         deployment_id = excluded.deployment_id, task_id = excluded.task_id,
-         task_name = excluded.task_name, module = excluded.module, args = excluded.args,
-         status = excluded.status, progress = excluded.progress, output = excluded.output,
-         result = excluded.result, error = excluded.error, created_at = excluded.created_at,
-         started_at = excluded.started_at, finished_at = excluded.finished_at,
-         revision = excluded.revision, sequence = excluded.sequence,
-         position = excluded.position, owner = excluded.owner`,
+      `INSERT INTO instances (${COLUMNS}) VALUES (${INSTANCE_COLUMNS.map(() => "?").join(", ")})
+       ON CONFLICT (id) DO UPDATE SET ${REPLACE_FROM_EXCLUDED}`,
     );
     this.#upsertDefinition = db.prepare(
-      `INSERT INTO definitions (deployment_id, id, name, module) VALUES (?, ?, ?, ?)
+      `INSERT INTO definitions (${DEFINITION_COLUMNS}) VALUES (?, ?, ?, ?)
        ON CONFLICT (deployment_id, name) DO UPDATE SET id = excluded.id, module = excluded.module`,
     );
     this.#bumpCounters = db.prepare(
@@ -159,7 +152,10 @@ export class SqliteStore implements Store {
       const statement = this.#prepare<InstanceRow>(
         `SELECT ${COLUMNS} FROM instances WHERE id IN (${chunk.map(() => "?").join(", ")})`,
       );
-      for (const row of statement.all(...chunk)) found.set(row.id, toInstance(row));
+      for (const row of statement.all(...chunk)) {
+        const instance = toInstance(row);
+        found.set(instance.id, instance);
+      }
     }
     const result: StoredInstance[] = [];
     for (const id of unique) {
@@ -167,13 +163,6 @@ export class SqliteStore implements Store {
       if (instance !== undefined) result.push(instance);
     }
     return result;
-  }
-
-  async get(deploymentId: string, id: string): Promise<StoredInstance | undefined> {
-    const row = this.#prepare<InstanceRow>(
-      `SELECT ${COLUMNS} FROM instances WHERE id = ? AND deployment_id = ?`,
-    ).get(id, deploymentId);
-    return row === undefined ? undefined : toInstance(row);
   }
 
   async list(query: StoreListQuery): Promise<StoredInstance[]> {
@@ -225,10 +214,10 @@ export class SqliteStore implements Store {
 
   async listDefinitions(deploymentId: string): Promise<StoredDefinition[]> {
     return this.#prepare<DefinitionRow>(
-      "SELECT deployment_id, id, name, module FROM definitions WHERE deployment_id = ? ORDER BY name",
+      `SELECT ${DEFINITION_COLUMNS} FROM definitions WHERE deployment_id = ? ORDER BY name`,
     )
       .all(deploymentId)
-      .map((row) => ({ deploymentId: row.deployment_id, id: row.id, name: row.name, module: row.module }));
+      .map(toDefinition);
   }
 
   async close(): Promise<void> {

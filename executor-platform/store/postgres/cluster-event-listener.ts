@@ -1,0 +1,195 @@
+import { Client, type ClientConfig } from "pg";
+import type { ClusterEvent } from "../cluster-store.js";
+import type { PostgresStoreLogger } from "./postgres-store.js";
+import { CHANNEL, LISTEN, PING, SELECT_SEQUENCE } from "./statements.js";
+import { errorMessage } from "./store-error.js";
+
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 2_000;
+/** How often the LISTEN connection is pinged, to notice a connection that died silently. */
+const PING_INTERVAL_MS = 15_000;
+const PING_TIMEOUT_MS = 10_000;
+
+/**
+ * The LISTEN connection of one store, shared by its subscribers: connects on the first, ends
+ * with the last, reconnects with backoff when the connection drops, and emits the catch-up
+ * events each time it starts listening.
+ */
+export class ClusterEventListener {
+  readonly #config: ClientConfig;
+  readonly #label: string;
+  readonly #logger: PostgresStoreLogger | undefined;
+  readonly #listeners = new Set<(event: ClusterEvent) => void>();
+  #client: Client | undefined;
+  #active = false;
+  #listening = false;
+  #closed = false;
+  #failures = 0;
+  #retry: NodeJS.Timeout | undefined;
+  #ping: NodeJS.Timeout | undefined;
+  #waiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
+
+  constructor(config: ClientConfig, label: string, logger: PostgresStoreLogger | undefined) {
+    this.#config = config;
+    this.#label = label;
+    this.#logger = logger;
+  }
+
+  add(listener: (event: ClusterEvent) => void): void {
+    this.#listeners.add(listener);
+    if (!this.#active) {
+      this.#active = true;
+      void this.#connect();
+    }
+  }
+
+  remove(listener: (event: ClusterEvent) => void): void {
+    this.#listeners.delete(listener);
+    if (this.#listeners.size === 0) this.#stop();
+  }
+
+  listening(): Promise<void> {
+    if (this.#listening) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#listeners.clear();
+    this.#stop();
+    const waiters = this.#waiters.splice(0);
+    for (const waiter of waiters) waiter.reject(new Error(`the task store ${this.#label} is closed`));
+  }
+
+  #stop(): void {
+    this.#active = false;
+    this.#listening = false;
+    this.#failures = 0;
+    clearTimeout(this.#retry);
+    clearInterval(this.#ping);
+    this.#retry = undefined;
+    this.#ping = undefined;
+    const client = this.#client;
+    this.#client = undefined;
+    client?.end().catch(() => undefined);
+  }
+
+  async #connect(): Promise<void> {
+    this.#retry = undefined;
+    if (!this.#active || this.#closed) return;
+    const client = new Client(this.#config);
+    this.#client = client;
+    client.on("error", (error) => this.#lost(client, error));
+    client.on("end", () => this.#lost(client, new Error("the connection ended")));
+    client.on("notification", (message) => {
+      if (client !== this.#client || message.channel !== CHANNEL) return;
+      const event = decodeEvent(message.payload ?? "");
+      if (event === undefined) {
+        this.#logger?.warn(
+          { store: this.#label, payload: message.payload },
+          "ignored a malformed task store event",
+        );
+        return;
+      }
+      this.#emit(event);
+    });
+    try {
+      await client.connect();
+      await client.query(LISTEN);
+      // Read after LISTEN: whatever commits later is notified, whatever committed before is in this.
+      const result = await client.query<{ sequence: number }>(SELECT_SEQUENCE);
+      if (client !== this.#client) return;
+      if (this.#failures > 0) {
+        this.#logger?.warn({ store: this.#label, attempts: this.#failures }, "task store events reconnected");
+      }
+      this.#failures = 0;
+      this.#listening = true;
+      clearInterval(this.#ping);
+      this.#ping = setInterval(() => this.#checkAlive(client), PING_INTERVAL_MS);
+      this.#ping.unref();
+      for (const waiter of this.#waiters.splice(0)) waiter.resolve();
+      this.#emit({ kind: "changed", sequence: result.rows[0]?.sequence ?? 0 });
+      this.#emit({ kind: "pending" });
+    } catch (error) {
+      this.#lost(client, error);
+    }
+  }
+
+  #checkAlive(client: Client): void {
+    if (client !== this.#client) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS);
+    });
+    Promise.race([client.query(PING), timeout])
+      .catch((error: unknown) => this.#lost(client, error))
+      .finally(() => clearTimeout(timer));
+  }
+
+  #lost(client: Client, error: unknown): void {
+    if (client !== this.#client) return;
+    this.#client = undefined;
+    this.#listening = false;
+    clearInterval(this.#ping);
+    this.#ping = undefined;
+    client.end().catch(() => undefined);
+    if (!this.#active || this.#closed) return;
+    this.#failures++;
+    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** (this.#failures - 1));
+    const jittered = Math.round(delay * (0.75 + Math.random() * 0.5));
+    // Once per outage, then every tenth attempt, so a long outage does not flood the log.
+    if (this.#failures === 1 || this.#failures % 10 === 0) {
+      this.#logger?.warn(
+        { store: this.#label, err: errorMessage(error), attempt: this.#failures, retryInMs: jittered },
+        "task store events disconnected; reconnecting",
+      );
+    }
+    this.#retry = setTimeout(() => void this.#connect(), jittered);
+  }
+
+  #emit(event: ClusterEvent): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.#logger?.warn(
+          { store: this.#label, err: errorMessage(error), event },
+          "a task store event listener threw",
+        );
+      }
+    }
+  }
+}
+
+/** The NOTIFY payload of `event`. */
+export function encodeEvent(event: ClusterEvent): string {
+  switch (event.kind) {
+    case "changed":
+      return JSON.stringify({ kind: "changed", sequence: event.sequence });
+    case "pending":
+      return JSON.stringify({ kind: "pending" });
+    case "stop":
+      return JSON.stringify({ kind: "stop", instanceId: event.instanceId, owner: event.owner });
+    default:
+      throw new Error(`unknown cluster event ${JSON.stringify(event)}`);
+  }
+}
+
+/** The event a NOTIFY payload carries; undefined when it is not one of ours. */
+function decodeEvent(payload: string): ClusterEvent | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const event = value as Record<string, unknown>;
+  if (event.kind === "changed" && typeof event.sequence === "number")
+    return { kind: "changed", sequence: event.sequence };
+  if (event.kind === "pending") return { kind: "pending" };
+  if (event.kind === "stop" && typeof event.instanceId === "string" && typeof event.owner === "string") {
+    return { kind: "stop", instanceId: event.instanceId, owner: event.owner };
+  }
+  return undefined;
+}
