@@ -1,7 +1,7 @@
 /**
  * The failover part of the `cluster` section: three daemons with a short lease, a task running
  * on daemon B, B SIGKILLed; from the kill to the client (on daemon A) seeing the instance
- * `failed`, in seconds and in leases. Each kill on a fresh cluster and database.
+ * `failed`, in seconds and in leases.
  */
 import { LocalExecutor } from "../executor-local/index.js";
 import { type PlatformExecutor, type TaskInstanceState, setExecutor } from "../index.js";
@@ -17,71 +17,84 @@ export interface Failover {
   readonly error: string;
 }
 
+/**
+ * `o.kills` kills on one cluster: daemon A (`--concurrency 0`, the client's) and C
+ * (`--concurrency 1`, kept busy by a holding task for the whole part, so new work lands on B)
+ * stay up; each kill starts a new B, waits until a holding task runs on it, pauses at random
+ * within the lease's renewal cycle, and SIGKILLs B.
+ */
 export async function benchFailover(
   pg: BenchPostgres,
   o: { leaseMs: number; kills: number },
 ): Promise<Failover[]> {
-  const kills: Failover[] = [];
-  for (let i = 0; i < o.kills; i++) kills.push(await failoverOnce(pg, `failover_${i}`, o.leaseMs));
-  return kills;
-}
-
-async function failoverOnce(pg: BenchPostgres, database: string, leaseMs: number): Promise<Failover> {
-  const store = await pg.fresh(database);
+  const store = await pg.fresh("failover");
+  const leaseMs = o.leaseMs;
   const daemons: ClusterDaemon[] = [];
   let executor: PlatformExecutor | undefined;
   const orphans: number[] = [];
+  const kills: Failover[] = [];
   try {
-    for (const concurrency of [0, 1, 1])
-      daemons.push(await startClusterDaemon({ concurrency, store, leaseMs }));
-    const [front, doomed, survivor] = daemons as [ClusterDaemon, ClusterDaemon, ClusterDaemon];
+    for (const concurrency of [0, 1]) daemons.push(await startClusterDaemon({ concurrency, store, leaseMs }));
+    const [front, survivor] = daemons as [ClusterDaemon, ClusterDaemon];
     executor = platformExecutor(front.address);
     setExecutor(executor);
-    const held = [benchClusterHold(), benchClusterHold()];
-    const where = await Promise.all(held.map((instance) => daemonOf(instance)));
-    const onDoomed = held[where.indexOf(doomed.workloadAddress)];
-    const onSurvivor = held[where.indexOf(survivor.workloadAddress)];
-    if (onDoomed === undefined || onSurvivor === undefined) {
-      throw new Error(`the holding tasks did not land one on B and one on C: ${where.join(", ")}`);
+    const onSurvivor = benchClusterHold();
+    const survivorAt = await daemonOf(onSurvivor);
+    if (survivorAt !== survivor.workloadAddress) {
+      throw new Error(`the first holding task ran on ${survivorAt}, not on C (${survivor.workloadAddress})`);
     }
-    // Kill at a random point of the lease's renewal cycle.
-    await sleep(Math.random() * (leaseMs / 2));
-    const failed = new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `the instance on the killed daemon was still ${onDoomed.status} after ${5 * leaseMs} ms`,
-            ),
-          ),
-        5 * leaseMs + 10_000,
-      );
-      const off = onDoomed.onChange((instance) => {
-        if (!instance.isDone()) return;
-        const seenAt = performance.now();
-        clearTimeout(timer);
-        off();
-        if (instance.status === "failed") resolve(seenAt);
-        else reject(new Error(`the instance on the killed daemon ended ${instance.status}, not failed`));
-      });
-    });
-    orphans.push(...descendantsOf(doomed.pid));
-    const killedAt = performance.now();
-    await doomed.kill9();
-    const seenAt = await failed;
-    const error = onDoomed.error?.message ?? "";
-    if (!error.includes(doomed.owner))
-      throw new Error(`the failed instance's error does not name ${doomed.owner}: ${error}`);
+    for (let i = 0; i < o.kills; i++) {
+      const doomed = await startClusterDaemon({ concurrency: 1, store, leaseMs });
+      daemons.push(doomed);
+      const onDoomed = benchClusterHold();
+      const doomedAt = await daemonOf(onDoomed);
+      if (doomedAt !== doomed.workloadAddress) {
+        throw new Error(`the holding task ran on ${doomedAt}, not on the new B (${doomed.workloadAddress})`);
+      }
+      await sleep(Math.random() * (leaseMs / 2));
+      const failed = failedAt(onDoomed, leaseMs);
+      const workloads = descendantsOf(doomed.pid);
+      orphans.push(...workloads);
+      const killedAt = performance.now();
+      await doomed.kill9();
+      const seenAt = await failed;
+      // The killed daemon's workloads outlive it (they try to reconnect for a while).
+      killAll(workloads);
+      const error = onDoomed.error?.message ?? "";
+      if (!error.includes(doomed.owner))
+        throw new Error(`the failed instance's error does not name ${doomed.owner}: ${error}`);
+      kills.push({ ms: seenAt - killedAt, error });
+    }
     await onSurvivor.stop();
     await onSurvivor.wait({ timeoutMs: 30_000 });
-    return { ms: seenAt - killedAt, error };
+    return kills;
   } finally {
     setExecutor(new LocalExecutor({ concurrency: 4 }));
     await executor?.close();
     for (const daemon of daemons) await daemon.dispose();
-    // The killed daemon's workloads outlive it (they try to reconnect for a while).
     killAll(orphans);
   }
+}
+
+/** When the client's handle first shows `instance` failed (rejects if it ends otherwise). */
+function failedAt(instance: TaskInstanceState<string>, leaseMs: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(`the instance on the killed daemon was still ${instance.status} after ${5 * leaseMs} ms`),
+        ),
+      5 * leaseMs + 10_000,
+    );
+    const off = instance.onChange((snapshot) => {
+      if (!snapshot.isDone()) return;
+      const seenAt = performance.now();
+      clearTimeout(timer);
+      off();
+      if (snapshot.status === "failed") resolve(seenAt);
+      else reject(new Error(`the instance on the killed daemon ended ${snapshot.status}, not failed`));
+    });
+  });
 }
 
 /** The workload address a holding instance reports once it runs. */

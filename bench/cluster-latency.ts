@@ -1,22 +1,23 @@
 /**
  * The latency part of the `cluster` section: how fast a change crosses from one daemon to
- * another through PostgreSQL. The workload runs on daemon B, the client talks to daemon A
- * (`--concurrency 0`, it runs nothing):
+ * another through PostgreSQL. The client talks to daemon A (`--concurrency 0`, it runs nothing),
+ * the workload runs on another daemon of the cluster:
  *
  * - progress: from the task's `setOutput` + `setProgress` to the client's `onChange`, every step
  *   counted (one coalesced with later ones is heard when the first later value arrives);
  * - stop: from the client's `stop()` (sent to A) to the task's signal aborting on B.
  *
- * Beside it, the same on one daemon on the embedded store (the baseline) and on one daemon on
- * PostgreSQL with client and workload on it (the store's share). Setups take turns.
+ * Beside it, the same on one daemon on the embedded store (the baseline) and, progress only, on
+ * one daemon on PostgreSQL with client and workload on it (the store's share). Setups take turns.
  */
 import { LocalExecutor } from "../executor-local/index.js";
 import { type PlatformExecutor, setExecutor } from "../index.js";
-import type { BenchPostgres } from "./bench-postgres.js";
-import { type ClusterDaemon, startClusterDaemon } from "./cluster-daemon.js";
+import { startClusterDaemon } from "./cluster-daemon.js";
+import type { Runner } from "./cluster-throughput.js";
 import { platformExecutor, progressRun, stopRun } from "./platform-common.js";
 
 export interface LatencyOptions {
+  /** Parallel progress probes of the warm-up (twice this), to reach every pool process. */
   readonly concurrency: number;
   /** Progress steps per run. */
   readonly steps: number;
@@ -40,37 +41,34 @@ export interface LatencySetup {
   readonly stop: number[][];
 }
 
-export async function benchLatency(pg: BenchPostgres, o: LatencyOptions): Promise<LatencySetup[]> {
-  const setups: Array<LatencySetup & { daemons: ClusterDaemon[]; executor: PlatformExecutor }> = [];
-  const add = (name: string, key: string, daemons: ClusterDaemon[]) =>
-    setups.push({
-      name,
-      key,
-      daemons,
-      executor: platformExecutor((daemons[0] as ClusterDaemon).address),
-      progress: [],
-      alone: 0,
-      stop: [],
-    });
+/**
+ * On the throughput part's setups: the cross-daemon figures through a daemon A
+ * (`--concurrency 0`) that joins the three-daemon cluster, so the probes run on one of its three
+ * other daemons; the baselines on the embedded-store daemon and the one-daemon PostgreSQL setup.
+ */
+export async function benchLatency(runners: readonly Runner[], o: LatencyOptions): Promise<LatencySetup[]> {
+  const by = (key: string) => {
+    const runner = runners.find((candidate) => candidate.key === key);
+    if (runner?.executor === undefined) throw new Error(`no daemon setup ${key} to measure latency on`);
+    return runner;
+  };
+  const three = by("postgres-3");
+  const front = await startClusterDaemon({ concurrency: 0, store: three.url });
+  const crossExecutor = platformExecutor(front.address);
+  const setups: Array<LatencySetup & { executor: PlatformExecutor }> = [
+    ["cross-daemon: client on A, workload on another daemon, PostgreSQL", "cross", crossExecutor],
+    ["1 daemon, embedded SQLite store", "embedded", by("embedded").executor],
+    ["1 daemon, PostgreSQL (client and workload on it)", "same-postgres", by("postgres-1").executor],
+  ].map(([name, key, executor]) => ({
+    name: name as string,
+    key: key as string,
+    executor: executor as PlatformExecutor,
+    progress: [],
+    alone: 0,
+    stop: [],
+  }));
   try {
-    const crossUrl = await pg.fresh("latency_cross");
-    const front = await startClusterDaemon({ concurrency: 0, store: crossUrl });
-    try {
-      add("cross-daemon: workload on B, client on A, PostgreSQL", "cross", [
-        front,
-        await startClusterDaemon({ concurrency: o.concurrency, store: crossUrl }),
-      ]);
-    } catch (error) {
-      await front.dispose();
-      throw error;
-    }
-    add("1 daemon, embedded SQLite store", "embedded", [
-      await startClusterDaemon({ concurrency: o.concurrency }),
-    ]);
-    add("1 daemon, PostgreSQL (client and workload on it)", "same-postgres", [
-      await startClusterDaemon({ concurrency: o.concurrency, store: await pg.fresh("latency_same") }),
-    ]);
-    // Warm-up, not reported: every pool process imports the task module and runs both probes.
+    // Warm-up, not reported: the probes' first runs on every pool process.
     for (const setup of setups) {
       setExecutor(setup.executor);
       await Promise.all(Array.from({ length: o.concurrency * 2 }, () => progressRun(20, 2)));
@@ -83,15 +81,13 @@ export async function benchLatency(pg: BenchPostgres, o: LatencyOptions): Promis
         const progress = await progressRun(o.steps, o.gapMs);
         setup.progress.push(progress.samples);
         setup.alone += progress.alone;
-        setup.stop.push(await stopRun(o.stops));
+        if (setup.key !== "same-postgres") setup.stop.push(await stopRun(o.stops));
       }
     }
   } finally {
     setExecutor(new LocalExecutor({ concurrency: 4 }));
-    for (const setup of setups) {
-      await setup.executor.close();
-      for (const daemon of setup.daemons) await daemon.dispose();
-    }
+    await crossExecutor.close();
+    await front.dispose();
   }
   return setups.map(({ name, key, progress, alone, stop }) => ({ name, key, progress, alone, stop }));
 }

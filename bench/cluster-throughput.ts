@@ -75,11 +75,14 @@ export interface ThroughputSetup {
 }
 
 /** A setup that can run `n` jobs of `ms` milliseconds and wait for all of them. */
-interface Runner {
+export interface Runner {
   readonly name: string;
+  /** `graphile-worker`, `postgres-1`, `postgres-3` or `embedded`. */
   readonly key: string;
   /** The setup's PostgreSQL database, when it has one. */
   readonly url?: string;
+  /** A client of its (first) daemon; none for graphile-worker. */
+  readonly executor?: PlatformExecutor;
   /** Its processes now, by group, for the CPU figures. */
   groups(): Record<string, number[]>;
   execute(n: number, ms: number): Promise<void>;
@@ -91,20 +94,45 @@ const TOP_STATEMENTS = 10;
 /** The fewest jobs per run, however slow the setups: enough to dwarf the start and the tail. */
 export const MIN_INSTANCES = 200;
 
-/** One part per entry of `o.taskMs`. */
-export async function benchThroughput(pg: BenchPostgres, o: ThroughputOptions): Promise<ThroughputPart[]> {
-  const runners: Runner[] = [];
+/**
+ * Starts the setups: graphile-worker, one and three daemons on PostgreSQL, one daemon on the
+ * embedded store, each with `concurrency`. Close them with {@link closeRunners}.
+ */
+export async function openRunners(pg: BenchPostgres, concurrency: number): Promise<Runner[]> {
+  // Started side by side: dozens of processes load at once, which on a busy 2-core machine takes
+  // a good part of a minute one after another. (The three daemons of one cluster start in turn.)
+  const [one, three, graphileUrl] = await Promise.all([
+    pg.fresh("one"),
+    pg.fresh("three"),
+    pg.fresh("graphile"),
+  ]);
+  const started = await Promise.allSettled([
+    graphileRunner(graphileUrl, concurrency),
+    daemonRunner("PostgreSQL, 1 daemon", "postgres-1", 1, concurrency, one),
+    daemonRunner("PostgreSQL, 3 daemons", "postgres-3", 3, concurrency, three),
+    daemonRunner("embedded SQLite store, 1 daemon", "embedded", 1, concurrency, undefined),
+  ]);
+  const runners = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
+  const failed = started.find((result) => result.status === "rejected");
+  if (failed !== undefined) {
+    await closeRunners(runners);
+    throw failed.reason;
+  }
+  return runners;
+}
+
+export async function closeRunners(runners: readonly Runner[]): Promise<void> {
+  setExecutor(new LocalExecutor({ concurrency: 4 }));
+  for (const runner of runners) await runner.close();
+}
+
+/** One part per entry of `o.taskMs`, on the setups of {@link openRunners}, taking turns. */
+export async function benchThroughput(
+  pg: BenchPostgres,
+  runners: readonly Runner[],
+  o: ThroughputOptions,
+): Promise<ThroughputPart[]> {
   try {
-    runners.push(await graphileRunner(pg, o.concurrency));
-    runners.push(
-      await daemonRunner("PostgreSQL, 1 daemon", "postgres-1", 1, o.concurrency, await pg.fresh("one")),
-    );
-    runners.push(
-      await daemonRunner("PostgreSQL, 3 daemons", "postgres-3", 3, o.concurrency, await pg.fresh("three")),
-    );
-    runners.push(
-      await daemonRunner("embedded SQLite store, 1 daemon", "embedded", 1, o.concurrency, undefined),
-    );
     const parts: ThroughputPart[] = [];
     for (const ms of o.taskMs) {
       const setups = runners.map((runner) => ({
@@ -130,7 +158,6 @@ export async function benchThroughput(pg: BenchPostgres, o: ThroughputOptions): 
     return parts;
   } finally {
     setExecutor(new LocalExecutor({ concurrency: 4 }));
-    for (const runner of runners) await runner.close();
   }
 }
 
@@ -195,6 +222,7 @@ async function daemonRunner(
   return {
     name,
     key,
+    executor: client,
     ...(store !== undefined ? { url: store } : {}),
     groups: () => ({
       daemons: daemons.map((daemon) => daemon.pid),
@@ -223,8 +251,7 @@ async function daemonRunner(
  * a run ends when the worker has seen every job succeed and the last completion has committed
  * (its jobs table is empty).
  */
-async function graphileRunner(pg: BenchPostgres, concurrency: number): Promise<Runner> {
-  const url = await pg.fresh("graphile");
+async function graphileRunner(url: string, concurrency: number): Promise<Runner> {
   const worker = spawn(
     process.execPath,
     ["--import", "tsx", join(ROOT, "bench/graphile-worker-process.ts"), url, String(concurrency)],

@@ -21,7 +21,13 @@ import { BENCH_POSTGRES_SETTINGS, type BenchPostgres, startBenchPostgres } from 
 import { type Failover, benchFailover } from "./cluster-failover.js";
 import { type LatencySetup, benchLatency } from "./cluster-latency.js";
 import { clusterNotes, statementNotes } from "./cluster-notes.js";
-import { type ThroughputPart, type ThroughputSetup, benchThroughput } from "./cluster-throughput.js";
+import {
+  type ThroughputPart,
+  type ThroughputSetup,
+  benchThroughput,
+  closeRunners,
+  openRunners,
+} from "./cluster-throughput.js";
 import { loadNote, loadNow, percentile } from "./platform-common.js";
 import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";
 
@@ -34,7 +40,7 @@ export interface BenchClusterOptions {
   /**
    * About how many seconds the measured throughput runs of one part may take, all setups
    * together: every setup runs the same number of jobs, as many as fit by the warm-up rates
-   * (at least 200, at most `instances`). Default 100 (long: 600).
+   * (at least 200, at most `instances`). Default 80 (long: 600).
    */
   budgetSeconds?: number;
   /** Throughput runs of each setup, setups taking turns. Default 3. */
@@ -45,19 +51,17 @@ export interface BenchClusterOptions {
   concurrency?: number;
   /** Milliseconds each throughput job waits, one part each. Default [0] (long: [0, 10]). */
   taskMs?: readonly number[];
-  /** Workload processes of the daemons that run the latency probes. Default 2. */
-  latencyConcurrency?: number;
   /** Progress steps per latency run. Default 250. */
   steps?: number;
   /** Milliseconds between two progress steps. Default 10. */
   gapMs?: number;
-  /** Stops per latency run. Default 40 (long: 100). */
+  /** Stops per latency run (cross-daemon and embedded store). Default 40 (long: 100). */
   stops?: number;
   /** Latency runs of each setup. Default 3 (long: 4). */
   latencyRepeats?: number;
   /** The lease of the failover part. Default 2,000 ms. */
   leaseMs?: number;
-  /** Daemons killed in the failover part, one cluster each. Default 3 (long: 8). */
+  /** Daemons killed in the failover part. Default 3 (long: 8). */
   kills?: number;
 }
 
@@ -76,12 +80,11 @@ export async function benchCluster(options: BenchClusterOptions = {}): Promise<B
   const o: ClusterSettings = {
     long,
     instances: options.instances ?? (long ? 20_000 : 2_000),
-    budgetSeconds: options.budgetSeconds ?? (long ? 600 : 100),
+    budgetSeconds: options.budgetSeconds ?? (long ? 600 : 80),
     repeats: options.repeats ?? 3,
     warmup: options.warmup ?? (long ? 500 : 100),
     concurrency: options.concurrency ?? 4,
     taskMs: options.taskMs ?? (long ? [0, 10] : [0]),
-    latencyConcurrency: options.latencyConcurrency ?? 2,
     steps: options.steps ?? 250,
     gapMs: options.gapMs ?? 10,
     stops: options.stops ?? (long ? 100 : 40),
@@ -89,25 +92,28 @@ export async function benchCluster(options: BenchClusterOptions = {}): Promise<B
     leaseMs: options.leaseMs ?? 2_000,
     kills: options.kills ?? (long ? 8 : 3),
   };
-  const loads: string[] = [];
-  const part = async <T>(name: string, body: () => Promise<T>): Promise<T> => {
+  const timings: string[] = [];
+  const timed = async <T>(name: string, body: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     const result = await body();
-    loads.push(
+    timings.push(
       `${name} ${formatNumber((performance.now() - t0) / 1000)} s (load ${loadNow().toFixed(2)} after)`,
     );
     return result;
   };
-  const pg: BenchPostgres = await part("PostgreSQL start", () => startBenchPostgres());
+  const pg: BenchPostgres = await timed("PostgreSQL start", () => startBenchPostgres());
   let throughput: ThroughputPart[];
   let latency: LatencySetup[];
   let failover: Failover[];
   try {
-    throughput = await part("throughput", () => benchThroughput(pg, o));
-    latency = await part("latency", () =>
-      benchLatency(pg, { ...o, concurrency: o.latencyConcurrency, repeats: o.latencyRepeats }),
-    );
-    failover = await part("failover", () => benchFailover(pg, o));
+    const runners = await timed("setups start", () => openRunners(pg, o.concurrency));
+    try {
+      throughput = await timed("throughput", () => benchThroughput(pg, runners, o));
+      latency = await timed("latency", () => benchLatency(runners, { ...o, repeats: o.latencyRepeats }));
+    } finally {
+      await closeRunners(runners);
+    }
+    failover = await timed("failover", () => benchFailover(pg, o));
   } finally {
     await pg.stop();
   }
@@ -126,7 +132,7 @@ export async function benchCluster(options: BenchClusterOptions = {}): Promise<B
       )}; the embedded SQLite store fsyncs commits that carry a new instance, an end or a definition`,
     ...clusterNotes(o, throughput, latency, failover),
     ...throughput.flatMap((part) => statementNotes(part.setups, part.taskMs)),
-    `mode: ${long ? "--long" : "default (npm run bench -- cluster --long for bigger counts and 10 ms jobs)"}; parts: ${loads.join(", ")}; ${formatNumber((performance.now() - started) / 1000)} s in all on ${cpus().length} CPUs`,
+    `mode: ${long ? "--long" : "default (npm run bench -- cluster --long for bigger counts and 10 ms jobs)"}; parts: ${timings.join(", ")}; ${formatNumber((performance.now() - started) / 1000)} s in all on ${cpus().length} CPUs`,
     loadNote(startLoad),
   ];
   return {
@@ -249,6 +255,7 @@ function latencyRows(setups: readonly LatencySetup[]): BenchRow[] {
     }
     for (const setup of [embedded, by("same-postgres")]) {
       const runs = setup[what];
+      if (runs.length === 0) continue;
       for (const p of [50, 99] as const) {
         rows.push({
           name: `${what} p${p}, ${setup.name}${setup === embedded ? " (baseline)" : ""} (${runs.flat().length} samples)`,
