@@ -23,8 +23,10 @@ export interface LatencyOptions {
   readonly steps: number;
   /** Milliseconds between two steps. */
   readonly gapMs: number;
-  /** Stops per run. */
+  /** Stops per cross-daemon run. */
   readonly stops: number;
+  /** Stops per run of the embedded-store baseline. */
+  readonly baselineStops: number;
   /** Runs of each setup. */
   readonly repeats: number;
 }
@@ -72,7 +74,7 @@ export async function benchLatency(runners: readonly Runner[], o: LatencyOptions
     for (const setup of setups) {
       setExecutor(setup.executor);
       await Promise.all(Array.from({ length: o.concurrency * 2 }, () => progressRun(20, 2)));
-      for (let i = 0; i < o.concurrency; i++) await stopRun(2);
+      await stopRun(4);
     }
     for (let run = 0; run < o.repeats; run++) {
       for (let i = 0; i < setups.length; i++) {
@@ -81,7 +83,8 @@ export async function benchLatency(runners: readonly Runner[], o: LatencyOptions
         const progress = await progressRun(o.steps, o.gapMs);
         setup.progress.push(progress.samples);
         setup.alone += progress.alone;
-        if (setup.key !== "same-postgres") setup.stop.push(await stopRun(o.stops));
+        if (setup.key === "cross") setup.stop.push(await stopRun(o.stops));
+        if (setup.key === "embedded") setup.stop.push(await stopRun(o.baselineStops));
       }
     }
   } finally {

@@ -45,7 +45,7 @@ export interface BenchClusterOptions {
   budgetSeconds?: number;
   /** Throughput runs of each setup, setups taking turns. Default 3. */
   repeats?: number;
-  /** Jobs of the warm-up run of each setup (not reported). Default 100 (long: 500). */
+  /** Jobs of the warm-up run of each setup (not reported). Default 50 (long: 500). */
   warmup?: number;
   /** Workload processes of each daemon, and graphile-worker's concurrency. Default 4. */
   concurrency?: number;
@@ -55,8 +55,10 @@ export interface BenchClusterOptions {
   steps?: number;
   /** Milliseconds between two progress steps. Default 10. */
   gapMs?: number;
-  /** Stops per latency run (cross-daemon and embedded store). Default 40 (long: 100). */
+  /** Stops per cross-daemon latency run. Default 40 (long: 100). */
   stops?: number;
+  /** Stops per latency run of the embedded-store baseline. Default 15 (long: 50). */
+  baselineStops?: number;
   /** Latency runs of each setup. Default 3 (long: 4). */
   latencyRepeats?: number;
   /** The lease of the failover part. Default 2,000 ms. */
@@ -82,12 +84,13 @@ export async function benchCluster(options: BenchClusterOptions = {}): Promise<B
     instances: options.instances ?? (long ? 20_000 : 2_000),
     budgetSeconds: options.budgetSeconds ?? (long ? 600 : 80),
     repeats: options.repeats ?? 3,
-    warmup: options.warmup ?? (long ? 500 : 100),
+    warmup: options.warmup ?? (long ? 500 : 50),
     concurrency: options.concurrency ?? 4,
     taskMs: options.taskMs ?? (long ? [0, 10] : [0]),
     steps: options.steps ?? 250,
     gapMs: options.gapMs ?? 10,
     stops: options.stops ?? (long ? 100 : 40),
+    baselineStops: options.baselineStops ?? (long ? 50 : 15),
     latencyRepeats: options.latencyRepeats ?? (long ? 4 : 3),
     leaseMs: options.leaseMs ?? 2_000,
     kills: options.kills ?? (long ? 8 : 3),
