@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { PlatformExecutor } from "../index.js";
-import { type LatencyProbeOutput, benchLatencyProbe, nowMicros } from "./tasks.js";
+import { benchLatencyProbe, benchStopProbe, nowMicros } from "./tasks.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const CLI = join(ROOT, "dist/executor-platform/cli/cli.js");
@@ -225,27 +225,75 @@ export function loadNow(): number {
   return loadavg()[0] as number;
 }
 
+/** What one {@link progressRun} measured. */
+export interface ProgressRun {
+  /** Milliseconds from each step's `setOutput` + `setProgress` to the client's seeing it, in step order. */
+  readonly samples: number[];
+  /** Steps that reached the client on their own (the others were coalesced with a later one). */
+  readonly alone: number;
+}
+
 /**
- * One probe instance of `steps` steps; the milliseconds each step took to reach the handle. A
- * warm-up run may lose steps to coalescing; a measured one must see most of them on their own.
+ * One probe instance of `steps` steps, every step timed: a step that the executor coalesced
+ * with later ones reaches the client when the first later value does, and counts with that
+ * latency, so the slow steps that coalescing hides are not left out of the percentiles.
  */
-export async function progressRun(steps: number, gapMs: number, { warmup = false } = {}): Promise<number[]> {
+export async function progressRun(steps: number, gapMs: number): Promise<ProgressRun> {
   const instance = benchLatencyProbe(steps, gapMs);
-  const samples: number[] = [];
+  // The steps as the client saw them: [step, heardAt], steps increasing.
+  const heard: Array<readonly [number, number]> = [];
   let last = 0;
   instance.onChange(() => {
-    const value = instance.progress;
-    if (value === last) return;
     const heardAt = nowMicros();
-    last = value;
-    const output = instance.output as LatencyProbeOutput | undefined;
-    if (output === undefined || output.step !== Math.round(value * steps)) return;
-    samples.push((heardAt - output.sentAt) / 1000);
+    const step = instance.isDone() ? steps : Math.round(instance.progress * steps);
+    if (step <= last) return;
+    last = step;
+    heard.push([step, heardAt]);
   });
-  const returned = await instance.wait({ timeoutMs: 60_000 + steps * gapMs * 4 });
-  if (returned !== steps) throw new Error(`the latency probe returned ${returned}, not ${steps}`);
-  if (!warmup && samples.length < steps / 2) {
-    throw new Error(`only ${samples.length} of ${steps} progress steps reached the client on their own`);
+  const sent = await instance.wait({ timeoutMs: 60_000 + steps * gapMs * 4 });
+  if (!Array.isArray(sent) || sent.length !== steps) {
+    throw new Error(`the latency probe returned ${sent.length} send times, not ${steps}`);
+  }
+  const samples: number[] = [];
+  let next = 0;
+  for (let step = 1; step <= steps; step++) {
+    while (next < heard.length && (heard[next] as readonly [number, number])[0] < step) next++;
+    const seen = heard[next];
+    if (seen === undefined) throw new Error(`progress step ${step} of ${steps} never reached the client`);
+    samples.push((seen[1] - (sent[step - 1] as number)) / 1000);
+  }
+  return { samples, alone: heard.length };
+}
+
+/**
+ * `n` stops, one instance each, on the current executor; the milliseconds from the client's
+ * `stop()` to the task's signal aborting in its workload.
+ */
+export async function stopRun(n: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const instance = benchStopProbe();
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("the stop probe never said it was ready")), 30_000);
+      const check = () => {
+        if (instance.output?.ready === true) {
+          clearTimeout(timer);
+          off();
+          resolve();
+        } else if (instance.isDone()) {
+          clearTimeout(timer);
+          off();
+          reject(new Error(`the stop probe ended ${instance.status} before it was ready`));
+        }
+      };
+      const off = instance.onChange(check);
+      check();
+    });
+    const stoppedAt = nowMicros();
+    const stopping = instance.stop();
+    const abortedAt = await instance.wait({ timeoutMs: 30_000 });
+    await stopping;
+    samples.push((abortedAt - stoppedAt) / 1000);
   }
   return samples;
 }

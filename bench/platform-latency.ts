@@ -13,7 +13,6 @@
  */
 import { LocalExecutor } from "../executor-local/index.js";
 import { type Executor, setExecutor } from "../index.js";
-import { benchStopProbe, nowMicros } from "./tasks.js";
 import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";
 import {
   loadNote,
@@ -22,6 +21,7 @@ import {
   platformExecutor,
   progressRun,
   startBenchDaemon,
+  stopRun,
 } from "./platform-common.js";
 
 /** Options of {@link benchPlatformLatency}. */
@@ -65,7 +65,7 @@ export async function benchPlatformLatency(options: BenchPlatformLatencyOptions 
 
     const measure = async (which: "platform" | "local", executor: Executor) => {
       setExecutor(executor);
-      progress[which].push(await progressRun(steps, gapMs));
+      progress[which].push((await progressRun(steps, gapMs)).samples);
       stop[which].push(await stopRun(stops));
     };
     for (let run = 0; run < repeats; run++) {
@@ -93,7 +93,7 @@ export async function benchPlatformLatency(options: BenchPlatformLatencyOptions 
     rows,
     notes: [
       `daemon: pool mode, ${concurrency} warm workload processes, durable store on; one instance at a time; LocalExecutor in the bench process as the baseline`,
-      `progress: ${repeats} runs x ${steps} steps ${gapMs} ms apart per executor (${all(progress.platform).length} platform / ${all(progress.local).length} local samples; steps the daemon coalesced count once); samples column: each run's percentile`,
+      `progress: ${repeats} runs x ${steps} steps ${gapMs} ms apart per executor (${all(progress.platform).length} platform / ${all(progress.local).length} local samples; every step counts: one the daemon coalesced with later ones as heard when the first later value arrived); samples column: each run's percentile`,
       `stop: ${repeats} runs x ${stops} stops per executor, each on a fresh instance that said it was listening (${all(stop.platform).length} platform / ${all(stop.local).length} local samples)`,
       "times: machine-wide monotonic clock (process.hrtime) read in both processes, so no clock offset; the progress figure includes encoding the output (a few us)",
       `the Python original has no push at all: its clients poll every ${formatNumber(PYTHON_POLL_MS)} ms, so a change shows up after 0 to ${formatNumber(PYTHON_POLL_MS)} ms (mean ${formatNumber(PYTHON_POLL_MS / 2)} ms)`,
@@ -139,34 +139,4 @@ function latencyRows(
     samples: runs.platform.map((run) => Math.max(...run)),
   });
   return rows;
-}
-
-/** `n` stops, one instance each; the milliseconds from `stop()` to the task's abort. */
-async function stopRun(n: number): Promise<number[]> {
-  const samples: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const instance = benchStopProbe();
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("the stop probe never said it was ready")), 30_000);
-      const check = () => {
-        if (instance.output?.ready === true) {
-          clearTimeout(timer);
-          off();
-          resolve();
-        } else if (instance.isDone()) {
-          clearTimeout(timer);
-          off();
-          reject(new Error(`the stop probe ended ${instance.status} before it was ready`));
-        }
-      };
-      const off = instance.onChange(check);
-      check();
-    });
-    const stoppedAt = nowMicros();
-    const stopping = instance.stop();
-    const abortedAt = await instance.wait({ timeoutMs: 30_000 });
-    await stopping;
-    samples.push((abortedAt - stoppedAt) / 1000);
-  }
-  return samples;
 }

@@ -5,6 +5,7 @@
  *   npm run bench                 every section
  *   npm run bench -- local        only the named sections (see SECTIONS)
  *   npm run bench -- --list       the section names
+ *   npm run bench -- cluster --long   bigger counts, for the sections that have a long mode
  *
  * Memory figures need `global.gc`; without it this script runs itself again with --expose-gc.
  */
@@ -18,8 +19,16 @@ import { type BenchSection, printSection } from "./report.js";
 interface SectionEntry {
   readonly name: string;
   readonly description: string;
-  readonly run: () => Promise<BenchSection>;
+  readonly run: (flags: BenchFlags) => Promise<BenchSection>;
 }
+
+/** Command-line flags every section receives. */
+interface BenchFlags {
+  /** `--long`: bigger counts where a section has them (it says so in its notes). */
+  readonly long: boolean;
+}
+
+const FLAGS = ["--long"] as const;
 
 /** Every section, in report order. Add new ones here. */
 const SECTIONS: readonly SectionEntry[] = [
@@ -51,8 +60,8 @@ const SECTIONS: readonly SectionEntry[] = [
   {
     name: "cluster",
     description:
-      "1-3 daemons on PostgreSQL (pool): throughput vs embedded store, cross-daemon progress p50/p99, failover in leases",
-    run: async () => (await import("./cluster.js")).benchCluster({}),
+      "1 and 3 daemons on durable PostgreSQL vs graphile-worker 0.18 and the embedded store: throughput, statements and CPU per instance, cross-daemon progress/stop p50/p99, failover in leases (--long: bigger counts)",
+    run: async ({ long }) => (await import("./cluster.js")).benchCluster({ long }),
   },
 ];
 
@@ -80,13 +89,25 @@ await main(process.argv.slice(2));
 
 async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--list") || argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write("usage: npm run bench [-- <section> ...]\n\nsections:\n");
+    process.stdout.write("usage: npm run bench [-- [--long] <section> ...]\n\nsections:\n");
     for (const section of SECTIONS) {
       process.stdout.write(`  ${section.name.padEnd(20)} ${section.description}\n`);
     }
     return;
   }
-  const unknown = argv.filter((name) => !SECTIONS.some((section) => section.name === name));
+  const unknownFlags = argv.filter(
+    (arg) => arg.startsWith("-") && !(FLAGS as readonly string[]).includes(arg),
+  );
+  if (unknownFlags.length > 0) {
+    process.stderr.write(
+      `unknown flag${unknownFlags.length > 1 ? "s" : ""}: ${unknownFlags.join(", ")}; known: ${FLAGS.join(", ")}\n`,
+    );
+    process.exitCode = 2;
+    return;
+  }
+  const flags: BenchFlags = { long: argv.includes("--long") };
+  const names = argv.filter((arg) => !arg.startsWith("-"));
+  const unknown = names.filter((name) => !SECTIONS.some((section) => section.name === name));
   if (unknown.length > 0) {
     process.stderr.write(
       `unknown section${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}; ` +
@@ -95,7 +116,7 @@ async function main(argv: readonly string[]): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const selected = argv.length === 0 ? SECTIONS : SECTIONS.filter((section) => argv.includes(section.name));
+  const selected = names.length === 0 ? SECTIONS : SECTIONS.filter((section) => names.includes(section.name));
 
   const results = readResults();
   let failed = 0;
@@ -104,7 +125,7 @@ async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(`running ${entry.name} ...\n\n`);
     let section: BenchSection;
     try {
-      section = await entry.run();
+      section = await entry.run(flags);
     } catch (error) {
       failed++;
       process.stderr.write(`section ${entry.name} failed: ${(error as Error)?.stack ?? String(error)}\n\n`);

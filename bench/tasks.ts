@@ -26,18 +26,21 @@ export interface LatencyProbeOutput {
 }
 
 /**
- * Reports `steps` progress steps, `gapMs` apart so each one travels alone: before step `i` it
- * sets the output `{ step: i, sentAt }`, then the progress `i / steps`.
+ * Reports `steps` progress steps, `gapMs` apart so each one can travel alone: before step `i` it
+ * sets the output `{ step: i, sentAt }`, then the progress `i / steps`. Returns every step's
+ * `sentAt` (index `i - 1`), so a step the executor coalesced with later ones is timed too.
  */
 export const benchLatencyProbe = task(async function benchLatencyProbe(steps: number, gapMs: number) {
   const controller = getTaskController();
+  const sent: number[] = [];
   for (let step = 1; step <= steps; step++) {
     const output: LatencyProbeOutput = { step, sentAt: nowMicros() };
+    sent.push(output.sentAt);
     controller.setOutput({ ...output });
     controller.setProgress(step / steps);
     await delay(gapMs);
   }
-  return steps;
+  return sent;
 });
 
 /** Says `{ ready: true }` once it listens for a stop, then returns when its signal aborted. */
@@ -52,5 +55,12 @@ export const benchStopProbe = task(async function benchStopProbe() {
 /** The trivial instance: reports progress once and returns `i + 1`. */
 export const benchTick = task(function benchTick(i: number) {
   getTaskController().setProgress(0.5);
+  return i + 1;
+});
+
+/** {@link benchTick} with work that takes `ms` milliseconds (a timer, not CPU) before it returns. */
+export const benchNapTick = task(async function benchNapTick(i: number, ms: number) {
+  getTaskController().setProgress(0.5);
+  await delay(ms);
   return i + 1;
 });
