@@ -119,8 +119,14 @@ export class WatchHub {
         watcher.missed = true;
         continue;
       }
-      for (const chunk of chunkRows(matched, this.#o.maxMessageBytes)) {
-        if (!this.#writeChanges(watcher, chunk)) {
+      const chunks = chunkRows(matched, this.#o.maxMessageBytes);
+      for (let c = 0; c < chunks.length; c++) {
+        const chunk = chunks[c] as StoredInstance[];
+        const upTo = resumeAfter(
+          (chunk.at(-1) as StoredInstance).sequence,
+          (chunks[c + 1]?.[0] as StoredInstance | undefined)?.sequence,
+        );
+        if (!this.#writeChanges(watcher, chunk, upTo)) {
           // What this message did not carry is saved: the catch-up sends it once the client
           // takes what it has, reading on from the last resume point it was sent.
           watcher.lagging = true;
@@ -150,11 +156,7 @@ export class WatchHub {
    * still sent). Counts bytes rather than trusting `write()`: grpc-js queues 16 messages before
    * it says no, and 16 messages of large outputs per stalled watcher add up.
    */
-  #writeChanges(
-    watcher: Watcher,
-    rows: readonly StoredInstance[],
-    upTo = (rows.at(-1) as StoredInstance).sequence,
-  ): boolean {
+  #writeChanges(watcher: Watcher, rows: readonly StoredInstance[], upTo: number): boolean {
     const sequence = this.#resumePoint(upTo);
     const bytes = sizeOfRows(rows);
     watcher.inFlight += bytes;
@@ -209,7 +211,7 @@ export class WatchHub {
         start += chunk.length;
         // The store has every row up to here in sequence order, so reading on from the last
         // row written misses nothing, even where the resume point sent is lower (a cluster).
-        const upTo = sequences[start - 1] as number;
+        const upTo = resumeAfter(sequences[start - 1] as number, sequences[start]);
         const taken = this.#writeChanges(watcher, chunk, upTo);
         watcher.cursor = upTo;
         if (!taken) return false;
@@ -258,8 +260,11 @@ export class WatchHub {
     changed.sort((x, y) => x.sequence - y.sequence);
     pageSize = PAGE_FIRST_ROWS;
     for (let i = 0; i < changed.length; ) {
-      const page = changed.slice(i, i + pageSize);
-      i += page.length;
+      let end = Math.min(changed.length, i + pageSize);
+      // A page ends where the sequence changes: rows written together are sent together.
+      while (end < changed.length && changed[end]?.sequence === changed[end - 1]?.sequence) end++;
+      const page = changed.slice(i, end);
+      i = end;
       const byId = new Map((await store.getMany(page.map((c) => c.id))).map((row) => [row.id, row]));
       const rows: StoredInstance[] = [];
       const sequences: number[] = [];
@@ -273,4 +278,13 @@ export class WatchHub {
       pageSize = nextPageSize(rows.length, sizeOfRows(rows));
     }
   }
+}
+
+/**
+ * The resume point after a message whose last row has sequence `last`, when the next row to send
+ * has sequence `next`. Rows written together may share a sequence (one per transaction in a
+ * shared store): a message that ends among them promises only what came before them.
+ */
+function resumeAfter(last: number, next: number | undefined): number {
+  return next === last ? last - 1 : last;
 }
