@@ -45,6 +45,7 @@ import {
   removeDataDir,
   startDaemon,
 } from "./helpers/daemon-process.js";
+import { withDeadline } from "./helpers/deadline.js";
 import { until } from "./helpers/handles.js";
 
 const TOKEN_A = "token-for-deployment-a";
@@ -380,16 +381,19 @@ describe("every TaskService call checks the token", () => {
       { token: "not-a-token-at-all", deployment: "a", says: "wrong access token" },
       { token: TOKEN_B, deployment: "a", says: 'may not use deployment "a"' },
     ];
-    const startedAt = Date.now();
     // Each handle belongs to the executor that was the SDK's when it was made.
     const submitted = refusals.map((refusal) => {
       as(executorFor(daemon, refusal.token, refusal.deployment));
       return { ...refusal, instance: reply("refused") };
     });
     for (const { instance, says } of submitted) {
-      const error = await instance.wait().then(
-        () => undefined,
-        (thrown: unknown) => thrown,
+      // Nothing hangs: a wait that never ends fails here, naming the refusal.
+      const error = await withDeadline(
+        instance.wait().then(
+          () => undefined,
+          (thrown: unknown) => thrown,
+        ),
+        `the instance refused for "${says}" to fail`,
       );
       // The SDK's own error, as for an unreachable daemon: the task never ran.
       expect(error).toBeInstanceOf(ExecutorConfigError);
@@ -402,16 +406,18 @@ describe("every TaskService call checks the token", () => {
       );
       expect(instance.error?.message).toContain(says);
     }
-    expect(Date.now() - startedAt).toBeLessThan(8_000);
     for (const { token, deployment, says } of refusals) {
       as(executorFor(daemon, token, deployment));
-      const calls = await Promise.allSettled([
-        getTaskInstance("some-instance"),
-        listTaskInstances(),
-        listTaskDefinitions(),
-        stopTaskInstance("some-instance"),
-        waitForCompletion("some-instance"),
-      ]);
+      const calls = await withDeadline(
+        Promise.allSettled([
+          getTaskInstance("some-instance"),
+          listTaskInstances(),
+          listTaskDefinitions(),
+          stopTaskInstance("some-instance"),
+          waitForCompletion("some-instance"),
+        ]),
+        `every call refused for "${says}" to reject`,
+      );
       for (const call of calls) {
         expect(call.status).toBe("rejected");
         const reason = call.status === "rejected" ? (call.reason as ExecutorConfigError) : undefined;
@@ -430,7 +436,7 @@ describe("deployments cannot see one another", () => {
     const b = executorFor(daemon, TOKEN_B, "b");
     as(a);
     const held = holdsUntilStopped("a's value");
-    await until(held, (instance) => instance.progress === 0.5);
+    await until(held, (instance) => instance.progress === 0.5, "progress 0.5");
     as(b);
     await expect(reply("b's value").wait()).resolves.toBe("b's value");
 
@@ -456,7 +462,7 @@ describe("deployments cannot see one another", () => {
           call.on("error", () => {});
         }),
     );
-    await Promise.all(live);
+    await withDeadline(Promise.all(live), "B's watch streams to be live");
 
     // Invisible to B through the SDK.
     as(b);
@@ -503,7 +509,7 @@ describe("deployments cannot see one another", () => {
       });
     });
     await later.wait();
-    await sawLater;
+    await withDeadline(sawLater, "B's stream to see its own later instance complete");
     expect(seen).not.toContain(held.id);
     expect(seen).toContain(later.id);
   });
@@ -564,7 +570,9 @@ describe("the workload service checks the workload token", () => {
     const inA = holdsUntilStopped("a");
     as(executorFor(daemon, TOKEN_B, "b"));
     const inB = holdsUntilStopped("b");
-    await Promise.all([inA, inB].map((instance) => until(instance, (i) => i.progress === 0.5)));
+    await Promise.all(
+      [inA, inB].map((instance) => until(instance, (i) => i.progress === 0.5, "progress 0.5")),
+    );
     const tokens = WorkloadTokens.fromDataDir(daemon.dataDir);
     const client = new WorkloadServiceClient(daemon.address, grpc.credentials.createInsecure());
     cleanups.push(() => client.close());
@@ -579,7 +587,7 @@ describe("the workload service checks the workload token", () => {
       });
       // What it would report, were it let in.
       call.write({ kind: { $case: "progress", value: { instanceId: inA.id, value: 0.9 } } });
-      await expect(ended).resolves.toEqual({
+      await expect(withDeadline(ended, "the refusal of the hello")).resolves.toEqual({
         code: grpc.status.PERMISSION_DENIED,
         details: "the workload token does not allow this instance",
       });

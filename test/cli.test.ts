@@ -83,7 +83,11 @@ describe("tasks list", () => {
     const done = reply("one");
     const failed = breaks("it broke");
     const running = holdsUntilStopped("held");
-    await Promise.all([settled(done), settled(failed), until(running, (i) => i.progress === 0.5)]);
+    await Promise.all([
+      settled(done),
+      settled(failed),
+      until(running, (i) => i.progress === 0.5, "progress 0.5"),
+    ]);
     const env = { NUMEROUS_EXECUTOR_ADDRESS: daemon.address };
 
     const table = await runCli(["tasks", "list"], { env });
@@ -171,8 +175,8 @@ describe("tasks get", () => {
     await Promise.all([
       settled(done),
       settled(failed),
-      until(cancelled, (i) => i.progress === 0.5),
-      until(running, (i) => i.progress === 0.5),
+      until(cancelled, (i) => i.progress === 0.5, "progress 0.5"),
+      until(running, (i) => i.progress === 0.5, "progress 0.5"),
     ]);
     await cancelled.stop();
     await settled(cancelled);
@@ -214,7 +218,7 @@ describe("tasks watch", () => {
     const daemon = await start();
     const flag = join(tempDir("nt-flag-"), "go");
     const instance = waitsForFile(flag, { done: true });
-    await until(instance, (i) => i.progress === 0.5);
+    await until(instance, (i) => i.progress === 0.5, "progress 0.5");
 
     const watch = startCli(["tasks", "watch", instance.id], {
       env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address },
@@ -236,7 +240,7 @@ describe("tasks watch", () => {
     const daemon = await start();
     const flag = join(tempDir("nt-flag-"), "go");
     const instance = waitsForFile(flag, "json");
-    await until(instance, (i) => i.progress === 0.5);
+    await until(instance, (i) => i.progress === 0.5, "progress 0.5");
     const watch = startCli(["tasks", "watch", instance.id, "--json"], {
       env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address },
     });
@@ -255,7 +259,7 @@ describe("tasks watch", () => {
   it("ends with the error and exit 1 for a failing instance", async () => {
     const daemon = await start();
     const failing = breaks("broke while watched");
-    await until(failing, (i) => i.status !== "pending");
+    await until(failing, (i) => i.status !== "pending", "its start");
     const result = await runCli(["tasks", "watch", failing.id], {
       env: { NUMEROUS_EXECUTOR_ADDRESS: daemon.address },
     });
@@ -281,7 +285,7 @@ describe("tasks watch", () => {
       const daemon = await start();
       const flag = join(tempDir("nt-flag-"), "go");
       const instance = waitsForFile(flag, "on a terminal");
-      await until(instance, (i) => i.progress === 0.5);
+      await until(instance, (i) => i.progress === 0.5, "progress 0.5");
       // `script` gives the command a pseudo-terminal, as a person's shell would.
       const child = spawn(
         "script",
@@ -321,7 +325,9 @@ describe("tasks stop", () => {
     const env = { NUMEROUS_EXECUTOR_ADDRESS: daemon.address };
     const aborts = holdsThenAborts();
     const returns = holdsUntilStopped("kept");
-    await Promise.all([aborts, returns].map((instance) => until(instance, (i) => i.progress === 0.5)));
+    await Promise.all(
+      [aborts, returns].map((instance) => until(instance, (i) => i.progress === 0.5, "progress 0.5")),
+    );
 
     const waited = await runCli(["tasks", "stop", aborts.id, "--wait"], { env });
     expect(waited.code).toBe(3);

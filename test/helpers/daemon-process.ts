@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_DEADLINE_MS, withDeadline } from "./deadline.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const CLI = join(ROOT, "dist/executor-platform/cli/cli.js");
@@ -25,8 +26,15 @@ export interface DaemonProcess {
   readonly dataDir: string;
   readonly child: ChildProcess;
   readonly logs: Array<Record<string, unknown>>;
-  /** Resolves with the first log entry, logged so far or later, that `match` accepts. */
-  waitForLog(match: (entry: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /**
+   * Resolves with the first log entry, logged so far or later, that `match` accepts. Rejects
+   * when the daemon exits first, or after `timeoutMs` (default 20 s), naming `what`.
+   */
+  waitForLog(
+    match: (entry: Record<string, unknown>) => boolean,
+    what?: string,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   /** Resolves with the exit code once the process is gone. */
   readonly exited: Promise<number | null>;
   /** SIGTERM and wait. */
@@ -81,20 +89,24 @@ export async function startDaemon(options: DaemonProcessOptions = {}): Promise<D
     dataDir,
     child,
     logs,
-    waitForLog(match) {
+    waitForLog(match, what = "a log line", timeoutMs = DEFAULT_DEADLINE_MS) {
       const found = logs.find(match);
       if (found !== undefined) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const waiter = (entry: Record<string, unknown>) => {
+      let waiter: ((entry: Record<string, unknown>) => void) | undefined;
+      const logged = new Promise<Record<string, unknown>>((resolve, reject) => {
+        const mine = (entry: Record<string, unknown>) => {
           if (!match(entry)) return;
-          logWaiters.delete(waiter);
+          logWaiters.delete(mine);
           resolve(entry);
         };
-        logWaiters.add(waiter);
+        waiter = mine;
+        logWaiters.add(mine);
         void logEnded.then(() => {
-          if (logWaiters.delete(waiter))
-            reject(new Error("the daemon exited before logging what was awaited"));
+          if (logWaiters.delete(mine)) reject(new Error(`the daemon exited before logging ${what}`));
         });
+      });
+      return withDeadline(logged, `the daemon to log ${what}`, timeoutMs).finally(() => {
+        if (waiter !== undefined) logWaiters.delete(waiter);
       });
     },
     exited,

@@ -1,16 +1,32 @@
 import type { TaskInstanceState } from "numerous-tasks";
+import { DEFAULT_DEADLINE_MS, withDeadline } from "./deadline.js";
 
-/** Resolves once `predicate` holds for the live handle, checked now and after every change. */
+/**
+ * Resolves once `predicate` holds for the live handle, checked now and after every change.
+ * Rejects, saying what it waited for and where the instance is, when the instance ends without
+ * the predicate ever holding (nothing will change after that), or after `timeoutMs`.
+ */
 export function until<R>(
   instance: TaskInstanceState<R>,
   predicate: (instance: TaskInstanceState<R>) => boolean,
+  what = "the awaited change",
+  timeoutMs: number = DEFAULT_DEADLINE_MS,
 ): Promise<void> {
-  if (predicate(instance)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const off = instance.onChange(() => {
-      if (!predicate(instance)) return;
-      off();
-      resolve();
-    });
+  const state = () =>
+    `instance ${instance.id} of ${instance.taskName} is ${instance.status}, progress ${instance.progress}, output ${JSON.stringify(instance.output)}`;
+  let off: (() => void) | undefined;
+  const reached = new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (predicate(instance)) {
+        off?.();
+        resolve();
+      } else if (instance.isDone()) {
+        off?.();
+        reject(new Error(`${state()}: it ended before ${what}`));
+      }
+    };
+    off = instance.onChange(check);
+    check();
   });
+  return withDeadline(reached, `${what} of instance ${instance.id}`, timeoutMs, state).finally(() => off?.());
 }
