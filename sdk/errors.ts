@@ -1,5 +1,8 @@
 import { failures } from "./failures.js";
 
+/** Marks the SDK's errors, whichever copy of the package made them. */
+const BRAND = Symbol.for("numerous-tasks.TaskError");
+
 /**
  * The SDK's error family. Every error a user can catch is a {@link TaskError} with a
  * stable `code`; `instanceof` works and `name` is set, so logs and type guards agree.
@@ -12,7 +15,32 @@ export class TaskError extends Error {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
+    Object.defineProperty(this, BRAND, { value: true });
   }
+
+  /**
+   * `instanceof` holds too for an error made by another copy of this package in the process: a
+   * workload runs the runner's copy beside the one the app's module imports (bundled, or
+   * resolved elsewhere), and a task catches what its controller throws by the app's classes.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: the class instanceof asks about, a subclass too
+    return isInstanceOf(this, value);
+  }
+}
+
+/** `value instanceof asked`, by the prototype chain or, across copies, by brand and class name. */
+function isInstanceOf(asked: abstract new (...args: never[]) => unknown, value: unknown): boolean {
+  if (Function.prototype[Symbol.hasInstance].call(asked, value)) return true;
+  if (typeof value !== "object" || value === null || !(BRAND in value)) return false;
+  for (
+    let proto: unknown = Object.getPrototypeOf(value);
+    proto !== null;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    if ((proto as { constructor?: { name?: unknown } }).constructor?.name === asked.name) return true;
+  }
+  return false;
 }
 
 /** The error a task function threw (or its workload's death), as it crossed the executor. */

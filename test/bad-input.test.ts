@@ -441,6 +441,26 @@ describe("error classes", () => {
     expect(Object.keys(record).sort()).toEqual(["message", "name", "stack"]);
   });
 
+  it("instanceof holds for errors of another copy of the package (a workload's runner beside the app's)", async () => {
+    // The build is the copy a workload's runner uses; these tests import the source.
+    const other = (await import(
+      new URL("../dist/sdk/errors.js", import.meta.url).href
+    )) as typeof import("../sdk/errors.js");
+    expect(other.TaskInputError).not.toBe(TaskInputError);
+    const input = new other.TaskInputError("output", "bad");
+    expect(input).toBeInstanceOf(TaskInputError);
+    expect(input).toBeInstanceOf(TaskError);
+    expect(isTaskError(input)).toBe(true);
+    expect(input).not.toBeInstanceOf(NoTaskContextError);
+    expect(new other.NoTaskContextError()).toBeInstanceOf(NoTaskContextError);
+    expect(new TaskCancelledError("i1")).toBeInstanceOf(other.TaskCancelledError);
+    expect(new TaskCancelledError("i1")).not.toBeInstanceOf(other.TaskFailedError);
+    // A class of the app's own that shares a name is not one of ours.
+    class TaskFailedLookalike extends Error {}
+    Object.defineProperty(TaskFailedLookalike, "name", { value: "TaskFailedError" });
+    expect(new TaskFailedLookalike()).not.toBeInstanceOf(TaskFailedError);
+  });
+
   it("isTaskError accepts anything", () => {
     for (const value of [undefined, null, "TaskError", new Error("plain"), { code: "TASK_FAILED" }]) {
       expect(isTaskError(value)).toBe(false);

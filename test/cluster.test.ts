@@ -14,6 +14,9 @@ import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 import { createTcpGate } from "./helpers/tcp-gate.js";
 
+/** Short, so a test of the kill is short; long enough for a task that does stop to end. */
+const STOP_GRACE_MS = 2000;
+
 let postgres: TestPostgres;
 let databases = 0;
 
@@ -54,7 +57,15 @@ async function startCluster(
   const daemons = await Promise.all(
     concurrencies.map((concurrency) =>
       startDaemon({
-        args: ["--store", url, "--concurrency", String(concurrency), "--stop-grace-ms", "2000", ...extra],
+        args: [
+          "--store",
+          url,
+          "--concurrency",
+          String(concurrency),
+          "--stop-grace-ms",
+          String(STOP_GRACE_MS),
+          ...extra,
+        ],
       }),
     ),
   );
@@ -90,6 +101,7 @@ describeExecutorContract(
     const cluster = await startCluster([0, CONTRACT_CONCURRENCY / 2, CONTRACT_CONCURRENCY / 2]);
     return { executor: cluster.client(0), close: () => cluster.close() };
   },
+  { workloads: { stopGraceMs: STOP_GRACE_MS, processPerInstance: true } },
 );
 
 describe("cluster faults", () => {

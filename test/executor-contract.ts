@@ -41,6 +41,8 @@ import {
   throwsUndefined,
   waitForStop,
 } from "./fixtures/contract-tasks.js";
+import { describeRunningContract } from "./executor-contract-running.js";
+import { rejectionOf, untilSnapshot } from "./helpers/handles.js";
 
 /**
  * How many instances the executors under test run at once. The suite fills every slot to
@@ -55,16 +57,36 @@ export interface ContractExecutorHandle {
 }
 
 /**
+ * What an executor promises beyond the common contract. The suite declares the tests of a
+ * promise only for the executors that make it: the local executor can only ask a task to stop,
+ * and has no workload processes.
+ */
+export interface ContractCapabilities {
+  /** Tasks run in workload processes that a daemon starts. */
+  readonly workloads?: {
+    /** The daemon's stop grace period: a task that ignores a stop that long is killed. */
+    readonly stopGraceMs: number;
+    /**
+     * Each instance gets a process of its own, whose environment names the instance
+     * (`NUMEROUS_TASK_INSTANCE_ID`) and carries its arguments (`TASK_DATA_INPUT`).
+     */
+    readonly processPerInstance: boolean;
+  };
+}
+
+/**
  * Declares the contract suite for one executor.
  * @param name shown in the suite's title.
  * @param makeExecutor called once per test: a fresh executor that runs at most
  *   {@link CONTRACT_CONCURRENCY} (2) instances at once, the rest waiting `pending` in creation
  *   order, and that can run the tasks of `test/fixtures/contract-tasks.ts`. `close()` is called
  *   after the test, once the suite has stopped whatever the test left running.
+ * @param capabilities what this executor promises beyond the common contract.
  */
 export function describeExecutorContract(
   name: string,
   makeExecutor: () => Promise<ContractExecutorHandle>,
+  capabilities: ContractCapabilities = {},
 ): void {
   describe(`executor contract: ${name}`, () => {
     let handle: ContractExecutorHandle | undefined;
@@ -668,6 +690,11 @@ export function describeExecutorContract(
         expect(add.definition.id).not.toBe(echo.definition.id);
       });
     });
+
+    describeRunningContract(() => {
+      if (handle === undefined) throw new Error("no executor: the contract's beforeEach did not run");
+      return handle.executor;
+    }, capabilities);
   });
 }
 
@@ -687,32 +714,6 @@ async function collect<R>(instance: TaskInstanceState<R>): Promise<TaskSnapshot<
   return seen;
 }
 
-/**
- * Resolves with the first snapshot (now or after a change) that matches; rejects if the
- * instance finishes without ever matching, so a broken executor fails the test instead of
- * hanging it.
- */
-function untilSnapshot<R>(
-  instance: TaskInstanceState<R>,
-  matches: (snapshot: TaskSnapshot<R>) => boolean,
-  what: string,
-): Promise<TaskSnapshot<R>> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      const snapshot = instance.snapshot();
-      if (matches(snapshot)) {
-        off();
-        resolve(snapshot);
-      } else if (instance.isDone()) {
-        off();
-        reject(new Error(`instance ${instance.id} ended ${snapshot.status} before ${what}`));
-      }
-    };
-    const off = instance.onChange(check);
-    check();
-  });
-}
-
 const ORDER: Record<string, number> = { pending: 0, running: 1, completed: 2, failed: 2, cancelled: 2 };
 
 /** Statuses never go back, exactly one snapshot is terminal, and it is the last. */
@@ -727,17 +728,6 @@ function expectOneTerminalAtTheEnd(seen: readonly TaskSnapshot<unknown>[]): void
 function roundsOf(snapshot: TaskSnapshot<unknown>): number {
   const rounds = snapshot.output?.rounds;
   return typeof rounds === "number" ? rounds : 0;
-}
-
-/** What `promise` rejects with; fails when it resolves. */
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  let value: unknown;
-  try {
-    value = await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
 }
 
 function unknownId(): string {

@@ -1,4 +1,4 @@
-import type { TaskInstanceState } from "numerous-tasks";
+import type { TaskInstanceState, TaskSnapshot } from "numerous-tasks";
 import { DEFAULT_DEADLINE_MS, withDeadline } from "./deadline.js";
 
 /**
@@ -29,4 +29,40 @@ export function until<R>(
     check();
   });
   return withDeadline(reached, `${what} of instance ${instance.id}`, timeoutMs, state).finally(() => off?.());
+}
+
+/**
+ * Resolves with the first snapshot (now or after a change) that matches; rejects as
+ * {@link until} does, so a broken executor fails the test instead of hanging it.
+ */
+export async function untilSnapshot<R>(
+  instance: TaskInstanceState<R>,
+  matches: (snapshot: TaskSnapshot<R>) => boolean,
+  what: string,
+  timeoutMs: number = DEFAULT_DEADLINE_MS,
+): Promise<TaskSnapshot<R>> {
+  let matched: TaskSnapshot<R> | undefined;
+  await until(
+    instance,
+    (current) => {
+      const snapshot = current.snapshot();
+      if (!matches(snapshot)) return false;
+      matched = snapshot;
+      return true;
+    },
+    what,
+    timeoutMs,
+  );
+  return matched as TaskSnapshot<R>;
+}
+
+/** What `promise` rejects with; throws when it resolves. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  let value: unknown;
+  try {
+    value = await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
 }
