@@ -25,7 +25,10 @@ export interface TaskOptions {
 interface Registration {
   readonly fn: AnyTaskFunction;
   readonly definition: TaskDefinition;
+  /** The defining module's file. */
   readonly site: string;
+  /** Where in it: `file:line:column`. */
+  readonly statement: string;
   readonly turn: number;
 }
 
@@ -67,8 +70,8 @@ export function task(
     );
   }
   const definition: TaskDefinition = Object.freeze({ id: definitionIdFor(name), name });
-  const site = callerSite();
-  register(name, fn, definition, site);
+  const { site, statement } = callerSite();
+  register(name, fn, definition, site, statement);
 
   const call = (...args: unknown[]): TaskInstanceState<unknown> => {
     const encoded = encodeValue(args, "args");
@@ -90,20 +93,30 @@ export function task(
   });
 }
 
-function register(name: string, fn: AnyTaskFunction, definition: TaskDefinition, site: string): void {
+function register(
+  name: string,
+  fn: AnyTaskFunction,
+  definition: TaskDefinition,
+  site: string,
+  statement: string,
+): void {
   const existing = registry.get(name);
-  if (existing !== undefined && existing.fn !== fn) {
-    if (existing.site !== site || existing.turn === turn) {
-      throw new TypeError(
-        `a task named ${JSON.stringify(name)} is already defined (${existing.site}); ` +
-          "give one of them another name with task({ name }, fn)",
-      );
-    }
+  // A hot reload evaluates the module again: the same statement defines the name anew, in a
+  // later synchronous run. Any other statement (another module, or the same module later in one
+  // evaluation, after an await) would be a second function under the name.
+  if (
+    existing !== undefined &&
+    existing.fn !== fn &&
+    (existing.statement !== statement || existing.turn === turn)
+  ) {
+    throw new TypeError(
+      `a task named ${JSON.stringify(name)} is already defined (${existing.statement}); ` +
+        "give one of them another name with task({ name }, fn)",
+    );
   }
-  registry.set(name, { fn, definition, site, turn });
+  registry.set(name, { fn, definition, site, statement, turn });
   if (!turnEnding) {
-    // Definitions made in one synchronous run belong to one module evaluation; a later
-    // evaluation of the same file is a reload.
+    // Definitions made in one synchronous run belong to one module evaluation.
     turnEnding = true;
     queueMicrotask(() => {
       turn++;
@@ -112,13 +125,16 @@ function register(name: string, fn: AnyTaskFunction, definition: TaskDefinition,
   }
 }
 
-function callerSite(): string {
+/** The file that called {@link task}, and the `file:line:column` of the call. */
+function callerSite(): { site: string; statement: string } {
   const holder: { stack?: string } = {};
   Error.captureStackTrace(holder, task);
   const line = holder.stack?.split("\n")[1] ?? "";
   const location = /\(([^)]*)\)\s*$/.exec(line)?.[1] ?? line.replace(/^\s*at\s+/, "");
-  const file = location.replace(/:\d+:\d+$/, "").replace(/\?.*$/, "");
-  return file.startsWith("file://") ? fileURLToPath(file) : file || "unknown";
+  const position = /:\d+:\d+$/.exec(location)?.[0] ?? "";
+  const file = location.slice(0, location.length - position.length).replace(/\?.*$/, "");
+  const site = file.startsWith("file://") ? fileURLToPath(file) : file || "unknown";
+  return { site, statement: `${site}${position}` };
 }
 
 /** @internal The function registered under `name`, for executors that run tasks. */
