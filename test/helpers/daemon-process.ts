@@ -15,8 +15,11 @@ export interface DaemonProcessOptions {
   readonly args?: readonly string[];
   readonly dataDir?: string;
   readonly appRoot?: string;
-  /** Default `127.0.0.1:0`; a `unix:` path stays the same across restarts. */
-  readonly listen?: string;
+  /**
+   * Default `127.0.0.1:0`; a `unix:` path stays the same across restarts. `null` passes no
+   * `--listen`, so the daemon listens where it does by default.
+   */
+  readonly listen?: string | null;
   readonly env?: Readonly<Record<string, string>>;
 }
 
@@ -51,8 +54,7 @@ export async function startDaemon(options: DaemonProcessOptions = {}): Promise<D
     [
       CLI,
       "serve",
-      "--listen",
-      options.listen ?? "127.0.0.1:0",
+      ...(options.listen === null ? [] : ["--listen", options.listen ?? "127.0.0.1:0"]),
       "--data-dir",
       dataDir,
       "--app-root",
