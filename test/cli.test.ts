@@ -5,10 +5,10 @@
  * it exits.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { PlatformExecutor, type TaskInstanceState, setExecutor } from "numerous-tasks";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -64,6 +64,24 @@ function tempDir(prefix: string): string {
 
 async function settled(instance: TaskInstanceState): Promise<void> {
   await instance.wait().catch(() => undefined);
+}
+
+/** `script` (util-linux), which gives a command a pseudo-terminal: found on PATH, as a shell finds it. */
+const SCRIPT = onPath("script");
+if (SCRIPT === undefined) console.warn("test/cli.test.ts: the terminal test is skipped: no `script` on PATH");
+
+function onPath(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const candidate = join(dir, command);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
 }
 
 /** A port nothing listens on: bound, then let go. */
@@ -279,7 +297,7 @@ describe("tasks watch", () => {
     });
   });
 
-  it.skipIf(!existsSync("/usr/bin/script"))(
+  it.skipIf(SCRIPT === undefined)(
     "draws a live progress bar on a terminal, then prints the result",
     async () => {
       const daemon = await start();
@@ -288,7 +306,7 @@ describe("tasks watch", () => {
       await until(instance, (i) => i.progress === 0.5, "progress 0.5");
       // `script` gives the command a pseudo-terminal, as a person's shell would.
       const child = spawn(
-        "script",
+        SCRIPT as string,
         [
           "-qec",
           `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} tasks watch ${instance.id}`,

@@ -1,14 +1,22 @@
+/**
+ * Every example, run as a user would (its own process, `node --import tsx`), on the local
+ * executor and on a daemon: each checks itself with assertions and exits 0, and what it prints
+ * is what the README shows a user, so that is checked too.
+ */
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { definitionIdFor } from "../sdk/ids.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const EXAMPLES = readdirSync(join(ROOT, "examples"))
   .filter((name) => /^[0-9].*\.ts$/.test(name))
   .sort();
+
+type Mode = "local" | "platform";
 
 /** Runs one example as a user would, in its own process; resolves its exit code and output. */
 function runExample(
@@ -28,10 +36,136 @@ function runExample(
   });
 }
 
+const ID = "[A-Za-z0-9_-]{21}";
+
+/** The lines matching `pattern`, each line's match. */
+function matching(lines: readonly string[], pattern: RegExp): RegExpExecArray[] {
+  return lines.map((line) => pattern.exec(line)).filter((match) => match !== null);
+}
+
+function expectNonDecreasing(values: readonly number[]): void {
+  expect(values).toStrictEqual([...values].sort((a, b) => a - b));
+}
+
+/** What each example must print: its lines, in order where order matters. */
+const PRINTS: Record<string, (lines: readonly string[], mode: Mode) => void> = {
+  "01-define.ts": (lines) => {
+    expect(lines).toStrictEqual([
+      `addOne.definition: { id: '${definitionIdFor("addOne")}', name: 'addOne' }`,
+      `myComputation.definition: { id: '${definitionIdFor("My Computation")}', name: 'My Computation' }`,
+      "task(anonymous arrow) throws TypeError: a task needs a name",
+      "addOne(1) -> 2, myComputation(41) -> 42",
+    ]);
+  },
+  "02-run.ts": (lines) => {
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(new RegExp(`^id: ${ID}, task: compute, status: pending$`));
+    expect(lines.slice(1)).toStrictEqual([
+      "status: completed, result: 6",
+      "bad argument refused: args[0].callback: a function (callback) cannot be carried; pass data, not code",
+    ]);
+  },
+  "03-poll-progress.ts": (lines) => {
+    const percents = matching(lines, /^Progress: (\d+\.\d)%$/).map((match) => Number(match[1]));
+    expect(percents.length).toBe(lines.length - 1);
+    expectNonDecreasing(percents);
+    expect(percents.some((percent) => percent > 0 && percent < 100)).toBe(true);
+    expect(percents.at(-1)).toBe(100);
+    expect(lines.at(-1)).toBe("status: completed, result: 6");
+  },
+  "04-wait.ts": (lines) => {
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toBe("Result: 6");
+    expect(lines[1]).toMatch(
+      new RegExp(`^timed out: task instance ${ID} did not finish within 100 ms \\(it is still running\\)$`),
+    );
+    expect(lines[2]).toBe("slow result after all: 11");
+  },
+  "05-report-progress.ts": (lines) => {
+    expect(lines).toHaveLength(3);
+    const reported = /^progress reported: ((?:\d\.\d ?)+)$/
+      .exec(lines[0] ?? "")?.[1]
+      ?.split(" ")
+      .map(Number);
+    expect(reported, lines[0]).toBeDefined();
+    expectNonDecreasing(reported ?? []);
+    expect(reported).toContain(0.5);
+    expect(reported?.at(-1)).toBe(1);
+    expect(lines.slice(1)).toStrictEqual([
+      'output: {"result":6}, result: 6',
+      "getTaskController() outside a task throws NoTaskContextError",
+    ]);
+  },
+  "06-stop.ts": (lines, mode) => {
+    // The task's own console line is the app's on the local executor, the workload's on a daemon.
+    const told = lines.filter((line) => line === "  (task) stopped by request");
+    expect(told).toHaveLength(mode === "local" ? 2 : 0);
+    const said = lines.filter((line) => line !== "  (task) stopped by request");
+    expect(said).toHaveLength(5);
+    expect(said[0]).toBe("stopTaskInstance: status cancelled, returned 5");
+    expect(said[1]).toMatch(/^ {2}output: \{"result":5,"stoppedAtStep":\d+\}$/);
+    expect(said[2]).toBe("instance.stop(): status cancelled, returned 7");
+    expect(said[3]).toMatch(/^signal: status cancelled after \d+ ms$/);
+    expect(said[4]).toBe("stopped while pending: cancelled, started: never");
+  },
+  "07-list.ts": (lines, mode) => {
+    expect(lines[0]).toBe("Task definitions:");
+    const heading = lines.findIndex((line) => line.startsWith("Task instances"));
+    const definitions = lines.slice(1, heading);
+    const ours = [
+      `  compute (id: ${definitionIdFor("compute")})`,
+      `  slowCompute (id: ${definitionIdFor("slowCompute")})`,
+    ];
+    // Locally, this process's; on the daemon, the deployment's, which other examples add to.
+    if (mode === "local") expect(definitions).toStrictEqual(ours);
+    else expect(definitions).toEqual(expect.arrayContaining(ours));
+    const count = Number(/^Task instances \((\d+), latest last\):$/.exec(lines[heading] ?? "")?.[1]);
+    if (mode === "local") expect(count).toBe(4);
+    else expect(count).toBeGreaterThanOrEqual(4);
+    const listed = lines.slice(heading + 1, -2);
+    expect(listed.length).toBe(Math.min(count, 6));
+    expect(listed.slice(-4).map((line) => line.replace(new RegExp(`^ {2}${ID}: `), ""))).toStrictEqual([
+      "compute completed (progress: 100%)",
+      "compute completed (progress: 100%)",
+      "slowCompute completed (progress: 100%)",
+      "slowCompute cancelled (progress: 0%)",
+    ]);
+    const computes = Number(/^compute\.listInstances\(\): (\d+) instances$/.exec(lines.at(-2) ?? "")?.[1]);
+    const cancelled = Number(/^cancelled slowCompute instances: (\d+)$/.exec(lines.at(-1) ?? "")?.[1]);
+    if (mode === "local") expect([computes, cancelled]).toStrictEqual([2, 1]);
+    else {
+      expect(computes).toBeGreaterThanOrEqual(2);
+      expect(cancelled).toBeGreaterThanOrEqual(1);
+    }
+  },
+  "08-progress-bar.ts": (lines) => {
+    // Not on a terminal: a plain line per change instead of the bar.
+    const changes = lines
+      .slice(0, -1)
+      .map((line) => /^slowCompute (pending|running|completed) (\d+)%$/.exec(line));
+    expect(
+      changes.every((match) => match !== null),
+      lines.join("\n"),
+    ).toBe(true);
+    const percents = changes.map((match) => Number(match?.[2]));
+    expectNonDecreasing(percents);
+    expect(lines.at(-2)).toBe("slowCompute completed 100%");
+    expect(lines.at(-1)).toBe(`result: 42 after ${changes.length} updates`);
+  },
+};
+
+function expectPrinted(name: string, output: string, mode: Mode): void {
+  const check = PRINTS[name];
+  if (check === undefined)
+    throw new Error(`examples.test.ts says nothing of what ${name} prints: add it to PRINTS`);
+  check(output.trimEnd().split("\n"), mode);
+}
+
 describe("examples on the local executor (no configuration)", () => {
-  it.each(EXAMPLES)("%s runs and checks itself", async (name) => {
+  it.each(EXAMPLES)("%s runs, checks itself, and prints what it shows", async (name) => {
     const { code, output } = await runExample(name, { NUMEROUS_EXECUTOR: "" });
     expect(code, output).toBe(0);
+    expectPrinted(name, output, "local");
   });
 });
 
@@ -47,11 +181,12 @@ describe("the same examples on the platform executor (two variables)", () => {
     removeDataDir(daemon.dataDir);
   });
 
-  it.each(EXAMPLES)("%s runs and checks itself", async (name) => {
+  it.each(EXAMPLES)("%s runs, checks itself, and prints what it shows", async (name) => {
     const { code, output } = await runExample(name, {
       NUMEROUS_EXECUTOR: "platform",
       NUMEROUS_EXECUTOR_ADDRESS: daemon.address,
     });
     expect(code, output).toBe(0);
+    expectPrinted(name, output, "platform");
   });
 });
