@@ -576,6 +576,9 @@ describe("the workload service checks the workload token", () => {
     const tokens = WorkloadTokens.fromDataDir(daemon.dataDir);
     const client = new WorkloadServiceClient(daemon.address, grpc.credentials.createInsecure());
     cleanups.push(() => client.close());
+    // Every progress each instance shows from now to its end.
+    const heard = new Map([inA, inB].map((instance) => [instance, [] as number[]]));
+    for (const [instance, progress] of heard) instance.onChange((changed) => progress.push(changed.progress));
 
     for (const workloadToken of ["", TOKEN_ALL, tokens.forInstance(inB.id)]) {
       const call = client.connect();
@@ -602,5 +605,7 @@ describe("the workload service checks the workload token", () => {
     }
     await expect(inA.wait()).resolves.toBe("a");
     await expect(inB.wait()).resolves.toBe("b");
+    // Their ends came after anything the refused streams could have reported: none of it showed.
+    for (const progress of heard.values()) expect(progress).not.toContain(0.9);
   });
 });

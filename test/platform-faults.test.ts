@@ -694,6 +694,8 @@ describe("a workload that says wrong things", () => {
     expect(seen.every((progress) => progress >= 0 && progress <= 1)).toBe(true);
 
     // A message for another instance ends the stream, and changes nothing of the other's.
+    const otherSeen: number[] = [];
+    other.onChange((instance) => otherSeen.push(instance.progress));
     stream.send({ $case: "progress", value: { instanceId: other.id, value: 0.9 } });
     await expect(
       withDeadline(stream.ended, "the end of the stream that spoke for another instance"),
@@ -732,6 +734,8 @@ describe("a workload that says wrong things", () => {
     await otherStream.receive("finishedAck");
     otherStream.end();
     await expect(other.wait()).resolves.toBe("reported by hand");
+    // Its end came after anything the refused message could have changed: none of it showed.
+    expect(otherSeen).not.toContain(0.9);
 
     await expect(quick("still serving").wait()).resolves.toBe("still serving");
     expectAlive(daemon);
