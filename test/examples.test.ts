@@ -124,12 +124,16 @@ const PRINTS: Record<string, (lines: readonly string[], mode: Mode) => void> = {
     else expect(count).toBeGreaterThanOrEqual(4);
     const listed = lines.slice(heading + 1, -2);
     expect(listed.length).toBe(Math.min(count, 6));
-    expect(listed.slice(-4).map((line) => line.replace(new RegExp(`^ {2}${ID}: `), ""))).toStrictEqual([
+    const lastFour = listed.slice(-4).map((line) => line.replace(new RegExp(`^ {2}${ID}: `), ""));
+    expect(lastFour.slice(0, 3)).toStrictEqual([
       "compute completed (progress: 100%)",
       "compute completed (progress: 100%)",
       "slowCompute completed (progress: 100%)",
-      "slowCompute cancelled (progress: 0%)",
     ]);
+    // Stopped right after the call: locally still pending, so it never ran; a daemon with a free
+    // worker may have started it already, and it returns at its next check.
+    if (mode === "local") expect(lastFour[3]).toBe("slowCompute cancelled (progress: 0%)");
+    else expect(lastFour[3]).toMatch(/^slowCompute cancelled \(progress: \d+%\)$/);
     const computes = Number(/^compute\.listInstances\(\): (\d+) instances$/.exec(lines.at(-2) ?? "")?.[1]);
     const cancelled = Number(/^cancelled slowCompute instances: (\d+)$/.exec(lines.at(-1) ?? "")?.[1]);
     if (mode === "local") expect([computes, cancelled]).toStrictEqual([2, 1]);

@@ -107,11 +107,20 @@ export function describeRunningContract(executor: () => Executor, capabilities: 
       expect(instances.slice(CAP).map((instance) => instance.status)).toStrictEqual(
         Array.from({ length: count - CAP }, () => TaskStatus.Pending),
       );
-      // Stopping one frees one slot: the oldest pending instance must take it.
+      // Stopping one frees one slot: the oldest pending instance must take it, and runs before
+      // the next stop frees another.
       for (const [label, instance] of instances.entries()) {
         await untilSnapshot(instance, (s) => s.output?.phase === "waiting", `instance ${label} runs`);
         await instance.stop();
         await expect(instance.wait()).resolves.toBe(label);
+        const next = instances[label + CAP];
+        if (next !== undefined) {
+          await untilSnapshot(
+            next,
+            (s) => s.output?.phase === "waiting",
+            `instance ${label + CAP}, the oldest pending, to take the freed slot`,
+          );
+        }
       }
 
       const record = lines(file);
