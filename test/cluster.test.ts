@@ -101,7 +101,7 @@ describeExecutorContract(
     const cluster = await startCluster([0, CONTRACT_CONCURRENCY / 2, CONTRACT_CONCURRENCY / 2]);
     return { executor: cluster.client(0), close: () => cluster.close() };
   },
-  { workloads: { stopGraceMs: STOP_GRACE_MS, processPerInstance: true } },
+  { workloads: { stopGraceMs: STOP_GRACE_MS } },
 );
 
 describe("cluster faults", () => {

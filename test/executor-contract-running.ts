@@ -218,23 +218,21 @@ export function describeRunningContract(executor: () => Executor, capabilities: 
       await expect(add(1, 2).wait()).resolves.toBe(3);
     });
 
-    if (workloads.processPerInstance) {
-      it("names the instance and carries its arguments in the workload's NUMEROUS_TASK_INSTANCE_ID and TASK_DATA_INPUT", async () => {
-        const args = [{ when: new Date(86_400_000), list: [1, undefined, "two"] }, null, "text"] as const;
-        const instance = readsWorkloadEnvironment(...args);
-        await expect(instance.wait()).resolves.toStrictEqual({
-          instanceId: instance.id,
-          controllerId: instance.id,
-          input: [...args],
-        });
-        const other = readsWorkloadEnvironment();
-        await expect(other.wait()).resolves.toStrictEqual({
-          instanceId: other.id,
-          controllerId: other.id,
-          input: [],
-        });
+    it("names the instance and carries its arguments in the workload's NUMEROUS_TASK_INSTANCE_ID and TASK_DATA_INPUT", async () => {
+      const args = [{ when: new Date(86_400_000), list: [1, undefined, "two"] }, null, "text"] as const;
+      const instance = readsWorkloadEnvironment(...args);
+      await expect(instance.wait()).resolves.toStrictEqual({
+        instanceId: instance.id,
+        controllerId: instance.id,
+        input: [...args],
       });
-    }
+      const other = readsWorkloadEnvironment();
+      await expect(other.wait()).resolves.toStrictEqual({
+        instanceId: other.id,
+        controllerId: other.id,
+        input: [],
+      });
+    });
   });
 }
 

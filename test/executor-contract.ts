@@ -66,11 +66,6 @@ export interface ContractCapabilities {
   readonly workloads?: {
     /** The daemon's stop grace period: a task that ignores a stop that long is killed. */
     readonly stopGraceMs: number;
-    /**
-     * Each instance gets a process of its own, whose environment names the instance
-     * (`NUMEROUS_TASK_INSTANCE_ID`) and carries its arguments (`TASK_DATA_INPUT`).
-     */
-    readonly processPerInstance: boolean;
   };
 }
 

@@ -34,6 +34,6 @@ for (const mode of ["process", "pool"] as const) {
         },
       };
     },
-    { workloads: { stopGraceMs: STOP_GRACE_MS, processPerInstance: mode === "process" } },
+    { workloads: { stopGraceMs: STOP_GRACE_MS } },
   );
 }

@@ -182,6 +182,10 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     });
     current = { start, controller, progress: undefined, output: undefined, stopRequestedAt: 0 };
     const mine = current;
+    // As the platform promises in every workload: a pool worker learns them with each instance,
+    // and any worker gets arguments too large for the environment the daemon started it with.
+    process.env.NUMEROUS_TASK_INSTANCE_ID = start.instanceId;
+    process.env.TASK_DATA_INPUT = start.args;
     let outcome: TaskOutcome;
     try {
       let fn = findTaskFunction(start.taskName);
@@ -210,7 +214,11 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       },
     };
     unacked.set(start.instanceId, finished);
-    if (current === mine) current = undefined;
+    if (current === mine) {
+      current = undefined;
+      delete process.env.NUMEROUS_TASK_INSTANCE_ID;
+      delete process.env.TASK_DATA_INPUT;
+    }
     send(finished);
   };
 
