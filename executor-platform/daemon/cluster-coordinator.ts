@@ -21,6 +21,13 @@ export interface ClusterCoordinatorOptions {
 const FETCH_PAGE = 1000;
 /** The shortest heartbeat or reaping interval, whatever the lease. */
 const MIN_INTERVAL_MS = 50;
+/**
+ * How soon, and at most how seldom, a fetch tries again while a change it was told of is not yet
+ * readable: the store shows a change once every older transaction has ended, and one that ends
+ * without an event of its own (a heartbeat, another application's write) wakes nobody.
+ */
+const RETRY_MIN_MS = 2;
+const RETRY_MAX_MS = 100;
 
 /**
  * A daemon of a cluster: several daemons share one store. The store numbers rows; new instances
@@ -36,7 +43,16 @@ export class ClusterCoordinator implements Coordinator {
   #fetchAgain = false;
   /** The highest sequence fetched from the store and passed to watchers. */
   #fetched = 0;
-  /** Sequences this daemon saved and already broadcast, so a fetch skips them. */
+  /** The highest sequence a `changed` event announced. */
+  #announced = 0;
+  /** Everything up to this sequence is known to be read (it was final before the last read). */
+  #settled = 0;
+  /** Ends the wait between two tries of a fetch, when an event comes. */
+  #wake: (() => void) | undefined;
+  /**
+   * Sequences this daemon saved and already broadcast, so a fetch skips their rows (one save's
+   * rows share one sequence).
+   */
   readonly #ownSequences = new Set<number>();
   readonly #timers: NodeJS.Timeout[] = [];
   /**
@@ -211,43 +227,77 @@ export class ClusterCoordinator implements Coordinator {
   #onEvent(event: ClusterEvent): void {
     if (this.#o.state.stopped) return;
     if (event.kind === "pending") this.drained();
-    else if (event.kind === "changed") this.#fetchChanges();
-    else if (event.kind === "stop" && event.owner === this.#o.owner) {
+    else if (event.kind === "changed") {
+      this.#announced = Math.max(this.#announced, event.sequence);
+      this.#fetchChanges();
+    } else if (event.kind === "stop" && event.owner === this.#o.owner) {
       const active = this.#partsOf().table.get(event.instanceId);
       if (active !== undefined) this.#partsOf().queue.stop(active);
     }
   }
 
-  /** Passes what other daemons saved on to this daemon's watchers, in sequence order. */
+  /**
+   * Passes what other daemons saved on to this daemon's watchers, in sequence order. The store
+   * shows only final changes; while an announced one is not yet final, this tries again (sooner
+   * when another event comes), until it was read or is final.
+   */
   #fetchChanges(): void {
     if (this.#fetching !== undefined) {
       this.#fetchAgain = true;
+      this.#wake?.();
       return;
     }
-    const { table, hub } = this.#partsOf();
     this.#fetching = (async () => {
-      do {
-        this.#fetchAgain = false;
-        for (;;) {
-          const rows = await this.#o.store.changesSinceAll(this.#fetched, FETCH_PAGE);
-          const theirs: StoredInstance[] = [];
-          for (const row of rows) {
-            if (this.#ownSequences.delete(row.sequence)) continue;
-            theirs.push(table.get(row.id)?.row ?? row);
-          }
-          const last = rows.at(-1);
-          if (last !== undefined) this.#fetched = last.sequence;
-          for (const sequence of this.#ownSequences)
-            if (sequence <= this.#fetched) this.#ownSequences.delete(sequence);
-          if (theirs.length > 0) hub.broadcast(theirs);
-          if (rows.length < FETCH_PAGE) break;
+      let delay = RETRY_MIN_MS;
+      for (;;) {
+        do {
+          this.#fetchAgain = false;
+          await this.#readChanges();
+        } while (this.#fetchAgain);
+        if (this.#o.state.stopped || this.#announced <= Math.max(this.#fetched, this.#settled)) return;
+        // Read once more when it is final now: its rows may have changed again since (then they
+        // come with that later change), but nothing up to `final` is missed.
+        const final = await this.#o.store.currentSequence();
+        if (final >= this.#announced) {
+          this.#settled = final;
+          continue;
         }
-      } while (this.#fetchAgain);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          timer.unref();
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
+        if (this.#o.state.stopped) return;
+        delay = Math.min(RETRY_MAX_MS, delay * 2);
+      }
     })()
       .catch((error) => this.#o.log.warn({ err: error }, "could not fetch changes from the store"))
       .finally(() => {
         this.#fetching = undefined;
       });
+  }
+
+  /** Reads every final change after `#fetched`, page by page, and broadcasts the others' rows. */
+  async #readChanges(): Promise<void> {
+    const { table, hub } = this.#partsOf();
+    for (;;) {
+      const rows = await this.#o.store.changesSinceAll(this.#fetched, FETCH_PAGE);
+      const theirs: StoredInstance[] = [];
+      for (const row of rows) {
+        if (this.#ownSequences.has(row.sequence)) continue;
+        theirs.push(table.get(row.id)?.row ?? row);
+      }
+      const last = rows.at(-1);
+      if (last !== undefined) this.#fetched = last.sequence;
+      for (const sequence of this.#ownSequences)
+        if (sequence <= this.#fetched) this.#ownSequences.delete(sequence);
+      if (theirs.length > 0) hub.broadcast(theirs);
+      if (rows.length < FETCH_PAGE) return;
+    }
   }
 
   #partsOf(): CoordinatedParts {

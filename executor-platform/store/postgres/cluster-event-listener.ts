@@ -18,6 +18,7 @@ const PING_TIMEOUT_MS = 10_000;
 export class ClusterEventListener {
   readonly #config: ClientConfig;
   readonly #label: string;
+  readonly #offset: number;
   readonly #logger: PostgresStoreLogger | undefined;
   readonly #listeners = new Set<(event: ClusterEvent) => void>();
   #client: Client | undefined;
@@ -29,9 +30,10 @@ export class ClusterEventListener {
   #ping: NodeJS.Timeout | undefined;
   #waiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
 
-  constructor(config: ClientConfig, label: string, logger: PostgresStoreLogger | undefined) {
+  constructor(config: ClientConfig, label: string, offset: number, logger: PostgresStoreLogger | undefined) {
     this.#config = config;
     this.#label = label;
+    this.#offset = offset;
     this.#logger = logger;
   }
 
@@ -96,8 +98,8 @@ export class ClusterEventListener {
     try {
       await client.connect();
       await client.query(LISTEN);
-      // Read after LISTEN: whatever commits later is notified, whatever committed before is in this.
-      const result = await client.query<{ sequence: number }>(SELECT_SEQUENCE);
+      // Read after LISTEN: whatever commits later is notified, whatever was final before is in this.
+      const result = await client.query<{ sequence: number }>(SELECT_SEQUENCE, [this.#offset]);
       if (client !== this.#client) return;
       if (this.#failures > 0) {
         this.#logger?.warn({ store: this.#label, attempts: this.#failures }, "task store events reconnected");

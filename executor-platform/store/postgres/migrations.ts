@@ -59,6 +59,22 @@ const MIGRATIONS: readonly string[] = [
   );
   INSERT INTO counters (singleton, sequence, position) VALUES (true, 0, 0);
   `,
+  `
+  -- Writes take no cluster-wide lock any more: a row's sequence is its writing transaction's id
+  -- plus this offset (the highest sequence stored before, so sequences never go backwards), and
+  -- new rows' positions come from a sequence. The counters table is no longer written.
+  CREATE TABLE feed_offset (
+    singleton boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (singleton),
+    value     bigint  NOT NULL
+  );
+  INSERT INTO feed_offset (singleton, value)
+    SELECT true, GREATEST((SELECT sequence FROM counters WHERE singleton),
+                          (SELECT COALESCE(max(sequence), 0) FROM instances));
+  CREATE SEQUENCE instance_positions AS bigint;
+  SELECT setval('instance_positions', GREATEST(m.position, 1), m.position > 0)
+    FROM (SELECT GREATEST((SELECT position FROM counters WHERE singleton),
+                          (SELECT COALESCE(max(position), 0) FROM instances)) AS position) AS m;
+  `,
 ];
 
 /**

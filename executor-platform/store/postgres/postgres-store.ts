@@ -1,4 +1,4 @@
-import { type ClientConfig, Pool, type PoolClient, type QueryResultRow, TypeOverrides } from "pg";
+import { type ClientConfig, Pool, type QueryResultRow, TypeOverrides } from "pg";
 import type { TaskErrorInfo } from "../../../sdk/errors.js";
 import type { ClusterEvent, ClusterStore } from "../cluster-store.js";
 import { type DefinitionRow, toDefinition } from "../definition-row.js";
@@ -7,8 +7,6 @@ import type { StoredDefinition, StoredInstance, StoreListQuery } from "../store.
 import { ClusterEventListener, encodeEvent } from "./cluster-event-listener.js";
 import { migrate } from "./migrations.js";
 import {
-  ANY_CLAIMABLE,
-  ANY_EXPIRED,
   CHANGES_SINCE,
   CHANGES_SINCE_ALL,
   CHANNEL,
@@ -19,18 +17,12 @@ import {
   RENEW_LEASE,
   SELECT_BY_IDS,
   SELECT_COUNTERS,
+  SELECT_FEED_OFFSET,
   SELECT_SEQUENCE,
   UNFINISHED,
 } from "./statements.js";
 import { describeUrl, errorMessage, storeError } from "./store-error.js";
-import {
-  type Counters,
-  cancelPendingRow,
-  claimRows,
-  reapExpired,
-  saveRows,
-  writeTransaction,
-} from "./writes.js";
+import { cancelPendingRow, claimRows, reapExpired, saveRows, type WriteTarget } from "./writes.js";
 
 /** Where {@link PostgresStore} reports what it recovers from by itself. */
 export interface PostgresStoreLogger {
@@ -50,35 +42,47 @@ const TYPES = new TypeOverrides();
 TYPES.setTypeParser(20, "text", (value: string) => Number(value));
 
 /**
- * The store that several daemons share: a PostgreSQL database. Sequences and positions come from
- * the database under one advisory lock (commit order is sequence order); claims use row locks;
+ * The store that several daemons share: a PostgreSQL database. No write takes a cluster-wide
+ * lock: a row's sequence is its writing transaction's id (plus the database's feed offset), and
+ * the change feed reads only below the oldest transaction still running, so a reader never skips
+ * a change; positions come from a database sequence; claims use row locks with SKIP LOCKED;
  * leases are judged by the database clock; events travel by LISTEN/NOTIFY. The SQL is in
- * `statements.ts`, the transactions that assign sequences in `writes.ts`.
+ * `statements.ts`, the writes in `writes.ts`.
  */
 export class PostgresStore implements ClusterStore {
   readonly shared = true as const;
   /** The URL without its password, e.g. `postgres://daemon@db.internal:5432/tasks`. */
   readonly label: string;
   readonly #pool: Pool;
+  /** Added to transaction ids to make sequences (see migration 2); fixed per database. */
+  readonly #offset: number;
+  readonly #target: WriteTarget;
   readonly #events: ClusterEventListener;
   /** Owners that heartbeated through this store: a missing lease row then means reaped. */
   readonly #heartbeated = new Set<string>();
   #closing: Promise<void> | undefined;
 
   /** Use {@link openPostgresStore}; this takes a pool on an already migrated database. */
-  constructor(pool: Pool, config: ClientConfig, label: string, logger?: PostgresStoreLogger) {
+  constructor(pool: Pool, config: ClientConfig, label: string, offset: number, logger?: PostgresStoreLogger) {
     this.#pool = pool;
     this.label = label;
-    this.#events = new ClusterEventListener(config, label, logger);
+    this.#offset = offset;
+    this.#target = { pool, offset, label };
+    this.#events = new ClusterEventListener(config, label, offset, logger);
   }
 
+  /** The final sequence ({@link currentSequence}) and the highest position stored. */
   async counters(): Promise<{ sequence: number; position: number }> {
-    const rows = await this.#query<Counters>(SELECT_COUNTERS);
+    const rows = await this.#query<{ sequence: number; position: number }>(SELECT_COUNTERS, [this.#offset]);
     return { sequence: rows[0]?.sequence ?? 0, position: rows[0]?.position ?? 0 };
   }
 
+  /**
+   * Every row with a sequence at or below this is final: the transactions that wrote it have
+   * ended, and no later write gets a sequence this low.
+   */
   async currentSequence(): Promise<number> {
-    const rows = await this.#query<{ sequence: number }>(SELECT_SEQUENCE);
+    const rows = await this.#query<{ sequence: number }>(SELECT_SEQUENCE, [this.#offset]);
     return rows[0]?.sequence ?? 0;
   }
 
@@ -87,11 +91,11 @@ export class PostgresStore implements ClusterStore {
   }
 
   /**
-   * Upserts the rows (one entry per id: of repeated ids the last wins) with sequences
-   * `current + 1 ...` in order, and positions after the current one for rows given with
-   * position 0 (a row that already exists keeps its position), plus the definitions, in one
-   * transaction under the write lock. Notifies `changed` and, when a saved row is pending and
-   * unowned, `pending` (delivered at commit).
+   * Upserts the rows (one entry per id: of repeated ids the last wins), all with the sequence of
+   * this one transaction, and the next positions for rows given with position 0 (a row that
+   * already exists keeps its position), plus the definitions: one statement, no lock but the
+   * rows'. Notifies `changed` and, when a saved row is pending and unowned, `pending` (delivered
+   * at commit).
    */
   async saveAssigned(
     rows: readonly StoredInstance[],
@@ -101,7 +105,7 @@ export class PostgresStore implements ClusterStore {
     const unique = [...new Map(rows.map((row) => [row.id, row])).values()];
     const defs = [...new Map(definitions.map((d) => [`${d.deploymentId}\0${d.name}`, d])).values()];
     if (unique.length === 0 && defs.length === 0) return [];
-    return this.#write((client, counters) => saveRows(client, counters, unique, defs));
+    return saveRows(this.#target, unique, defs);
   }
 
   async getMany(ids: readonly string[]): Promise<StoredInstance[]> {
@@ -136,14 +140,22 @@ export class PostgresStore implements ClusterStore {
     this.#checkOpen();
     const n = Math.floor(limit);
     if (!(n > 0)) return [];
-    return (await this.#query<InstanceRow>(CHANGES_SINCE, [deploymentId, afterSequence, n])).map(toInstance);
+    const rows = await this.#query<InstanceRow>(CHANGES_SINCE, [
+      deploymentId,
+      afterSequence,
+      n,
+      this.#offset,
+    ]);
+    return rows.map(toInstance);
   }
 
   async changesSinceAll(afterSequence: number, limit: number): Promise<StoredInstance[]> {
     this.#checkOpen();
     const n = Math.floor(limit);
     if (!(n > 0)) return [];
-    return (await this.#query<InstanceRow>(CHANGES_SINCE_ALL, [afterSequence, n])).map(toInstance);
+    return (await this.#query<InstanceRow>(CHANGES_SINCE_ALL, [afterSequence, n, this.#offset])).map(
+      toInstance,
+    );
   }
 
   async unfinished(): Promise<StoredInstance[]> {
@@ -176,15 +188,13 @@ export class PostgresStore implements ClusterStore {
     this.#checkOpen();
     const n = Math.floor(limit);
     if (!(n > 0)) return [];
-    // Most calls answer a `pending` event that another daemon already served: skip the write lock then.
-    if ((await this.#query(ANY_CLAIMABLE)).length === 0) return [];
-    return this.#write((client, counters) => claimRows(client, counters, owner, n));
+    return claimRows(this.#target, owner, n);
   }
 
   /** Pending and unowned → cancelled (args, result and error cleared, finishedAt now), with a new sequence. */
   async cancelPending(id: string): Promise<StoredInstance | undefined> {
     this.#checkOpen();
-    return this.#write((client, counters) => cancelPendingRow(client, counters, id));
+    return cancelPendingRow(this.#target, id);
   }
 
   /**
@@ -195,8 +205,7 @@ export class PostgresStore implements ClusterStore {
    */
   async reap(reason: (owner: string) => TaskErrorInfo): Promise<StoredInstance[]> {
     this.#checkOpen();
-    if ((await this.#query(ANY_EXPIRED)).length === 0) return [];
-    return this.#write((client, counters) => reapExpired(client, counters, reason));
+    return reapExpired(this.#target, reason);
   }
 
   async publish(event: ClusterEvent): Promise<void> {
@@ -249,11 +258,6 @@ export class PostgresStore implements ClusterStore {
       throw storeError(this.label, error);
     }
   }
-
-  #write<T>(body: (client: PoolClient, counters: Counters) => Promise<T>): Promise<T> {
-    this.#checkOpen();
-    return writeTransaction(this.#pool, this.label, body);
-  }
 }
 
 /**
@@ -283,11 +287,14 @@ export async function openPostgresStore(
       "an idle task store connection failed; it is replaced",
     );
   });
+  let offset: number;
   try {
     await migrate(pool);
+    const found = await pool.query<{ value: number }>(SELECT_FEED_OFFSET);
+    offset = found.rows[0]?.value ?? 0;
   } catch (error) {
     await pool.end().catch(() => undefined);
     throw new Error(`cannot open the task store ${label}: ${errorMessage(error)}`, { cause: error });
   }
-  return new PostgresStore(pool, config, label, logger);
+  return new PostgresStore(pool, config, label, offset, logger);
 }

@@ -11,8 +11,6 @@ export const CHANNEL = "numerous_tasks";
 
 /** First key of every advisory lock taken here ("NTSK"); the second says which lock. */
 export const LOCK_NAMESPACE = 0x4e54534b;
-/** Serialises every write that assigns sequences, so commit order is sequence order. */
-export const LOCK_WRITE = 1;
 /** Serialises schema migrations of daemons that start at once. */
 export const LOCK_MIGRATE = 2;
 
@@ -20,27 +18,28 @@ const COLUMNS = instanceColumnList();
 /** The same columns of the table aliased `i`, for UPDATE ... FROM ... RETURNING. */
 const I_COLUMNS = instanceColumnList("i");
 
-// Counters and events.
+// The change feed. A row's sequence is the id of the transaction that last wrote it plus the
+// feed offset (fixed by migration 2, passed as a parameter): every row one transaction writes
+// shares one sequence, and no write waits for another to get one. Readers see only sequences
+// below the horizon, the oldest transaction still running (the snapshot's xmin) plus the
+// offset: every transaction below it has ended, so nothing new can appear below a horizon
+// once read.
 
-export const SELECT_COUNTERS = "SELECT sequence, position FROM counters WHERE singleton";
-export const SELECT_SEQUENCE = "SELECT sequence FROM counters WHERE singleton";
+/** The sequence of the writing transaction, with the feed offset `param` (an int8). */
+const sequenceOf = (param: string) => `(pg_current_xact_id()::text::int8 + ${param}::int8)`;
+/** The horizon of the statement's snapshot, with the feed offset `param`. */
+const horizonOf = (param: string) => `(pg_snapshot_xmin(pg_current_snapshot())::text::int8 + ${param}::int8)`;
+/** The payload of the `changed` event for sequence column `column`. */
+const changedOf = (column: string) => `json_build_object('kind', 'changed', 'sequence', ${column})::text`;
 
-/**
- * Opens the write transaction: READ COMMITTED explicitly (each statement after the lock then sees
- * every write committed before it), the write lock, then the counters as the last writer left them.
- * Constant text, sent as one simple query to save round trips while the lock is held; the
- * counters are the result of its third statement.
- */
-export const BEGIN_WRITE = `BEGIN ISOLATION LEVEL READ COMMITTED;
-  SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${LOCK_WRITE});
-  ${SELECT_COUNTERS}`;
+export const SELECT_FEED_OFFSET = "SELECT value FROM feed_offset WHERE singleton";
 
-/**
- * Sets the counters ($1 sequence, $2 position, never lowering it) and queues the events, which
- * PostgreSQL delivers when the transaction commits: $4 on channel $3 always, $6 when $5.
- */
-export const FINISH_WRITE = `UPDATE counters SET sequence = $1, position = GREATEST(position, $2) WHERE singleton
-  RETURNING pg_notify($3, $4), CASE WHEN $5 THEN pg_notify($3, $6) END`;
+/** $1 feed offset: everything at or below this sequence is final. */
+export const SELECT_SEQUENCE = `SELECT ${horizonOf("$1")} - 1 AS sequence`;
+
+/** $1 feed offset: the final sequence and the highest position stored. */
+export const SELECT_COUNTERS = `SELECT ${horizonOf("$1")} - 1 AS sequence,
+  (SELECT COALESCE(max(position), 0) FROM instances) AS position`;
 
 /** $1 channel, $2 payload. */
 export const NOTIFY = "SELECT pg_notify($1, $2)";
@@ -49,30 +48,89 @@ export const PING = "SELECT 1";
 
 // Saving.
 
-/** Whole rows as one array per column (no bound-parameter limit), inserted or replaced by id. */
-export const UPSERT_INSTANCES = `
-  INSERT INTO instances (${COLUMNS})
-  SELECT * FROM unnest(${INSTANCE_COLUMNS.map((column, i) => `$${i + 1}::${column.postgres}[]`).join(", ")})
-  ON CONFLICT (id) DO UPDATE SET ${REPLACE_FROM_EXCLUDED}`;
+const COLUMN_COUNT = INSTANCE_COLUMNS.length;
+/** Parameters after the columns' arrays. */
+const P_OFFSET = `$${COLUMN_COUNT + 1}`;
+const P_FRESH = `$${COLUMN_COUNT + 2}`;
+const P_DEFINITIONS = [3, 4, 5, 6].map((i) => `$${COLUMN_COUNT + i}::text[]`).join(", ");
+const P_CHANNEL = `$${COLUMN_COUNT + 7}`;
+const P_PENDING = `$${COLUMN_COUNT + 8}`;
+const P_PENDING_PAYLOAD = `$${COLUMN_COUNT + 9}`;
 
-export const UPSERT_DEFINITIONS = `
-  INSERT INTO definitions (${DEFINITION_COLUMNS})
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-  ON CONFLICT (deployment_id, name) DO UPDATE SET id = excluded.id, module = excluded.module`;
-
-/** The positions of those of ids $1 that exist. */
-export const SELECT_POSITIONS = "SELECT id, position FROM instances WHERE id = ANY($1::text[])";
+/**
+ * One statement, so one transaction with no lock but the rows' own: whole rows as one array per
+ * column (no bound-parameter limit), inserted or replaced by id, with this transaction's sequence;
+ * rows given position 0 get the next positions in input order, unless their id is among the
+ * existing rows (ids given with position 0, parameter after the offset), which keep theirs.
+ * Inserts in id order, so concurrent saves of the same rows lock them in the same order.
+ * Then the definitions (unique by deployment and name) and the events, delivered at commit:
+ * `changed` with the sequence when rows were saved, `pending` when told. Returns id, sequence
+ * and position of every saved row.
+ */
+export const SAVE = `
+  WITH input AS MATERIALIZED (
+    SELECT u.*, CASE WHEN u.position = 0 THEN nextval('instance_positions') ELSE u.position END AS assigned
+    FROM unnest(${INSTANCE_COLUMNS.map((column, i) => `$${i + 1}::${column.postgres}[]`).join(", ")})
+      AS u(${COLUMNS})
+  ),
+  defined AS (
+    INSERT INTO definitions (${DEFINITION_COLUMNS})
+    SELECT * FROM unnest(${P_DEFINITIONS})
+    ON CONFLICT (deployment_id, name) DO UPDATE SET id = excluded.id, module = excluded.module
+  ),
+  saved AS (
+    INSERT INTO instances (${COLUMNS})
+    SELECT ${INSTANCE_COLUMNS.map((column) =>
+      column.name === "sequence"
+        ? sequenceOf(P_OFFSET)
+        : column.name === "position"
+          ? "assigned"
+          : column.name,
+    ).join(", ")}
+    FROM input ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET ${INSTANCE_COLUMNS.filter((column) => column.name !== "id")
+      .map((column) =>
+        column.name === "position"
+          ? `position = CASE WHEN instances.id = ANY(${P_FRESH}::text[]) THEN instances.position ELSE excluded.position END`
+          : `${column.name} = excluded.${column.name}`,
+      )
+      .join(", ")}
+    RETURNING id, sequence, position
+  ),
+  notified AS (
+    SELECT pg_notify(${P_CHANNEL}, ${changedOf("max(sequence)")}),
+      CASE WHEN ${P_PENDING}::bool THEN pg_notify(${P_CHANNEL}, ${P_PENDING_PAYLOAD}) END
+    FROM saved HAVING count(*) > 0
+  )
+  SELECT saved.id, saved.sequence, saved.position FROM saved LEFT JOIN notified ON true`;
 
 // Reading.
 
 export const SELECT_BY_IDS = `SELECT ${COLUMNS} FROM instances WHERE id = ANY($1::text[])`;
 
-/** $1 deployment, $2 after sequence, $3 limit. */
-export const CHANGES_SINCE = `SELECT ${COLUMNS} FROM instances WHERE deployment_id = $1 AND sequence > $2
-  ORDER BY sequence LIMIT $3`;
+/**
+ * $1 deployment, $2 after sequence, $3 limit, $4 feed offset: final rows after $2, by sequence
+ * then id, at least $3 of them when there are, ending at a transaction's last row.
+ */
+export const CHANGES_SINCE = `
+  WITH page AS (
+    SELECT sequence FROM instances
+    WHERE deployment_id = $1 AND sequence > $2 AND sequence < (SELECT ${horizonOf("$4")})
+    ORDER BY sequence LIMIT $3
+  )
+  SELECT ${COLUMNS} FROM instances
+  WHERE deployment_id = $1 AND sequence > $2 AND sequence <= (SELECT max(sequence) FROM page)
+  ORDER BY sequence, id`;
 
-/** $1 after sequence, $2 limit. */
-export const CHANGES_SINCE_ALL = `SELECT ${COLUMNS} FROM instances WHERE sequence > $1 ORDER BY sequence LIMIT $2`;
+/** As {@link CHANGES_SINCE} for every deployment: $1 after sequence, $2 limit, $3 feed offset. */
+export const CHANGES_SINCE_ALL = `
+  WITH page AS (
+    SELECT sequence FROM instances WHERE sequence > $1 AND sequence < (SELECT ${horizonOf("$3")})
+    ORDER BY sequence LIMIT $2
+  )
+  SELECT ${COLUMNS} FROM instances
+  WHERE sequence > $1 AND sequence <= (SELECT max(sequence) FROM page)
+  ORDER BY sequence, id`;
 
 export const UNFINISHED = `SELECT ${COLUMNS} FROM instances WHERE status IN ('pending', 'running') ORDER BY position`;
 
@@ -110,53 +168,70 @@ export const REGISTER_LEASE = `INSERT INTO daemons (owner, lease_until)
 export const RENEW_LEASE = `UPDATE daemons SET lease_until = now() + $2::float8 * interval '1 millisecond'
   WHERE owner = $1 RETURNING owner`;
 
-// Claiming.
+// Claiming, cancelling and reaping: each one statement, with its events (delivered at commit).
 
-/** Outside the write lock: is there anything to claim at all? */
-export const ANY_CLAIMABLE =
-  "SELECT 1 FROM instances WHERE status = 'pending' AND owner = '' ORDER BY position LIMIT 1";
-
-/** Up to $1 claimable rows in creation order, locked; rows another claim holds are skipped. */
-export const PICK_CLAIMABLE = `SELECT id FROM instances WHERE status = 'pending' AND owner = ''
-  ORDER BY position LIMIT $1 FOR UPDATE SKIP LOCKED`;
-
-/** Gives rows $2 to owner $1 with sequences $3 (a new revision each). */
-export const CLAIM = `UPDATE instances AS i SET owner = $1, revision = i.revision + 1, sequence = u.sequence
-  FROM unnest($2::text[], $3::int8[]) AS u(id, sequence) WHERE i.id = u.id
-  RETURNING ${I_COLUMNS}`;
-
-/** Row $1, if pending and unowned, becomes cancelled at $2 with sequence $3. */
-export const CANCEL_PENDING = `UPDATE instances SET status = 'cancelled', args = NULL, result = NULL, error = NULL,
-    finished_at = $2, revision = revision + 1, sequence = $3
-  WHERE id = $1 AND status = 'pending' AND owner = ''
-  RETURNING ${COLUMNS}`;
-
-// Reaping.
-
-/** Outside the write lock: has any lease run out? */
-export const ANY_EXPIRED = "SELECT owner FROM daemons WHERE lease_until < now() LIMIT 1";
-
-/** Under the write lock; FOR UPDATE makes a concurrent renewal wait (and lose) or win. */
-export const LOCK_EXPIRED = "SELECT owner FROM daemons WHERE lease_until < now() ORDER BY owner FOR UPDATE";
-
-/** The open rows of owners $1, locked. */
-export const LOCK_HELD = `SELECT id, owner, status FROM instances
-  WHERE owner = ANY($1::text[]) AND status IN ('pending', 'running')
-  ORDER BY position FOR UPDATE`;
+/** The events of `rows`' change: `changed` with their sequence, when there were rows. */
+const notifyChanged = (rows: string, channel: string) =>
+  `notified AS (SELECT pg_notify(${channel}, ${changedOf("max(sequence)")}) FROM ${rows} HAVING count(*) > 0)`;
 
 /**
- * Rows $1 get sequences $2: running ones fail with error $3 at $4 (args dropped), pending ones
- * lose their owner; each gets a new revision.
+ * Gives up to $2 unowned pending rows, in creation order, to owner $1 (a new revision each),
+ * skipping rows another claim holds; $3 feed offset, $4 channel. Returns them by position.
  */
-export const REAP = `UPDATE instances AS i SET
-    status = CASE WHEN i.status = 'running' THEN 'failed' ELSE i.status END,
-    error = CASE WHEN i.status = 'running' THEN u.error ELSE i.error END,
-    args = CASE WHEN i.status = 'running' THEN NULL ELSE i.args END,
-    finished_at = CASE WHEN i.status = 'running' THEN $4::int8 ELSE i.finished_at END,
-    owner = CASE WHEN i.status = 'pending' THEN '' ELSE i.owner END,
-    revision = i.revision + 1,
-    sequence = u.sequence
-  FROM unnest($1::text[], $2::int8[], $3::text[]) AS u(id, sequence, error) WHERE i.id = u.id
-  RETURNING ${I_COLUMNS}`;
+export const CLAIM = `
+  WITH picked AS (
+    SELECT id FROM instances WHERE status = 'pending' AND owner = ''
+    ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED
+  ),
+  claimed AS (
+    UPDATE instances AS i SET owner = $1, revision = i.revision + 1, sequence = ${sequenceOf("$3")}
+    FROM picked WHERE i.id = picked.id
+    RETURNING ${I_COLUMNS}
+  ),
+  ${notifyChanged("claimed", "$4")}
+  SELECT claimed.* FROM claimed LEFT JOIN notified ON true ORDER BY position`;
 
-export const DELETE_LEASES = "DELETE FROM daemons WHERE owner = ANY($1::text[])";
+/** Row $1, if pending and unowned, becomes cancelled at $2; $3 feed offset, $4 channel. */
+export const CANCEL_PENDING = `
+  WITH cancelled AS (
+    UPDATE instances SET status = 'cancelled', args = NULL, result = NULL, error = NULL,
+      finished_at = $2, revision = revision + 1, sequence = ${sequenceOf("$3")}
+    WHERE id = $1 AND status = 'pending' AND owner = ''
+    RETURNING ${COLUMNS}
+  ),
+  ${notifyChanged("cancelled", "$4")}
+  SELECT cancelled.* FROM cancelled LEFT JOIN notified ON true`;
+
+/** Reading only: the owners whose lease ran out by the database clock. */
+export const SELECT_EXPIRED = "SELECT owner FROM daemons WHERE lease_until < now() ORDER BY owner";
+
+/**
+ * Of owners $1 (errors $2), those whose lease is still out lose their lease row (a renewal that
+ * committed first wins: the row's lease is checked again once it is locked); their running rows
+ * fail with their error at $3 (args dropped), their pending rows lose their owner; each gets a
+ * new revision. $4 feed offset, $5 channel, $6 the `pending` payload, sent when rows were freed.
+ * Returns the changed rows by position.
+ */
+export const REAP = `
+  WITH dead AS (
+    DELETE FROM daemons WHERE owner = ANY($1::text[]) AND lease_until < now() RETURNING owner
+  ),
+  reaped AS (
+    UPDATE instances AS i SET
+      status = CASE WHEN i.status = 'running' THEN 'failed' ELSE i.status END,
+      error = CASE WHEN i.status = 'running' THEN r.error ELSE i.error END,
+      args = CASE WHEN i.status = 'running' THEN NULL ELSE i.args END,
+      finished_at = CASE WHEN i.status = 'running' THEN $3::int8 ELSE i.finished_at END,
+      owner = CASE WHEN i.status = 'pending' THEN '' ELSE i.owner END,
+      revision = i.revision + 1,
+      sequence = ${sequenceOf("$4")}
+    FROM dead JOIN unnest($1::text[], $2::text[]) AS r(owner, error) ON r.owner = dead.owner
+    WHERE i.owner = dead.owner AND i.status IN ('pending', 'running')
+    RETURNING ${I_COLUMNS}
+  ),
+  notified AS (
+    SELECT pg_notify($5, ${changedOf("max(sequence)")}),
+      CASE WHEN bool_or(status = 'pending') THEN pg_notify($5, $6) END
+    FROM reaped HAVING count(*) > 0
+  )
+  SELECT reaped.* FROM reaped LEFT JOIN notified ON true ORDER BY position`;
