@@ -122,6 +122,26 @@ const isChanged =
 const isPending = (event: ClusterEvent) => event.kind === "pending";
 const ids = (list: readonly StoredInstance[]) => list.map((r) => r.id);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const view = (list: StoredInstance[]) => list.map((r) => `${r.id}@${r.sequence}`);
+
+/** Waits until everything up to `sequence` is final (every older transaction has ended). */
+async function final(store: PostgresStore, sequence: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const current = await store.currentSequence();
+    if (current >= sequence) return;
+    if (Date.now() > deadline) throw new Error(`sequence ${sequence} not final within 10 s (at ${current})`);
+    await sleep(5);
+  }
+}
+
+/** Saves each row in its own transaction; resolves the rows as stored, once final. */
+async function saveEach(store: PostgresStore, rows: readonly StoredInstance[]): Promise<StoredInstance[]> {
+  const stored: StoredInstance[] = [];
+  for (const r of rows) stored.push(...(await store.saveAssigned([r])));
+  await final(store, stored.at(-1)?.sequence ?? 0);
+  return stored;
+}
 
 describeStoreContract("PostgreSQL", async () => {
   const url = await database();
@@ -159,72 +179,92 @@ describe("PostgresStore", () => {
       args: "ünïcödé ✓ \\ \" ' {}",
     });
     const stored = await store.saveAssigned([bare, full, minimalError]);
+    // One transaction: one sequence, shared by all its rows.
+    const sequence = stored[0]?.sequence ?? 0;
+    expect(sequence).toBeGreaterThan(0);
     expect(stored).toStrictEqual([
-      { ...bare, sequence: 1 },
-      { ...full, sequence: 2 },
-      { ...minimalError, sequence: 3 },
+      { ...bare, sequence },
+      { ...full, sequence },
+      { ...minimalError, sequence },
     ]);
 
     expect(await store.getMany(["inst-1", "inst-2", "inst-3", "missing"])).toStrictEqual(stored);
     expect(Object.keys(stored[2]?.error ?? {})).toEqual(["name", "message"]);
   });
 
-  it("assigns sequences to every row and positions to new rows, in order", async () => {
+  it("gives each save one sequence, after the last one, and positions to new rows, in order", async () => {
     const store = await open(await database());
     const first = await store.saveAssigned([
       row(0, { id: "a", position: 0 }),
       row(0, { id: "b", position: 0 }),
     ]);
+    const s1 = first[0]?.sequence ?? 0;
     expect(first.map((r) => [r.id, r.sequence, r.position])).toEqual([
-      ["a", 1, 1],
-      ["b", 2, 2],
+      ["a", s1, 1],
+      ["b", s1, 2],
     ]);
     // A row with an explicit position keeps it and moves the position counter past it.
     const second = await store.saveAssigned([row(10, { id: "c" }), row(0, { id: "d", position: 0 })]);
+    const s2 = second[0]?.sequence ?? 0;
+    expect(s2).toBeGreaterThan(s1);
     expect(second.map((r) => [r.id, r.sequence, r.position])).toEqual([
-      ["c", 3, 10],
-      ["d", 4, 11],
+      ["c", s2, 10],
+      ["d", s2, 11],
     ]);
     // An existing row saved with position 0 keeps the position it has.
     const third = await store.saveAssigned([
       row(0, { id: "a", position: 0, status: "running", revision: 2 }),
     ]);
-    expect(third.map((r) => [r.id, r.sequence, r.position, r.status])).toEqual([["a", 5, 1, "running"]]);
+    const s3 = third[0]?.sequence ?? 0;
+    expect(s3).toBeGreaterThan(s2);
+    expect(third.map((r) => [r.id, r.sequence, r.position, r.status])).toEqual([["a", s3, 1, "running"]]);
     // The same id twice in one batch: one row, the last one wins.
     const fourth = await store.saveAssigned([
       row(0, { id: "e", position: 0, progress: 0.1 }),
       row(0, { id: "e", position: 0, progress: 0.2 }),
     ]);
-    expect(fourth.map((r) => [r.id, r.sequence, r.position, r.progress])).toEqual([["e", 6, 12, 0.2]]);
+    const s4 = fourth[0]?.sequence ?? 0;
+    expect(s4).toBeGreaterThan(s3);
+    expect(fourth.map((r) => [r.id, r.sequence, r.position, r.progress])).toEqual([["e", s4, 12, 0.2]]);
     expect(await getOne(store, "e")).toStrictEqual(fourth[0]);
-    expect(await store.counters()).toEqual({ sequence: 6, position: 12 });
-    expect(await store.currentSequence()).toBe(6);
+    await final(store, s4);
+    const counters = await store.counters();
+    expect(counters.position).toBe(12);
+    expect(counters.sequence).toBeGreaterThanOrEqual(s4);
     expect(await store.saveAssigned([])).toEqual([]);
-    expect(await store.currentSequence()).toBe(6);
-    // Definitions alone take no sequence.
+    // Definitions alone change no instance.
     const definition = { deploymentId: "dep-a", id: "t1", name: "resize", module: "/app/a.ts" };
     expect(await store.saveAssigned([], [definition])).toEqual([]);
-    expect(await store.currentSequence()).toBe(6);
+    await final(store, await store.currentSequence());
+    expect(await store.changesSinceAll(s4, 10)).toEqual([]);
     expect(await store.listDefinitions("dep-a")).toEqual([definition]);
   });
 
   it("returns changes of every deployment since a sequence, by sequence", async () => {
     const store = await open(await database());
-    // Sequences follow the order of the batch: inst-3, inst-1, inst-4 (dep-b), inst-2.
-    await store.save([row(3), row(1), row(4, { deploymentId: "dep-b" }), row(2)]);
-    const view = (list: StoredInstance[]) => list.map((r) => `${r.id}@${r.sequence}`);
+    // One save each, in this order: inst-3, inst-1, inst-4 (dep-b), inst-2.
+    const [s3, s1, s4, s2] = (
+      await saveEach(store, [row(3), row(1), row(4, { deploymentId: "dep-b" }), row(2)])
+    ).map((r) => r.sequence) as [number, number, number, number];
     expect(view(await store.changesSinceAll(0, 10))).toEqual([
-      "inst-3@1",
-      "inst-1@2",
-      "inst-4@3",
-      "inst-2@4",
+      `inst-3@${s3}`,
+      `inst-1@${s1}`,
+      `inst-4@${s4}`,
+      `inst-2@${s2}`,
     ]);
-    expect(view(await store.changesSinceAll(2, 1))).toEqual(["inst-4@3"]);
+    expect(view(await store.changesSinceAll(s1, 1))).toEqual([`inst-4@${s4}`]);
     expect(await store.changesSinceAll(0, 0)).toEqual([]);
 
-    await store.save([row(3, { revision: 2, status: "running" })]);
-    expect(view(await store.changesSinceAll(4, 10))).toEqual(["inst-3@5"]);
-    expect(await store.currentSequence()).toBe(5);
+    const [changed] = await saveEach(store, [row(3, { revision: 2, status: "running" })]);
+    const s5 = changed?.sequence ?? 0;
+    expect(view(await store.changesSinceAll(s2, 10))).toEqual([`inst-3@${s5}`]);
+    expect(await store.currentSequence()).toBeGreaterThanOrEqual(s5);
+
+    // A page ends at a transaction's last row, ordered by id within it.
+    const batch = await store.saveAssigned([row(7), row(5, { deploymentId: "dep-b" }), row(6)]);
+    await final(store, batch[0]?.sequence ?? 0);
+    expect(ids(await store.changesSinceAll(s5, 1))).toEqual(["inst-5", "inst-6", "inst-7"]);
+    expect(ids(await store.changesSince("dep-a", s5, 1))).toEqual(["inst-6", "inst-7"]);
   });
 
   it("assigns positions to 20,000 new rows saved in one batch", async () => {
@@ -240,12 +280,14 @@ describe("PostgresStore", () => {
     // One row first, so the batch's positions continue after it.
     await store.save([row(1, { id: "first" })]);
     const stored = await store.saveAssigned(rows);
-    expect(stored.at(-1)).toMatchObject({ id: "bulk-19999", sequence: 20_001, position: 20_001 });
-    expect(await store.counters()).toEqual({ sequence: 20_001, position: 20_001 });
+    expect(stored.at(-1)).toMatchObject({ id: "bulk-19999", position: 20_001 });
+    // Several statements, one transaction: one sequence.
+    expect(new Set(stored.map((r) => r.sequence)).size).toBe(1);
+    expect((await store.counters()).position).toBe(20_001);
     expect(await getOne(store, "bulk-10")).toStrictEqual(stored[10]);
   });
 
-  it("commits concurrent saves from two stores in sequence order", async () => {
+  it("lets a reader of concurrent saves from two stores see every row once, in sequence order", async () => {
     const url = await database();
     const a = await open(url);
     const b = await open(url);
@@ -262,9 +304,10 @@ describe("PostgresStore", () => {
           const changes = await reader.changesSinceAll(cursor, 500);
           for (const change of changes) {
             expect(change.sequence).toBeGreaterThan(cursor);
-            cursor = change.sequence;
+            expect(seen.has(change.id)).toBe(false);
             seen.set(change.id, change.sequence);
           }
+          cursor = changes.at(-1)?.sequence ?? cursor;
           if (changes.length < 500) break;
         }
         if (done) return;
@@ -278,23 +321,65 @@ describe("PostgresStore", () => {
           row(0, { id: `${name}-${batch}-${i}`, position: 0, owner: name, status: "running" }),
         );
         const stored = await store.saveAssigned(rows);
-        const sequences = stored.map((r) => r.sequence);
-        // One batch: consecutive sequences, after everything this store saved before.
-        expect(sequences[0]).toBeGreaterThan(last);
-        expect(sequences).toEqual(sequences.map((_, i) => (sequences[0] as number) + i));
-        last = sequences.at(-1) as number;
+        // One batch: one sequence, after everything this store saved before.
+        expect(stored[0]?.sequence).toBeGreaterThan(last);
+        expect(stored.map((r) => r.sequence)).toEqual(stored.map(() => stored[0]?.sequence));
+        last = stored[0]?.sequence ?? 0;
+        for (const r of stored) saved.set(r.id, r.sequence);
       }
     };
+    const saved = new Map<string, number>();
     const reading = read();
     await Promise.all([write(a, "a"), write(b, "b")]);
+    await final(reader, Math.max(...saved.values()));
     writing = false;
     await reading;
 
     const total = 2 * batches * perBatch;
-    // A reader that only ever moved forward saw every row: no row committed behind its cursor.
+    // A reader that only ever moved forward saw every row, as saved: no row committed behind its cursor.
     expect(seen.size).toBe(total);
-    expect([...seen.values()].sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
-    expect(await reader.counters()).toEqual({ sequence: total, position: total });
+    expect(seen).toEqual(saved);
+    expect((await reader.counters()).position).toBe(total);
+  });
+
+  it("never lets a reader past a write still in flight, and shows it once it commits", async () => {
+    const url = await database();
+    const store = await open(url);
+    const reader = await open(url);
+    const [base] = await saveEach(store, [row(9)]);
+    let cursor = base?.sequence ?? 0;
+    // A transaction holds inst-9: the save below that includes it starts (and takes its
+    // sequence) but cannot finish.
+    const holder = new pg.Client(url);
+    clients.push(holder);
+    await holder.connect();
+    await holder.query("BEGIN");
+    await holder.query("SELECT id FROM instances WHERE id = 'inst-9' FOR UPDATE");
+    const slow = store.saveAssigned([row(1), row(9, { revision: 2, status: "running" })]);
+    const deadline = Date.now() + 10_000;
+    while ((await sql(url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).length === 0) {
+      expect(Date.now(), "the save never waited for the held row").toBeLessThan(deadline);
+      await sleep(5);
+    }
+    // A later save commits while the first is still in flight.
+    const [fast] = await store.saveAssigned([row(2)]);
+    expect(await getOne(reader, "inst-2")).toStrictEqual(fast);
+    // The reader neither sees it yet nor moves its horizon past the write in flight.
+    for (let i = 0; i < 3; i++) {
+      const page = await reader.changesSinceAll(cursor, 10);
+      expect(page).toEqual([]);
+      expect(await reader.currentSequence()).toBeLessThan(fast?.sequence ?? 0);
+      await sleep(20);
+    }
+    await holder.query("ROLLBACK");
+    const stored = await slow;
+    const first = stored[0]?.sequence ?? 0;
+    expect(first).toBeLessThan(fast?.sequence ?? 0);
+    await final(reader, fast?.sequence ?? 0);
+    const seen = await reader.changesSinceAll(cursor, 10);
+    expect(view(seen)).toEqual([`inst-1@${first}`, `inst-9@${first}`, `inst-2@${fast?.sequence}`]);
+    cursor = seen.at(-1)?.sequence ?? cursor;
+    expect(await reader.changesSinceAll(cursor, 10)).toEqual([]);
   });
 
   it("lets two stores racing to claim 1,000 pending rows claim each exactly once", async () => {
@@ -302,7 +387,7 @@ describe("PostgresStore", () => {
     const a = await open(url);
     const b = await open(url);
     const rows = Array.from({ length: 1_000 }, (_, i) => row(i + 1));
-    await a.save([
+    const [saved] = await a.saveAssigned([
       ...rows,
       row(2_000, { id: "taken", owner: "someone" }),
       row(2_001, { id: "done", status: "completed" }),
@@ -313,6 +398,9 @@ describe("PostgresStore", () => {
       for (;;) {
         const got = await store.claim(owner, 17);
         if (got.length === 0) return;
+        // One claim, one transaction: one new sequence, after the save's.
+        expect(got.map((r) => r.sequence)).toEqual(got.map(() => got[0]?.sequence));
+        expect(got[0]?.sequence).toBeGreaterThan(saved?.sequence ?? 0);
         for (const r of got) {
           expect(r.owner).toBe(owner);
           expect(r.revision).toBe(2);
@@ -331,8 +419,6 @@ describe("PostgresStore", () => {
     for (const r of stored) expect(r.owner).toBe(claimed.get(r.id)?.[0]);
     expect(await a.claim("daemon-a", 10)).toEqual([]);
     expect((await getOne(a, "taken"))?.owner).toBe("someone");
-    // Every claim got new sequences after the save's.
-    expect(await a.currentSequence()).toBe(1_002 + 1_000);
     expect(await a.claim("daemon-a", 0)).toEqual([]);
   });
 
@@ -342,21 +428,25 @@ describe("PostgresStore", () => {
     const b = await open(url);
     const events = record(b);
     await b.listening();
-    await a.save([row(3), row(1), row(2), row(4, { status: "running", owner: "x" })]);
-    await events.next(isChanged(4));
+    const [saved] = await a.saveAssigned([row(3), row(1), row(2), row(4, { status: "running", owner: "x" })]);
+    const s = saved?.sequence ?? 0;
+    await events.next(isChanged(s));
     const got = await a.claim("daemon-a", 2);
+    const claimedAt = got[0]?.sequence ?? 0;
+    expect(claimedAt).toBeGreaterThan(s);
     expect(got.map((r) => [r.id, r.owner, r.sequence])).toEqual([
-      ["inst-1", "daemon-a", 5],
-      ["inst-2", "daemon-a", 6],
+      ["inst-1", "daemon-a", claimedAt],
+      ["inst-2", "daemon-a", claimedAt],
     ]);
-    await events.next(isChanged(6));
-    expect((await b.changesSinceAll(4, 10)).map((r) => r.id)).toEqual(["inst-1", "inst-2"]);
+    expect(await events.next(isChanged(claimedAt))).toEqual({ kind: "changed", sequence: claimedAt });
+    await final(b, claimedAt);
+    expect((await b.changesSinceAll(s, 10)).map((r) => r.id)).toEqual(["inst-1", "inst-2"]);
   });
 
   it("cancels only pending rows that no daemon owns", async () => {
     const url = await database();
     const store = await open(url);
-    await store.save([
+    const [saved] = await store.saveAssigned([
       row(1),
       row(2, { owner: "daemon-a" }),
       row(3, { status: "running", owner: "daemon-a" }),
@@ -371,19 +461,22 @@ describe("PostgresStore", () => {
       status: "cancelled",
       args: undefined,
       revision: 2,
-      sequence: 5,
       position: 1,
       owner: "",
     });
+    const at = cancelled?.sequence ?? 0;
+    expect(at).toBeGreaterThan(saved?.sequence ?? 0);
     expect(cancelled?.finishedAt).toBeGreaterThanOrEqual(before);
     expect(await getOne(store, "inst-1")).toStrictEqual(cancelled);
-    await events.next(isChanged(5));
+    await events.next(isChanged(at));
     expect(await store.cancelPending("inst-1")).toBeUndefined();
     expect(await store.cancelPending("inst-2")).toBeUndefined();
     expect(await store.cancelPending("inst-3")).toBeUndefined();
     expect(await store.cancelPending("inst-4")).toBeUndefined();
     expect(await store.cancelPending("missing")).toBeUndefined();
-    expect(await store.currentSequence()).toBe(5);
+    // The refused cancels changed nothing.
+    await final(store, await store.currentSequence());
+    expect(view(await store.changesSinceAll(saved?.sequence ?? 0, 10))).toEqual([`inst-1@${at}`]);
     expect((await getOne(store, "inst-2"))?.status).toBe("pending");
   });
 
@@ -462,8 +555,10 @@ describe("PostgresStore", () => {
     expect(byId.get("inst-3")).toMatchObject({ status: "pending", owner: "", args: "[3]", revision: 3 });
     expect(byId.get("inst-3")?.finishedAt).toBeUndefined();
     expect(byId.get("inst-3")?.error).toBeUndefined();
-    const current = await survivor.currentSequence();
-    expect(reaped.map((r) => r.sequence)).toEqual([current - 2, current - 1, current]);
+    // One reap, one transaction: one new sequence.
+    const current = reaped[0]?.sequence ?? 0;
+    expect(current).toBeGreaterThan(claimedB[0]?.sequence ?? 0);
+    expect(reaped.map((r) => r.sequence)).toEqual([current, current, current]);
     for (const r of reaped) expect(await getOne(survivor, r.id)).toStrictEqual(r);
     // daemon-b's row is untouched, and so is its lease.
     expect(await getOne(survivor, "inst-4")).toStrictEqual(claimedB[0]);
@@ -507,8 +602,10 @@ describe("PostgresStore", () => {
     const atA = record(a);
     const atB = record(b);
     await Promise.all([a.listening(), b.listening()]);
-    // Listening starts with the catch-up events.
-    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: 0 });
+    // Listening starts with the catch-up events: changed up to what is final.
+    const catchUp = await atA.next(() => true);
+    expect(catchUp).toEqual({ kind: "changed", sequence: expect.any(Number) });
+    expect(catchUp.kind === "changed" && catchUp.sequence).toBeLessThanOrEqual(await a.currentSequence());
     expect(await atA.next(() => true)).toEqual({ kind: "pending" });
     atB.drain();
 
@@ -517,12 +614,12 @@ describe("PostgresStore", () => {
     expect(await atA.next(() => true)).toEqual(stop);
     expect(await atB.next(() => true)).toEqual(stop);
 
-    await b.save([row(1, { status: "running", owner: "daemon-b" })]);
-    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: 1 });
-    await b.save([row(2)]);
-    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: 2 });
+    const [one] = await b.saveAssigned([row(1, { status: "running", owner: "daemon-b" })]);
+    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: one?.sequence });
+    const [two] = await b.saveAssigned([row(2)]);
+    expect(await atA.next(() => true)).toEqual({ kind: "changed", sequence: two?.sequence });
     expect(await atA.next(() => true)).toEqual({ kind: "pending" });
-    await atB.next(isChanged(2));
+    await atB.next(isChanged(two?.sequence ?? Number.POSITIVE_INFINITY));
     await atB.next(isPending);
 
     await a.publish({ kind: "pending" });
@@ -562,8 +659,8 @@ describe("PostgresStore", () => {
     const b = await open(url);
     const events = record(a);
     await a.listening();
-    await b.save([row(1)]);
-    await events.next(isChanged(1));
+    const [one] = await b.saveAssigned([row(1)]);
+    await events.next(isChanged(one?.sequence ?? Number.POSITIVE_INFINITY));
     events.drain();
 
     await server.restart({
@@ -583,14 +680,14 @@ describe("PostgresStore", () => {
 
     // The pools reconnect by themselves.
     expect((await getOne(a, "inst-1"))?.id).toBe("inst-1");
-    await b.save([row(2)]);
+    const [two] = await b.saveAssigned([row(2)]);
     // The listener reconnects and catches up (the save above may also be notified live).
-    await events.next(isChanged(2), 10_000);
+    await events.next(isChanged(two?.sequence ?? Number.POSITIVE_INFINITY), 10_000);
     await events.next(isPending, 10_000);
     await a.listening();
     events.drain();
-    await b.save([row(3)]);
-    await events.next(isChanged(3));
+    const [three] = await b.saveAssigned([row(3)]);
+    await events.next(isChanged(three?.sequence ?? Number.POSITIVE_INFINITY));
     expect(warnings.map((w) => w.msg)).toContain("task store events disconnected; reconnecting");
   });
 
@@ -598,12 +695,13 @@ describe("PostgresStore", () => {
     const url = await database();
     const store = await open(url);
     await store.save([row(1)]);
-    // Someone holds the write lock, so the save below waits inside its transaction.
+    // Someone holds inst-1, so the save below waits inside its transaction.
     const holder = new pg.Client(url);
     await holder.connect();
     try {
-      await holder.query("SELECT pg_advisory_lock(1314149195, 1)");
-      const saving = store.save([row(2)]).then(
+      await holder.query("BEGIN");
+      await holder.query("SELECT id FROM instances WHERE id = 'inst-1' FOR UPDATE");
+      const saving = store.save([row(2), row(1, { revision: 2, status: "running" })]).then(
         () => undefined,
         (e: unknown) => e as Error,
       );
@@ -619,30 +717,62 @@ describe("PostgresStore", () => {
       }
       const error = await saving;
       expect(error?.message).toMatch(/^task store postgres:\/\/postgres@127\.0\.0\.1:\d+\/nt_test_\d+: /);
-      await holder.query("SELECT pg_advisory_unlock(1314149195, 1)");
+      await holder.query("ROLLBACK");
     } finally {
       await holder.end();
     }
+    // The failed save left nothing behind.
+    expect(ids(await store.list({ deploymentId: "dep-a", limit: 10 }))).toEqual(["inst-1"]);
+    expect((await getOne(store, "inst-1"))?.status).toBe("pending");
     await store.save([row(2)]);
     expect(ids(await store.list({ deploymentId: "dep-a", limit: 10 }))).toEqual(["inst-1", "inst-2"]);
-    expect(await store.currentSequence()).toBe(2);
   });
 
   it("migrates a fresh database once when several daemons open it at once, and refuses a newer schema", async () => {
     const url = await database();
     const opened = await Promise.all(Array.from({ length: 5 }, () => open(url)));
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 1 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 2 }]);
+    expect(await sql(url, "SELECT value FROM feed_offset")).toEqual([{ value: "0" }]);
+    const [saved] = (await opened[0]?.saveAssigned([row(0, { position: 0 })])) ?? [];
+    await final(opened[4] as PostgresStore, saved?.sequence ?? 0);
+    expect((await opened[4]?.counters())?.position).toBe(1);
+    // The counters table is no longer written.
     expect(await sql(url, "SELECT sequence, position FROM counters")).toEqual([
       { sequence: "0", position: "0" },
     ]);
-    await opened[0]?.save([row(1)]);
-    expect(await opened[4]?.counters()).toEqual({ sequence: 1, position: 1 });
     // Reopening an up-to-date database keeps the data.
     const again = await open(url);
-    expect((await getOne(again, "inst-1"))?.sequence).toBe(1);
+    expect(await getOne(again, "inst-0")).toStrictEqual(saved);
 
     await sql(url, "UPDATE numerous_tasks_schema SET version = 99");
     await expect(openPostgresStore(url)).rejects.toThrow(/schema version 99.*upgrade numerous-tasks/);
+  });
+
+  it("upgrades a schema 1 database with its data: sequences and positions continue after what is stored", async () => {
+    const url = await database();
+    const first = await open(url);
+    // What schema 1 left: counters moved under a lock, rows with sequences up to them.
+    const old = 5_000_000_000;
+    await first.save([row(40, { sequence: 0 })]);
+    await sql(url, "UPDATE instances SET sequence = $1", [old - 1]);
+    await sql(
+      url,
+      `DROP TABLE feed_offset; DROP SEQUENCE instance_positions;
+       UPDATE counters SET sequence = ${old}, position = 40; UPDATE numerous_tasks_schema SET version = 1`,
+    );
+    await first.close();
+
+    const upgraded = await open(url);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 2 }]);
+    const [next] = await upgraded.saveAssigned([row(0, { id: "new", position: 0 })]);
+    expect(next?.sequence).toBeGreaterThan(old);
+    expect(next?.position).toBe(41);
+    await final(upgraded, next?.sequence ?? 0);
+    expect(view(await upgraded.changesSinceAll(0, 10))).toEqual([
+      `inst-40@${old - 1}`,
+      `new@${next?.sequence}`,
+    ]);
+    expect(view(await upgraded.changesSinceAll(old - 1, 10))).toEqual([`new@${next?.sequence}`]);
   });
 
   it("has exactly the declared instance columns, with their types, in the migrated table", async () => {

@@ -5,10 +5,12 @@
  * in that store's file.
  *
  * Sequences: the suite saves rows with the sequences a single daemon gives them, the next ones
- * after `counters()` in batch order. A store that assigns sequences itself (PostgreSQL) does so
- * by the same rule, so every store ends up holding the same rows.
+ * after `counters()` in batch order. A store that assigns sequences itself (PostgreSQL: one per
+ * transaction, shared by all its rows) resolves the rows as it stored them, and the suite
+ * expects those; it shows a change once it is final, which the suite waits for.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { isClusterStore } from "../executor-platform/store/cluster-store.js";
 import type { Store, StoredDefinition, StoredInstance } from "../executor-platform/store/store.js";
 
 /** What the factory hands the suite: a store on a new, empty database, and a way back to it. */
@@ -46,16 +48,40 @@ export function storedRow(n: number, overrides: Partial<StoredInstance> = {}): S
   };
 }
 
-/** Saves `rows` with the next sequences, in order, as a daemon would; resolves them as saved. */
+/**
+ * Saves `rows` with the next sequences, in order, as a daemon would; resolves them as saved once
+ * the change is final (readable by `changesSince`).
+ */
 async function save(
   store: Store,
   rows: readonly StoredInstance[],
   definitions?: readonly StoredDefinition[],
 ): Promise<StoredInstance[]> {
+  if (isClusterStore(store)) {
+    const stored = await store.saveAssigned(rows, definitions);
+    const sequence = Math.max(0, ...stored.map((row) => row.sequence));
+    const deadline = Date.now() + 10_000;
+    while ((await store.currentSequence()) < sequence) {
+      if (Date.now() > deadline) throw new Error(`sequence ${sequence} did not become final within 10 s`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return stored;
+  }
   let { sequence } = await store.counters();
   const stamped = rows.map((row) => ({ ...row, sequence: ++sequence }));
   await store.save(stamped, definitions);
   return stamped;
+}
+
+/**
+ * `counters()` continues after everything stored: exactly at `sequence` for a store that is given
+ * its sequences, at least at it for one that numbers transactions of a whole database server.
+ */
+async function expectCounters(store: Store, sequence: number, position: number): Promise<void> {
+  const counters = await store.counters();
+  expect(counters.position).toBe(position);
+  if (isClusterStore(store)) expect(counters.sequence).toBeGreaterThanOrEqual(sequence);
+  else expect(counters.sequence).toBe(sequence);
 }
 
 const ids = (list: readonly StoredInstance[]) => list.map((r) => r.id);
@@ -112,11 +138,14 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
         error: { name: "Error", message: "boom" },
         args: "ünïcödé ✓ \\ \" ' {}",
       });
-      // Saved with their own sequences 1, 2, 3.
-      await save(store, [bare, full, minimalError]);
+      // Saved with their own sequences 1, 2, 3 (or the store's).
+      const saved = await save(store, [bare, full, minimalError]);
+      expect(saved.map(({ sequence: _, ...rest }) => rest)).toStrictEqual(
+        [bare, full, minimalError].map(({ sequence: _, ...rest }) => rest),
+      );
 
       const got = await store.getMany(["inst-1", "inst-2", "inst-3", "missing"]);
-      expect(got).toStrictEqual([bare, full, minimalError]);
+      expect(got).toStrictEqual(saved);
       expect(Object.keys(got[2]?.error ?? {})).toEqual(["name", "message"]);
       // Rows belong to their deployment.
       expect(await store.list({ deploymentId: "dep-b", limit: 10 })).toEqual([]);
@@ -125,7 +154,7 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
     it("upserts idempotently and replaces whole rows", async () => {
       const { store } = await fresh();
       await save(store, [storedRow(1), storedRow(2)]);
-      await save(store, [storedRow(1), storedRow(2)]);
+      const [, second] = await save(store, [storedRow(1), storedRow(2)]);
       const finished = storedRow(1, {
         args: undefined,
         status: "completed",
@@ -135,13 +164,13 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
         revision: 3,
       });
       await save(store, [finished]);
-      await save(store, [finished]);
-      expect(await store.getMany(["inst-1", "inst-2"])).toStrictEqual([
-        { ...finished, sequence: 6 },
-        { ...storedRow(2), sequence: 4 },
-      ]);
+      const [last] = await save(store, [finished]);
+      expect(await store.getMany(["inst-1", "inst-2"])).toStrictEqual([last, second]);
+      expect(last).toStrictEqual({ ...finished, sequence: last?.sequence });
+      expect(second).toStrictEqual({ ...storedRow(2), sequence: second?.sequence });
       expect(await store.list({ deploymentId: "dep-a", limit: 10 })).toHaveLength(2);
-      expect(await store.counters()).toEqual({ sequence: 6, position: 2 });
+      // A single daemon numbered 6 rows: inst-1 was the last.
+      await expectCounters(store, last?.sequence ?? 0, 2);
     });
 
     it("saves definitions with the rows and upserts them by deployment and name", async () => {
@@ -155,7 +184,8 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
         ],
       );
       // Definitions alone are no change to an instance.
-      expect(await store.counters()).toEqual({ sequence: 0, position: 0 });
+      await expectCounters(store, 0, 0);
+      expect(await store.changesSince("dep-a", 0, 10)).toEqual([]);
       await save(
         store,
         [storedRow(1)],
@@ -219,20 +249,53 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
 
     it("returns changes since a sequence, by sequence, scoped to the deployment", async () => {
       const { store } = await fresh();
-      // Sequences follow the order of the batch: inst-3, inst-1, inst-4 (dep-b), inst-2.
-      await save(store, [storedRow(3), storedRow(1), storedRow(4, { deploymentId: "dep-b" }), storedRow(2)]);
+      // One save each, so every store gives them increasing sequences: inst-3, inst-1, inst-4 (dep-b), inst-2.
+      const [s3, s1, s4, s2] = [
+        ...(await save(store, [storedRow(3)])),
+        ...(await save(store, [storedRow(1)])),
+        ...(await save(store, [storedRow(4, { deploymentId: "dep-b" })])),
+        ...(await save(store, [storedRow(2)])),
+      ].map((row) => row.sequence) as [number, number, number, number];
+      expect(s3 < s1 && s1 < s4 && s4 < s2).toBe(true);
       const view = (list: StoredInstance[]) => list.map((r) => `${r.id}@${r.sequence}`);
-      expect(view(await store.changesSince("dep-a", 0, 10))).toEqual(["inst-3@1", "inst-1@2", "inst-2@4"]);
-      expect(view(await store.changesSince("dep-a", 1, 10))).toEqual(["inst-1@2", "inst-2@4"]);
-      expect(view(await store.changesSince("dep-a", 0, 2))).toEqual(["inst-3@1", "inst-1@2"]);
-      expect(view(await store.changesSince("dep-a", 4, 10))).toEqual([]);
-      expect(view(await store.changesSince("dep-b", 0, 10))).toEqual(["inst-4@3"]);
+      expect(view(await store.changesSince("dep-a", 0, 10))).toEqual([
+        `inst-3@${s3}`,
+        `inst-1@${s1}`,
+        `inst-2@${s2}`,
+      ]);
+      expect(view(await store.changesSince("dep-a", s3, 10))).toEqual([`inst-1@${s1}`, `inst-2@${s2}`]);
+      expect(view(await store.changesSince("dep-a", 0, 2))).toEqual([`inst-3@${s3}`, `inst-1@${s1}`]);
+      expect(view(await store.changesSince("dep-a", s2, 10))).toEqual([]);
+      expect(view(await store.changesSince("dep-b", 0, 10))).toEqual([`inst-4@${s4}`]);
       expect(await store.changesSince("dep-a", 0, 0)).toEqual([]);
 
-      await save(store, [storedRow(3, { revision: 2, status: "running" })]);
-      expect((await store.changesSince("dep-a", 4, 10)).map((r) => [r.id, r.status, r.sequence])).toEqual([
-        ["inst-3", "running", 5],
+      const [changed] = await save(store, [storedRow(3, { revision: 2, status: "running" })]);
+      expect(changed?.sequence).toBeGreaterThan(s2);
+      expect((await store.changesSince("dep-a", s2, 10)).map((r) => [r.id, r.status, r.sequence])).toEqual([
+        ["inst-3", "running", changed?.sequence],
       ]);
+    });
+
+    it("never splits the rows of one sequence across pages", async () => {
+      const { store } = await fresh();
+      const saved = await save(store, [storedRow(1), storedRow(2), storedRow(3)]);
+      const last = Math.max(...saved.map((row) => row.sequence));
+      // Paging one row at a time reads every row once, in order, whatever the store numbers.
+      const seen: string[] = [];
+      let after = 0;
+      for (;;) {
+        const page = await store.changesSince("dep-a", after, 1);
+        if (page.length === 0) break;
+        const end = (page.at(-1) as StoredInstance).sequence;
+        // A page ends at a sequence's last row: nothing of `end` is left for the next one.
+        expect(page.filter((row) => row.sequence === end)).toHaveLength(
+          saved.filter((row) => row.sequence === end).length,
+        );
+        seen.push(...ids(page));
+        after = end;
+      }
+      expect(seen.sort()).toEqual(["inst-1", "inst-2", "inst-3"]);
+      expect(after).toBe(last);
     });
 
     it("returns pending and running rows of every deployment as unfinished, by position", async () => {
@@ -277,7 +340,7 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
         }),
       );
       const saved = await save(store, rows);
-      expect(await store.counters()).toEqual({ sequence: 20_000, position: 20_000 });
+      await expectCounters(store, saved.at(-1)?.sequence ?? 0, 20_000);
       expect(await store.getMany(["inst-1", "inst-11", "inst-20000"])).toStrictEqual([
         saved[0],
         saved[10],
@@ -290,7 +353,7 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
 
     it("keeps rows and counters across close and reopen", async () => {
       const { store: first, reopen } = await fresh();
-      expect(await first.counters()).toEqual({ sequence: 0, position: 0 });
+      await expectCounters(first, 0, 0);
       const saved = await save(
         first,
         [storedRow(1), storedRow(2)],
@@ -299,7 +362,7 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
       await first.close();
 
       const second = await reopen();
-      expect(await second.counters()).toEqual({ sequence: 2, position: 2 });
+      await expectCounters(second, saved.at(-1)?.sequence ?? 0, 2);
       expect(await second.getMany(["inst-1"])).toStrictEqual([saved[0]]);
       expect(await second.listDefinitions("dep-a")).toHaveLength(1);
     });

@@ -3,7 +3,7 @@
  * (parameters as `$n`), except for the list query, which {@link listInstances} builds.
  */
 import { DEFINITION_COLUMNS } from "../definition-row.js";
-import { INSTANCE_COLUMNS, instanceColumnList, REPLACE_FROM_EXCLUDED } from "../instance-columns.js";
+import { INSTANCE_COLUMNS, instanceColumnList } from "../instance-columns.js";
 import type { StoreListQuery } from "../store.js";
 
 /** The LISTEN/NOTIFY channel every daemon of a store listens on. */
@@ -56,21 +56,33 @@ const P_DEFINITIONS = [3, 4, 5, 6].map((i) => `$${COLUMN_COUNT + i}::text[]`).jo
 const P_CHANNEL = `$${COLUMN_COUNT + 7}`;
 const P_PENDING = `$${COLUMN_COUNT + 8}`;
 const P_PENDING_PAYLOAD = `$${COLUMN_COUNT + 9}`;
+/** The positions' array. */
+const P_POSITIONS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "position") + 1}::int8[]`;
 
 /**
  * One statement, so one transaction with no lock but the rows' own: whole rows as one array per
  * column (no bound-parameter limit), inserted or replaced by id, with this transaction's sequence;
  * rows given position 0 get the next positions in input order, unless their id is among the
- * existing rows (ids given with position 0, parameter after the offset), which keep theirs.
+ * existing rows (ids given with position 0, parameter after the offset), which keep theirs; a
+ * position given explicitly moves the next ones past it.
  * Inserts in id order, so concurrent saves of the same rows lock them in the same order.
  * Then the definitions (unique by deployment and name) and the events, delivered at commit:
  * `changed` with the sequence when rows were saved, `pending` when told. Returns id, sequence
  * and position of every saved row.
  */
 export const SAVE = `
-  WITH input AS MATERIALIZED (
-    SELECT u.*, CASE WHEN u.position = 0 THEN nextval('instance_positions') ELSE u.position END AS assigned
-    FROM unnest(${INSTANCE_COLUMNS.map((column, i) => `$${i + 1}::${column.postgres}[]`).join(", ")})
+  WITH explicit AS MATERIALIZED (
+    SELECT CASE WHEN x.top >= s.last_value THEN setval('instance_positions', x.top) END AS moved
+    FROM (SELECT max(p) AS top FROM unnest(${P_POSITIONS}) AS p) AS x, instance_positions AS s
+  ),
+  input AS MATERIALIZED (
+    SELECT u.*, CASE
+        WHEN u.position <> 0 THEN u.position
+        -- Not for a row that exists (it keeps its position): no position is used up.
+        WHEN NOT EXISTS (SELECT 1 FROM instances AS i WHERE i.id = u.id) THEN nextval('instance_positions')
+        ELSE 0
+      END AS assigned
+    FROM explicit, unnest(${INSTANCE_COLUMNS.map((column, i) => `$${i + 1}::${column.postgres}[]`).join(", ")})
       AS u(${COLUMNS})
   ),
   defined AS (
