@@ -14,8 +14,12 @@ export type ClusterEvent =
  * A store that several daemons share (PostgreSQL). On top of {@link Store}:
  *
  * - `save` assigns `sequence` (every row) and `position` (rows whose position is 0, i.e. new)
- *   itself, from the database, in commit order: writers are serialised so a reader that
- *   fetched everything up to sequence S never later sees a new row with a sequence <= S.
+ *   itself, from the database, without serialising writers: all rows of one write share one
+ *   sequence, greater than that of every write that ended before it began. The change feed
+ *   (`changesSince`, `changesSinceAll`) shows only final rows, those whose writer and every
+ *   older writer have ended, so a reader that fetched everything up to sequence S never later
+ *   sees a new row with a sequence <= S; a committed change may therefore show a moment later
+ *   than its `changed` event, once older writes end (events carry no guarantee of that).
  *   It resolves the rows as stored, and tells the other daemons (`changed`, and `pending` when
  *   a saved row is pending with no owner).
  * - Pending rows are claimed by exactly one daemon (`claim`); each daemon holds a lease it
@@ -29,9 +33,13 @@ export interface ClusterStore extends Store {
     rows: readonly StoredInstance[],
     definitions?: readonly StoredDefinition[],
   ): Promise<StoredInstance[]>;
-  /** Every deployment's rows with `sequence > afterSequence`, by sequence, at most `limit`. */
+  /**
+   * Every deployment's final rows with `sequence > afterSequence`, by sequence then id: about
+   * `limit` of them, more when the rows of the last sequence go past it (a page never splits a
+   * sequence).
+   */
   changesSinceAll(afterSequence: number, limit: number): Promise<StoredInstance[]>;
-  /** The highest committed sequence. */
+  /** Everything at or below this sequence is final: no write will ever get a sequence this low. */
   currentSequence(): Promise<number>;
   /**
    * Registers (or renews) daemon `owner`'s lease until `now + leaseMs`. Resolves false when the
@@ -51,7 +59,7 @@ export interface ClusterStore extends Store {
   /**
    * Ends the work of daemons whose lease ran out: their running rows become failed with
    * `reason(owner)`, their claimed pending rows become unowned again; their lease row is removed.
-   * Returns the changed rows (already saved, with new sequences).
+   * Returns the changed rows (already saved, with a new sequence).
    */
   reap(reason: (owner: string) => TaskErrorInfo): Promise<StoredInstance[]>;
   /** Sends an event to every daemon (including this one). */

@@ -22,7 +22,10 @@ export interface StoredInstance {
   readonly finishedAt: number | undefined;
   /** Per instance: grows with every change. */
   readonly revision: number;
-  /** Store-wide: the change counter when this row last changed; watchers resume from it. */
+  /**
+   * Store-wide: the change counter when this row last changed; watchers resume from it. Rows
+   * written together may share one (PostgreSQL numbers each write, SQLite each row).
+   */
   readonly sequence: number;
   /** Store-wide creation order; list cursors page by it. */
   readonly position: number;
@@ -64,7 +67,11 @@ export interface Store {
   getMany(ids: readonly string[]): Promise<StoredInstance[]>;
   /** In creation order (position ascending). */
   list(query: StoreListQuery): Promise<StoredInstance[]>;
-  /** Rows of a deployment whose `sequence` is greater than `afterSequence`, by sequence, at most `limit`. */
+  /**
+   * Rows of a deployment whose `sequence` is greater than `afterSequence`, by sequence then id:
+   * `limit` of them, or more when rows sharing the last one's sequence follow (a page never
+   * splits a sequence).
+   */
   changesSince(deploymentId: string, afterSequence: number, limit: number): Promise<StoredInstance[]>;
   /** Every pending or running row, in creation order: what a restarted daemon takes up again. */
   unfinished(): Promise<StoredInstance[]>;
