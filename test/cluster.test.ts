@@ -173,6 +173,48 @@ describe("cluster faults", () => {
     expect(stuck).toEqual([]);
   });
 
+  it("passes a change on to other daemons once an older transaction that announces nothing ends", async () => {
+    // A daemon shows another's change once every older transaction on the server has ended. One
+    // that sends no event (another application's, here) must not leave the change unseen.
+    cluster = await startCluster([0, 1]);
+    setExecutor(cluster.client(0));
+    const holder = new pg.Client({ connectionString: cluster.url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_current_xact_id()");
+      const held = holdUntilStopped();
+      // Daemon 1 ran it and saved its output while the transaction was open.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const found = await holder.query("SELECT 1 FROM instances WHERE id = $1 AND output IS NOT NULL", [
+          held.id,
+        ]);
+        if (found.rows.length > 0) break;
+        expect(Date.now(), "daemon 1 never saved the output").toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await holder.query("COMMIT");
+      let timer: NodeJS.Timeout | undefined;
+      const seen = await Promise.race([
+        (async () => {
+          for await (const snapshot of held) if (snapshot.output !== undefined) return snapshot.output;
+          return undefined;
+        })(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("daemon 0 never passed the output on")), 15_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      expect(seen).toMatchObject({
+        daemon: `unix:${join((cluster.daemons[1] as DaemonProcess).dataDir, "workloads.sock")}`,
+      });
+      await held.stop();
+      expect(await held.wait()).toBe("stopped");
+    } finally {
+      await holder.end();
+    }
+  });
+
   it("rides out a database restart: running work finishes, nothing is lost, new work runs", async () => {
     cluster = await startCluster([0, 2]);
     setExecutor(cluster.client(0));
