@@ -64,7 +64,8 @@ const P_POSITIONS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "
  * column (no bound-parameter limit), inserted or replaced by id, with this transaction's sequence;
  * rows given position 0 get the next positions in input order, unless their id is among the
  * existing rows (ids given with position 0, parameter after the offset), which keep theirs; a
- * position given explicitly moves the next ones past it.
+ * position given explicitly beyond the last one handed out moves the next ones past it (a
+ * daemon gives only positions the store handed out, so this never races with other saves).
  * Inserts in id order, so concurrent saves of the same rows lock them in the same order.
  * Then the definitions (unique by deployment and name) and the events, delivered at commit:
  * `changed` with the sequence when rows were saved, `pending` when told. Returns id, sequence
@@ -72,7 +73,8 @@ const P_POSITIONS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "
  */
 export const SAVE = `
   WITH explicit AS MATERIALIZED (
-    SELECT CASE WHEN x.top >= s.last_value THEN setval('instance_positions', x.top) END AS moved
+    SELECT CASE WHEN x.top > s.last_value OR (x.top = s.last_value AND NOT s.is_called)
+      THEN setval('instance_positions', x.top) END AS moved
     FROM (SELECT max(p) AS top FROM unnest(${P_POSITIONS}) AS p) AS x, instance_positions AS s
   ),
   input AS MATERIALIZED (
