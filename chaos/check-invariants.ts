@@ -1,6 +1,8 @@
 /**
- * The invariants of a chaos run, checked against its record. Each check counts what it looked
- * at and every violation, with the ids and the facts that make it one.
+ * The invariants of a chaos run, checked against its record. Each check counts the cases it
+ * really checked (ones it could have failed on), the cases it could not check and why, and
+ * every violation, with the ids and the facts that make it one. An invariant that checked
+ * nothing is itself a violation: a check that passes on no evidence would be believed.
  */
 import { decodeValue } from "numerous-tasks";
 import {
@@ -13,7 +15,8 @@ import {
   throwsError,
 } from "./answers.js";
 import { fingerprint } from "./observer-log.js";
-import type { Downtime, FinalRow, RunRecord, Tracked, Violation } from "./run-record.js";
+import { fdDifference } from "./procfs.js";
+import type { Downtime, FinalRow, RunRecord, StopRecord, Tracked, Violation } from "./run-record.js";
 
 /** A task may keep running this long after its grace period: timers, a busy machine, the kill itself. */
 export const GRACE_SLACK_MS = 2_000;
@@ -24,8 +27,11 @@ export const REATTACH_SLACK_MS = 2_000;
 
 export interface InvariantResult {
   readonly name: string;
+  /** Cases the check looked at and could have failed on. */
   readonly checked: number;
   readonly violations: number;
+  /** Cases it could not check, by reason (each is a violation elsewhere, or harmless and said why). */
+  readonly notChecked: Readonly<Record<string, number>>;
 }
 
 export interface CheckResult {
@@ -56,6 +62,12 @@ export function checkInvariants(record: RunRecord): CheckResult {
   const findings: string[] = [];
   const counts = new Map<string, number>();
   const checked = (name: string, n = 1) => counts.set(name, (counts.get(name) ?? 0) + n);
+  const skipped = new Map<string, Record<string, number>>();
+  const notChecked = (name: string, why: string) => {
+    const bag = skipped.get(name) ?? {};
+    bag[why] = (bag[why] ?? 0) + 1;
+    skipped.set(name, bag);
+  };
   const violate = (invariant: string, ids: readonly string[], detail: string) =>
     violations.push({
       invariant,
@@ -109,9 +121,19 @@ export function checkInvariants(record: RunRecord): CheckResult {
   // 3. Answers.
   for (const row of final.values()) {
     const t = tracked.get(row.id);
-    if (t === undefined || row.result === undefined) continue;
+    if (t === undefined) continue;
     if (row.status !== "completed" && row.status !== "cancelled") continue;
+    // A cancelled instance may end without a result; a completed one never does.
+    if (row.status === "cancelled" && row.result === undefined) continue;
     checked(INVARIANTS.answers);
+    if (row.result === undefined) {
+      violate(
+        INVARIANTS.answers,
+        [row.id],
+        `${t.kind}(${describeArgs(t.args)}) completed with no result (expected ${short(expectedResult(t.kind, t.args))})`,
+      );
+      continue;
+    }
     const problem = wrongAnswer(t, row);
     if (problem !== undefined)
       violate(
@@ -208,14 +230,26 @@ export function checkInvariants(record: RunRecord): CheckResult {
     );
   }
 
-  // 5. Cancelled never runs past its grace period.
+  // 5. Cancelled never runs past its grace period. The heartbeats are the evidence: a
+  // completed instance's task ran, so it must have left one, or the evidence is broken.
+  let beatsShown = 0;
+  for (const row of final.values()) {
+    if (row.status !== "completed" || !tracked.has(row.id)) continue;
+    if (record.heartbeats.has(row.id)) beatsShown++;
+    else
+      violate(
+        INVARIANTS.grace,
+        [row.id],
+        `${row.taskName} ${row.id} completed, yet its task left no heartbeat: the evidence the grace check reads is missing`,
+      );
+  }
   for (const row of final.values()) {
     if (row.status !== "cancelled") continue;
     const t = tracked.get(row.id);
     if (t === undefined) continue;
-    checked(INVARIANTS.grace);
     const beat = record.heartbeats.get(row.id);
     if (row.startedAt === undefined) {
+      checked(INVARIANTS.grace);
       if (beat !== undefined) {
         violate(
           INVARIANTS.grace,
@@ -226,7 +260,22 @@ export function checkInvariants(record: RunRecord): CheckResult {
       continue;
     }
     const reference = stopReference(t);
-    if (beat === undefined || reference === undefined) continue;
+    if (reference === undefined) {
+      notChecked(INVARIANTS.grace, "cancelled with no stop known to reach the daemon (see 'explained')");
+      continue;
+    }
+    if (beat === undefined) {
+      // Its workload was stopped or killed before the task began: nothing ran to overrun.
+      // That is evidence only where heartbeats are shown to be written at all.
+      if (beatsShown > 0) checked(INVARIANTS.grace);
+      else
+        notChecked(
+          INVARIANTS.grace,
+          "started, no heartbeat, and no completed instance shows heartbeats work",
+        );
+      continue;
+    }
+    checked(INVARIANTS.grace);
     const overrun = beat.lastAt - (reference + record.stopGraceMs);
     if (overrun > GRACE_SLACK_MS) {
       const restarts = restartsBetween(reference, beat.lastAt);
@@ -241,23 +290,73 @@ export function checkInvariants(record: RunRecord): CheckResult {
     }
   }
 
-  // 7. Leaks.
+  // 7. Leaks: every daemon generation against itself, at rest at its start and at its end.
   const m = record.memory;
-  checked(INVARIANTS.leaks, 3);
-  if (m.rssAfterBytes > m.rssBoundBytes) {
-    violate(
-      INVARIANTS.leaks,
-      [],
-      `daemon RSS after the load is ${mib(m.rssAfterBytes)} MiB, above the bound of ${mib(m.rssBoundBytes)} MiB (before: ${mib(m.rssBeforeBytes)} MiB)`,
-    );
+  for (const g of m.generations) {
+    const who = `daemon generation ${g.generation} (pid ${g.pid})`;
+    const { start, end } = g;
+    if (start === undefined || end === undefined) {
+      violate(
+        INVARIANTS.leaks,
+        [],
+        `${who} was never measured at its ${start === undefined ? "start" : "end"}, so what it leaked is unknown`,
+      );
+      continue;
+    }
+    const restless = [start, end].filter((s) => s.notAtRest !== undefined);
+    if (restless.length > 0) {
+      violate(
+        INVARIANTS.leaks,
+        [],
+        `${who} could not be measured at rest: ${restless.map((s) => s.notAtRest).join("; ")}`,
+      );
+      continue;
+    }
+    const over = `over ${g.instances} instance(s) between ${iso(start.at)} and ${iso(end.at)}`;
+    // Measured over no load, a generation says nothing about a leak per instance: it is still
+    // compared, but not counted as checked.
+    const measured = () => {
+      if (g.instances > 0) checked(INVARIANTS.leaks);
+      else
+        notChecked(
+          INVARIANTS.leaks,
+          "a measurement of a daemon generation that ended no instance in between",
+        );
+    };
+    if (start.rssBytes === undefined || end.rssBytes === undefined) {
+      violate(
+        INVARIANTS.leaks,
+        [],
+        `${who}: /proc/${g.pid}/status could not be read at its ${start.rssBytes === undefined ? "start" : "end"}, so its memory was not checked`,
+      );
+    } else {
+      measured();
+      if (end.rssBytes > start.rssBytes + m.rssHeadroomBytes) {
+        violate(
+          INVARIANTS.leaks,
+          [],
+          `${who}: RSS at rest ${mib(end.rssBytes)} MiB at its end, ${mib(start.rssBytes)} MiB at its start, ${over}: more than the ${mib(m.rssHeadroomBytes)} MiB allowed`,
+        );
+      }
+    }
+    if (start.fds === undefined || end.fds === undefined) {
+      violate(
+        INVARIANTS.leaks,
+        [],
+        `${who}: /proc/${g.pid}/fd could not be read at its ${start.fds === undefined ? "start" : "end"}, so its descriptors were not checked`,
+      );
+    } else {
+      measured();
+      if (end.fds > start.fds + m.fdsHeadroom) {
+        violate(
+          INVARIANTS.leaks,
+          [],
+          `${who}: ${end.fds} descriptors of its own at rest at its end, ${start.fds} at its start, ${over}: more than ${m.fdsHeadroom} added; added: ${fdDifference(start.fdList, end.fdList).join(", ")}`,
+        );
+      }
+    }
   }
-  if (m.fdsAfter > m.fdsBound) {
-    violate(
-      INVARIANTS.leaks,
-      [],
-      `the daemon has ${m.fdsAfter} open file descriptors after the load, above the bound of ${m.fdsBound} (before: ${m.fdsBefore}); added: ${m.fdsAdded.join(", ")}`,
-    );
-  }
+  checked(INVARIANTS.leaks);
   if (record.leftoverWorkloads.length > 0) {
     violate(
       INVARIANTS.leaks,
@@ -288,6 +387,10 @@ export function checkInvariants(record: RunRecord): CheckResult {
       .filter((s) => s.ackAt !== undefined)
       .sort((a, b) => (a.ackAt as number) - (b.ackAt as number))[0];
     if (firstAck === undefined) continue;
+    if (!isFinal(row.status)) {
+      notChecked(INVARIANTS.stops, "never final (see 'settles')");
+      continue;
+    }
     checked(INVARIANTS.stops);
     const ackAt = firstAck.ackAt as number;
     const restarts = restartsBetween(ackAt, row.finishedAt ?? Date.now());
@@ -307,16 +410,19 @@ export function checkInvariants(record: RunRecord): CheckResult {
           REATTACH_SLACK_MS,
         0,
       );
-    if (row.startedAt !== undefined && row.startedAt > ackAt) {
+    if (row.finishedAt === undefined) {
+      violate(
+        INVARIANTS.stops,
+        [row.id],
+        `${t.kind} ${row.id} ended ${row.status} with no finish time, so whether its acknowledged stop held is unknown`,
+      );
+    } else if (row.startedAt !== undefined && row.startedAt > ackAt) {
       violate(
         INVARIANTS.stops,
         [row.id],
         `${t.kind} ${row.id}: a stop was acknowledged at ${iso(ackAt)} (aimed ${firstAck.when}), yet the instance started at ${iso(row.startedAt)} and ended ${row.status}${during}`,
       );
-    } else if (
-      row.finishedAt !== undefined &&
-      row.finishedAt > ackAt + record.stopGraceMs + GRACE_SLACK_MS + outage
-    ) {
+    } else if (row.finishedAt > ackAt + record.stopGraceMs + GRACE_SLACK_MS + outage) {
       violate(
         INVARIANTS.stops,
         [row.id],
@@ -325,16 +431,24 @@ export function checkInvariants(record: RunRecord): CheckResult {
     }
   }
 
-  // 11. The rogue.
-  checked(INVARIANTS.rogue);
+  // 11. The rogue: only calls the daemon answered could have reached or told it anything.
+  checked(INVARIANTS.rogue, record.rogueAnswered);
   for (const breach of record.rogueBreaches) violate(INVARIANTS.rogue, [], breach);
   for (const leak of record.rogueLeaks)
     violate(INVARIANTS.rogue, [], `an answer to the rogue leaked internals: ${leak}`);
 
+  for (const name of Object.values(INVARIANTS)) {
+    if ((counts.get(name) ?? 0) > 0) continue;
+    const why = Object.entries(skipped.get(name) ?? {})
+      .map(([reason, n]) => `${n} not checkable: ${reason}`)
+      .join("; ");
+    violate(name, [], `checked nothing: the run never exercised it${why ? ` (${why})` : ""}`);
+  }
   const invariants = Object.values(INVARIANTS).map((name) => ({
     name,
     checked: counts.get(name) ?? 0,
     violations: violations.filter((v) => v.invariant === name).length,
+    notChecked: skipped.get(name) ?? {},
   }));
   return { invariants, violations, findings };
 }
@@ -383,12 +497,24 @@ function isFinal(status: string): boolean {
   return status === "completed" || status === "failed" || status === "cancelled";
 }
 
-/** When the daemon must have had the stop: the first acknowledged one, else the last one sent. */
+/**
+ * A stop the caller cannot know the fate of: the SDK gave up on reaching the daemon
+ * (ExecutorUnavailableError), yet the request may have got there.
+ */
+function mayHaveLanded(s: StopRecord): boolean {
+  return s.ackAt === undefined && s.refusedCode === "EXECUTOR_UNAVAILABLE";
+}
+
+/**
+ * By when the daemon had the stop: the first acknowledged one, else the last moment one of
+ * unknown fate could have landed (when the SDK gave up on it); undefined when no stop is known
+ * to have reached the daemon.
+ */
 function stopReference(t: Tracked): number | undefined {
   const acked = t.stops.map((s) => s.ackAt).filter((at): at is number => at !== undefined);
   if (acked.length > 0) return Math.min(...acked);
-  const sent = t.stops.map((s) => s.sentAt);
-  return sent.length > 0 ? Math.max(...sent) : undefined;
+  const unknown = t.stops.filter(mayHaveLanded).map((s) => s.refusedAt ?? s.sentAt);
+  return unknown.length > 0 ? Math.max(...unknown) : undefined;
 }
 
 function wrongAnswer(t: Tracked, row: FinalRow): string | undefined {
@@ -439,10 +565,13 @@ function unexplained(
   switch (row.status) {
     case "completed":
       return COMPLETES.has(t.kind) ? undefined : `${what} completed, but a ${t.kind} task never returns`;
-    case "cancelled":
-      return t.stops.length > 0
-        ? undefined
-        : `${what} ended cancelled (${row.errorName}: ${row.errorMessage}), but nobody stopped it`;
+    case "cancelled": {
+      // Only a stop the daemon accepted explains it, or one whose answer was lost on the way.
+      if (t.stops.some((s) => s.ackAt !== undefined || mayHaveLanded(s))) return undefined;
+      const ended = `${what} ended cancelled (${row.errorName}: ${row.errorMessage})`;
+      if (t.stops.length === 0) return `${ended}, but nobody stopped it`;
+      return `${ended}, but every stop it got was refused: ${t.stops.map((s) => `${s.refused} at ${iso(s.refusedAt)}`).join(", ")}`;
+    }
     case "failed": {
       if (t.kind === "throws") {
         const expected = throwsError((t.args as [number, string])[1]);

@@ -42,9 +42,19 @@ export function formatReport(r: ReportInput): string {
   row("all", ...[...statuses, ...others].map((s) => r.outcomes[s] ?? 0));
   for (const s of others) out.push(`    (${s})`);
 
-  head("invariants", "checked", "violated");
-  for (const inv of r.invariants)
-    row(inv.name.length > 66 ? `${inv.name.slice(0, 63)}...` : inv.name, inv.checked, inv.violations);
+  // "checked": the cases each check looked at and could have failed on; an invariant that
+  // checked none is a violation of its own.
+  head("invariants", "checked", "violated", "unchecked");
+  for (const inv of r.invariants) {
+    const unchecked = Object.values(inv.notChecked).reduce((a, b) => a + b, 0);
+    row(
+      inv.name.length > 66 ? `${inv.name.slice(0, 63)}...` : inv.name,
+      inv.checked,
+      inv.violations,
+      unchecked,
+    );
+    for (const [why, n] of Object.entries(inv.notChecked)) out.push(`    (${n} unchecked: ${why})`);
+  }
 
   head("latency under faults (ms)", "p50", "p99", "max", "n");
   const lat = (label: string, p: Percentiles) => row(label, p.p50, p.p99, p.max, p.count);
@@ -53,9 +63,37 @@ export function formatReport(r: ReportInput): string {
   row(`settle: end of faults -> no instance pending or running`, r.settleMs);
 
   const m = r.memory;
-  head("daemon memory and files", "before", "after", "peak", "bound");
-  row("RSS (MiB)", mib(m.rssBeforeBytes), mib(m.rssAfterBytes), mib(m.rssPeakBytes), mib(m.rssBoundBytes));
-  row("open file descriptors", m.fdsBefore, m.fdsAfter, m.fdsPeak, m.fdsBound);
+  head(
+    "daemon memory and files, each generation at rest at its start and end",
+    "start",
+    "end",
+    "bound",
+    "peak",
+  );
+  for (const g of m.generations) {
+    const { start, end } = g;
+    const rssStart = start?.rssBytes;
+    const fdsStart = start?.fds;
+    row(`generation ${g.generation} (pid ${g.pid}), ${g.instances} instance(s) in between`);
+    row(
+      "  RSS (MiB)",
+      mib(rssStart),
+      mib(end?.rssBytes),
+      rssStart === undefined ? undefined : mib(rssStart + m.rssHeadroomBytes),
+      mib(g.rssPeakBytes),
+    );
+    row(
+      "  descriptors of its own (peak: all open)",
+      fdsStart,
+      end?.fds,
+      fdsStart === undefined ? undefined : fdsStart + m.fdsHeadroom,
+      g.fdsPeak,
+    );
+    if (g.instances > 0)
+      out.push(
+        `    a leak above ${kib(m.rssHeadroomBytes / g.instances)} KiB or ${(m.fdsHeadroom / g.instances).toFixed(2)} descriptors per instance would cross its bounds`,
+      );
+  }
 
   head(
     "watchers (breaks: streams reopened, or connections cut and restarts under a watch)",
@@ -82,6 +120,10 @@ export function formatReport(r: ReportInput): string {
   return out.join("\n");
 }
 
-function mib(bytes: number): string {
-  return (bytes / 2 ** 20).toFixed(1);
+function mib(bytes: number | undefined): string {
+  return bytes === undefined ? "unread" : (bytes / 2 ** 20).toFixed(1);
+}
+
+function kib(bytes: number): string {
+  return Math.round(bytes / 1024).toLocaleString("en");
 }

@@ -5,7 +5,8 @@
  * try to read, stop or take over the real deployment's instances by id.
  *
  * Each action records how the daemon answered. The harness checks that the daemon stayed up,
- * that no answer leaked internals, and that nothing the rogue did reached a real instance.
+ * that no answer leaked internals, and that nothing the rogue did reached a real instance; it
+ * counts only the calls the daemon answered, since a call that never got there proves nothing.
  */
 import { randomBytes } from "node:crypto";
 import { type ClientHttp2Session, connect as http2Connect } from "node:http2";
@@ -56,6 +57,14 @@ export interface RogueReport {
   readonly leaks: string[];
   /** Things the rogue could see or do to the real deployment that it should not have. */
   readonly breaches: string[];
+  /**
+   * Calls the daemon answered: a gRPC status from the daemon (not UNAVAILABLE, which grpc-js
+   * also makes up when it cannot connect, nor a deadline), HTTP/2 settings or a response,
+   * a frame back, or a connection the daemon accepted.
+   */
+  answered: number;
+  /** Calls that never reached the daemon (it was down, or did not answer in time). */
+  unanswered: number;
 }
 
 export interface RogueClient {
@@ -90,18 +99,28 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
   };
   const tasks = new TaskServiceClient(target, grpc.credentials.createInsecure(), channelOptions);
   const workloads = new WorkloadServiceClient(target, grpc.credentials.createInsecure(), channelOptions);
-  const report: RogueReport = { actions: {}, answers: {}, leaks: [], breaches: [] };
+  const report: RogueReport = {
+    actions: {},
+    answers: {},
+    leaks: [],
+    breaches: [],
+    answered: 0,
+    unanswered: 0,
+  };
   const metadata = () => {
     const m = new grpc.Metadata();
     m.set("x-numerous-deployment", ROGUE_DEPLOYMENT);
     return m;
   };
   const deadline = () => ({ deadline: Date.now() + TIMEOUT_MS });
+  const settingsArrived = new WeakSet<ClientHttp2Session>();
   const count = (bag: Record<string, number>, key: string) => {
     bag[key] = (bag[key] ?? 0) + 1;
   };
-  const answer = (action: string, outcome: string, text = "") => {
+  const answer = (action: string, outcome: string, reached: boolean, text = "") => {
     count(report.answers, `${action}: ${outcome}`);
+    if (reached) report.answered++;
+    else report.unanswered++;
     if (
       /\n\s+at .+:\d+:\d+|\/(node_modules|executor-platform|sdk)\/\S+\.[jt]s/.test(text) &&
       report.leaks.length < 50
@@ -110,8 +129,14 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
     }
   };
   const grpcAnswer = (action: string, error: grpc.ServiceError | null) => {
-    if (error === null) answer(action, "OK");
-    else answer(action, grpc.status[error.code] ?? String(error.code), error.details);
+    if (error === null) answer(action, "OK", true);
+    else
+      answer(
+        action,
+        grpc.status[error.code] ?? String(error.code),
+        error.code !== grpc.status.UNAVAILABLE && error.code !== grpc.status.DEADLINE_EXCEEDED,
+        error.details,
+      );
   };
   const realId = () => {
     const ids = options.realIds();
@@ -185,11 +210,15 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       const socket = netConnect(path);
       const reader = new FrameReader(64 * 1024 * 1024);
       let said = false;
+      let connected = false;
+      socket.once("connect", () => {
+        connected = true;
+      });
       const finish = (outcome: string, text = "") => {
         if (said) return;
         said = true;
         clearTimeout(timer);
-        answer(name, outcome, text);
+        answer(name, outcome, connected, text);
         socket.destroy();
         resolve();
       };
@@ -305,15 +334,31 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
           metadata(),
         );
         let saw = 0;
+        let heard = false;
+        // grpc-js may end the stream and then report its error: one answer per call.
+        let said = false;
         const timer = setTimeout(() => call.cancel(), prng.int(50, 1000));
+        call.on("metadata", () => {
+          heard = true;
+        });
         call.on("data", (changes: { instances: unknown[] }) => {
+          heard = true;
           saw += changes.instances.length;
           if (saw > 0) report.breaches.push(`a rogue watch saw ${saw} instance(s) of another deployment`);
         });
         call.on("error", (error: grpc.ServiceError) => {
           clearTimeout(timer);
-          if (error.code !== grpc.status.CANCELLED) grpcAnswer("watch random", error);
-          else answer("watch random", "cancelled by the rogue");
+          if (!said) {
+            if (error.code !== grpc.status.CANCELLED) grpcAnswer("watch random", error);
+            else answer("watch random", "cancelled by the rogue", heard);
+          }
+          said = true;
+          resolve();
+        });
+        call.on("status", (status: grpc.StatusObject) => {
+          clearTimeout(timer);
+          if (status.code === grpc.status.OK && !said) answer("watch random", "ended by the daemon", true);
+          if (status.code === grpc.status.OK) said = true;
           resolve();
         });
         call.on("end", () => {
@@ -381,16 +426,30 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
         ],
       ]);
       await new Promise<void>((resolve) => {
+        let heard = false;
+        // grpc-js may end the stream and then report its error: one answer per call.
+        let said = false;
         const timer = setTimeout(() => {
-          answer("workload", "no answer within 1 s (stream left open)");
+          said = true;
+          answer("workload", "no answer within 1 s (stream left open)", heard);
           call.cancel();
         }, 1_000);
+        call.on("metadata", () => {
+          heard = true;
+        });
         call.on("data", () =>
           report.breaches.push(`the daemon sent a rogue workload a message (instance ${id})`),
         );
         call.on("error", (error: grpc.ServiceError) => {
           clearTimeout(timer);
-          if (error.code !== grpc.status.CANCELLED) grpcAnswer("workload", error);
+          if (!said && error.code !== grpc.status.CANCELLED) grpcAnswer("workload", error);
+          said = true;
+          resolve();
+        });
+        call.on("status", (status: grpc.StatusObject) => {
+          clearTimeout(timer);
+          if (status.code === grpc.status.OK && !said) answer("workload", "ended by the daemon", true);
+          if (status.code === grpc.status.OK) said = true;
           resolve();
         });
         call.on("end", () => {
@@ -443,7 +502,10 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
     },
     "http2: many streams, then a reset session": async () => {
       const session = await http2Session();
-      if (session === undefined) return;
+      if (session === undefined) {
+        answer("http2 many streams", "could not connect", false);
+        return;
+      }
       const streams = prng.int(10, 300);
       for (let i = 0; i < streams; i++) {
         try {
@@ -461,8 +523,9 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
         }
       }
       await sleep(prng.int(0, 300));
+      const heard = settingsArrived.has(session);
       session.destroy();
-      answer("http2 many streams", "session destroyed by the rogue");
+      answer("http2 many streams", "session destroyed by the rogue", heard);
     },
     "tcp: random bytes, garbage frames, a stalled preface": async () => {
       const socket = await tcpSocket();
@@ -479,7 +542,7 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
         new Promise<string>((resolve) => socket.once("close", () => resolve("closed by the daemon"))),
         sleep(prng.int(100, 2000)).then(() => "still open"),
       ]);
-      answer(`tcp#${kind}`, closed);
+      answer(`tcp#${kind}`, closed, true);
       socket.destroy();
     },
   };
@@ -497,7 +560,7 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       const socket = netConnect(connectOptions());
       socket.once("connect", () => resolve(socket));
       socket.once("error", () => {
-        answer("tcp", "connection refused");
+        answer("tcp", "connection refused", false);
         resolve(undefined);
       });
     });
@@ -509,6 +572,8 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
         createConnection: () => netConnect(connectOptions()),
       });
       session.once("connect", () => resolve(session));
+      // The daemon's HTTP/2 layer speaks first: its settings prove the call got there.
+      session.once("remoteSettings", () => settingsArrived.add(session));
       session.on("error", () => {
         resolve(undefined);
       });
@@ -524,7 +589,7 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
   ): Promise<void> {
     const session = await http2Session();
     if (session === undefined) {
-      answer(action, "could not connect");
+      answer(action, "could not connect", false);
       return;
     }
     await new Promise<void>((resolve) => {
@@ -535,7 +600,12 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        answer(action, status === undefined ? outcome : `grpc-status ${grpcStatusName(status)}`, message);
+        answer(
+          action,
+          status === undefined ? outcome : `grpc-status ${grpcStatusName(status)}`,
+          status !== undefined || settingsArrived.has(session),
+          message,
+        );
         session.destroy();
         resolve();
       };
@@ -571,7 +641,7 @@ export function createRogueClient(options: RogueClientOptions): RogueClient {
       try {
         await (actions[name] as () => Promise<void>)();
       } catch (error) {
-        answer(name, `threw ${(error as Error).name}`);
+        answer(name, `threw ${(error as Error).name}`, false);
       }
     },
     close() {

@@ -35,14 +35,17 @@ import { type InvariantResult, checkInvariants } from "./check-invariants.js";
 import { createDaemonSupervisor, type DaemonCrash } from "./daemon-supervisor.js";
 import { KIND_WEIGHTS, argsFor, callTask } from "./load-mix.js";
 import { ObserverLog, type Seen } from "./observer-log.js";
-import { describeFds, fdDifference, openFds, rssBytes, workloadProcesses } from "./procfs.js";
+import { openFds, rssBytes, workloadProcesses } from "./procfs.js";
 import { createPrng, type Prng } from "./prng.js";
 import { RawWatch } from "./raw-watch.js";
 import { formatReport } from "./format-report.js";
+import { LoadGate } from "./load-gate.js";
+import { sampleAtRest } from "./daemon-sample.js";
 import { createRogueClient, type RogueReport } from "./rogue-client.js";
 import { createTcpProxy } from "./tcp-proxy.js";
 import {
   type FinalRow,
+  type GenerationFigures,
   type Heartbeat,
   type MemoryFigures,
   type Observer,
@@ -120,11 +123,13 @@ const CROWD_LISTENERS = 12;
 const CROWD_STREAMS = 20;
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 /**
- * How much more than at the start the daemon may keep after the load: V8 keeps part of the
- * heap it grew, and the mix moves messages of up to 2 MiB. A leak of 50 KiB per instance
- * crosses it within the long run's instances.
+ * How much more a daemon generation may keep at rest at its end than at its start: V8 keeps
+ * part of the heap it grew, and the mix moves messages of up to 2 MiB. The report says, per
+ * generation, how large a leak per instance would have crossed it.
  */
 const RSS_HEADROOM_BYTES = 96 * 2 ** 20;
+/** How many more descriptors of its own a daemon may hold at rest at its end than at its start. */
+const FDS_HEADROOM = 4;
 
 type FaultKind = "workload-kill" | "daemon-restart" | "proxy-cut" | "stop";
 interface FaultEvent {
@@ -253,14 +258,24 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   };
 
   const stop = async (t: Tracked, when: StopRecord["when"]) => {
-    const record: StopRecord = { when, sentAt: Date.now(), ackAt: undefined, refused: undefined };
+    const record: StopRecord = {
+      when,
+      sentAt: Date.now(),
+      ackAt: undefined,
+      refused: undefined,
+      refusedCode: undefined,
+      refusedAt: undefined,
+    };
     t.stops.push(record);
     bump(faults, `stop (${when})`);
     try {
       await stopTaskInstance(t.id);
       record.ackAt = Date.now();
     } catch (error) {
+      record.refusedAt = Date.now();
       record.refused = (error as Error).name;
+      const code = (error as { code?: unknown }).code;
+      record.refusedCode = typeof code === "string" ? code : undefined;
       bump(faults, `stop refused (${record.refused})`);
     }
   };
@@ -275,12 +290,79 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   );
   await Promise.all(warmups.map((t) => t.handle.wait().catch(() => undefined)));
   await warm.close();
-  await waitFor(() => workloadCount(ours, mode, concurrency) === 0, 10_000);
-  const baselinePid = supervisor.pid as number;
-  const rssBeforeBytes = await settledRss(baselinePid, 3_000);
-  const fdsBefore = openFds(baselinePid) ?? 0;
-  const fdsBeforeList = describeFds(baselinePid);
-  log(`chaos: warm-up done; daemon RSS ${mib(rssBeforeBytes)} MiB, ${fdsBefore} open files`);
+  const direct = new TaskServiceClient(daemonAddress, grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 256 * 1024 * 1024,
+    "grpc.use_local_subchannel_pool": 1,
+  });
+  const findings: string[] = [];
+  // Every daemon generation is measured at rest near its start and near its end, against
+  // itself: a restart must not wipe out what a generation leaked.
+  const generations: GenerationFigures[] = [];
+  const generationOf = (pid: number): GenerationFigures => {
+    let g = generations.at(-1);
+    if (g === undefined || g.pid !== pid) {
+      g = {
+        generation: supervisor.generation,
+        pid,
+        start: undefined,
+        end: undefined,
+        instances: 0,
+        rssPeakBytes: 0,
+        fdsPeak: 0,
+      };
+      generations.push(g);
+    }
+    return g;
+  };
+  const atRest = async (stopAll: boolean): Promise<string | undefined> => {
+    const deadline = Date.now() + settleBoundMs;
+    if (stopAll) {
+      // Waiting for a dozen queued calls to run takes a minute on a busy machine: stop them.
+      for (const instance of await listAll(
+        direct,
+        [Status.STATUS_PENDING, Status.STATUS_RUNNING],
+        findings,
+      )) {
+        const t = tracked.get(instance.id);
+        if (t !== undefined) void stop(t, "quiet moment");
+      }
+    }
+    for (;;) {
+      const busy = await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings);
+      const workloads = workloadCount(ours, mode, concurrency);
+      if (busy.length === 0 && workloads === 0) return undefined;
+      if (Date.now() > deadline)
+        return `${settleBoundMs} ms into a quiet moment it still had ${busy.length} instance(s) pending or running and ${workloads} workload process(es) busy`;
+      await sleep(250);
+    }
+  };
+  const sampleGeneration = async (
+    which: "start" | "end",
+    options: { rssWindowMs: number; waitMs: number; stopAll: boolean },
+  ) => {
+    const { rssWindowMs, waitMs } = options;
+    const began = Date.now();
+    const notAtRest = await atRest(options.stopAll);
+    const rested = Date.now();
+    const pid = supervisor.pid as number;
+    const g = generationOf(pid);
+    const start = g.start;
+    const sample = await sampleAtRest(pid, {
+      rssWindowMs,
+      waitMs,
+      notAtRest,
+      ...(which === "end" && start?.fds !== undefined
+        ? { settled: (fds: number) => fds <= (start.fds as number) + FDS_HEADROOM }
+        : {}),
+    });
+    g[which] = sample;
+    g.rssPeakBytes = Math.max(g.rssPeakBytes, sample.rssBytes ?? 0);
+    g.fdsPeak = Math.max(g.fdsPeak, sample.fds ?? 0);
+    log(
+      `chaos: ${new Date().toISOString()} daemon generation ${g.generation} (pid ${pid}) at its ${which} (at rest after ${rested - began} ms, measured in ${Date.now() - rested} ms): RSS ${sample.rssBytes === undefined ? "unreadable" : `${mib(sample.rssBytes)} MiB`}, ${sample.fds ?? "unreadable"} descriptors of its own${notAtRest ? `; not at rest: ${notAtRest}` : ""}`,
+    );
+  };
+  await sampleGeneration("start", { rssWindowMs: 3_000, waitMs: connectionIdleMs + 2_000, stopAll: false });
 
   // ---- clients, watchers, the proxy ------------------------------------------------------
   const callerLine = 0;
@@ -410,10 +492,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
   // ---- load and faults -------------------------------------------------------------------
   const loadStart = Date.now();
-  const loadEnd = loadStart + loadMs;
+  const gate = new LoadGate(loadStart);
   const cap = concurrency * 3;
-  let rssPeakBytes = rssBeforeBytes;
-  let fdsPeak = fdsBefore;
   const workloadsSeen = new Map<string, WorkloadSighting[]>();
   const sampler = setInterval(() => {
     const now = Date.now();
@@ -427,13 +507,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
     const pid = supervisor.pid;
     if (pid === undefined) return;
-    rssPeakBytes = Math.max(rssPeakBytes, rssBytes(pid) ?? 0);
-    fdsPeak = Math.max(fdsPeak, openFds(pid) ?? 0);
+    const g = generationOf(pid);
+    g.rssPeakBytes = Math.max(g.rssPeakBytes, rssBytes(pid) ?? 0);
+    g.fdsPeak = Math.max(g.fdsPeak, openFds(pid) ?? 0);
   }, 500);
   const reporter = setInterval(() => {
     const ended = [...tracked.values()].filter((t) => t.doneAt !== undefined).length;
     log(
-      `chaos: t=${Math.round((Date.now() - loadStart) / 1000)}s submitted ${tracked.size}, ended ${ended}, ` +
+      `chaos: t=${Math.round(gate.elapsed() / 1000)}s submitted ${tracked.size}, ended ${ended}, ` +
         `faults ${Object.entries(faults)
           .map(([k, v]) => `${k} ${v}`)
           .join(", ")}; daemon RSS ${mib(rssBytes(supervisor.pid ?? 0) ?? 0)} MiB`,
@@ -445,7 +526,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const pacing = prng.fork("pacing");
   const beforeStart = prng.fork("before-start");
   const loadLoop = async () => {
-    while (Date.now() < loadEnd) {
+    while (gate.elapsed() < loadMs) {
+      await gate.pass();
       if (outstanding < cap) submit(loadPrng.weighted(KIND_WEIGHTS), loadPrng, true);
       await sleep(pacing.exponential(40));
     }
@@ -454,16 +536,34 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const schedule = faultSchedule(prng.fork("faults"), loadMs);
   const targets = prng.fork("targets");
   let restarting: Promise<void> | undefined;
-  const restartDaemon = async (downMs: number) => {
+  let rogueAction: Promise<void> = Promise.resolve();
+  // A quiet moment: load, faults and rogue pause, every unfinished instance is stopped, and
+  // the daemon is measured once at rest.
+  const lull = async (which: "start" | "end") => {
+    gate.close();
+    bump(faults, "quiet moments (daemon measured at rest)");
+    await rogueAction;
+    await sampleGeneration(which, { rssWindowMs: 3_000, waitMs: connectionIdleMs + 2_000, stopAll: true });
+    gate.open();
+  };
+  const restartDaemon = async (downMs: number, loadedMs: number) => {
+    await lull("end");
+    // The load picks up again first, so the kill lands on workloads starting and running.
+    await sleep(loadedMs);
     bump(faults, "daemon SIGKILL + restart");
+    const unfinished = [...tracked.values()].filter((t) => t.doneAt === undefined);
     await supervisor.kill9();
     await sleep(downMs);
     await supervisor.start();
+    // The new daemon's warm-up, under load: what the kill left pending runs, running
+    // workloads reattach or are given up; only then is it measured.
+    await waitFor(() => unfinished.every((t) => t.doneAt !== undefined), reconnectWindowMs + 2_000);
+    await lull("start");
   };
   const faultLoop = async () => {
     for (const event of schedule) {
-      await sleep(loadStart + event.at - Date.now());
-      if (Date.now() >= loadEnd) break;
+      await gate.until(event.at);
+      if (gate.elapsed() >= loadMs) break;
       switch (event.kind) {
         case "workload-kill": {
           const procs = workloadProcesses(ours);
@@ -482,7 +582,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         }
         case "daemon-restart":
           if (restarting === undefined) {
-            restarting = restartDaemon(targets.int(0, 1_500)).finally(() => {
+            restarting = restartDaemon(targets.int(0, 1_500), targets.int(1_500, 3_000)).finally(() => {
               restarting = undefined;
             });
           }
@@ -516,8 +616,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   };
   const roguePrng = prng.fork("rogue pacing");
   const rogueLoop = async () => {
-    while (Date.now() < loadEnd) {
-      await rogue.act();
+    while (gate.elapsed() < loadMs) {
+      await gate.pass();
+      rogueAction = rogue.act();
+      await rogueAction;
       await sleep(roguePrng.exponential(250));
     }
   };
@@ -530,11 +632,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   );
 
   // ---- settle ------------------------------------------------------------------------------
-  const direct = new TaskServiceClient(daemonAddress, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": 256 * 1024 * 1024,
-    "grpc.use_local_subchannel_pool": 1,
-  });
-  const findings: string[] = [];
   let unfinished: FinalRow[] = [];
   for (;;) {
     unfinished = (await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings)).map(
@@ -577,26 +674,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   for (const watch of [...rawWatches, ...crowdStreams]) watch.close();
   await main.close();
   for (const w of watchers) await w.executor.close();
-  direct.close();
   await proxy.close();
   if (previousExecutor !== undefined) setExecutor(previousExecutor);
-  await waitFor(() => workloadCount(ours, mode, concurrency) === 0, 15_000);
-  const finalPid = supervisor.pid as number;
   // Connections the clients left are closed once idle for the daemon's --connection-idle-ms.
-  await waitFor(() => (openFds(finalPid) ?? 0) <= fdsBefore + 4, connectionIdleMs + 10_000);
-  const rssAfterBytes = await settledRss(finalPid, 8_000);
-  const fdsAfter = openFds(finalPid) ?? 0;
-  const fdsAdded = fdsAfter > fdsBefore + 4 ? fdDifference(fdsBeforeList, describeFds(finalPid, true)) : [];
+  await sampleGeneration("end", { rssWindowMs: 8_000, waitMs: connectionIdleMs + 10_000, stopAll: false });
+  direct.close();
+  for (const g of generations) {
+    const from = g.start?.at ?? Number.POSITIVE_INFINITY;
+    const to = g.end?.at ?? Number.NEGATIVE_INFINITY;
+    g.instances = [...final.values()].filter(
+      (row) => row.finishedAt !== undefined && row.finishedAt > from && row.finishedAt <= to,
+    ).length;
+  }
   const memory: MemoryFigures = {
-    rssBeforeBytes,
-    rssAfterBytes,
-    rssPeakBytes: Math.max(rssPeakBytes, rssAfterBytes),
-    fdsBefore,
-    fdsAfter,
-    fdsPeak,
-    rssBoundBytes: rssBeforeBytes + RSS_HEADROOM_BYTES,
-    fdsBound: fdsBefore + 4,
-    fdsAdded,
+    generations,
+    rssHeadroomBytes: RSS_HEADROOM_BYTES,
+    fdsHeadroom: FDS_HEADROOM,
   };
   const shutdownExitCode = await supervisor.stop(15_000);
   // Workloads may outlive a daemon on purpose (to reattach to the next), and give up after
@@ -651,6 +744,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     leftoverWorkloads,
     rogueBreaches: rogue.report.breaches,
     rogueLeaks: rogue.report.leaks,
+    rogueAnswered: rogue.report.answered,
     workloadsSeen,
   });
   attachLogLines(checked.violations, runDir);
@@ -747,10 +841,10 @@ function faultSchedule(prng: Prng, loadMs: number): FaultEvent[] {
     }
   };
   poisson("workload-kill", 4_000, 0, loadMs);
-  // Daemon kills stay in the first 60 %, so the last daemon serves a good part of the load
-  // before its memory is compared with the first one's.
+  // Daemon kills stay in the first half, so the last daemon, after its warm-up, still serves
+  // a good part of the load between its two measurements.
   const restartsFrom = loadMs * 0.1;
-  const restartsTo = loadMs * 0.6;
+  const restartsTo = loadMs * 0.5;
   poisson("daemon-restart", 15_000, restartsFrom, restartsTo);
   if (!events.some((e) => e.kind === "daemon-restart")) {
     events.push({
@@ -869,7 +963,11 @@ function observationFindings(
 
 function rogueFaults(report: RogueReport): Record<string, number> {
   const total = Object.values(report.actions).reduce((a, b) => a + b, 0);
-  const out: Record<string, number> = { "rogue client actions": total };
+  const out: Record<string, number> = {
+    "rogue client actions": total,
+    "rogue calls the daemon answered": report.answered,
+    "rogue calls that never reached it": report.unanswered,
+  };
   for (const [name, n] of Object.entries(report.actions)) out[`  rogue: ${name}`] = n;
   return out;
 }
@@ -930,20 +1028,6 @@ function seenFromSnapshot(s: InstanceSnapshot): Seen {
 
 function isFinal(status: string): boolean {
   return status === "completed" || status === "failed" || status === "cancelled";
-}
-
-/**
- * The lowest RSS over an idle window: V8 gives memory back only some seconds after the
- * allocations stop (its memory reducer), so one reading right after the load says little.
- */
-async function settledRss(pid: number, windowMs: number): Promise<number> {
-  let lowest = Number.POSITIVE_INFINITY;
-  const end = Date.now() + windowMs;
-  while (Date.now() < end) {
-    lowest = Math.min(lowest, rssBytes(pid) ?? Number.POSITIVE_INFINITY);
-    await sleep(250);
-  }
-  return Number.isFinite(lowest) ? lowest : 0;
 }
 
 async function freePort(): Promise<number> {

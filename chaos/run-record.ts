@@ -11,12 +11,16 @@ import type { ObserverLog, Seen } from "./observer-log.js";
 
 /** One stop the harness requested. */
 export interface StopRecord {
-  /** The moment it aimed at. */
-  readonly when: "before-start" | "running" | "after-end";
+  /** The moment it aimed at; "quiet moment": every unfinished instance, to bring the daemon to rest. */
+  readonly when: "before-start" | "running" | "after-end" | "quiet moment";
   readonly sentAt: number;
   /** When `stop()` resolved; undefined when it rejected. */
   ackAt: number | undefined;
+  /** The name of the error `stop()` rejected with. */
   refused: string | undefined;
+  /** Its `code`: EXECUTOR_UNAVAILABLE means the caller cannot know whether the stop landed. */
+  refusedCode: string | undefined;
+  refusedAt: number | undefined;
 }
 
 /** One instance the harness called. */
@@ -158,19 +162,52 @@ export interface RunRecord {
   readonly leftoverWorkloads: readonly number[];
   readonly rogueBreaches: readonly string[];
   readonly rogueLeaks: readonly string[];
+  /** Rogue calls the daemon answered: the only ones that could breach or leak anything. */
+  readonly rogueAnswered: number;
   /** Process mode: the workload processes seen for each instance. */
   readonly workloadsSeen: ReadonlyMap<string, readonly WorkloadSighting[]>;
 }
 
+/**
+ * One reading of a daemon at rest: no instance pending or running, no workload busy, the
+ * harness's load, faults and rogue paused.
+ */
+export interface DaemonSample {
+  readonly at: number;
+  /** The lowest VmRSS over the sample's window; undefined when `/proc/<pid>/status` could not be read. */
+  readonly rssBytes: number | undefined;
+  /**
+   * Open descriptors less the TCP connections a live client holds open (those are the
+   * client's to close); undefined when `/proc/<pid>/fd` could not be read.
+   */
+  readonly fds: number | undefined;
+  /** What those descriptors are (see `describeFds`). */
+  readonly fdList: readonly string[];
+  /** Set when the daemon did not come to rest in time: what was still going on. */
+  readonly notAtRest: string | undefined;
+}
+
+/**
+ * One daemon process (a generation: the harness kills and restarts it), measured at rest
+ * near its start and near its end, so a leak shows whatever the restarts.
+ */
+export interface GenerationFigures {
+  readonly generation: number;
+  readonly pid: number;
+  /** After its warm-up: the first generation's calls, or what a restart left to finish. */
+  start: DaemonSample | undefined;
+  /** Before the harness kills it, or after the load for the last one. */
+  end: DaemonSample | undefined;
+  /** Instances that ended between the two samples: the load this generation's growth is over. */
+  instances: number;
+  rssPeakBytes: number;
+  fdsPeak: number;
+}
+
 export interface MemoryFigures {
-  readonly rssBeforeBytes: number;
-  readonly rssAfterBytes: number;
-  readonly rssPeakBytes: number;
-  readonly fdsBefore: number;
-  readonly fdsAfter: number;
-  readonly fdsPeak: number;
-  readonly rssBoundBytes: number;
-  readonly fdsBound: number;
-  /** What the daemon had open after the load that it did not before. */
-  readonly fdsAdded: readonly string[];
+  readonly generations: readonly GenerationFigures[];
+  /** How much more RSS a generation may keep at its end than at its start. */
+  readonly rssHeadroomBytes: number;
+  /** How many more descriptors. */
+  readonly fdsHeadroom: number;
 }

@@ -21,6 +21,17 @@ describe("chaos", () => {
     expect(result.faults["daemon SIGKILL + restart"]).toBeGreaterThanOrEqual(1);
     expect(result.faults["stop (running)"]).toBeGreaterThanOrEqual(1);
     expect(result.faults["rogue client actions"]).toBeGreaterThanOrEqual(1);
+    // Every invariant must have looked at something: one that checked nothing passes on no
+    // evidence. (The run also counts that as a violation; this says which, by name.)
+    expect(result.invariants.filter((i) => i.checked === 0).map((i) => i.name)).toEqual([]);
+    // Every daemon generation was measured at rest at both ends, the last one after the load.
+    expect(result.memory.generations.length).toBeGreaterThanOrEqual(2);
+    for (const g of result.memory.generations) {
+      expect(g.start?.rssBytes, `generation ${g.generation}'s RSS at its start`).toBeGreaterThan(0);
+      expect(g.end?.rssBytes, `generation ${g.generation}'s RSS at its end`).toBeGreaterThan(0);
+      expect(g.start?.fds, `generation ${g.generation}'s descriptors at its start`).toBeGreaterThan(0);
+      expect(g.end?.fds, `generation ${g.generation}'s descriptors at its end`).toBeGreaterThan(0);
+    }
     expect(result.violations.map((v) => `[${v.invariant}] ${v.detail}`)).toEqual([]);
   }, 300_000);
 });
