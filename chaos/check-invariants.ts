@@ -18,6 +18,8 @@ import { fingerprint } from "./observer-log.js";
 import { fdDifference } from "./procfs.js";
 import type { Downtime, FinalRow, RunRecord, StopRecord, Tracked, Violation } from "./run-record.js";
 
+/** The error of an instance the daemon ended by killing its workload when the grace period ran out. */
+export const FORCED_STOP_ERROR = "TaskStoppedError";
 /** A task may keep running this long after its grace period: timers, a busy machine, the kill itself. */
 export const GRACE_SLACK_MS = 2_000;
 /** An SDK that gave up with ExecutorUnavailableError is excused by an outage within this long before. */
@@ -233,6 +235,7 @@ export function checkInvariants(record: RunRecord): CheckResult {
   // 5. Cancelled never runs past its grace period. The heartbeats are the evidence: a
   // completed instance's task ran, so it must have left one, or the evidence is broken.
   let beatsShown = 0;
+  let forcedStops = 0;
   for (const row of final.values()) {
     if (row.status !== "completed" || !tracked.has(row.id)) continue;
     if (record.heartbeats.has(row.id)) beatsShown++;
@@ -276,6 +279,7 @@ export function checkInvariants(record: RunRecord): CheckResult {
       continue;
     }
     checked(INVARIANTS.grace);
+    if (row.errorName === FORCED_STOP_ERROR) forcedStops++;
     const overrun = beat.lastAt - (reference + record.stopGraceMs);
     if (overrun > GRACE_SLACK_MS) {
       const restarts = restartsBetween(reference, beat.lastAt);
@@ -288,6 +292,18 @@ export function checkInvariants(record: RunRecord): CheckResult {
             : ""),
       );
     }
+  }
+
+  if (forcedStops > 0)
+    findings.push(
+      `${forcedStops} stopped task(s) ignored their stop until the daemon killed their workload at the end of the grace period (${FORCED_STOP_ERROR}); their heartbeats say when they died`,
+    );
+  if (forcedStops === 0) {
+    violate(
+      INVARIANTS.grace,
+      [],
+      `no stopped task was still running when its grace period ran out (none ended ${FORCED_STOP_ERROR}), so the grace kill was never put to the test`,
+    );
   }
 
   // 7. Leaks: every daemon generation against itself, at rest at its start and at its end.

@@ -9,7 +9,7 @@
  * strikes. Which instance a fault lands on depends on what is running at that moment, so a
  * replay meets the same storm, not always the same victims.
  */
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -227,8 +227,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const executorFor = (address: string) =>
     new PlatformExecutor({ address, accessToken: undefined, deploymentId: undefined, tlsCaFile: undefined });
 
-  const submit = (kind: ChaosKind, p: Prng, watch: boolean): Tracked => {
-    const args = argsFor(kind, p);
+  const submit = (kind: ChaosKind, p: Prng, watch: boolean, fixed?: readonly unknown[]): Tracked => {
+    const args = fixed ?? argsFor(kind, p);
     const submittedAt = Date.now();
     const handle = callTask(kind, args);
     const t: Tracked = {
@@ -623,7 +623,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       await sleep(roguePrng.exponential(250));
     }
   };
-  await Promise.all([loadLoop(), faultLoop(), rogueLoop()]);
+  // The grace kill acts only on a task that ignores its stop while it runs, and on a busy
+  // machine random stops mostly land on pending instances: a probe makes sure, with a stubborn
+  // task that would run for a minute, stopped once its heartbeat shows it running.
+  const probePrng = prng.fork("grace probe");
+  const graceProbe = async () => {
+    while (gate.elapsed() < loadMs) {
+      await gate.pass();
+      const t = submit("stubborn", probePrng, false, [probePrng.int(0, 1_000_000), 60_000]);
+      bump(faults, "grace probes (a stubborn task stopped once running)");
+      const beating = () => existsSync(join(heartbeatDir, t.id));
+      await waitFor(() => t.doneAt !== undefined || beating(), settleBoundMs);
+      if (t.doneAt === undefined && beating()) await stop(t, "running");
+      await waitFor(() => t.doneAt !== undefined, settleBoundMs);
+      if (beating() && t.stops.length > 0) return;
+    }
+  };
+  await Promise.all([loadLoop(), faultLoop(), rogueLoop(), graceProbe()]);
   while (restarting !== undefined) await restarting;
   const faultsEnded = Date.now();
   clearInterval(reporter);
