@@ -288,7 +288,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const warmups = (["short", "short", "long", "throws", "big", "chatty", "cpu"] as const).map((k) =>
     submit(k, warmPrng, false),
   );
-  await Promise.all(warmups.map((t) => t.handle.wait().catch(() => undefined)));
+  // The grace kill acts only on a task that ignores its stop while it runs, and on a busy
+  // machine the load's random stops mostly land on pending instances: a probe makes sure, a
+  // stubborn task that would run for a minute, stopped once its heartbeat shows it running.
+  const probe = submit("stubborn", warmPrng, false, [warmPrng.int(0, 1_000_000), 60_000]);
+  await waitFor(() => probe.doneAt !== undefined || existsSync(join(heartbeatDir, probe.id)), settleBoundMs);
+  await stop(probe, "running");
+  bump(faults, "grace probe: a stubborn task stopped once running");
+  await Promise.all([...warmups, probe].map((t) => t.handle.wait().catch(() => undefined)));
   await warm.close();
   const direct = new TaskServiceClient(daemonAddress, grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 256 * 1024 * 1024,
@@ -623,23 +630,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       await sleep(roguePrng.exponential(250));
     }
   };
-  // The grace kill acts only on a task that ignores its stop while it runs, and on a busy
-  // machine random stops mostly land on pending instances: a probe makes sure, with a stubborn
-  // task that would run for a minute, stopped once its heartbeat shows it running.
-  const probePrng = prng.fork("grace probe");
-  const graceProbe = async () => {
-    while (gate.elapsed() < loadMs) {
-      await gate.pass();
-      const t = submit("stubborn", probePrng, false, [probePrng.int(0, 1_000_000), 60_000]);
-      bump(faults, "grace probes (a stubborn task stopped once running)");
-      const beating = () => existsSync(join(heartbeatDir, t.id));
-      await waitFor(() => t.doneAt !== undefined || beating(), settleBoundMs);
-      if (t.doneAt === undefined && beating()) await stop(t, "running");
-      await waitFor(() => t.doneAt !== undefined, settleBoundMs);
-      if (beating() && t.stops.length > 0) return;
-    }
-  };
-  await Promise.all([loadLoop(), faultLoop(), rogueLoop(), graceProbe()]);
+  await Promise.all([loadLoop(), faultLoop(), rogueLoop()]);
   while (restarting !== undefined) await restarting;
   const faultsEnded = Date.now();
   clearInterval(reporter);
@@ -857,10 +848,10 @@ function faultSchedule(prng: Prng, loadMs: number): FaultEvent[] {
     }
   };
   poisson("workload-kill", 4_000, 0, loadMs);
-  // Daemon kills stay in the first half, so the last daemon, after its warm-up, still serves
-  // a good part of the load between its two measurements.
+  // Daemon kills stay in the first half, and 20 s before the end, so the last daemon, after
+  // its restart and warm-up, still serves load between its two measurements.
   const restartsFrom = loadMs * 0.1;
-  const restartsTo = loadMs * 0.5;
+  const restartsTo = Math.max(restartsFrom + 1_000, Math.min(loadMs * 0.5, loadMs - 20_000));
   poisson("daemon-restart", 15_000, restartsFrom, restartsTo);
   if (!events.some((e) => e.kind === "daemon-restart")) {
     events.push({
