@@ -295,7 +295,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   await waitFor(() => probe.doneAt !== undefined || existsSync(join(heartbeatDir, probe.id)), settleBoundMs);
   await stop(probe, "running");
   bump(faults, "grace probe: a stubborn task stopped once running");
-  await Promise.all([...warmups, probe].map((t) => t.handle.wait().catch(() => undefined)));
+  // Bounded: a call the daemon lost must fail the run's checks, not hang it.
+  await waitFor(() => [...warmups, probe].every((t) => t.doneAt !== undefined), settleBoundMs);
   await warm.close();
   const direct = new TaskServiceClient(daemonAddress, grpc.credentials.createInsecure(), {
     "grpc.max_receive_message_length": 256 * 1024 * 1024,
