@@ -324,19 +324,25 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   };
   const atRest = async (stopAll: boolean): Promise<string | undefined> => {
     const deadline = Date.now() + settleBoundMs;
-    if (stopAll) {
-      // Waiting for a dozen queued calls to run takes a minute on a busy machine: stop them.
-      for (const instance of await listAll(
-        direct,
-        [Status.STATUS_PENDING, Status.STATUS_RUNNING],
-        findings,
-      )) {
-        const t = tracked.get(instance.id);
-        if (t !== undefined) void stop(t, "quiet moment");
+    const busyNow = () => listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings);
+    try {
+      if (stopAll) {
+        // Waiting for a dozen queued calls to run takes a minute on a busy machine: stop them.
+        for (const instance of await busyNow()) {
+          const t = tracked.get(instance.id);
+          if (t !== undefined) void stop(t, "quiet moment");
+        }
       }
+    } catch (error) {
+      return `the daemon could not be asked what it runs: ${(error as Error).message}`;
     }
     for (;;) {
-      const busy = await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings);
+      let busy: Instance[];
+      try {
+        busy = await busyNow();
+      } catch (error) {
+        return `the daemon could not be asked what it runs: ${(error as Error).message}`;
+      }
       const workloads = workloadCount(ours, mode, concurrency);
       if (busy.length === 0 && workloads === 0) return undefined;
       if (Date.now() > deadline)
@@ -352,7 +358,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const began = Date.now();
     const notAtRest = await atRest(options.stopAll);
     const rested = Date.now();
-    const pid = supervisor.pid as number;
+    const pid = supervisor.pid;
+    if (pid === undefined) {
+      log(`chaos: no daemon to measure at a generation's ${which}: it is not running`);
+      return;
+    }
     const g = generationOf(pid);
     const start = g.start;
     const sample = await sampleAtRest(pid, {
@@ -642,9 +652,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   // ---- settle ------------------------------------------------------------------------------
   let unfinished: FinalRow[] = [];
   for (;;) {
-    unfinished = (await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings)).map(
-      finalFromWire,
-    );
+    try {
+      unfinished = (await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings)).map(
+        finalFromWire,
+      );
+    } catch (error) {
+      // The daemon is gone: what it did not finish shows as missing from the final listing.
+      findings.push(`settling: the daemon could not be listed: ${(error as Error).message}`);
+      break;
+    }
     if (unfinished.length === 0 || Date.now() - faultsEnded > settleBoundMs) break;
     await sleep(250);
   }
@@ -654,7 +670,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   );
   freezing = false;
   for (const line of slowLines) proxy.thaw(line);
-  const finalList = await listAll(direct, [], findings);
+  let finalList: Instance[] = [];
+  try {
+    finalList = await listAll(direct, [], findings);
+  } catch (error) {
+    findings.push(`the daemon's final listing failed, so it lists nothing: ${(error as Error).message}`);
+  }
   const final = new Map<string, FinalRow>();
   const duplicates: string[] = [];
   for (const instance of finalList) {
@@ -876,6 +897,7 @@ async function listAll(
   const all: Instance[] = [];
   let cursor = "";
   let limit = 1000;
+  const unavailableUntil = Date.now() + 60_000;
   for (;;) {
     let page: ListInstancesResponse;
     try {
@@ -895,11 +917,12 @@ async function listAll(
         limit = Math.max(1, Math.floor(limit / 4));
         continue;
       }
-      if (e.code === grpc.status.UNAVAILABLE) {
+      // Through a restart, not for good: a daemon that died must fail the run, not hang it.
+      if (e.code === grpc.status.UNAVAILABLE && Date.now() < unavailableUntil) {
         await sleep(250);
         continue;
       }
-      throw error;
+      throw new Error(`listing instances: ${grpc.status[e.code] ?? e.code}: ${e.details}`);
     }
     all.push(...page.instances);
     if (page.nextCursor === "") return all;
