@@ -110,12 +110,16 @@ export function formatReport(r: ReportInput): string {
 
   out.push("");
   out.push(`violations: ${r.violations.length}`);
-  for (const v of r.violations.slice(0, 50)) {
-    out.push(`  - [${v.invariant}] ${v.detail}`);
-    for (const story of v.story) out.push(`      story: ${story}`);
-    for (const line of v.logLines.slice(0, 4)) out.push(`      ${line.slice(0, 300)}`);
+  // A few of each invariant's, so one that broke everywhere does not hide the others.
+  for (const inv of r.invariants) {
+    const mine = r.violations.filter((v) => v.invariant === inv.name);
+    for (const v of mine.slice(0, 12)) {
+      out.push(`  - [${v.invariant}] ${v.detail}`);
+      for (const story of v.story) out.push(`      story: ${story}`);
+      for (const line of v.logLines.slice(0, 4)) out.push(`      ${line.slice(0, 300)}`);
+    }
+    if (mine.length > 12) out.push(`  ... and ${mine.length - 12} more of [${inv.name}]`);
   }
-  if (r.violations.length > 50) out.push(`  ... and ${r.violations.length - 50} more`);
   if (r.runDir !== undefined) out.push(`run directory (daemon logs, data, heartbeats): ${r.runDir}`);
   return out.join("\n");
 }

@@ -651,6 +651,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
   // ---- settle ------------------------------------------------------------------------------
   let unfinished: FinalRow[] = [];
+  let listed = true;
   for (;;) {
     try {
       unfinished = (await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings)).map(
@@ -659,6 +660,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     } catch (error) {
       // The daemon is gone: what it did not finish shows as missing from the final listing.
       findings.push(`settling: the daemon could not be listed: ${(error as Error).message}`);
+      listed = false;
       break;
     }
     if (unfinished.length === 0 || Date.now() - faultsEnded > settleBoundMs) break;
@@ -666,7 +668,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   }
   const settleMs = Date.now() - faultsEnded;
   log(
-    `chaos: ${unfinished.length === 0 ? `every instance final ${settleMs} ms after the faults` : `${unfinished.length} instance(s) still unfinished after ${settleMs} ms`}`,
+    `chaos: ${!listed ? "the daemon could not be listed" : unfinished.length === 0 ? `every instance final ${settleMs} ms after the faults` : `${unfinished.length} instance(s) still unfinished after ${settleMs} ms`}`,
   );
   freezing = false;
   for (const line of slowLines) proxy.thaw(line);
