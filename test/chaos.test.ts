@@ -5,8 +5,19 @@
  *
  * CHAOS_SEED and CHAOS_SECONDS override the defaults; a failure prints the seed to replay with.
  */
+import { encodeValue, type TaskInstanceState } from "numerous-tasks";
 import { describe, expect, it } from "vitest";
+import { shortAnswer } from "../chaos/answers.js";
+import { INVARIANTS, checkInvariants } from "../chaos/check-invariants.js";
 import { runChaos } from "../chaos/run-chaos.js";
+import type {
+  DaemonSample,
+  FinalRow,
+  GenerationFigures,
+  RunRecord,
+  StopRecord,
+  Tracked,
+} from "../chaos/run-record.js";
 
 const SEED = Number(process.env.CHAOS_SEED ?? 20_240_611);
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 30);
@@ -34,4 +45,178 @@ describe("chaos", () => {
     }
     expect(result.violations.map((v) => `[${v.invariant}] ${v.detail}`)).toEqual([]);
   }, 300_000);
+});
+
+/**
+ * The checker on made-up records: each check must fail on the evidence of a broken daemon,
+ * and must not pass on no evidence at all. (The run above is the same checker on real runs; a
+ * clean one can only show that it passes.)
+ */
+describe("chaos checker", () => {
+  const at = Date.parse("2026-01-01T00:00:00Z");
+  // rssMiB null: /proc/<pid>/status could not be read.
+  const sample = (fds: number, rssMiB: number | null = 70): DaemonSample => ({
+    at,
+    rssBytes: rssMiB === null ? undefined : rssMiB * 2 ** 20,
+    fds,
+    fdList: Array.from({ length: fds }, () => "/dev/null"),
+    notAtRest: undefined,
+  });
+  const generation = (n: number, start: DaemonSample, end: DaemonSample): GenerationFigures => ({
+    generation: n,
+    pid: 1000 + n,
+    start,
+    end: { ...end, at: at + 10_000 },
+    instances: 10,
+    rssPeakBytes: 0,
+    fdsPeak: 0,
+  });
+  const short = (id: string, status: string, result: unknown, stops: StopRecord[] = []) => {
+    const tracked: Tracked = {
+      id,
+      kind: "short",
+      args: [3],
+      phase: "load",
+      submittedAt: at,
+      handle: { status, error: undefined } as unknown as TaskInstanceState,
+      doneAt: at + 100,
+      stops,
+      workloadKills: [],
+      crowd: false,
+    };
+    const row: FinalRow = {
+      id,
+      taskName: "chaosShort",
+      status,
+      progress: status === "completed" ? 1 : 0,
+      output: undefined,
+      result: result === undefined ? undefined : encodeValue(result, "result"),
+      errorName: undefined,
+      errorMessage: undefined,
+      createdAt: at,
+      startedAt: at + 10,
+      finishedAt: at + 100,
+      revision: 3,
+    };
+    return { tracked, row };
+  };
+  const record = (
+    instances: Array<{ tracked: Tracked; row: FinalRow }>,
+    more: Partial<RunRecord> = {},
+  ): RunRecord => ({
+    mode: "process",
+    stopGraceMs: 2_000,
+    reconnectWindowMs: 5_000,
+    settleBoundMs: 60_000,
+    tracked: new Map(instances.map((i) => [i.tracked.id, i.tracked])),
+    final: new Map(instances.map((i) => [i.row.id, i.row])),
+    duplicates: [],
+    unfinished: [],
+    heartbeats: new Map(instances.map((i) => [i.row.id, { startedAt: at + 20, lastAt: at + 90, pid: 7 }])),
+    observers: [],
+    downtimes: [],
+    poolKills: [],
+    daemonCrashes: [],
+    shutdownExitCode: 0,
+    memory: {
+      generations: [generation(1, sample(25), sample(25))],
+      rssHeadroomBytes: 96 * 2 ** 20,
+      fdsHeadroom: 4,
+    },
+    leftoverWorkloads: [],
+    rogueBreaches: [],
+    rogueLeaks: [],
+    rogueAnswered: 5,
+    workloadsSeen: new Map(),
+    ...more,
+  });
+  const violated = (r: RunRecord, invariant: string) =>
+    checkInvariants(r)
+      .violations.filter((v) => v.invariant === invariant)
+      .map((v) => v.detail);
+
+  it("flags a completed instance that has no result", () => {
+    const good = short("good", "completed", shortAnswer(3));
+    const lost = short("lost", "completed", undefined);
+    expect(violated(record([good]), INVARIANTS.answers)).toEqual([]);
+    expect(violated(record([good, lost]), INVARIANTS.answers)).toEqual([
+      expect.stringContaining("completed with no result"),
+    ]);
+  });
+
+  it("flags a leak in a generation that a restart ended, and /proc that could not be read", () => {
+    const leaky = record([short("a", "completed", shortAnswer(3))], {
+      memory: {
+        generations: [generation(1, sample(25), sample(45)), generation(2, sample(25), sample(25))],
+        rssHeadroomBytes: 96 * 2 ** 20,
+        fdsHeadroom: 4,
+      },
+    });
+    expect(violated(leaky, INVARIANTS.leaks)).toEqual([expect.stringContaining("generation 1")]);
+    const unreadable = record([short("a", "completed", shortAnswer(3))], {
+      memory: {
+        generations: [generation(1, sample(25), sample(25, null))],
+        rssHeadroomBytes: 96 * 2 ** 20,
+        fdsHeadroom: 4,
+      },
+    });
+    expect(violated(unreadable, INVARIANTS.leaks)).toEqual([expect.stringContaining("could not be read")]);
+  });
+
+  it("fails an invariant that checked nothing: a rogue that never reached the daemon", () => {
+    const result = checkInvariants(record([short("a", "completed", shortAnswer(3))], { rogueAnswered: 0 }));
+    expect(result.invariants.find((i) => i.name === INVARIANTS.rogue)?.checked).toBe(0);
+    expect(result.violations.filter((v) => v.invariant === INVARIANTS.rogue).map((v) => v.detail)).toEqual([
+      expect.stringContaining("checked nothing"),
+    ]);
+  });
+
+  it("explains a cancellation only by a stop the daemon accepted, or one whose answer was lost", () => {
+    const stop = (fields: Partial<StopRecord>): StopRecord => ({
+      when: "running",
+      sentAt: at + 20,
+      ackAt: undefined,
+      refused: undefined,
+      refusedCode: undefined,
+      refusedAt: undefined,
+      ...fields,
+    });
+    const accepted = short("accepted", "cancelled", undefined, [stop({ ackAt: at + 30 })]);
+    const lost = short("lost", "cancelled", undefined, [
+      stop({ refused: "ExecutorUnavailableError", refusedCode: "EXECUTOR_UNAVAILABLE", refusedAt: at + 40 }),
+    ]);
+    const refused = short("refused", "cancelled", undefined, [
+      stop({ refused: "TaskError", refusedCode: "INTERNAL", refusedAt: at + 40 }),
+    ]);
+    expect(violated(record([accepted, lost]), INVARIANTS.explained)).toEqual([]);
+    expect(violated(record([accepted, refused]), INVARIANTS.explained)).toEqual([
+      expect.stringContaining("every stop it got was refused"),
+    ]);
+  });
+
+  it("flags a task that ran past its grace period, and heartbeats that are missing", () => {
+    const done = short("done", "completed", shortAnswer(3));
+    const overran = short("overran", "cancelled", undefined, [
+      {
+        when: "running",
+        sentAt: at + 20,
+        ackAt: at + 30,
+        refused: undefined,
+        refusedCode: undefined,
+        refusedAt: undefined,
+      },
+    ]);
+    // The daemon says it killed the workload at the end of the grace period; the heartbeat disagrees.
+    const forced = { ...overran, row: { ...overran.row, errorName: "TaskStoppedError" } };
+    const beats = new Map([
+      ["done", { startedAt: at + 20, lastAt: at + 90, pid: 7 }],
+      ["overran", { startedAt: at + 20, lastAt: at + 30 + 2_000 + 5_000, pid: 8 }],
+    ]);
+    expect(violated(record([done, forced], { heartbeats: beats }), INVARIANTS.grace)).toEqual([
+      expect.stringContaining("its task was alive"),
+    ]);
+    expect(violated(record([done], { heartbeats: new Map() }), INVARIANTS.grace)).toEqual(
+      expect.arrayContaining([expect.stringContaining("left no heartbeat")]),
+    );
+  });
 });
