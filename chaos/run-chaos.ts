@@ -390,7 +390,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const proxy = await createTcpProxy(daemonAddress, (slowLines.at(-1) as number) + 1);
   const cuttable = [callerLine, ...watcherLines, crowdLine];
 
-  const main = executorFor(proxy.addresses[callerLine] as string);
+  const main = keptAwake(executorFor(proxy.addresses[callerLine] as string));
   caller = main;
   setExecutor(main);
   phase = "load";
@@ -412,7 +412,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       false,
       breaksOn(line, () => log),
     );
-    return { executor: executorFor(proxy.addresses[line] as string), log, line };
+    return { executor: keptAwake(executorFor(proxy.addresses[line] as string)), log, line };
   });
   const crowdStreams: RawWatch[] = [];
   const watchMore = (t: Tracked, p: Prng) => {
@@ -1047,6 +1047,21 @@ function workloadCount(
 ): number {
   const n = workloadProcesses(ours).length;
   return mode === "pool" ? Math.max(0, n - concurrency) : n;
+}
+
+/**
+ * An SDK executor closes its watch stream when nothing is left to watch, and a new stream gets
+ * 3 s to deliver its first message before a broken connection fails every handle on it. Under
+ * a steady load that never happened; the quiet moments empty every executor each time. A watch
+ * of an id that never exists keeps the stream open, so the load meets the SDK as before.
+ */
+function keptAwake(executor: PlatformExecutor): PlatformExecutor {
+  // When the SDK gives up on its stream it ends every watch, this one too: watch again.
+  const keep = (): void => {
+    executor.watch("chaos-keep-the-stream-open", 0, () => setImmediate(keep));
+  };
+  keep();
+  return executor;
 }
 
 function seenFromSnapshot(s: InstanceSnapshot): Seen {
