@@ -40,12 +40,11 @@ import { createPrng, type Prng } from "./prng.js";
 import { RawWatch } from "./raw-watch.js";
 import { formatReport } from "./format-report.js";
 import { LoadGate } from "./load-gate.js";
-import { sampleAtRest } from "./daemon-sample.js";
+import { createGenerationMeter } from "./generation-meter.js";
 import { createRogueClient, type RogueReport } from "./rogue-client.js";
 import { createTcpProxy } from "./tcp-proxy.js";
 import {
   type FinalRow,
-  type GenerationFigures,
   type Heartbeat,
   type MemoryFigures,
   type Observer,
@@ -305,82 +304,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const findings: string[] = [];
   // Every daemon generation is measured at rest near its start and near its end, against
   // itself: a restart must not wipe out what a generation leaked.
-  const generations: GenerationFigures[] = [];
-  const generationOf = (pid: number): GenerationFigures => {
-    let g = generations.at(-1);
-    if (g === undefined || g.pid !== pid) {
-      g = {
-        generation: supervisor.generation,
-        pid,
-        start: undefined,
-        end: undefined,
-        instances: 0,
-        rssPeakBytes: 0,
-        fdsPeak: 0,
-      };
-      generations.push(g);
-    }
-    return g;
-  };
-  const atRest = async (stopAll: boolean): Promise<string | undefined> => {
-    const deadline = Date.now() + settleBoundMs;
-    const busyNow = () => listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings);
-    try {
-      if (stopAll) {
-        // Waiting for a dozen queued calls to run takes a minute on a busy machine: stop them.
-        for (const instance of await busyNow()) {
-          const t = tracked.get(instance.id);
-          if (t !== undefined) void stop(t, "quiet moment");
-        }
-      }
-    } catch (error) {
-      return `the daemon could not be asked what it runs: ${(error as Error).message}`;
-    }
-    for (;;) {
-      let busy: Instance[];
-      try {
-        busy = await busyNow();
-      } catch (error) {
-        return `the daemon could not be asked what it runs: ${(error as Error).message}`;
-      }
-      const workloads = workloadCount(ours, mode, concurrency);
-      if (busy.length === 0 && workloads === 0) return undefined;
-      if (Date.now() > deadline)
-        return `${settleBoundMs} ms into a quiet moment it still had ${busy.length} instance(s) pending or running and ${workloads} workload process(es) busy`;
-      await sleep(250);
-    }
-  };
-  const sampleGeneration = async (
-    which: "start" | "end",
-    options: { rssWindowMs: number; waitMs: number; stopAll: boolean },
-  ) => {
-    const { rssWindowMs, waitMs } = options;
-    const began = Date.now();
-    const notAtRest = await atRest(options.stopAll);
-    const rested = Date.now();
-    const pid = supervisor.pid;
-    if (pid === undefined) {
-      log(`chaos: no daemon to measure at a generation's ${which}: it is not running`);
-      return;
-    }
-    const g = generationOf(pid);
-    const start = g.start;
-    const sample = await sampleAtRest(pid, {
-      rssWindowMs,
-      waitMs,
-      notAtRest,
-      ...(which === "end" && start?.fds !== undefined
-        ? { settled: (fds: number) => fds <= (start.fds as number) + FDS_HEADROOM }
-        : {}),
-    });
-    g[which] = sample;
-    g.rssPeakBytes = Math.max(g.rssPeakBytes, sample.rssBytes ?? 0);
-    g.fdsPeak = Math.max(g.fdsPeak, sample.fds ?? 0);
-    log(
-      `chaos: ${new Date().toISOString()} daemon generation ${g.generation} (pid ${pid}) at its ${which} (at rest after ${rested - began} ms, measured in ${Date.now() - rested} ms): RSS ${sample.rssBytes === undefined ? "unreadable" : `${mib(sample.rssBytes)} MiB`}, ${sample.fds ?? "unreadable"} descriptors of its own${notAtRest ? `; not at rest: ${notAtRest}` : ""}`,
-    );
-  };
-  await sampleGeneration("start", { rssWindowMs: 3_000, waitMs: connectionIdleMs + 2_000, stopAll: false });
+  const meter = createGenerationMeter({
+    daemon: () => ({ pid: supervisor.pid, generation: supervisor.generation }),
+    busy: async () =>
+      (await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings)).map((i) => i.id),
+    stop: (id) => {
+      const t = tracked.get(id);
+      if (t !== undefined) void stop(t, "quiet moment");
+    },
+    workloads: () => workloadCount(ours, mode, concurrency),
+    restWithinMs: settleBoundMs,
+    fdsHeadroom: FDS_HEADROOM,
+    log,
+  });
+  await meter.measure("start", { rssWindowMs: 3_000, waitMs: connectionIdleMs + 2_000, stopAll: false });
 
   // ---- clients, watchers, the proxy ------------------------------------------------------
   const callerLine = 0;
@@ -525,7 +462,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
     const pid = supervisor.pid;
     if (pid === undefined) return;
-    const g = generationOf(pid);
+    const g = meter.of(pid);
     g.rssPeakBytes = Math.max(g.rssPeakBytes, rssBytes(pid) ?? 0);
     g.fdsPeak = Math.max(g.fdsPeak, openFds(pid) ?? 0);
   }, 500);
@@ -561,7 +498,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     gate.close();
     bump(faults, "quiet moments (daemon measured at rest)");
     await rogueAction;
-    await sampleGeneration(which, { rssWindowMs: 3_000, waitMs: connectionIdleMs + 2_000, stopAll: true });
+    await meter.measure(which, { rssWindowMs: 3_000, waitMs: connectionIdleMs + 2_000, stopAll: true });
     gate.open();
   };
   const restartDaemon = async (downMs: number, loadedMs: number) => {
@@ -708,9 +645,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   await proxy.close();
   if (previousExecutor !== undefined) setExecutor(previousExecutor);
   // Connections the clients left are closed once idle for the daemon's --connection-idle-ms.
-  await sampleGeneration("end", { rssWindowMs: 8_000, waitMs: connectionIdleMs + 10_000, stopAll: false });
+  await meter.measure("end", { rssWindowMs: 8_000, waitMs: connectionIdleMs + 10_000, stopAll: false });
   direct.close();
-  for (const g of generations) {
+  for (const g of meter.generations) {
     const from = g.start?.at ?? Number.POSITIVE_INFINITY;
     const to = g.end?.at ?? Number.NEGATIVE_INFINITY;
     g.instances = [...final.values()].filter(
@@ -718,7 +655,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     ).length;
   }
   const memory: MemoryFigures = {
-    generations,
+    generations: meter.generations,
     rssHeadroomBytes: RSS_HEADROOM_BYTES,
     fdsHeadroom: FDS_HEADROOM,
   };
