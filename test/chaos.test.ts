@@ -23,6 +23,8 @@ const SEED = Number(process.env.CHAOS_SEED ?? 20_240_611);
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 30);
 
 describe("chaos", () => {
+  // The timeout guards against a hang, not a speed: quiet moments and settling take longer on
+  // a loaded machine (about 80 s on an idle 2-core one, up to 4 minutes at a load of 20).
   it(`keeps every promise through ${SECONDS} s of faults (seed ${SEED})`, async () => {
     const result = await runChaos({ seconds: SECONDS, seed: SEED });
     // The report is the evidence either way; on a failure it names the seed and the run directory.
@@ -44,7 +46,7 @@ describe("chaos", () => {
       expect(g.end?.fds, `generation ${g.generation}'s descriptors at its end`).toBeGreaterThan(0);
     }
     expect(result.violations.map((v) => `[${v.invariant}] ${v.detail}`)).toEqual([]);
-  }, 300_000);
+  }, 600_000);
 });
 
 /**
