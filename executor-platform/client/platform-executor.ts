@@ -197,7 +197,11 @@ export class PlatformExecutor implements Executor {
         bytes += (batch[end] as SubmitRequest).args.length;
         end++;
       }
-      await this.#submitChunk(connection, batch.slice(i, end), reached ? Date.now() + SUBMIT_RETRY_MS : 0);
+      await this.#submitChunk(
+        connection,
+        batch.slice(i, end),
+        reached || this.#reachedDaemon ? Date.now() + SUBMIT_RETRY_MS : 0,
+      );
       i = end;
     }
   }
@@ -287,6 +291,13 @@ export class PlatformExecutor implements Executor {
   }
 
   /** Opens the watch stream once; resolves when it is live, so no change after that is missed. */
+  /**
+   * Once a watch stream of this executor went live: a call that cannot get through later is a
+   * daemon restarting or a connection broken, and a submit whose answer was lost is retried with
+   * its id rather than failed while the daemon may be running it.
+   */
+  #reachedDaemon = false;
+
   #ensureStream(): Promise<void> {
     if (this.#streamReady !== undefined) return this.#streamReady;
     this.#streamReady = new Promise<void>((resolve, reject) => {
@@ -299,6 +310,7 @@ export class PlatformExecutor implements Executor {
             from,
             (sequence, snapshots) => {
               stream.live = true;
+              this.#reachedDaemon = true;
               this.#sequence = Math.max(this.#sequence, sequence);
               if (!settled) {
                 settled = true;
@@ -329,7 +341,9 @@ export class PlatformExecutor implements Executor {
           this.#stream = stream;
         });
       };
-      open(Date.now() + UNAVAILABLE_RETRY_MS);
+      // A daemon this executor has reached before is known to exist: it is given the patience of
+      // a restart, not the short wait that tells a user quickly that nothing listens there.
+      open(Date.now() + (this.#reachedDaemon ? SUBMIT_RETRY_MS : UNAVAILABLE_RETRY_MS));
     });
     return this.#streamReady;
   }
