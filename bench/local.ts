@@ -1,8 +1,10 @@
 /**
  * The in-process local executor, measured through the public SDK:
  *
- * - throughput of trivial tasks against a bare p-queue at the same concurrency (goal: at least
- *   half of p-queue's throughput), runs alternated so drift and GC hit both alike;
+ * - throughput of trivial tasks against a bare p-queue at the same concurrency and the same
+ *   number in flight, in two patterns: everything queued at once, and a producer that keeps
+ *   1,000 outstanding (goal there: at least half of p-queue's throughput); runs alternated so
+ *   drift and GC hit both alike;
  * - the cost of one `setProgress` call in a running task, with and without a listener;
  * - the heap held per finished instance while the executor lives.
  *
@@ -57,35 +59,71 @@ export async function benchLocal(options: BenchLocalOptions = {}): Promise<Bench
   const warmTasks = Math.min(tasks, 20_000);
   await pQueueThroughput(warmTasks, warmTasks, env);
   await sdkThroughput(warmTasks, warmTasks, env);
+  await pQueueThroughput(warmTasks, Math.min(WINDOW, warmTasks), env);
+  await sdkThroughput(warmTasks, Math.min(WINDOW, warmTasks), env);
   await progressCost(Math.min(progressCalls, 100_000), "none", env);
   await progressCost(Math.min(progressCalls, 100_000), "listener", env);
   await progressCost(Math.min(progressCalls, 100_000), "lookup", env);
 
-  // 1. Throughput, SDK and p-queue alternated (A B, B A, A B, …): all calls up front (the goal),
-  // then with at most BATCH in flight, where p-queue's O(backlog) dequeue does not dominate.
-  const sdk: number[] = [];
-  const pq: number[] = [];
-  const sdkBatched: number[] = [];
-  const pqBatched: number[] = [];
-  const batch = Math.min(BATCH, tasks);
+  // 1. Throughput, SDK and p-queue alternated (A B, B A, A B, …), in both patterns with the same
+  // number in flight on both sides: everything queued at once, then a producer that keeps
+  // WINDOW outstanding and submits a new task as each one completes.
+  const window = Math.min(WINDOW, tasks);
+  const patterns = [
+    {
+      label: `all ${formatNumber(tasks)} queued at once`,
+      inFlight: tasks,
+      sdk: [] as number[],
+      pq: [] as number[],
+    },
+    { label: `${formatNumber(window)} in flight`, inFlight: window, sdk: [] as number[], pq: [] as number[] },
+  ];
   for (let run = 0; run < repeats; run++) {
-    if (run % 2 === 0) {
-      sdk.push(await sdkThroughput(tasks, tasks, env));
-      pq.push(await pQueueThroughput(tasks, tasks, env));
-      sdkBatched.push(await sdkThroughput(tasks, batch, env));
-      pqBatched.push(await pQueueThroughput(tasks, batch, env));
-    } else {
-      pq.push(await pQueueThroughput(tasks, tasks, env));
-      sdk.push(await sdkThroughput(tasks, tasks, env));
-      pqBatched.push(await pQueueThroughput(tasks, batch, env));
-      sdkBatched.push(await sdkThroughput(tasks, batch, env));
+    for (const pattern of patterns) {
+      if (run % 2 === 0) {
+        pattern.sdk.push(await sdkThroughput(tasks, pattern.inFlight, env));
+        pattern.pq.push(await pQueueThroughput(tasks, pattern.inFlight, env));
+      } else {
+        pattern.pq.push(await pQueueThroughput(tasks, pattern.inFlight, env));
+        pattern.sdk.push(await sdkThroughput(tasks, pattern.inFlight, env));
+      }
     }
   }
-  const sdkMedian = median(sdk);
-  const pqMedian = median(pq);
-  const ratio = sdkMedian / pqMedian;
-  const sdkBatchedMedian = median(sdkBatched);
-  const pqBatchedMedian = median(pqBatched);
+  const throughputRows: BenchRow[] = [];
+  const perTask: string[] = [];
+  for (const pattern of patterns) {
+    const sdkMedian = median(pattern.sdk);
+    const pqMedian = median(pattern.pq);
+    const ratios = pattern.sdk.map((value, run) => value / (pattern.pq[run] as number));
+    const ratio = median(ratios);
+    const goal = pattern.inFlight === window;
+    throughputRows.push(
+      {
+        name: `SDK + LocalExecutor, ${formatNumber(tasks)} x add(a, b), ${pattern.label}, concurrency ${concurrency}`,
+        value: sdkMedian,
+        unit: "tasks/s",
+        samples: pattern.sdk,
+      },
+      {
+        name: `bare p-queue, ${formatNumber(tasks)} x add(() => a + b), ${pattern.label}, concurrency ${concurrency}`,
+        value: pqMedian,
+        unit: "tasks/s",
+        samples: pattern.pq,
+      },
+      {
+        name: `throughput ratio local / p-queue, ${pattern.label}${goal ? "" : " (info)"}`,
+        value: ratio,
+        unit: "x",
+        baseline: pqMedian,
+        ratio,
+        ...(goal ? { goal: "ratio >= 0.5", pass: ratio >= 0.5 } : {}),
+        samples: ratios,
+      },
+    );
+    perTask.push(
+      `per task, ${pattern.label}: SDK ${formatNumber(1e6 / sdkMedian)} us, p-queue ${formatNumber(1e6 / pqMedian)} us`,
+    );
+  }
 
   // 2. setProgress cost, the three variants interleaved.
   const quiet: number[] = [];
@@ -110,48 +148,7 @@ export async function benchLocal(options: BenchLocalOptions = {}): Promise<Bench
   await collect(gc);
 
   const rows: BenchRow[] = [
-    {
-      name: `SDK + LocalExecutor, ${formatNumber(tasks)} x add(a, b), concurrency ${concurrency}`,
-      value: sdkMedian,
-      unit: "tasks/s",
-      samples: sdk,
-    },
-    {
-      name: `bare p-queue, ${formatNumber(tasks)} x add(() => a + b), concurrency ${concurrency}`,
-      value: pqMedian,
-      unit: "tasks/s",
-      samples: pq,
-    },
-    {
-      name: "throughput ratio local / p-queue",
-      value: ratio,
-      unit: "x",
-      baseline: pqMedian,
-      ratio,
-      goal: "ratio >= 0.5",
-      pass: ratio >= 0.5,
-      samples: sdk.map((value, run) => value / (pq[run] as number)),
-    },
-    {
-      name: `SDK + LocalExecutor, same, ${formatNumber(batch)} in flight at a time`,
-      value: sdkBatchedMedian,
-      unit: "tasks/s",
-      samples: sdkBatched,
-    },
-    {
-      name: `bare p-queue, same, ${formatNumber(batch)} in flight at a time`,
-      value: pqBatchedMedian,
-      unit: "tasks/s",
-      samples: pqBatched,
-    },
-    {
-      name: `throughput ratio local / p-queue, ${formatNumber(batch)} in flight (info)`,
-      value: sdkBatchedMedian / pqBatchedMedian,
-      unit: "x",
-      baseline: pqBatchedMedian,
-      ratio: sdkBatchedMedian / pqBatchedMedian,
-      samples: sdkBatched.map((value, run) => value / (pqBatched[run] as number)),
-    },
+    ...throughputRows,
     {
       name: `setProgress, no listener (${formatNumber(progressCalls)} calls)`,
       value: median(quiet),
@@ -192,68 +189,72 @@ export async function benchLocal(options: BenchLocalOptions = {}): Promise<Bench
     rows,
     notes: [
       `median of ${repeats} runs, samples in run order; throughput runs alternate SDK / p-queue, after a ${formatNumber(warmTasks)}-task warm-up of each`,
-      `per task, all ${formatNumber(tasks)} calls made up front then all awaited: SDK ${formatNumber(1e6 / sdkMedian)} us, p-queue ${formatNumber(1e6 / pqMedian)} us`,
-      `per task, ${formatNumber(batch)} in flight at a time: SDK ${formatNumber(1e6 / sdkBatchedMedian)} us, p-queue ${formatNumber(1e6 / pqBatchedMedian)} us`,
-      `p-queue 8 dequeues with Array#shift, O(backlog) per task on a large array: with ${formatNumber(tasks)} queued that, not the task, is its cost; the batched rows show the per-task overhead without it`,
+      ...perTask,
+      "ratios are the median of the per-run ratios; each run pairs an SDK run with a p-queue run made next to it",
+      "both sides use the same producer (the window refills from each completion) and a synchronous a + b body",
+      `p-queue dequeues with Array#shift, O(backlog) per task: with all ${formatNumber(tasks)} queued that, not the task, is its cost; at ${formatNumber(window)} in flight its per-task overhead shows`,
+      "what the SDK does per task that p-queue does not: makes an instance id (>= 120 random bits) and a live handle that watches the instance, encodes the arguments and decodes a fresh copy for the function, encodes the result and decodes it for the caller, keeps a snapshot per status change (pending, running, completed) readable by id and listable, and runs the function with its controller in AsyncLocalStorage",
       "setProgress figures time only the loop inside the running task; the instance handle's own executor watch is always there, 'no listener' means no onChange listener",
       `heap figures: heapUsed after gc(), before vs after ${formatNumber(tasks)} instances ran to completion, with only the executor (and the task definitions) still referenced`,
     ],
   };
 }
 
-/** In-flight bound of the batched throughput comparison. */
-const BATCH = 1_000;
+/** How many tasks the producer keeps outstanding in the windowed pattern. */
+const WINDOW = 1_000;
 
 interface Env {
   readonly concurrency: number;
   readonly gc: () => void;
 }
 
-/**
- * Tasks per second for `n` calls of the `add` task: `batch` calls made at once, then all
- * awaited, until `n` ran (`batch = n`: everything up front).
- */
-async function sdkThroughput(n: number, batch: number, env: Env): Promise<number> {
+/** Tasks per second for `n` calls of the `add` task, `inFlight` outstanding at a time. */
+async function sdkThroughput(n: number, inFlight: number, env: Env): Promise<number> {
   setExecutor(new LocalExecutor({ concurrency: env.concurrency }));
   await collect(env.gc);
   const start = performance.now();
-  let sum = 0;
-  for (let done = 0; done < n; done += batch) {
-    const size = Math.min(batch, n - done);
-    const pending = new Array<Promise<number>>(size);
-    for (let i = 0; i < size; i++) pending[i] = waitForCompletion(add(done + i, 1));
-    sum += total(await Promise.all(pending));
-  }
+  const sum = await produce(n, inFlight, (i) => waitForCompletion(add(i, 1)));
   const elapsed = performance.now() - start;
   checkSum(sum, n, "SDK");
   return n / (elapsed / 1000);
 }
 
 /** The same with a bare p-queue: `queue.add(() => a + b)`. */
-async function pQueueThroughput(n: number, batch: number, env: Env): Promise<number> {
+async function pQueueThroughput(n: number, inFlight: number, env: Env): Promise<number> {
   await collect(env.gc);
   const start = performance.now();
   const queue = new PQueue({ concurrency: env.concurrency });
-  let sum = 0;
-  for (let done = 0; done < n; done += batch) {
-    const size = Math.min(batch, n - done);
-    const pending = new Array<Promise<unknown>>(size);
-    for (let i = 0; i < size; i++) {
-      const a = done + i;
-      const b = 1;
-      pending[i] = queue.add(() => a + b);
-    }
-    sum += total(await Promise.all(pending));
-  }
+  const sum = await produce(n, inFlight, (i) => {
+    const a = i;
+    const b = 1;
+    return queue.add(() => a + b) as Promise<number>;
+  });
   const elapsed = performance.now() - start;
   checkSum(sum, n, "p-queue");
   return n / (elapsed / 1000);
 }
 
-function total(values: readonly unknown[]): number {
-  let sum = 0;
-  for (const value of values) sum += value as number;
-  return sum;
+/**
+ * Starts `n` tasks with `start(i)`, keeping `inFlight` outstanding: the first `inFlight` at
+ * once, then a new one as each completes. Resolves with the sum of their results.
+ */
+function produce(n: number, inFlight: number, start: (i: number) => Promise<number>): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let next = 0;
+    let done = 0;
+    let sum = 0;
+    const onDone = (value: number) => {
+      sum += value;
+      done++;
+      if (next < n) launch();
+      else if (done === n) resolve(sum);
+    };
+    const launch = () => {
+      const i = next++;
+      start(i).then(onDone, reject);
+    };
+    for (let k = Math.min(inFlight, n); k > 0; k--) launch();
+  });
 }
 
 function checkSum(sum: number, n: number, who: string): void {
