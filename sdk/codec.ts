@@ -15,14 +15,55 @@ const TAG = "$nt";
 
 interface EncodeState {
   tagged: boolean;
-  seen: Set<object>;
+  /** The arrays and objects being encoded, outermost first: a cycle is one met again. */
+  readonly open: object[];
+}
+
+/**
+ * A refusal found below the top: keys are collected on the way out (innermost first) so no
+ * path string is built for values that encode fine.
+ */
+class Refusal {
+  readonly keys: Array<string | number> = [];
+  constructor(readonly reason: string) {}
 }
 
 /** Encodes `value`; throws {@link TaskInputError} naming `path` and below. */
 export function encodeValue(value: unknown, path: string): EncodedValue {
-  const state: EncodeState = { tagged: false, seen: new Set() };
-  const tree = toWire(value, path, state);
+  // Most argument lists and results are flat: strings, numbers, booleans, null. They need no
+  // walk, no tag and no copy; JSON.stringify writes them exactly as the walk would.
+  if (isFlat(value)) return `J${JSON.stringify(value)}`;
+  const state: EncodeState = { tagged: false, open: [] };
+  let tree: unknown;
+  try {
+    tree = toWire(value, state);
+  } catch (thrown) {
+    if (!(thrown instanceof Refusal)) throw thrown;
+    let at = path;
+    for (let i = thrown.keys.length - 1; i >= 0; i--) at = keyPath(at, thrown.keys[i] as string | number);
+    throw new TaskInputError(at, thrown.reason);
+  }
   return (state.tagged ? "T" : "J") + JSON.stringify(tree);
+}
+
+/** A JSON primitive (finite number), or a plain array of them (a subclass may have a toJSON). */
+function isFlat(value: unknown): boolean {
+  if (isJsonPrimitive(value)) return true;
+  if (!Array.isArray(value) || Object.getPrototypeOf(value) !== Array.prototype) return false;
+  for (let i = 0; i < value.length; i++) if (!isJsonPrimitive(value[i])) return false;
+  return true;
+}
+
+function isJsonPrimitive(value: unknown): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(value);
+    default:
+      return value === null;
+  }
 }
 
 /** Decodes what {@link encodeValue} made; every call returns a fresh copy. */
@@ -39,65 +80,69 @@ export function isEncodedValue(text: string): boolean {
   return first === 74 /* J */ || first === 84 /* T */;
 }
 
-function toWire(value: unknown, path: string, state: EncodeState): unknown {
+function toWire(value: unknown, state: EncodeState): unknown {
   switch (typeof value) {
     case "string":
     case "boolean":
       return value;
     case "number":
-      if (!Number.isFinite(value)) {
-        throw new TaskInputError(path, `${value} is not a finite number and cannot be carried`);
-      }
+      if (!Number.isFinite(value)) throw new Refusal(`${value} is not a finite number and cannot be carried`);
       return value;
     case "undefined":
       state.tagged = true;
       return { [TAG]: "u" };
     case "bigint":
-      throw new TaskInputError(path, "a BigInt cannot be carried; pass it as a string");
+      throw new Refusal("a BigInt cannot be carried; pass it as a string");
     case "symbol":
-      throw new TaskInputError(path, "a symbol cannot be carried");
+      throw new Refusal("a symbol cannot be carried");
     case "function":
-      throw new TaskInputError(
-        path,
+      throw new Refusal(
         `a function${value.name ? ` (${value.name})` : ""} cannot be carried; pass data, not code`,
       );
   }
   if (value === null) return null;
   const object = value as object;
-  if (state.seen.has(object)) {
-    throw new TaskInputError(path, "a cycle: this object contains itself");
-  }
+  if (state.open.includes(object)) throw new Refusal("a cycle: this object contains itself");
   if (Array.isArray(object)) {
-    state.seen.add(object);
+    state.open.push(object);
     const out = new Array<unknown>(object.length);
-    for (let i = 0; i < object.length; i++) out[i] = toWire(object[i], `${path}[${i}]`, state);
-    state.seen.delete(object);
+    let i = 0;
+    try {
+      for (; i < object.length; i++) out[i] = toWire(object[i], state);
+    } catch (thrown) {
+      if (thrown instanceof Refusal) thrown.keys.push(i);
+      throw thrown;
+    }
+    state.open.pop();
     return out;
   }
   if (object instanceof Date) {
     const time = object.getTime();
-    if (Number.isNaN(time)) throw new TaskInputError(path, "an invalid Date cannot be carried");
+    if (Number.isNaN(time)) throw new Refusal("an invalid Date cannot be carried");
     state.tagged = true;
     return { [TAG]: "d", v: time };
   }
   const proto = Object.getPrototypeOf(object);
   if (proto !== Object.prototype && proto !== null) {
     const kind = (proto as { constructor?: { name?: string } }).constructor?.name || "object";
-    throw new TaskInputError(
-      path,
+    throw new Refusal(
       `an instance of ${kind} cannot be carried; pass a plain object, array, string, number, boolean, null or Date`,
     );
   }
   if (Object.getOwnPropertySymbols(object).length > 0) {
-    throw new TaskInputError(path, "an object with symbol keys cannot be carried");
+    throw new Refusal("an object with symbol keys cannot be carried");
   }
-  state.seen.add(object);
+  state.open.push(object);
   // No prototype: an own "__proto__" key stays data instead of hitting the inherited setter.
   const out: Record<string, unknown> = Object.create(null);
-  for (const key of Object.keys(object)) {
-    out[key] = toWire((object as Record<string, unknown>)[key], propertyPath(path, key), state);
+  let key = "";
+  try {
+    for (key of Object.keys(object)) out[key] = toWire((object as Record<string, unknown>)[key], state);
+  } catch (thrown) {
+    if (thrown instanceof Refusal) thrown.keys.push(key);
+    throw thrown;
   }
-  state.seen.delete(object);
+  state.open.pop();
   if (TAG in out) {
     // A user key that looks like our tag is wrapped so decoding cannot misread it.
     state.tagged = true;
@@ -123,6 +168,7 @@ function fromWire(tree: unknown): unknown {
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
-function propertyPath(path: string, key: string): string {
+function keyPath(path: string, key: string | number): string {
+  if (typeof key === "number") return `${path}[${key}]`;
   return IDENTIFIER.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
 }
