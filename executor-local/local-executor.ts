@@ -7,9 +7,12 @@ import {
   type TaskDefinition,
   listLimit,
 } from "../sdk/executor.js";
+import type { EncodedValue } from "../sdk/codec.js";
+import type { TaskErrorInfo } from "../sdk/errors.js";
 import { runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
-import { TaskControllerImpl } from "../sdk/task-controller.js";
-import { isTerminalStatus } from "../sdk/task-status.js";
+import { type ControllerSink, TaskControllerImpl } from "../sdk/task-controller.js";
+import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
+import { claimNewInstanceId } from "../sdk/ids.js";
 import { findTaskFunction, localDefinitions } from "../sdk/task.js";
 import { DEFAULT_CONCURRENCY } from "../sdk/config.js";
 import { failures } from "../sdk/failures.js";
@@ -22,14 +25,36 @@ export interface LocalExecutorOptions {
 
 type Listener = (snapshot: InstanceSnapshot) => void;
 
-interface Entry {
+/**
+ * One instance. It is also its controller's sink: what the running function reports goes
+ * straight into its snapshot, with no closures made per instance.
+ */
+class Entry implements ControllerSink {
   snapshot: InstanceSnapshot;
   /** Until the instance starts. */
   args: string | undefined;
-  controller: TaskControllerImpl | undefined;
-  listeners: Listener[] | undefined;
-  /** Position in creation order, for cursors. */
-  readonly index: number;
+  controller: TaskControllerImpl | undefined = undefined;
+  listeners: Listener[] | undefined = undefined;
+
+  constructor(
+    snapshot: InstanceSnapshot,
+    args: string,
+    /** Position in creation order, for cursors. */
+    readonly index: number,
+  ) {
+    this.snapshot = snapshot;
+    this.args = args;
+  }
+
+  progress(progress: number): void {
+    const s = this.snapshot;
+    publish(this, s.status, progress, s.output, s.result, s.error, s.startedAt, s.finishedAt);
+  }
+
+  output(output: EncodedValue): void {
+    const s = this.snapshot;
+    publish(this, s.status, s.progress, output, s.result, s.error, s.startedAt, s.finishedAt);
+  }
 }
 
 /**
@@ -39,12 +64,15 @@ interface Entry {
 export class LocalExecutor implements Executor {
   readonly #concurrency: number;
   readonly #entries = new Map<string, Entry>();
+  /** Every entry in creation order; those from #next on may still wait to start. */
   readonly #order: Entry[] = [];
-  readonly #queue: Entry[] = [];
-  #queueHead = 0;
+  #next = 0;
   #running = 0;
   #pumpScheduled = false;
+  #pumping = false;
   #closed = false;
+  /** The entry submitted last: a handle watches it right away, and needs no lookup for that. */
+  #submitted: Entry | undefined;
 
   constructor(options: LocalExecutorOptions = {}) {
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
@@ -55,8 +83,10 @@ export class LocalExecutor implements Executor {
   }
 
   submit(request: SubmitRequest): InstanceSnapshot {
-    const existing = this.#entries.get(request.id);
-    if (existing !== undefined) return existing.snapshot;
+    if (!claimNewInstanceId(request.id)) {
+      const existing = this.#entries.get(request.id);
+      if (existing !== undefined) return existing.snapshot;
+    }
     const snapshot: InstanceSnapshot = {
       id: request.id,
       taskId: request.taskId,
@@ -71,16 +101,10 @@ export class LocalExecutor implements Executor {
       finishedAt: undefined,
       revision: 1,
     };
-    const entry: Entry = {
-      snapshot,
-      args: request.args,
-      controller: undefined,
-      listeners: undefined,
-      index: this.#order.length,
-    };
+    const entry = new Entry(snapshot, request.args, this.#order.length);
     this.#entries.set(request.id, entry);
     this.#order.push(entry);
-    this.#queue.push(entry);
+    this.#submitted = entry;
     this.#schedulePump();
     return snapshot;
   }
@@ -118,25 +142,27 @@ export class LocalExecutor implements Executor {
   async stop(id: string): Promise<boolean> {
     const entry = this.#entries.get(id);
     if (entry === undefined) return false;
-    const { status } = entry.snapshot;
-    if (status === "pending") {
+    const s = entry.snapshot;
+    if (s.status === "pending") {
       entry.args = undefined;
-      this.#change(entry, { status: "cancelled", finishedAt: Date.now() });
-    } else if (status === "running") {
+      publish(entry, "cancelled", s.progress, s.output, s.result, s.error, s.startedAt, Date.now());
+    } else if (s.status === "running") {
       entry.controller?.requestStop();
     }
     return true;
   }
 
   watch(id: string, afterRevision: number, listener: Listener): () => void {
-    const entry = this.#entries.get(id);
+    const submitted = this.#submitted;
+    const entry = submitted !== undefined && submitted.snapshot.id === id ? submitted : this.#entries.get(id);
     if (entry === undefined) return () => {};
     if (entry.snapshot.revision > afterRevision) {
       const current = entry.snapshot;
       queueMicrotask(() => listener(current));
       if (isTerminalStatus(current.status)) return () => {};
     }
-    (entry.listeners ??= []).push(listener);
+    if (entry.listeners === undefined) entry.listeners = [listener];
+    else entry.listeners.push(listener);
     return () => {
       const index = entry.listeners?.indexOf(listener) ?? -1;
       if (index >= 0) entry.listeners?.splice(index, 1);
@@ -158,71 +184,89 @@ export class LocalExecutor implements Executor {
   }
 
   #pump(): void {
-    while (!this.#closed && this.#running < this.#concurrency && this.#queueHead < this.#queue.length) {
-      const entry = this.#queue[this.#queueHead++] as Entry;
-      if (entry.snapshot.status !== "pending") continue;
-      this.#start(entry);
+    // A function that returns at once finishes inside #start, and #finish pumps: this loop
+    // carries on instead, so a long queue of such tasks never deepens the stack.
+    if (this.#pumping) return;
+    this.#pumping = true;
+    const order = this.#order;
+    while (!this.#closed && this.#running < this.#concurrency && this.#next < order.length) {
+      const entry = order[this.#next++] as Entry;
+      if (entry.snapshot.status === "pending") this.#start(entry);
     }
-    if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
-      this.#queue.splice(0, this.#queueHead);
-      this.#queueHead = 0;
-    }
+    this.#pumping = false;
   }
 
   #start(entry: Entry): void {
-    const { id, taskName } = entry.snapshot;
+    const s = entry.snapshot;
     const args = entry.args as string;
     entry.args = undefined;
-    const fn = findTaskFunction(taskName);
+    const fn = findTaskFunction(s.taskName);
     if (fn === undefined) {
-      this.#change(entry, {
-        status: "failed",
-        finishedAt: Date.now(),
-        error: failures.taskNotDefinedHere(taskName),
-      });
+      const error = failures.taskNotDefinedHere(s.taskName);
+      publish(entry, "failed", s.progress, s.output, s.result, error, s.startedAt, Date.now());
       return;
     }
     this.#running++;
-    const controller = new TaskControllerImpl(id, taskName, {
-      progress: (progress) => this.#change(entry, { progress }),
-      output: (output) => this.#change(entry, { output }),
-    });
+    const controller = new TaskControllerImpl(s.id, s.taskName, entry);
     entry.controller = controller;
-    this.#change(entry, { status: "running", startedAt: Date.now() });
-    runTaskFunction(fn, args, controller).then((outcome) => this.#finish(entry, outcome));
+    publish(entry, "running", s.progress, s.output, s.result, s.error, Date.now(), s.finishedAt);
+    const outcome = runTaskFunction(fn, args, controller);
+    if (outcome instanceof Promise) outcome.then((ended) => this.#finish(entry, ended));
+    else this.#finish(entry, outcome);
   }
 
   #finish(entry: Entry, outcome: TaskOutcome): void {
     this.#running--;
     entry.controller = undefined;
-    this.#change(entry, {
-      ...outcome,
-      progress: outcome.status === "completed" ? 1 : entry.snapshot.progress,
-      finishedAt: Date.now(),
-    });
+    const s = entry.snapshot;
+    publish(
+      entry,
+      outcome.status,
+      outcome.status === "completed" ? 1 : s.progress,
+      s.output,
+      "result" in outcome ? outcome.result : s.result,
+      "error" in outcome ? outcome.error : s.error,
+      s.startedAt,
+      Date.now(),
+    );
     this.#pump();
   }
+}
 
-  #change(entry: Entry, change: Partial<InstanceSnapshot>): void {
-    if (isTerminalStatus(entry.snapshot.status)) return;
-    const s = entry.snapshot;
-    const snapshot: InstanceSnapshot = {
-      id: s.id,
-      taskId: s.taskId,
-      taskName: s.taskName,
-      status: change.status ?? s.status,
-      progress: change.progress ?? s.progress,
-      output: "output" in change ? change.output : s.output,
-      result: "result" in change ? change.result : s.result,
-      error: "error" in change ? change.error : s.error,
-      createdAt: s.createdAt,
-      startedAt: change.startedAt ?? s.startedAt,
-      finishedAt: change.finishedAt ?? s.finishedAt,
-      revision: s.revision + 1,
-    };
-    entry.snapshot = snapshot;
-    const listeners = entry.listeners;
-    if (isTerminalStatus(snapshot.status)) entry.listeners = undefined;
-    if (listeners !== undefined) for (const listener of [...listeners]) listener(snapshot);
-  }
+/**
+ * Gives `entry` its next snapshot and tells its listeners; nothing changes once it ended. Every
+ * field is passed, so each snapshot is one object literal of one shape.
+ */
+function publish(
+  entry: Entry,
+  status: TaskStatus,
+  progress: number,
+  output: EncodedValue | undefined,
+  result: EncodedValue | undefined,
+  error: TaskErrorInfo | undefined,
+  startedAt: number | undefined,
+  finishedAt: number | undefined,
+): void {
+  const s = entry.snapshot;
+  if (isTerminalStatus(s.status)) return;
+  const snapshot: InstanceSnapshot = {
+    id: s.id,
+    taskId: s.taskId,
+    taskName: s.taskName,
+    status,
+    progress,
+    output,
+    result,
+    error,
+    createdAt: s.createdAt,
+    startedAt,
+    finishedAt,
+    revision: s.revision + 1,
+  };
+  entry.snapshot = snapshot;
+  const listeners = entry.listeners;
+  if (listeners === undefined) return;
+  if (isTerminalStatus(status)) entry.listeners = undefined;
+  if (listeners.length === 1) (listeners[0] as Listener)(snapshot);
+  else for (const listener of [...listeners]) listener(snapshot);
 }

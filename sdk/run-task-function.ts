@@ -16,23 +16,51 @@ export type AnyTaskFunction = (...args: any[]) => unknown;
  * with its controller ambient, and maps how it ended to a status (SPEC: a function that
  * returns after a stop is `cancelled` with its value kept; an abort error after a stop is
  * `cancelled`; any other throw is `failed`).
+ *
+ * A function that returns a value that is not a promise has ended: its outcome comes back at
+ * once, not a microtask later, so an executor can start the next instance in the same turn.
+ * Otherwise the outcome comes back as a promise.
  */
-export async function runTaskFunction(
+export function runTaskFunction(
   fn: AnyTaskFunction,
   args: EncodedValue,
   controller: TaskControllerImpl,
-): Promise<TaskOutcome> {
+): TaskOutcome | Promise<TaskOutcome> {
   let value: unknown;
+  let thenable: boolean;
   try {
     const decoded = decodeValue(args) as unknown[];
     value = runWithController(controller, () => fn(...decoded));
-    if (isThenable(value)) value = await value;
+    thenable = isThenable(value); // reads `then`, which may throw like the function
   } catch (thrown) {
-    if (controller.shouldStop() && isAbort(thrown, controller.signal)) {
-      return { status: "cancelled", error: toErrorInfo(thrown) };
-    }
-    return { status: "failed", error: toErrorInfo(thrown) };
+    return thrownOutcome(thrown, controller);
   }
+  return thenable
+    ? awaitOutcome(value as PromiseLike<unknown>, controller)
+    : returnedOutcome(value, controller);
+}
+
+async function awaitOutcome(
+  value: PromiseLike<unknown>,
+  controller: TaskControllerImpl,
+): Promise<TaskOutcome> {
+  let settled: unknown;
+  try {
+    settled = await value;
+  } catch (thrown) {
+    return thrownOutcome(thrown, controller);
+  }
+  return returnedOutcome(settled, controller);
+}
+
+function thrownOutcome(thrown: unknown, controller: TaskControllerImpl): TaskOutcome {
+  if (controller.shouldStop() && isAbort(thrown, controller.signal)) {
+    return { status: "cancelled", error: toErrorInfo(thrown) };
+  }
+  return { status: "failed", error: toErrorInfo(thrown) };
+}
+
+function returnedOutcome(value: unknown, controller: TaskControllerImpl): TaskOutcome {
   let result: EncodedValue;
   try {
     result = encodeValue(value, "result");

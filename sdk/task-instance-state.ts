@@ -41,8 +41,8 @@ export class TaskInstanceState<R = unknown> {
   // Stored without R so a TaskInstanceState<number> is still a TaskInstanceState<unknown>.
   #listeners: Array<() => void> | undefined;
   #unwatch: (() => void) | undefined;
-  #done: Promise<void> | undefined;
-  #resolveDone: (() => void) | undefined;
+  /** Calls of `wait` still waiting, settled when the instance ends. */
+  #waiters: Waiter<R>[] | undefined;
   #decodedOutput: { from: string; value: Record<string, unknown> } | undefined;
   #decodedResult: { value: R } | undefined;
 
@@ -114,9 +114,23 @@ export class TaskInstanceState<R = unknown> {
   /**
    * Waits for the end: resolves with the return value, or rejects as `waitForCompletion` does.
    */
-  async wait(options: WaitOptions = {}): Promise<R> {
-    await this.#waitForEnd(options);
-    return this.#settle();
+  wait(options: WaitOptions = {}): Promise<R> {
+    // One promise per call, settled straight from the final update: no async function and no
+    // await between the instance's end and the caller (a throw here rejects, as in an async
+    // function).
+    return new Promise<R>((resolve, reject) => {
+      if (this.isDone()) {
+        resolve(this.#settle());
+        return;
+      }
+      const { timeoutMs, signal } = options;
+      if (timeoutMs === undefined && signal === undefined) {
+        this.#addWaiter({ resolve, reject });
+        return;
+      }
+      signal?.throwIfAborted();
+      this.#waitBounded(timeoutMs, signal, resolve, reject);
+    });
   }
 
   /** Calls `listener` after every change; returns a function that removes it. */
@@ -190,7 +204,9 @@ export class TaskInstanceState<R = unknown> {
     if (isTerminalStatus(next.status)) {
       this.#unwatch?.();
       this.#unwatch = undefined;
-      this.#resolveDone?.();
+      const waiters = this.#waiters;
+      this.#waiters = undefined;
+      if (waiters !== undefined) for (const waiter of waiters) this.#settleWaiter(waiter);
     }
     if (this.#listeners === undefined) return;
     for (const listener of [...this.#listeners]) {
@@ -205,31 +221,58 @@ export class TaskInstanceState<R = unknown> {
     }
   }
 
-  #waitForEnd(options: WaitOptions): Promise<void> {
-    if (this.isDone()) return Promise.resolve();
-    this.#done ??= new Promise<void>((resolve) => {
-      this.#resolveDone = resolve;
-    });
-    const { timeoutMs, signal } = options;
-    if (timeoutMs === undefined && signal === undefined) return this.#done;
-    signal?.throwIfAborted();
-    return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => finish(() => reject(signal?.reason));
-      const finish = (settle: () => void) => {
-        if (timer) clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        settle();
-      };
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(
-          () => finish(() => reject(new TaskTimeoutError(this.id, timeoutMs))),
-          Math.max(0, timeoutMs),
-        );
-      }
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#done?.then(() => finish(resolve));
-    });
+  #waitBounded(
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+    resolve: (value: R) => void,
+    reject: (reason: unknown) => void,
+  ): void {
+    let timer: NodeJS.Timeout | undefined;
+    const waiter: Waiter<R> = {
+      resolve: (value) => finish(() => resolve(value)),
+      reject: (reason) => finish(() => reject(reason)),
+    };
+    const onAbort = () => {
+      this.#dropWaiter(waiter);
+      finish(() => reject(signal?.reason));
+    };
+    const finish = (settle: () => void) => {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      settle();
+    };
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(
+        () => {
+          this.#dropWaiter(waiter);
+          finish(() => reject(new TaskTimeoutError(this.id, timeoutMs)));
+        },
+        Math.max(0, timeoutMs),
+      );
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#addWaiter(waiter);
+  }
+
+  #addWaiter(waiter: Waiter<R>): void {
+    if (this.#waiters === undefined) this.#waiters = [waiter];
+    else this.#waiters.push(waiter);
+  }
+
+  #dropWaiter(waiter: Waiter<R>): void {
+    const index = this.#waiters?.indexOf(waiter) ?? -1;
+    if (index >= 0) this.#waiters?.splice(index, 1);
+  }
+
+  #settleWaiter(waiter: Waiter<R>): void {
+    let value: R;
+    try {
+      value = this.#settle();
+    } catch (error) {
+      waiter.reject(error);
+      return;
+    }
+    waiter.resolve(value);
   }
 
   #settle(): R {
@@ -238,6 +281,11 @@ export class TaskInstanceState<R = unknown> {
     if (snapshot.status === "cancelled") throw new TaskCancelledError(this.id, snapshot.error);
     throw errorForFailure(this.id, snapshot.error ?? failures.withoutReason());
   }
+}
+
+interface Waiter<R> {
+  resolve(value: R): void;
+  reject(reason: unknown): void;
 }
 
 function toDate(time: number | undefined): Date | undefined {
