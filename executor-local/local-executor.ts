@@ -63,9 +63,14 @@ class Entry implements ControllerSink {
  */
 export class LocalExecutor implements Executor {
   readonly #concurrency: number;
-  readonly #entries = new Map<string, Entry>();
-  /** Every entry in creation order; those from #next on may still wait to start. */
-  readonly #order: Entry[] = [];
+  /** Each instance's position in #order. */
+  readonly #indexes = new Map<string, number>();
+  /**
+   * Every instance in creation order: its entry while it may change, its final snapshot once
+   * it ended (so a finished instance holds one object less). Those from #next on may still
+   * wait to start.
+   */
+  readonly #order: Array<Entry | InstanceSnapshot> = [];
   #next = 0;
   #running = 0;
   #pumpScheduled = false;
@@ -84,8 +89,8 @@ export class LocalExecutor implements Executor {
 
   submit(request: SubmitRequest): InstanceSnapshot {
     if (!claimNewInstanceId(request.id)) {
-      const existing = this.#entries.get(request.id);
-      if (existing !== undefined) return existing.snapshot;
+      const existing = this.#find(request.id);
+      if (existing !== undefined) return snapshotOf(existing);
     }
     const snapshot: InstanceSnapshot = {
       id: request.id,
@@ -102,7 +107,7 @@ export class LocalExecutor implements Executor {
       revision: 1,
     };
     const entry = new Entry(snapshot, request.args, this.#order.length);
-    this.#entries.set(request.id, entry);
+    this.#indexes.set(request.id, entry.index);
     this.#order.push(entry);
     this.#submitted = entry;
     this.#schedulePump();
@@ -110,21 +115,22 @@ export class LocalExecutor implements Executor {
   }
 
   async get(id: string): Promise<InstanceSnapshot | undefined> {
-    return this.#entries.get(id)?.snapshot;
+    const found = this.#find(id);
+    return found === undefined ? undefined : snapshotOf(found);
   }
 
   async list(query: InstanceQuery): Promise<InstancePage> {
     const limit = listLimit(query);
     let start = 0;
     if (query.cursor !== undefined) {
-      const after = this.#entries.get(query.cursor);
-      start = after === undefined ? this.#order.length : after.index + 1;
+      const after = this.#indexes.get(query.cursor);
+      start = after === undefined ? this.#order.length : after + 1;
     }
     const statuses = query.status === undefined ? undefined : new Set(query.status);
     const instances: InstanceSnapshot[] = [];
     let i = start;
     for (; i < this.#order.length && instances.length < limit; i++) {
-      const snapshot = (this.#order[i] as Entry).snapshot;
+      const snapshot = snapshotOf(this.#order[i] as Entry | InstanceSnapshot);
       if (query.task !== undefined && snapshot.taskName !== query.task && snapshot.taskId !== query.task) {
         continue;
       }
@@ -140,12 +146,14 @@ export class LocalExecutor implements Executor {
   }
 
   async stop(id: string): Promise<boolean> {
-    const entry = this.#entries.get(id);
+    const entry = this.#find(id);
     if (entry === undefined) return false;
+    if (!(entry instanceof Entry)) return true;
     const s = entry.snapshot;
     if (s.status === "pending") {
       entry.args = undefined;
       publish(entry, "cancelled", s.progress, s.output, s.result, s.error, s.startedAt, Date.now());
+      this.#ended(entry);
     } else if (s.status === "running") {
       entry.controller?.requestStop();
     }
@@ -154,13 +162,16 @@ export class LocalExecutor implements Executor {
 
   watch(id: string, afterRevision: number, listener: Listener): () => void {
     const submitted = this.#submitted;
-    const entry = submitted !== undefined && submitted.snapshot.id === id ? submitted : this.#entries.get(id);
-    if (entry === undefined) return () => {};
-    if (entry.snapshot.revision > afterRevision) {
-      const current = entry.snapshot;
+    const found = submitted !== undefined && submitted.snapshot.id === id ? submitted : this.#find(id);
+    if (found === undefined) return () => {};
+    const current = snapshotOf(found);
+    if (current.revision > afterRevision) {
       queueMicrotask(() => listener(current));
       if (isTerminalStatus(current.status)) return () => {};
     }
+    // An instance that ended has no entry: nothing will change any more.
+    if (!(found instanceof Entry)) return () => {};
+    const entry = found;
     if (entry.listeners === undefined) entry.listeners = [listener];
     else entry.listeners.push(listener);
     return () => {
@@ -190,8 +201,8 @@ export class LocalExecutor implements Executor {
     this.#pumping = true;
     const order = this.#order;
     while (!this.#closed && this.#running < this.#concurrency && this.#next < order.length) {
-      const entry = order[this.#next++] as Entry;
-      if (entry.snapshot.status === "pending") this.#start(entry);
+      const entry = order[this.#next++];
+      if (entry instanceof Entry && entry.snapshot.status === "pending") this.#start(entry);
     }
     this.#pumping = false;
   }
@@ -204,6 +215,7 @@ export class LocalExecutor implements Executor {
     if (fn === undefined) {
       const error = failures.taskNotDefinedHere(s.taskName);
       publish(entry, "failed", s.progress, s.output, s.result, error, s.startedAt, Date.now());
+      this.#ended(entry);
       return;
     }
     this.#running++;
@@ -229,8 +241,23 @@ export class LocalExecutor implements Executor {
       s.startedAt,
       Date.now(),
     );
+    this.#ended(entry);
     this.#pump();
   }
+
+  #ended(entry: Entry): void {
+    this.#order[entry.index] = entry.snapshot;
+    if (this.#submitted === entry) this.#submitted = undefined;
+  }
+
+  #find(id: string): Entry | InstanceSnapshot | undefined {
+    const index = this.#indexes.get(id);
+    return index === undefined ? undefined : this.#order[index];
+  }
+}
+
+function snapshotOf(found: Entry | InstanceSnapshot): InstanceSnapshot {
+  return found instanceof Entry ? found.snapshot : found;
 }
 
 /**
