@@ -13,6 +13,7 @@ import { runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
 import { type ControllerSink, TaskControllerImpl } from "../sdk/task-controller.js";
 import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
 import { claimNewInstanceId } from "../sdk/ids.js";
+import { IdIndex } from "./id-index.js";
 import { findTaskFunction, localDefinitions } from "../sdk/task.js";
 import { DEFAULT_CONCURRENCY } from "../sdk/config.js";
 import { failures } from "../sdk/failures.js";
@@ -64,7 +65,9 @@ class Entry implements ControllerSink {
 export class LocalExecutor implements Executor {
   readonly #concurrency: number;
   /** Each instance's position in #order. */
-  readonly #indexes = new Map<string, number>();
+  readonly #indexes = new IdIndex(
+    (position) => snapshotOf(this.#order[position] as Entry | InstanceSnapshot).id,
+  );
   /**
    * Every instance in creation order: its entry while it may change, its final snapshot once
    * it ended (so a finished instance holds one object less). Those from #next on may still
@@ -106,8 +109,7 @@ export class LocalExecutor implements Executor {
       finishedAt: undefined,
       revision: 1,
     };
-    const entry = new Entry(snapshot, request.args, this.#order.length);
-    this.#indexes.set(request.id, entry.index);
+    const entry = new Entry(snapshot, request.args, this.#indexes.add(request.id));
     this.#order.push(entry);
     this.#submitted = entry;
     this.#schedulePump();

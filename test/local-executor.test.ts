@@ -162,3 +162,35 @@ describe("instance ids", () => {
     expect(new Set(ids.map((id) => id[0])).size).toBe(62);
   });
 });
+
+describe("local executor's instance lookup", () => {
+  it("finds each of many instances by id, lists them in order, and keeps the first of a repeated id", async () => {
+    const executor = new LocalExecutor({ concurrency: 1 });
+    // Ids a client chose, not made by the SDK, past several growths of the executor's index.
+    const ids = Array.from({ length: 5_000 }, (_, i) => `client-${i}`);
+    const submit = (id: string, createdAt: number) =>
+      executor.submit({
+        id,
+        taskId: "td_nowhere",
+        taskName: "a task this process never defined",
+        args: "J[]",
+        createdAt,
+        module: "nowhere.ts",
+      });
+    for (const id of ids) submit(id, 1);
+    await new Promise((resolve) => setImmediate(resolve));
+
+    const found = await Promise.all(ids.map((id) => executor.get(id)));
+    expect(found.filter((snapshot, i) => snapshot?.id !== ids[i])).toEqual([]);
+    expect(found.every((snapshot) => snapshot?.status === "failed")).toBe(true);
+    expect(await executor.get("client-5000")).toBeUndefined();
+    expect(await executor.get("")).toBeUndefined();
+
+    const again = submit("client-1234", 2);
+    expect(again).toBe(found[1234]);
+    expect(again.createdAt).toBe(1);
+    const page = await executor.list({ cursor: "client-4990" });
+    expect(page.instances.map((snapshot) => snapshot.id)).toStrictEqual(ids.slice(4991));
+    await executor.close();
+  });
+});
