@@ -12,7 +12,6 @@ import type { TaskErrorInfo } from "../sdk/errors.js";
 import { runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
 import { type ControllerSink, TaskControllerImpl } from "../sdk/task-controller.js";
 import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
-import { claimNewInstanceId } from "../sdk/ids.js";
 import { IdIndex } from "./id-index.js";
 import { findTaskFunction, localDefinitions } from "../sdk/task.js";
 import { DEFAULT_CONCURRENCY } from "../sdk/config.js";
@@ -91,10 +90,8 @@ export class LocalExecutor implements Executor {
   }
 
   submit(request: SubmitRequest): InstanceSnapshot {
-    if (!claimNewInstanceId(request.id)) {
-      const existing = this.#find(request.id);
-      if (existing !== undefined) return snapshotOf(existing);
-    }
+    const existing = this.#find(request.id);
+    if (existing !== undefined) return snapshotOf(existing);
     const snapshot: InstanceSnapshot = {
       id: request.id,
       taskId: request.taskId,

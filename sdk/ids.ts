@@ -8,8 +8,6 @@ const ALPHABET = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /** Random bytes already mapped to ALPHABET, refilled when spent: one syscall per 128 ids. */
 const pool = Buffer.allocUnsafe(ID_LENGTH * 128);
 let poolOffset = pool.length;
-/** The id made last, until an executor claims it (see {@link claimNewInstanceId}). */
-let unclaimed: string | undefined;
 
 /**
  * A new instance id: 21 URL-safe characters (about 126 random bits, as a nanoid), never
@@ -31,20 +29,8 @@ export function createInstanceId(): string {
     }
     const id = pool.toString("latin1", poolOffset, poolOffset + ID_LENGTH);
     poolOffset += ID_LENGTH;
-    unclaimed = id;
     return id;
   }
-}
-
-/**
- * @internal True once, for the id {@link createInstanceId} made last: no instance has that id
- * yet, so an executor may skip looking it up among its instances (a lookup that, in a map of
- * many, costs more than the rest of a submit). Any other id, or the same one again, is false.
- */
-export function claimNewInstanceId(id: string): boolean {
-  if (id !== unclaimed) return false;
-  unclaimed = undefined;
-  return true;
 }
 
 function refillPool(): void {
