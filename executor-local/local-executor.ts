@@ -34,7 +34,8 @@ class Entry implements ControllerSink {
   /** Until the instance starts. */
   args: string | undefined;
   controller: TaskControllerImpl | undefined = undefined;
-  listeners: Listener[] | undefined = undefined;
+  /** One listener as itself (the common case: the instance's handle), more as an array. */
+  listeners: Listener | Listener[] | undefined = undefined;
 
   constructor(
     snapshot: InstanceSnapshot,
@@ -171,11 +172,18 @@ export class LocalExecutor implements Executor {
     // An instance that ended has no entry: nothing will change any more.
     if (!(found instanceof Entry)) return () => {};
     const entry = found;
-    if (entry.listeners === undefined) entry.listeners = [listener];
-    else entry.listeners.push(listener);
+    const listeners = entry.listeners;
+    if (listeners === undefined) entry.listeners = listener;
+    else if (typeof listeners === "function") entry.listeners = [listeners, listener];
+    else listeners.push(listener);
     return () => {
-      const index = entry.listeners?.indexOf(listener) ?? -1;
-      if (index >= 0) entry.listeners?.splice(index, 1);
+      const current = entry.listeners;
+      if (current === listener) {
+        entry.listeners = undefined;
+      } else if (Array.isArray(current)) {
+        const index = current.indexOf(listener);
+        if (index >= 0) current.splice(index, 1);
+      }
     };
   }
 
@@ -293,6 +301,6 @@ function publish(
   const listeners = entry.listeners;
   if (listeners === undefined) return;
   if (isTerminalStatus(status)) entry.listeners = undefined;
-  if (listeners.length === 1) (listeners[0] as Listener)(snapshot);
+  if (typeof listeners === "function") listeners(snapshot);
   else for (const listener of [...listeners]) listener(snapshot);
 }

@@ -32,6 +32,7 @@ class Refusal {
 export function encodeValue(value: unknown, path: string): EncodedValue {
   // Most argument lists and results are flat: strings, numbers, booleans, null. They need no
   // walk, no tag and no copy; JSON.stringify writes them exactly as the walk would.
+  if (typeof value === "number" && Number.isFinite(value)) return `J${value}`; // as JSON writes it
   if (isFlat(value)) return `J${JSON.stringify(value)}`;
   const state: EncodeState = { tagged: false, open: [] };
   let tree: unknown;

@@ -42,7 +42,7 @@ export class TaskInstanceState<R = unknown> {
   #listeners: Array<() => void> | undefined;
   #unwatch: (() => void) | undefined;
   /** Calls of `wait` still waiting, settled when the instance ends. */
-  #waiters: Waiter<R>[] | undefined;
+  #waiters: Waiter<R> | Waiter<R>[] | undefined;
   #decodedOutput: { from: string; value: Record<string, unknown> } | undefined;
   #decodedResult: { value: R } | undefined;
 
@@ -206,7 +206,8 @@ export class TaskInstanceState<R = unknown> {
       this.#unwatch = undefined;
       const waiters = this.#waiters;
       this.#waiters = undefined;
-      if (waiters !== undefined) for (const waiter of waiters) this.#settleWaiter(waiter);
+      if (Array.isArray(waiters)) for (const waiter of waiters) this.#settleWaiter(waiter);
+      else if (waiters !== undefined) this.#settleWaiter(waiters);
     }
     if (this.#listeners === undefined) return;
     for (const listener of [...this.#listeners]) {
@@ -255,13 +256,20 @@ export class TaskInstanceState<R = unknown> {
   }
 
   #addWaiter(waiter: Waiter<R>): void {
-    if (this.#waiters === undefined) this.#waiters = [waiter];
-    else this.#waiters.push(waiter);
+    const waiters = this.#waiters;
+    if (waiters === undefined) this.#waiters = waiter;
+    else if (Array.isArray(waiters)) waiters.push(waiter);
+    else this.#waiters = [waiters, waiter];
   }
 
   #dropWaiter(waiter: Waiter<R>): void {
-    const index = this.#waiters?.indexOf(waiter) ?? -1;
-    if (index >= 0) this.#waiters?.splice(index, 1);
+    const waiters = this.#waiters;
+    if (waiters === waiter) {
+      this.#waiters = undefined;
+    } else if (Array.isArray(waiters)) {
+      const index = waiters.indexOf(waiter);
+      if (index >= 0) waiters.splice(index, 1);
+    }
   }
 
   #settleWaiter(waiter: Waiter<R>): void {
