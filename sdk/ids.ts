@@ -5,7 +5,7 @@ const DASH = 45;
 const UNDERSCORE = 95;
 /** The URL-safe alphabet (base64url's, as nanoid's): the low 6 bits of a random byte pick one. */
 const ALPHABET = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", "latin1");
-/** Random bytes already mapped to ALPHABET, refilled when spent: one call into the random generator per 512 ids. */
+/** Random bytes already mapped to ALPHABET, refilled when spent (once per 512 ids). */
 const pool = Buffer.allocUnsafe(ID_LENGTH * 512);
 let poolOffset = pool.length;
 
