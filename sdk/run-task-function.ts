@@ -30,7 +30,7 @@ export function runTaskFunction(
   let thenable: boolean;
   try {
     const decoded = decodeValue(args) as unknown[];
-    value = runWithController(controller, () => fn(...decoded));
+    value = runWithController(controller, fn, decoded);
     thenable = isThenable(value); // reads `then`, which may throw like the function
   } catch (thrown) {
     return thrownOutcome(thrown, controller);

@@ -44,7 +44,8 @@ export class TaskInstanceState<R = unknown> {
   /** Calls of `wait` still waiting, settled when the instance ends. */
   #waiters: Waiter<R> | Waiter<R>[] | undefined;
   #decodedOutput: { from: string; value: Record<string, unknown> } | undefined;
-  #decodedResult: { value: R } | undefined;
+  #resultDecoded = false;
+  #decodedResult: R | undefined;
 
   /** @internal Made by the SDK; use a task call or `getTaskInstance`. */
   constructor(executor: Executor, snapshot: InstanceSnapshot) {
@@ -84,8 +85,11 @@ export class TaskInstanceState<R = unknown> {
   get result(): R | undefined {
     const encoded = this.#snapshot.result;
     if (encoded === undefined) return undefined;
-    this.#decodedResult ??= { value: decodeValue(encoded) as R };
-    return this.#decodedResult.value;
+    if (!this.#resultDecoded) {
+      this.#decodedResult = decodeValue(encoded) as R;
+      this.#resultDecoded = true;
+    }
+    return this.#decodedResult;
   }
   /** What the function threw, or why its workload died. */
   get error(): TaskErrorInfo | undefined {
