@@ -43,6 +43,9 @@ export class TaskInstanceState<R = unknown> {
   #unwatch: (() => void) | undefined;
   /** Calls of `wait` still waiting, settled when the instance ends. */
   #waiters: Waiter<R> | Waiter<R>[] | undefined;
+  /** The first plain `wait()`, the common case, kept without a waiter object. */
+  #resolveFirst: ((value: unknown) => void) | undefined; // without R, as #listeners
+  #rejectFirst: ((reason: unknown) => void) | undefined;
   #decodedOutput: { from: string; value: Record<string, unknown> } | undefined;
   #resultDecoded = false;
   #decodedResult: R | undefined;
@@ -118,7 +121,7 @@ export class TaskInstanceState<R = unknown> {
   /**
    * Waits for the end: resolves with the return value, or rejects as `waitForCompletion` does.
    */
-  wait(options: WaitOptions = {}): Promise<R> {
+  wait(options: WaitOptions = NO_OPTIONS): Promise<R> {
     // One promise per call, settled straight from the final update: no async function and no
     // await between the instance's end and the caller (a throw here rejects, as in an async
     // function).
@@ -129,7 +132,12 @@ export class TaskInstanceState<R = unknown> {
       }
       const { timeoutMs, signal } = options;
       if (timeoutMs === undefined && signal === undefined) {
-        this.#addWaiter({ resolve, reject });
+        if (this.#resolveFirst === undefined && this.#waiters === undefined) {
+          this.#resolveFirst = resolve as (value: unknown) => void;
+          this.#rejectFirst = reject;
+        } else {
+          this.#addWaiter({ resolve, reject });
+        }
         return;
       }
       signal?.throwIfAborted();
@@ -208,10 +216,17 @@ export class TaskInstanceState<R = unknown> {
     if (isTerminalStatus(next.status)) {
       this.#unwatch?.();
       this.#unwatch = undefined;
+      const resolveFirst = this.#resolveFirst;
+      const rejectFirst = this.#rejectFirst;
       const waiters = this.#waiters;
+      this.#resolveFirst = undefined;
+      this.#rejectFirst = undefined;
       this.#waiters = undefined;
-      if (Array.isArray(waiters)) for (const waiter of waiters) this.#settleWaiter(waiter);
-      else if (waiters !== undefined) this.#settleWaiter(waiters);
+      if (resolveFirst !== undefined && rejectFirst !== undefined)
+        this.#settleWaiter(resolveFirst, rejectFirst);
+      if (Array.isArray(waiters))
+        for (const waiter of waiters) this.#settleWaiter(waiter.resolve, waiter.reject);
+      else if (waiters !== undefined) this.#settleWaiter(waiters.resolve, waiters.reject);
     }
     if (this.#listeners === undefined) return;
     for (const listener of [...this.#listeners]) {
@@ -276,15 +291,15 @@ export class TaskInstanceState<R = unknown> {
     }
   }
 
-  #settleWaiter(waiter: Waiter<R>): void {
+  #settleWaiter(resolve: (value: R) => void, reject: (reason: unknown) => void): void {
     let value: R;
     try {
       value = this.#settle();
     } catch (error) {
-      waiter.reject(error);
+      reject(error);
       return;
     }
-    waiter.resolve(value);
+    resolve(value);
   }
 
   #settle(): R {
@@ -294,6 +309,8 @@ export class TaskInstanceState<R = unknown> {
     throw errorForFailure(this.id, snapshot.error ?? failures.withoutReason());
   }
 }
+
+const NO_OPTIONS: WaitOptions = Object.freeze({});
 
 interface Waiter<R> {
   resolve(value: R): void;
