@@ -965,6 +965,8 @@ function attachLogLines(violations: Violation[], runDir: string): void {
 function readHeartbeats(dir: string): Map<string, Heartbeat> {
   const beats = new Map<string, Heartbeat>();
   for (const name of readdirSync(dir)) {
+    // A heartbeat being written aside (see chaos/tasks.ts), or left so by a killed workload.
+    if (name.endsWith(".tmp")) continue;
     try {
       const [startedAt, lastAt, pid] = readFileSync(join(dir, name), "utf8").trim().split(" ").map(Number);
       if (startedAt !== undefined && lastAt !== undefined)

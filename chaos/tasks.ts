@@ -9,7 +9,7 @@
  * it was stopped. The file is written by the task's own process, so it tells the truth even
  * when the daemon does not.
  */
-import { writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { getTaskController, task } from "numerous-tasks";
 import { type CrashHow, bigText, sha256 } from "./answers.js";
@@ -41,7 +41,11 @@ class Heart {
     const now = Date.now();
     if (this.#file === undefined || (!force && now - this.#last < BEAT_MS)) return;
     this.#last = now;
-    writeFileSync(this.#file, `${this.#started} ${now} ${process.pid}`);
+    // Written aside and renamed: a workload killed mid-write (the grace kill) must not leave an
+    // empty heartbeat, which would read as a task that never beat.
+    const aside = `${this.#file}.${process.pid}.tmp`;
+    writeFileSync(aside, `${this.#started} ${now} ${process.pid}`);
+    renameSync(aside, this.#file);
   }
 }
 
