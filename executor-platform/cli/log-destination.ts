@@ -1,8 +1,7 @@
-import { fstatSync } from "node:fs";
+import { createWriteStream, fstatSync } from "node:fs";
 import { Socket } from "node:net";
 import type { Writable } from "node:stream";
 import { WriteStream } from "node:tty";
-import { createWriteStream } from "node:fs";
 
 /**
  * Where the daemon's log lines go. Lines are written asynchronously, with at most
@@ -24,11 +23,6 @@ export class LogDestination {
     stream.on("error", () => {
       this.#broken = true;
     });
-  }
-
-  /** Lines dropped so far and not yet reported. */
-  get dropped(): number {
-    return this.#dropped;
   }
 
   /** Called by pino with one serialised line. */
