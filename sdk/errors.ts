@@ -63,17 +63,34 @@ export interface TaskErrorDetails {
   readonly value?: string;
 }
 
-/** The task function threw, or its workload died. `cause` rebuilds the original error. */
+/**
+ * The task function threw, or its workload died, on its last attempt. `cause` rebuilds the last
+ * attempt's error; `attempts` says how many were made.
+ */
 export class TaskFailedError extends TaskError {
   readonly instanceId: string;
   readonly error: TaskErrorInfo;
+  readonly attempts: number;
 
-  constructor(instanceId: string, error: TaskErrorInfo) {
-    super("TASK_FAILED", `task instance ${instanceId} failed: ${error.name}: ${error.message}`, {
-      cause: rebuildError(error),
-    });
+  constructor(instanceId: string, error: TaskErrorInfo, attempts = 1) {
+    super(
+      "TASK_FAILED",
+      `task instance ${instanceId} failed${attempts > 1 ? ` after ${attempts} attempts` : ""}: ${error.name}: ${error.message}`,
+      { cause: rebuildError(error) },
+    );
     this.instanceId = instanceId;
     this.error = error;
+    this.attempts = attempts;
+  }
+}
+
+/**
+ * Thrown by a task to fail at once, whatever attempts remain: a retry could not help (bad input,
+ * a refused payment). `code` is `NON_RETRYABLE`, which is how executors recognise it.
+ */
+export class NonRetryableError extends TaskError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("NON_RETRYABLE", message, options);
   }
 }
 
@@ -91,37 +108,46 @@ export class TaskCancelledError extends TaskError {
   }
 }
 
-/** `waitForCompletion` gave up after `timeoutMs`; the task itself goes on running. */
+/**
+ * `waitForCompletion` gave up after `timeoutMs` (the task itself goes on running); or, as the
+ * reason of a task's `signal` and the cause of its failed attempt, the attempt ran past the
+ * task's own `timeoutMs` and was stopped.
+ */
 export class TaskTimeoutError extends TaskError {
   readonly instanceId: string;
   readonly timeoutMs: number;
 
-  constructor(instanceId: string, timeoutMs: number) {
+  constructor(instanceId: string, timeoutMs: number, of: "wait" | "attempt" = "wait") {
     super(
       "TASK_TIMEOUT",
-      `task instance ${instanceId} did not finish within ${timeoutMs} ms (it is still running)`,
+      of === "wait"
+        ? `task instance ${instanceId} did not finish within ${timeoutMs} ms (it is still running)`
+        : `task instance ${instanceId}: the attempt ran past its ${timeoutMs} ms timeout and was stopped`,
     );
     this.instanceId = instanceId;
     this.timeoutMs = timeoutMs;
   }
 }
 
-/** No instance with this id exists for this executor (and deployment). */
+/**
+ * No instance with this id exists for this executor (and deployment); or, for an instance that
+ * `runTask` started by name, no task of that name is known.
+ */
 export class TaskNotFoundError extends TaskError {
   readonly instanceId: string;
 
-  constructor(instanceId: string) {
-    super("TASK_NOT_FOUND", `no task instance with id ${JSON.stringify(instanceId)}`);
+  constructor(instanceId: string, message?: string) {
+    super("TASK_NOT_FOUND", message ?? `no task instance with id ${JSON.stringify(instanceId)}`);
     this.instanceId = instanceId;
   }
 }
 
-/** `getTaskController()` was called outside a running task. */
+/** `getTaskController()` or `getTaskInputs()` was called outside a running task. */
 export class NoTaskContextError extends TaskError {
-  constructor() {
+  constructor(what = "getTaskController") {
     super(
       "NO_TASK_CONTEXT",
-      "getTaskController() was called outside a task; call it inside a function wrapped with task()",
+      `${what}() was called outside a task; call it inside a function wrapped with task()`,
     );
   }
 }
@@ -203,14 +229,16 @@ function detailsOf(error: Error): TaskErrorDetails | undefined {
  * The error `waitForCompletion` rejects with for a failed instance: the SDK's own error when the
  * failure was one (the daemon unreachable, a refused token), else {@link TaskFailedError}.
  */
-export function errorForFailure(instanceId: string, info: TaskErrorInfo): TaskError {
+export function errorForFailure(instanceId: string, info: TaskErrorInfo, attempts = 1): TaskError {
   let error: TaskError;
   if (info.code === "EXECUTOR_UNAVAILABLE") {
     error = new ExecutorUnavailableError(info.details?.address ?? "unknown", "");
+  } else if (info.code === "TASK_NOT_DEFINED") {
+    return new TaskNotFoundError(instanceId, info.message);
   } else if (info.code === "EXECUTOR_CONFIG") {
     error = new ExecutorConfigError(info.details?.variable ?? "NUMEROUS_EXECUTOR", info.details?.value, "");
   } else {
-    return new TaskFailedError(instanceId, info);
+    return new TaskFailedError(instanceId, info, attempts);
   }
   // The record's message is the one the error was made with: keep it word for word.
   error.message = info.message;

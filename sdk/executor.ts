@@ -1,6 +1,16 @@
 import type { EncodedValue } from "./codec.js";
 import type { TaskErrorInfo } from "./errors.js";
+import type { RunSpec } from "./run-options.js";
 import type { TaskStatus } from "./task-status.js";
+
+/** One attempt of an instance that may be retried. Epoch milliseconds. */
+export interface AttemptRecord {
+  readonly attempt: number;
+  readonly startedAt: number;
+  readonly finishedAt?: number | undefined;
+  /** Why it failed; absent for the attempt that ended the instance otherwise. */
+  readonly error?: TaskErrorInfo | undefined;
+}
 
 /** A task as executors know it: `id` depends only on `name`. */
 export interface TaskDefinition {
@@ -29,6 +39,14 @@ export interface InstanceSnapshot {
   readonly finishedAt?: number | undefined;
   /** Grows with every change, so a watcher can tell old news from new. */
   readonly revision: number;
+  /** The run options it was made with (absent: all defaults). */
+  readonly spec?: RunSpec | undefined;
+  /** The current attempt, or the next one while it waits to retry; 1-based, absent means 1. */
+  readonly attempt?: number | undefined;
+  /** Each attempt that ended before the current one, and the current one once it started. */
+  readonly attempts?: readonly AttemptRecord[] | undefined;
+  /** While pending between attempts: when the next one may start (epoch ms). */
+  readonly nextAttemptAt?: number | undefined;
 }
 
 /** What calling a task hands its executor. */
@@ -41,6 +59,8 @@ export interface SubmitRequest {
   readonly createdAt: number;
   /** The file that defined the task, so a daemon knows which module a workload imports. */
   readonly module: string;
+  /** Its run options; absent for all defaults. */
+  readonly spec?: RunSpec | undefined;
 }
 
 /** The most instances one list call returns, and what it returns when given no limit. */
@@ -74,6 +94,11 @@ export interface InstancePage {
  */
 export interface Executor {
   /**
+   * The namespace instances live in (the platform's deployment), which scopes idempotency keys:
+   * the id an idempotency key gives depends on it. Absent: one namespace.
+   */
+  readonly namespace?: string | undefined;
+  /**
    * Starts an instance. Called synchronously when a task is called and must not block or throw
    * for transport reasons: an executor that cannot reach its backend fails the instance
    * instead. Returns the pending snapshot.
@@ -84,8 +109,9 @@ export interface Executor {
   list(query: InstanceQuery, options?: { signal?: AbortSignal }): Promise<InstancePage>;
   listDefinitions(options?: { signal?: AbortSignal }): Promise<readonly TaskDefinition[]>;
   /**
-   * Requests a stop. Pending instances become cancelled and never run; running ones see
-   * `shouldStop()`. Resolves `false` for an unknown id.
+   * Requests a stop. Pending instances become cancelled and never run (also between attempts);
+   * running ones see `shouldStop()`. A stopped instance is never retried. Resolves `false` for
+   * an unknown id.
    */
   stop(id: string, options?: { signal?: AbortSignal }): Promise<boolean>;
   /**

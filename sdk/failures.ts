@@ -21,6 +21,8 @@ export const FailureName = {
   TaskNotFound: "TaskNotFoundError",
   /** The executor could not learn how the instance ended. */
   Task: "TaskError",
+  /** An attempt ran past the task's `timeoutMs`. */
+  AttemptTimeout: "TaskTimeoutError",
   /** A task threw something that is not an `Error`. */
   NonErrorThrown: "NonErrorThrown",
 } as const;
@@ -89,6 +91,15 @@ export const failures = {
     };
   },
 
+  /** `runTask` named a task that nobody defined (in this process, or for the deployment). */
+  taskNotDefined(taskName: string, where: string): TaskErrorInfo {
+    return {
+      name: FailureName.TaskNotFound,
+      message: `no task named ${JSON.stringify(taskName)} is defined ${where}`,
+      code: "TASK_NOT_DEFINED",
+    };
+  },
+
   /** A workload imported the task's module and found no task of that name in it. */
   taskNotInModule(module: string, taskName: string): TaskErrorInfo {
     return {
@@ -105,6 +116,15 @@ export const failures = {
   /** The daemon's answer to a submit held a result with neither an instance nor an error. */
   emptySubmitResult(): TaskErrorInfo {
     return { name: FailureName.Task, message: "the daemon sent an empty result" };
+  },
+
+  /** An attempt ran past its `timeoutMs`; it was stopped (and killed after the grace period). */
+  attemptTimedOut(instanceId: string, timeoutMs: number): TaskErrorInfo {
+    return {
+      name: FailureName.AttemptTimeout,
+      message: `task instance ${instanceId}: the attempt ran past its ${timeoutMs} ms timeout and was stopped`,
+      code: "TASK_TIMEOUT",
+    };
   },
 
   /** @param shown the thrown value as text. */

@@ -6,6 +6,7 @@ export {
   TaskNotFoundError,
   NoTaskContextError,
   TaskInputError,
+  NonRetryableError,
   ExecutorConfigError,
   ExecutorUnavailableError,
   isTaskError,
@@ -15,6 +16,7 @@ export { TaskStatus } from "./task-status.js";
 export { encodeValue, decodeValue, type EncodedValue } from "./codec.js";
 export { loadConfig, type NumerousConfig } from "./config.js";
 export type {
+  AttemptRecord,
   Executor,
   InstanceSnapshot,
   SubmitRequest,
@@ -22,13 +24,21 @@ export type {
   InstancePage,
   TaskDefinition,
 } from "./executor.js";
-export { getTaskController, type TaskController } from "./task-controller.js";
-export { TaskInstanceState, type TaskSnapshot, type WaitOptions } from "./task-instance-state.js";
+export { getTaskController, getTaskInputs, type TaskController } from "./task-controller.js";
+export {
+  TaskInstanceState,
+  type TaskAttempt,
+  type TaskSnapshot,
+  type WaitOptions,
+} from "./task-instance-state.js";
+export type { CallOptions, ConcurrencyOptions, RetryOptions, RunOptions, RunSpec } from "./run-options.js";
 export { task, type TaskFunction, type TaskOptions } from "./task.js";
 export {
   waitForCompletion,
   stopTaskInstance,
   getTaskInstance,
+  getTaskDefinition,
+  runTask,
   listTaskDefinitions,
   listTaskInstances,
   type ListTaskInstancesFilter,

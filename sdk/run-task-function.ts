@@ -28,6 +28,7 @@ export function runTaskFunction(
 ): TaskOutcome | Promise<TaskOutcome> {
   let value: unknown;
   let thenable: boolean;
+  controller.inputs = args;
   try {
     const decoded = decodeValue(args) as unknown[];
     value = runWithController(controller, fn, decoded);

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { type EncodedValue, encodeValue } from "./codec.js";
+import { type EncodedValue, decodeValue, encodeValue } from "./codec.js";
 import { NoTaskContextError, TaskInputError } from "./errors.js";
 
 /** What a running task uses to report and to learn that it should stop. */
@@ -33,6 +33,8 @@ export interface ControllerSink {
 export class TaskControllerImpl implements TaskController {
   readonly instanceId: string;
   readonly taskName: string;
+  /** The instance's encoded arguments, for `getTaskInputs()`; set when the function is called. */
+  inputs: EncodedValue | undefined;
   #abort: AbortController | undefined;
   #stopReason: Error | undefined;
   readonly #sink: ControllerSink;
@@ -69,11 +71,16 @@ export class TaskControllerImpl implements TaskController {
     return this.#stopReason !== undefined;
   }
 
-  /** Executors call this when a stop arrives; later calls do nothing. */
-  requestStop(): void {
+  /**
+   * Executors call this when a stop arrives; later calls do nothing. `reason` becomes the
+   * signal's reason (an attempt's timeout passes a `TaskTimeoutError`); by default an `AbortError`.
+   */
+  requestStop(reason?: Error): void {
     if (this.#stopReason === undefined) {
-      const reason = new Error(`task instance ${this.instanceId} was asked to stop`);
-      reason.name = "AbortError";
+      if (reason === undefined) {
+        reason = new Error(`task instance ${this.instanceId} was asked to stop`);
+        reason.name = "AbortError";
+      }
       this.#stopReason = reason;
       this.#abort?.abort(reason);
     }
@@ -113,6 +120,19 @@ export function runWithController<T>(
 /** Calls `fn` as a plain function (`this` undefined, as a direct call would). */
 function callWith(fn: (...args: never[]) => unknown, args: readonly unknown[]): unknown {
   return fn(...(args as never[]));
+}
+
+/**
+ * Inside a task: the decoded argument list of the current instance (a fresh copy: what the
+ * function was called with, before it changed anything). In a workload these are what the
+ * daemon passed in `TASK_DATA_INPUT`.
+ * @throws {NoTaskContextError} outside a task.
+ */
+export function getTaskInputs(): unknown[] {
+  const controller = context.getStore();
+  if (controller === undefined) throw new NoTaskContextError("getTaskInputs");
+  const inputs = (controller as TaskControllerImpl).inputs ?? process.env.TASK_DATA_INPUT;
+  return inputs === undefined || inputs === "" ? [] : (decodeValue(inputs) as unknown[]);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { decodeValue } from "./codec.js";
 import { TaskCancelledError, type TaskErrorInfo, TaskTimeoutError, errorForFailure } from "./errors.js";
-import type { Executor, InstanceSnapshot } from "./executor.js";
+import type { AttemptRecord, Executor, InstanceSnapshot } from "./executor.js";
 import { failures } from "./failures.js";
 import { type TaskStatus, isTerminalStatus } from "./task-status.js";
 
@@ -25,6 +25,22 @@ export interface TaskSnapshot<R = unknown> {
   readonly createdAt: Date;
   readonly startedAt: Date | undefined;
   readonly finishedAt: Date | undefined;
+  /** The current attempt (or the next, while it waits to retry), from 1. */
+  readonly attempt: number;
+  readonly attempts: readonly TaskAttempt[];
+  readonly nextAttemptAt: Date | undefined;
+  readonly scheduledFor: Date | undefined;
+  readonly priority: number;
+  readonly idempotencyKey: string | undefined;
+}
+
+/** One attempt of an instance. */
+export interface TaskAttempt {
+  readonly attempt: number;
+  readonly startedAt: Date;
+  readonly finishedAt: Date | undefined;
+  /** Why it failed. */
+  readonly error: TaskErrorInfo | undefined;
 }
 
 /**
@@ -107,6 +123,28 @@ export class TaskInstanceState<R = unknown> {
   get finishedAt(): Date | undefined {
     return toDate(this.#snapshot.finishedAt);
   }
+  /** The current attempt, or the next one while it waits to retry; from 1. */
+  get attempt(): number {
+    return this.#snapshot.attempt ?? 1;
+  }
+  /** Each attempt so far: its start, end and error. */
+  get attempts(): readonly TaskAttempt[] {
+    return (this.#snapshot.attempts ?? []).map(toAttempt);
+  }
+  /** While pending between attempts: when the next may start. */
+  get nextAttemptAt(): Date | undefined {
+    return toDate(this.#snapshot.nextAttemptAt);
+  }
+  /** A delayed instance's start time (`delayMs` or `startAt`). */
+  get scheduledFor(): Date | undefined {
+    return toDate(this.#snapshot.spec?.startAt);
+  }
+  get priority(): number {
+    return this.#snapshot.spec?.priority ?? 0;
+  }
+  get idempotencyKey(): string | undefined {
+    return this.#snapshot.spec?.idempotencyKey;
+  }
 
   /** True once completed, failed or cancelled. */
   isDone(): boolean {
@@ -169,6 +207,12 @@ export class TaskInstanceState<R = unknown> {
       createdAt: this.createdAt,
       startedAt: this.startedAt,
       finishedAt: this.finishedAt,
+      attempt: this.attempt,
+      attempts: this.attempts,
+      nextAttemptAt: this.nextAttemptAt,
+      scheduledFor: this.scheduledFor,
+      priority: this.priority,
+      idempotencyKey: this.idempotencyKey,
     };
   }
 
@@ -306,7 +350,7 @@ export class TaskInstanceState<R = unknown> {
     const snapshot = this.#snapshot;
     if (snapshot.result !== undefined && snapshot.status !== "failed") return this.result as R;
     if (snapshot.status === "cancelled") throw new TaskCancelledError(this.id, snapshot.error);
-    throw errorForFailure(this.id, snapshot.error ?? failures.withoutReason());
+    throw errorForFailure(this.id, snapshot.error ?? failures.withoutReason(), snapshot.attempt ?? 1);
   }
 }
 
@@ -315,6 +359,15 @@ const NO_OPTIONS: WaitOptions = Object.freeze({});
 interface Waiter<R> {
   resolve(value: R): void;
   reject(reason: unknown): void;
+}
+
+function toAttempt(record: AttemptRecord): TaskAttempt {
+  return {
+    attempt: record.attempt,
+    startedAt: new Date(record.startedAt),
+    finishedAt: toDate(record.finishedAt),
+    error: record.error,
+  };
 }
 
 function toDate(time: number | undefined): Date | undefined {

@@ -5,6 +5,16 @@ import { createInstanceId, definitionIdFor } from "./ids.js";
 import type { AnyTaskFunction } from "./run-task-function.js";
 import { currentExecutor } from "./runtime.js";
 import { type ListTaskInstancesFilter, listTaskInstances } from "./api.js";
+import {
+  type CallOptions,
+  type ConcurrencyOptions,
+  type RunOptions,
+  type TaskRunDefaults,
+  checkCallOptions,
+  checkTaskOptions,
+  idempotentInstanceId,
+  resolveRunSpec,
+} from "./run-options.js";
 import { TaskInstanceState } from "./task-instance-state.js";
 
 /** A function made into a task: calling it starts an instance and returns its live handle. */
@@ -14,17 +24,26 @@ export interface TaskFunction<A extends unknown[] = unknown[], R = unknown> {
   readonly definition: TaskDefinition;
   /** This task's instances, in creation order. */
   listInstances(filter?: Omit<ListTaskInstancesFilter, "task">): Promise<TaskInstanceState<R>[]>;
+  /**
+   * The task with options for the calls made through the result: `charge.with({ idempotencyKey:
+   * "order-981" })("c-42", 1999)`. Overrides the task's own defaults.
+   * @throws {TaskInputError} naming the option, for an unknown option or a bad value.
+   */
+  with(options: CallOptions): (...args: A) => TaskInstanceState<R>;
 }
 
-/** Options of {@link task}. */
-export interface TaskOptions {
+/** Options of {@link task}: its name and the defaults of its instances' run options (SPEC §4). */
+export interface TaskOptions<A extends unknown[] = unknown[]> extends RunOptions {
   /** The task's name; defaults to the function's name. The platform addresses tasks by it. */
   readonly name?: string;
+  /** At most this many of its instances run at once, in all, and per key. */
+  readonly concurrency?: ConcurrencyOptions<A>;
 }
 
 interface Registration {
   readonly fn: AnyTaskFunction;
   readonly definition: TaskDefinition;
+  readonly defaults: TaskRunDefaults;
   /** The defining module's file. */
   readonly site: string;
   /** Where in it: `file:line:column`. */
@@ -47,11 +66,11 @@ let turnEnding = false;
  */
 export function task<F extends AnyTaskFunction>(fn: F): TaskFunction<Parameters<F>, Awaited<ReturnType<F>>>;
 export function task<F extends AnyTaskFunction>(
-  options: TaskOptions,
+  options: TaskOptions<Parameters<F>>,
   fn: F,
 ): TaskFunction<Parameters<F>, Awaited<ReturnType<F>>>;
 export function task(
-  first: TaskOptions | AnyTaskFunction,
+  first: TaskOptions<never> | AnyTaskFunction,
   second?: AnyTaskFunction,
 ): TaskFunction<unknown[], unknown> {
   const candidate: unknown = typeof first === "function" ? first : second;
@@ -69,34 +88,61 @@ export function task(
       "task() needs a name: pass a named function (function simulate() {}) or task({ name: 'simulate' }, fn)",
     );
   }
+  const defaults = checkTaskOptions(options);
   const definition: TaskDefinition = Object.freeze({ id: definitionIdFor(name), name });
   const { site, statement } = callerSite();
-  register(name, fn, definition, site, statement);
+  register(name, fn, definition, defaults, site, statement);
 
-  const call = (...args: unknown[]): TaskInstanceState<unknown> => {
-    const encoded = encodeValue(args, "args");
-    const executor = currentExecutor();
-    const snapshot = executor.submit({
-      id: createInstanceId(),
-      taskId: definition.id,
-      taskName: name,
-      args: encoded,
-      createdAt: Date.now(),
-      module: site,
-    });
-    return new TaskInstanceState(executor, snapshot);
-  };
+  const call = (...args: unknown[]): TaskInstanceState<unknown> =>
+    submitCall(definition, site, defaults, undefined, args);
   return Object.assign(call, {
     definition,
     listInstances: (filter: Omit<ListTaskInstancesFilter, "task"> = {}) =>
       listTaskInstances({ ...filter, task: name }),
+    with: (callOptions: CallOptions) => {
+      const checked = checkCallOptions(callOptions);
+      return (...args: unknown[]) => submitCall(definition, site, defaults, checked, args);
+    },
   });
+}
+
+/**
+ * Starts an instance: the spec from the defaults and the call's options, the id from the
+ * idempotency key when there is one, and the handle at once.
+ * @throws {TaskInputError} for arguments that do not survive the codec, or a key function that throws.
+ */
+export function submitCall(
+  definition: TaskDefinition,
+  module: string,
+  defaults: TaskRunDefaults | undefined,
+  callOptions: CallOptions | undefined,
+  args: readonly unknown[],
+): TaskInstanceState<unknown> {
+  const encoded = encodeValue(args, "args");
+  const now = Date.now();
+  const spec = resolveRunSpec(defaults, callOptions, args, now);
+  const executor = currentExecutor();
+  const key = spec?.idempotencyKey;
+  const snapshot = executor.submit({
+    id:
+      key === undefined
+        ? createInstanceId()
+        : idempotentInstanceId(executor.namespace ?? "", definition.name, key),
+    taskId: definition.id,
+    taskName: definition.name,
+    args: encoded,
+    createdAt: now,
+    module,
+    ...(spec === undefined ? {} : { spec }),
+  });
+  return new TaskInstanceState(executor, snapshot);
 }
 
 function register(
   name: string,
   fn: AnyTaskFunction,
   definition: TaskDefinition,
+  defaults: TaskRunDefaults,
   site: string,
   statement: string,
 ): void {
@@ -114,7 +160,7 @@ function register(
         "give one of them another name with task({ name }, fn)",
     );
   }
-  registry.set(name, { fn, definition, site, statement, turn });
+  registry.set(name, { fn, definition, defaults, site, statement, turn });
   if (!turnEnding) {
     // Definitions made in one synchronous run belong to one module evaluation.
     turnEnding = true;
@@ -140,6 +186,13 @@ function callerSite(): { site: string; statement: string } {
 /** @internal The function registered under `name`, for executors that run tasks. */
 export function findTaskFunction(name: string): AnyTaskFunction | undefined {
   return registry.get(name)?.fn;
+}
+
+/** @internal What this process knows of the task `name`: its definition, defaults and module. */
+export function findRegistration(
+  name: string,
+): { definition: TaskDefinition; defaults: TaskRunDefaults; site: string } | undefined {
+  return registry.get(name);
 }
 
 /** @internal The definitions made in this process. */
