@@ -143,7 +143,9 @@ for (let n = 1; n <= 500; n++) {
     id: "child-" + n, deploymentId: "dep-a", taskId: "t", taskName: "resize", module: "/app/tasks.ts",
     args: undefined, status: n % 2 ? "completed" : "running", progress: 1, output: undefined,
     result: JSON.stringify(n), error: undefined, createdAt: n, startedAt: n, finishedAt: undefined,
-    revision: 2, sequence: n, position: n, owner: "child",
+    revision: 2, sequence: n, position: n, owner: "child", spec: undefined, priority: 0, readyAt: 0,
+    attempt: 1, maxAttempts: 1, attempts: undefined, concurrencyLimit: 0, perKeyLimit: 0,
+    concurrencyKey: undefined,
   });
 }
 await store.save(rows.slice(0, 250));

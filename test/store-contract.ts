@@ -11,7 +11,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { isClusterStore } from "../executor-platform/store/cluster-store.js";
-import type { Store, StoredDefinition, StoredInstance } from "../executor-platform/store/store.js";
+import { runFields, type Store, type StoredDefinition, type StoredInstance } from "../executor-platform/store/store.js";
 
 /** What the factory hands the suite: a store on a new, empty database, and a way back to it. */
 export interface StoreContractHandle {
@@ -44,6 +44,7 @@ export function storedRow(n: number, overrides: Partial<StoredInstance> = {}): S
     sequence: n,
     position: n,
     owner: "",
+    ...runFields(undefined),
     ...overrides,
   };
 }

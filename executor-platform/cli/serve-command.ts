@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { addClientCommands } from "./client-commands.js";
+import { parseDuration } from "./duration.js";
 import { type LogDestination, openStdoutDestination } from "./log-destination.js";
 import { AccessControl, loadTokenGrants } from "../daemon/access-control.js";
 import { createDaemon } from "../daemon/daemon.js";
@@ -17,6 +18,17 @@ function whole(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected a whole number");
   return n;
+}
+
+function duration(value: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+  if (!(ms >= 1000)) throw new InvalidArgumentError("expected a duration of at least 1s");
+  return ms;
 }
 
 function positive(value: string): number {
@@ -81,6 +93,14 @@ export async function runCli(argv: readonly string[]): Promise<number> {
         .env("NUMEROUS_EXECUTOR_STOP_GRACE_MS")
         .argParser(whole)
         .default(10_000),
+    )
+    .addOption(
+      new Option(
+        "--retention <duration>",
+        "delete finished instances older than this, e.g. 7d, 12h, 30m (default: keep them)",
+      )
+        .env("NUMEROUS_EXECUTOR_RETENTION")
+        .argParser(duration),
     )
     .addOption(
       new Option("--max-message-bytes <n>", "largest message either service accepts")
@@ -197,6 +217,7 @@ interface ServeOptions {
   tlsKey?: string;
   store?: string;
   leaseMs: number;
+  retention?: number;
   insecure?: boolean;
   logLevel: string;
   logBufferBytes: number;
@@ -290,6 +311,7 @@ async function serveWith(options: ServeOptions, destination: LogDestination): Pr
     accessControl: new AccessControl(grants),
     ...(tls === undefined ? {} : { tls }),
     leaseMs: options.leaseMs,
+    ...(options.retention === undefined ? {} : { retentionMs: options.retention }),
     onFatal: (reason) => fatal?.(reason),
     logger,
   });

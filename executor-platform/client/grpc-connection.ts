@@ -18,7 +18,8 @@ import {
   TaskServiceClient,
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { channelTarget, wantsTls } from "./address.js";
-import { errorFromWire, snapshotFromWire, statusToWire } from "../protocol/wire.js";
+import { errorFromWire, snapshotFromWire, specToWire, statusToWire } from "../protocol/wire.js";
+import type { RunSpec } from "../../sdk/run-options.js";
 
 /** Options of {@link GrpcConnection}. */
 export interface GrpcConnectionOptions {
@@ -75,8 +76,12 @@ export class GrpcConnection {
 
   /** One result per instance, in order: the daemon's snapshot, or why it refused it. */
   async submit(
-    instances: NewInstance[],
+    requests: ReadonlyArray<Omit<NewInstance, "options"> & { readonly spec?: RunSpec | undefined }>,
   ): Promise<Array<{ snapshot: InstanceSnapshot } | { error: TaskErrorInfo }>> {
+    const instances: NewInstance[] = requests.map(({ spec, ...rest }) => ({
+      ...rest,
+      options: spec === undefined ? undefined : specToWire(spec),
+    }));
     const response = await this.#unary<{ results: SubmitResult[] }>((cb) =>
       this.#client.submit({ instances }, this.#metadata, this.#callOptions(), cb),
     );

@@ -64,6 +64,11 @@ export class PlatformExecutor implements Executor {
     this.#options = options;
   }
 
+  /** The deployment: idempotency keys are scoped to it. */
+  get namespace(): string {
+    return this.#options.deploymentId ?? "";
+  }
+
   submit(request: SubmitRequest): InstanceSnapshot {
     this.#inflight.add(request.id);
     this.#batch.push(request);
@@ -79,6 +84,7 @@ export class PlatformExecutor implements Executor {
       progress: 0,
       createdAt: request.createdAt,
       revision: 0,
+      spec: request.spec,
     };
   }
 
@@ -217,6 +223,7 @@ export class PlatformExecutor implements Executor {
             createdAtMs: r.createdAt,
             module: r.module,
             moduleRelative: relativeToCwd(r.module),
+            spec: r.spec,
           })),
         );
         chunk.forEach((request, index) => {

@@ -11,6 +11,15 @@ export interface ActiveInstance {
   stopRequested: boolean;
   /** After a restart: fails it if its workload does not reattach in time. */
   orphanTimer: NodeJS.Timeout | undefined;
+  /** It waits in the run queue (so it is never queued twice). */
+  queued: boolean;
+  /** A user asked to stop it: final, never retried. */
+  userStopped: boolean;
+  /** Its attempt ran past its timeout and was asked to stop: the attempt fails. */
+  timedOut: boolean;
+  timeoutTimer: NodeJS.Timeout | undefined;
+  /** Given back to the shared store to wait for its next attempt: forgotten once saved. */
+  released: boolean;
 }
 
 export function activeInstance(row: StoredInstance): ActiveInstance {
@@ -21,5 +30,10 @@ export function activeInstance(row: StoredInstance): ActiveInstance {
     stopTimer: undefined,
     stopRequested: false,
     orphanTimer: undefined,
+    queued: false,
+    userStopped: false,
+    timedOut: false,
+    timeoutTimer: undefined,
+    released: false,
   };
 }

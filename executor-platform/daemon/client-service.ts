@@ -16,8 +16,9 @@ import type {
   SubmitResult,
   WatchInstancesRequest,
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
-import { errorToWire, statusFromWire, storedToWire } from "../protocol/wire.js";
-import type { Store, StoredInstance } from "../store/store.js";
+import type { RunSpec } from "../../sdk/run-options.js";
+import { errorToWire, specFromWire, statusFromWire, storedToWire } from "../protocol/wire.js";
+import { runFields, type Store, type StoredInstance } from "../store/store.js";
 import type { AccessControl } from "./access-control.js";
 import type { Coordinator } from "./coordinator.js";
 import type { DaemonState } from "./daemon-options.js";
@@ -132,11 +133,28 @@ async function submit(
     } else missing.push(id);
   }
   for (const row of await o.store.getMany(missing)) existing.set(row.id, row);
+  // Instances started by task name only (runTask in a process that did not define the task):
+  // the module of the deployment's task of that name.
+  let byName: Map<string, string> | undefined;
+  if (request.instances.some(isByName)) {
+    byName = new Map((await o.store.listDefinitions(deployment)).map((d) => [d.name, d.module]));
+  }
 
   const results: SubmitResult[] = [];
   const created: string[] = [];
-  for (const instance of request.instances) {
-    const problem = checkNewInstance(o, instance);
+  for (const requested of request.instances) {
+    let instance = requested;
+    if (isByName(instance)) {
+      const module = byName?.get(instance.taskName);
+      if (module === undefined) {
+        const error = failures.taskNotDefined(instance.taskName, "for this deployment");
+        results.push({ outcome: { $case: "error", value: errorToWire(error) } });
+        continue;
+      }
+      instance = { ...instance, module };
+    }
+    const spec = instance.options === undefined ? undefined : specFromWire(instance.options);
+    const problem = typeof spec === "string" ? failures.taskInput(spec) : checkNewInstance(o, instance);
     if (problem !== undefined) {
       results.push({ outcome: { $case: "error", value: errorToWire(problem) } });
       continue;
@@ -173,6 +191,7 @@ async function submit(
       revision: 1,
       ...o.coordinator.numberNew(),
       owner: "",
+      ...runFields(spec as RunSpec | undefined),
     };
     existing.set(row.id, row);
     o.coordinator.created(row);
@@ -193,6 +212,10 @@ async function submit(
       return row === undefined ? result : { outcome: { $case: "instance", value: storedToWire(row) } };
     }),
   };
+}
+
+function isByName(instance: NewInstance): boolean {
+  return instance.module === "" && instance.moduleRelative === "";
 }
 
 function checkNewInstance(o: ClientServiceOptions, instance: NewInstance): TaskErrorInfo | undefined {

@@ -64,6 +64,8 @@ export class ClusterCoordinator implements Coordinator {
   /** When the last heartbeat succeeded. */
   #heartbeatAt = 0;
   #unsubscribe: (() => void) | undefined;
+  #wakeTimer: NodeJS.Timeout | undefined;
+  #wakeTimerAt = 0;
 
   constructor(options: ClusterCoordinatorOptions) {
     this.#o = options;
@@ -144,7 +146,32 @@ export class ClusterCoordinator implements Coordinator {
 
   close(): void {
     for (const timer of this.#timers) clearInterval(timer);
+    clearTimeout(this.#wakeTimer);
     this.#unsubscribe?.();
+  }
+
+  /** Claims at `at` (epoch ms), when a delayed instance or a retry becomes ready. */
+  #wakeAt(at: number): void {
+    const now = Date.now();
+    if (at <= now) {
+      this.drained();
+      return;
+    }
+    if (this.#wakeTimer !== undefined && this.#wakeTimerAt <= at && this.#wakeTimerAt > now) return;
+    clearTimeout(this.#wakeTimer);
+    this.#wakeTimerAt = at;
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.drained();
+      // More may wait behind it.
+      this.#o.store.nextReadyAt().then(
+        (next) => {
+          if (next !== undefined) this.#wakeAt(next);
+        },
+        () => undefined,
+      );
+    }, at - now);
+    this.#wakeTimer.unref();
   }
 
   resumeBound(): number {
@@ -226,8 +253,18 @@ export class ClusterCoordinator implements Coordinator {
 
   #onEvent(event: ClusterEvent): void {
     if (this.#o.state.stopped) return;
-    if (event.kind === "pending") this.drained();
-    else if (event.kind === "changed") {
+    if (event.kind === "pending") {
+      if (event.at !== undefined) this.#wakeAt(event.at);
+      else this.drained();
+      if (event.resync) {
+        this.#o.store.nextReadyAt().then(
+          (at) => {
+            if (at !== undefined) this.#wakeAt(at);
+          },
+          (error) => this.#o.log.warn({ err: error }, "could not read when delayed instances are due"),
+        );
+      }
+    } else if (event.kind === "changed") {
       this.#announced = Math.max(this.#announced, event.sequence);
       this.#fetchChanges();
     } else if (event.kind === "stop" && event.owner === this.#o.owner) {

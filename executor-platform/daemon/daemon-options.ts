@@ -38,13 +38,15 @@ export interface DaemonOptions {
   /** Called when the daemon must stop at once (it lost its lease to the cluster). */
   readonly onFatal?: (reason: string) => void;
   readonly logger: Logger;
+  /** Finished instances older than this (by their end) are deleted. Default: kept. */
+  readonly retentionMs?: number;
   /** Extra environment for workloads. */
   readonly workloadEnv?: Readonly<Record<string, string>>;
 }
 
 /** The options with every default filled in. */
 export type ResolvedDaemonOptions = Required<
-  Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal">
+  Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal" | "retentionMs">
 > &
   DaemonOptions;
 

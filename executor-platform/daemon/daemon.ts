@@ -26,6 +26,7 @@ import { InstanceTable } from "./instance-table.js";
 import { ModuleResolver } from "./module-resolver.js";
 import { PoolLauncher } from "./pool-launcher.js";
 import { ProcessLauncher } from "./process-launcher.js";
+import { startRetention } from "./retention.js";
 import { RunQueue } from "./run-queue.js";
 import { SingleCoordinator } from "./single-coordinator.js";
 import { removeStaleSocket } from "./socket-file.js";
@@ -84,6 +85,7 @@ class DaemonImpl implements Daemon {
   /** The framed workload socket's path, "" when workloads use gRPC. */
   #framesSocket = "";
   #framesServer: WorkloadSocketServer | undefined;
+  #stopRetention: (() => void) | undefined;
 
   constructor(o: ResolvedDaemonOptions) {
     this.#o = o;
@@ -127,6 +129,7 @@ class DaemonImpl implements Daemon {
       concurrency: o.concurrency,
       stopGraceMs: o.stopGraceMs,
       onDrained: () => coordinator.drained(),
+      holdsRetries: !isClusterStore(o.store),
     });
     const workloads = new WorkloadService({
       table,
@@ -158,8 +161,16 @@ class DaemonImpl implements Daemon {
             state,
             size: o.concurrency,
             onIdle: () => queue.pump(),
+            began: (active) => queue.began(active),
           })
-        : new ProcessLauncher({ table, workers, spawner, tokens, tokensRequired: access.enabled });
+        : new ProcessLauncher({
+            table,
+            workers,
+            spawner,
+            tokens,
+            tokensRequired: access.enabled,
+            began: (active) => queue.began(active),
+          });
     queue.useLauncher(this.#launcher);
     coordinator.attach({ table, queue, hub, workers });
     this.#coordinator = coordinator;
@@ -254,6 +265,9 @@ class DaemonImpl implements Daemon {
     );
     this.#launcher.open();
     this.#queue.pump();
+    if (this.#o.retentionMs !== undefined) {
+      this.#stopRetention = startRetention(this.#store, this.#o.retentionMs, this.#log);
+    }
     return this.#address;
   }
 
@@ -269,6 +283,7 @@ class DaemonImpl implements Daemon {
     if (!this.#state.accepting) return;
     this.#state.accepting = false;
     this.#coordinator.close();
+    this.#stopRetention?.();
     for (const listener of this.#healthListeners) listener();
     this.#log.info(
       { running: this.#queue.running },

@@ -168,7 +168,8 @@ export class InstanceTable {
       byId.set(row.id, row);
       const active = this.#active.get(row.id);
       if (active && active.row.revision === row.revision) {
-        if (isTerminalStatus(row.status)) this.#active.delete(row.id);
+        // Ended, or given back to the shared store to wait for its next attempt.
+        if (isTerminalStatus(row.status) || active.released) this.#active.delete(row.id);
         else if (active.row.sequence !== row.sequence) active.row = { ...active.row, sequence: row.sequence };
       }
     }

@@ -17,6 +17,8 @@ export interface PoolLauncherOptions {
   readonly size: number;
   /** A worker became idle: queued instances can start. */
   readonly onIdle: () => void;
+  /** An attempt begins to run: the queue records it and starts its timeout. */
+  readonly began: (active: ActiveInstance) => void;
 }
 
 /** Warm processes, each running one instance after another. */
@@ -36,8 +38,8 @@ export class PoolLauncher implements WorkloadLauncher {
   }
 
   start(active: ActiveInstance): void {
-    const { table, workers } = this.#o;
-    table.change(active, { status: "running", startedAt: Date.now() });
+    const { workers } = this.#o;
+    this.#o.began(active);
     const worker = workers.idle.pop() as Worker;
     worker.instanceId = active.row.id;
     active.worker = worker;

@@ -13,6 +13,8 @@ export interface ProcessLauncherOptions {
   readonly tokens: WorkloadTokens;
   /** Whether clients need a token: then a task gets one for its own deployment. */
   readonly tokensRequired: boolean;
+  /** An attempt begins to run: the queue records it and starts its timeout. */
+  readonly began: (active: ActiveInstance) => void;
 }
 
 /** One OS process per instance: the platform's own model. */
@@ -49,9 +51,11 @@ export class ProcessLauncher implements WorkloadLauncher {
     const instanceId = worker.startFor as string;
     const active = table.get(instanceId);
     if (active && active.worker === worker && !isTerminalStatus(active.row.status)) {
-      if (active.row.status === "pending") table.change(active, { status: "running", startedAt: Date.now() });
+      if (active.row.status === "pending") this.#o.began(active);
       sendStart(workers, worker, active);
-      if (active.stopRequested) workers.send(worker, { kind: { $case: "stop", value: { instanceId } } });
+      if (active.stopRequested) {
+        workers.send(worker, { kind: { $case: "stop", value: { instanceId, timeoutMs: 0 } } });
+      }
     } else {
       // Cancelled while its process was starting.
       worker.child?.kill("SIGKILL");
@@ -63,8 +67,8 @@ export class ProcessLauncher implements WorkloadLauncher {
 
 /** Tells a worker to run the instance. */
 export function sendStart(workers: Workers, worker: Worker, active: ActiveInstance): void {
-  const { id, taskName, module, args } = active.row;
+  const { id, taskName, module, args, attempt } = active.row;
   workers.send(worker, {
-    kind: { $case: "start", value: { instanceId: id, taskName, module, args: args ?? "J[]" } },
+    kind: { $case: "start", value: { instanceId: id, taskName, module, args: args ?? "J[]", attempt } },
   });
 }

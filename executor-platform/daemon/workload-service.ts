@@ -168,7 +168,10 @@ export class WorkloadService {
         active.worker = worker;
         clearTimeout(active.orphanTimer);
         this.#o.log.info({ instance: instanceId }, "workload reattached");
-        if (active.stopRequested) workers.send(worker, { kind: { $case: "stop", value: { instanceId } } });
+        if (active.stopRequested) {
+          const timeoutMs = active.timedOut ? (active.row.spec?.timeoutMs ?? 0) : 0;
+          workers.send(worker, { kind: { $case: "stop", value: { instanceId, timeoutMs } } });
+        }
         else if (hello.stopRequestedAtMs > 0) {
           // A stop the daemon before this one acknowledged: its grace period runs on from then.
           const graceLeftMs = queue.stopRequested(active, hello.stopRequestedAtMs);

@@ -1,10 +1,13 @@
 import type { TaskErrorDetails, TaskErrorInfo } from "../../sdk/errors.js";
-import type { InstanceSnapshot } from "../../sdk/executor.js";
+import type { AttemptRecord, InstanceSnapshot } from "../../sdk/executor.js";
+import { type CallOptions, type RunSpec, checkCallOptions } from "../../sdk/run-options.js";
 import type { TaskStatus } from "../../sdk/task-status.js";
 import {
+  type Attempt,
   type ErrorDetails,
   type ErrorInfo,
   type Instance,
+  type RunOptions,
   Status,
 } from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
 import type { StoredInstance } from "../store/store.js";
@@ -73,7 +76,112 @@ export function storedToWire(row: StoredInstance): Instance {
     finishedAtMs: row.finishedAt ?? 0,
     revision: row.revision,
     sequence: row.sequence,
+    options: row.spec === undefined ? undefined : specToWire(row.spec),
+    attempt: row.attempt,
+    attempts: (row.attempts ?? []).map(attemptToWire),
+    nextAttemptAtMs: nextAttemptAt(row) ?? 0,
   };
+}
+
+/** While pending between attempts: when the next may start. */
+export function nextAttemptAt(row: StoredInstance): number | undefined {
+  return row.status === "pending" && row.attempt > 1 && row.readyAt > 0 ? row.readyAt : undefined;
+}
+
+function attemptToWire(record: AttemptRecord): Attempt {
+  return {
+    attempt: record.attempt,
+    startedAtMs: record.startedAt,
+    finishedAtMs: record.finishedAt ?? 0,
+    error: record.error === undefined ? undefined : errorToWire(record.error),
+  };
+}
+
+function attemptFromWire(record: Attempt): AttemptRecord {
+  return {
+    attempt: record.attempt,
+    startedAt: record.startedAtMs,
+    ...(record.finishedAtMs ? { finishedAt: record.finishedAtMs } : {}),
+    ...(record.error === undefined ? {} : { error: errorFromWire(record.error) }),
+  };
+}
+
+export function specToWire(spec: RunSpec): RunOptions {
+  return {
+    maxAttempts: spec.maxAttempts,
+    backoff: spec.backoff,
+    initialDelayMs: spec.initialDelayMs,
+    maxDelayMs: spec.maxDelayMs,
+    jitter: spec.jitter,
+    timeoutMs: spec.timeoutMs,
+    priority: spec.priority,
+    startAtMs: spec.startAt,
+    idempotencyKey: spec.idempotencyKey,
+    concurrencyLimit: spec.concurrencyLimit,
+    concurrencyKey: spec.concurrencyKey,
+    perKeyLimit: spec.perKeyLimit,
+  };
+}
+
+/**
+ * The spec a client sent, checked as the SDK checks a call's options (a client may not be our
+ * SDK): the spec, or the problem as text naming the option.
+ */
+export function specFromWire(options: RunOptions): RunSpec | string {
+  const spec = wireSpec(options);
+  return checkSpec(spec);
+}
+
+/** The spec as the wire has it, unchecked (the daemon checked what it sends). */
+function wireSpec(options: RunOptions): RunSpec {
+  const spec: { -readonly [K in keyof RunSpec]: RunSpec[K] } = {};
+  const set = <K extends keyof RunSpec>(key: K, value: RunSpec[K] | undefined) => {
+    if (value !== undefined) spec[key] = value;
+  };
+  set("maxAttempts", options.maxAttempts);
+  if (options.backoff !== undefined) set("backoff", options.backoff as RunSpec["backoff"]);
+  set("initialDelayMs", options.initialDelayMs);
+  set("maxDelayMs", options.maxDelayMs);
+  set("jitter", options.jitter);
+  set("timeoutMs", options.timeoutMs);
+  set("priority", options.priority);
+  set("startAt", options.startAtMs);
+  set("idempotencyKey", options.idempotencyKey);
+  set("concurrencyLimit", options.concurrencyLimit);
+  set("concurrencyKey", options.concurrencyKey);
+  set("perKeyLimit", options.perKeyLimit);
+  return spec;
+}
+
+function checkSpec(spec: RunSpec): RunSpec | string {
+  const retry = {
+    ...(spec.maxAttempts === undefined ? {} : { maxAttempts: spec.maxAttempts }),
+    ...(spec.backoff === undefined ? {} : { backoff: spec.backoff }),
+    ...(spec.initialDelayMs === undefined ? {} : { initialDelayMs: spec.initialDelayMs }),
+    ...(spec.maxDelayMs === undefined ? {} : { maxDelayMs: spec.maxDelayMs }),
+    ...(spec.jitter === undefined ? {} : { jitter: spec.jitter }),
+  };
+  const call: CallOptions = {
+    ...(Object.keys(retry).length > 0 ? { retry } : {}),
+    ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
+    ...(spec.priority === undefined ? {} : { priority: spec.priority }),
+    ...(spec.idempotencyKey === undefined ? {} : { idempotencyKey: spec.idempotencyKey }),
+    ...(spec.startAt === undefined ? {} : { startAt: spec.startAt }),
+  };
+  try {
+    checkCallOptions(call);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  if (spec.concurrencyLimit === 0) return "concurrency.limit: must be a whole number of at least 1";
+  if (spec.perKeyLimit === 0) return "concurrency.perKeyLimit: must be a whole number of at least 1";
+  if ((spec.perKeyLimit === undefined) !== (spec.concurrencyKey === undefined)) {
+    return "concurrency.key: a key and a per-key limit go together";
+  }
+  if (spec.concurrencyKey !== undefined && spec.concurrencyKey.trim() === "") {
+    return "concurrency.key: must be a non-empty string";
+  }
+  return spec;
 }
 
 export function snapshotFromWire(instance: Instance): InstanceSnapshot {
@@ -90,5 +198,9 @@ export function snapshotFromWire(instance: Instance): InstanceSnapshot {
     startedAt: instance.startedAtMs || undefined,
     finishedAt: instance.finishedAtMs || undefined,
     revision: instance.revision,
+    spec: instance.options === undefined ? undefined : wireSpec(instance.options),
+    attempt: instance.attempt || 1,
+    attempts: instance.attempts.length === 0 ? undefined : instance.attempts.map(attemptFromWire),
+    nextAttemptAt: instance.nextAttemptAtMs || undefined,
   };
 }

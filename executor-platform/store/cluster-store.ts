@@ -5,8 +5,12 @@ import type { Store, StoredDefinition, StoredInstance } from "./store.js";
 export type ClusterEvent =
   /** Rows up to this sequence are committed: fetch them with `changesSinceAll`. */
   | { readonly kind: "changed"; readonly sequence: number }
-  /** New pending instances wait to be claimed. */
-  | { readonly kind: "pending" }
+  /**
+   * New pending instances wait to be claimed: now, or from `at` (epoch ms) when all of them wait
+   * for a later time (a delay, a retry's backoff). `resync`: the listener (re)connected and may
+   * have missed events: claim, and ask the store when the next waiting row is due.
+   */
+  | { readonly kind: "pending"; readonly at?: number; readonly resync?: boolean }
   /** Someone asked to stop an instance; its owner delivers the stop to its workload. */
   | { readonly kind: "stop"; readonly instanceId: string; readonly owner: string };
 
@@ -62,6 +66,8 @@ export interface ClusterStore extends Store {
    * Returns the changed rows (already saved, with a new sequence).
    */
   reap(reason: (owner: string) => TaskErrorInfo): Promise<StoredInstance[]>;
+  /** The earliest time after now at which an unowned pending row becomes ready; undefined for none. */
+  nextReadyAt(): Promise<number | undefined>;
   /** Sends an event to every daemon (including this one). */
   publish(event: ClusterEvent): Promise<void>;
   /** Calls `listener` for every event; reconnects by itself. Returns an unsubscribe function. */

@@ -1,4 +1,6 @@
 import type { TaskErrorInfo } from "../../sdk/errors.js";
+import type { AttemptRecord } from "../../sdk/executor.js";
+import type { RunSpec } from "../../sdk/run-options.js";
 import { isTaskStatus, type TaskStatus } from "../../sdk/task-status.js";
 import type { StoredInstance } from "./store.js";
 
@@ -66,14 +68,18 @@ const status: ColumnCodec<TaskStatus> = {
   },
 };
 
-const errorJson: ColumnCodec<TaskErrorInfo | undefined> = {
-  sqlite: "TEXT",
-  postgres: "text",
-  nullable: true,
-  write: (value) => (value === undefined ? null : JSON.stringify(value)),
-  read: (value) =>
-    value === null || value === undefined ? undefined : (JSON.parse(value as string) as TaskErrorInfo),
-};
+/** A value kept as JSON text; NULL for undefined. */
+function json<T>(): ColumnCodec<T | undefined> {
+  return {
+    sqlite: "TEXT",
+    postgres: "text",
+    nullable: true,
+    write: (value) => (value === undefined ? null : JSON.stringify(value)),
+    read: (value) => (value === null || value === undefined ? undefined : (JSON.parse(value as string) as T)),
+  };
+}
+
+const errorJson = json<TaskErrorInfo>();
 
 /**
  * Every column of the `instances` table, once: its name and how its field is kept. The mapped
@@ -103,6 +109,16 @@ const DECLARED: {
   sequence: { name: "sequence", codec: integer },
   position: { name: "position", codec: integer },
   owner: { name: "owner", codec: text },
+  // Added by migration 3 (run options).
+  spec: { name: "options", codec: json<RunSpec>() },
+  priority: { name: "priority", codec: integer },
+  readyAt: { name: "ready_at", codec: integer },
+  attempt: { name: "attempt", codec: integer },
+  maxAttempts: { name: "max_attempts", codec: integer },
+  attempts: { name: "attempts", codec: json<readonly AttemptRecord[]>() },
+  concurrencyLimit: { name: "concurrency_limit", codec: integer },
+  perKeyLimit: { name: "per_key_limit", codec: integer },
+  concurrencyKey: { name: "concurrency_key", codec: optionalText },
 };
 
 /** One column of the `instances` table, bound to its field of {@link StoredInstance}. */

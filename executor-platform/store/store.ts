@@ -1,4 +1,6 @@
 import type { TaskErrorInfo } from "../../sdk/errors.js";
+import type { AttemptRecord } from "../../sdk/executor.js";
+import type { RunSpec } from "../../sdk/run-options.js";
 import type { TaskStatus } from "../../sdk/task-status.js";
 
 /** An instance as the daemon keeps it. Values stay codec-encoded strings. */
@@ -31,6 +33,49 @@ export interface StoredInstance {
   readonly position: number;
   /** Which daemon runs it (several daemons share a store later); empty when none. */
   readonly owner: string;
+  // Run options (SPEC section 4). The spec as the SDK resolved it; the fields after it are the
+  // parts of it that the store's queries use, and the attempts so far.
+  readonly spec: RunSpec | undefined;
+  /** Higher first among ready instances. */
+  readonly priority: number;
+  /** Epoch milliseconds before which it does not start (a delay, or a retry's backoff); 0: now. */
+  readonly readyAt: number;
+  /** The current attempt, or the next one while it waits to retry; from 1. */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  /** Attempts that started, with their ends and errors. */
+  readonly attempts: readonly AttemptRecord[] | undefined;
+  /** At most this many of the task's instances run at once (0: no limit). */
+  readonly concurrencyLimit: number;
+  /** With `concurrencyKey`: at most this many with that key (0: no limit). */
+  readonly perKeyLimit: number;
+  readonly concurrencyKey: string | undefined;
+}
+
+/** The run-option fields of a new row made with `spec`. */
+export function runFields(spec: RunSpec | undefined): Pick<
+  StoredInstance,
+  | "spec"
+  | "priority"
+  | "readyAt"
+  | "attempt"
+  | "maxAttempts"
+  | "attempts"
+  | "concurrencyLimit"
+  | "perKeyLimit"
+  | "concurrencyKey"
+> {
+  return {
+    spec,
+    priority: spec?.priority ?? 0,
+    readyAt: spec?.startAt ?? 0,
+    attempt: 1,
+    maxAttempts: spec?.maxAttempts ?? 1,
+    attempts: undefined,
+    concurrencyLimit: spec?.concurrencyLimit ?? 0,
+    perKeyLimit: spec?.perKeyLimit ?? 0,
+    concurrencyKey: spec?.concurrencyKey,
+  };
 }
 
 export interface StoredDefinition {
@@ -76,5 +121,7 @@ export interface Store {
   /** Every pending or running row, in creation order: what a restarted daemon takes up again. */
   unfinished(): Promise<StoredInstance[]>;
   listDefinitions(deploymentId: string): Promise<StoredDefinition[]>;
+  /** Deletes up to `limit` finished rows whose `finishedAt` is before `before`; resolves how many. */
+  deleteFinished(before: number, limit: number): Promise<number>;
   close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 import { connect as connectSocket } from "node:net";
 import { pathToFileURL } from "node:url";
 import { decodeValue } from "../../sdk/codec.js";
-import { toErrorInfo } from "../../sdk/errors.js";
+import { TaskTimeoutError, toErrorInfo } from "../../sdk/errors.js";
 import { failures } from "../../sdk/failures.js";
 import { type TaskOutcome, runTaskFunction } from "../../sdk/run-task-function.js";
 import { TaskControllerImpl } from "../../sdk/task-controller.js";
@@ -148,6 +148,11 @@ interface Current {
   stopRequestedAt: number;
 }
 
+/** Which attempt of which instance a Start is: a retried instance may come back to the same worker. */
+function attemptKey(start: { instanceId: string; attempt: number }): string {
+  return `${start.instanceId}#${start.attempt}`;
+}
+
 /**
  * The workload side of the daemon: connects, runs what the daemon starts, streams progress and
  * output, reports the end, and reconnects (re-reporting its state) when the daemon restarts.
@@ -213,7 +218,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         },
       },
     };
-    unacked.set(start.instanceId, finished);
+    unacked.set(attemptKey(start), finished);
     if (current === mine) {
       current = undefined;
       delete process.env.NUMEROUS_TASK_INSTANCE_ID;
@@ -230,17 +235,24 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       if (kind.$case === "start") {
         // A Start again after a reconnect: this instance runs or ran here; only its end may
         // need saying again.
-        const ended = unacked.get(kind.value.instanceId);
+        const ended = unacked.get(attemptKey(kind.value));
         if (ended !== undefined) return send(ended);
         if (current !== undefined) return;
         void run(kind.value);
       } else if (kind.$case === "stop") {
         if (current?.start.instanceId === kind.value.instanceId) {
           if (current.stopRequestedAt === 0) current.stopRequestedAt = Date.now();
-          current.controller.requestStop();
+          // A timeout's stop: the task's signal says so with a TaskTimeoutError.
+          const { instanceId, timeoutMs } = kind.value;
+          current.controller.requestStop(
+            timeoutMs > 0 ? new TaskTimeoutError(instanceId, timeoutMs, "attempt") : undefined,
+          );
         }
       } else if (kind.$case === "finishedAck") {
-        unacked.delete(kind.value.instanceId);
+        // The acknowledgement names the instance: every end of it said so far is durable.
+        for (const key of unacked.keys()) {
+          if (key.startsWith(`${kind.value.instanceId}#`)) unacked.delete(key);
+        }
         if (env.instanceId !== undefined && current === undefined && unacked.size === 0) {
           call.end();
           done?.(0);

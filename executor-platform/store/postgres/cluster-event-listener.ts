@@ -111,7 +111,7 @@ export class ClusterEventListener {
       this.#ping.unref();
       for (const waiter of this.#waiters.splice(0)) waiter.resolve();
       this.#emit({ kind: "changed", sequence: result.rows[0]?.sequence ?? 0 });
-      this.#emit({ kind: "pending" });
+      this.#emit({ kind: "pending", resync: true });
     } catch (error) {
       this.#lost(client, error);
     }
@@ -169,7 +169,7 @@ export function encodeEvent(event: ClusterEvent): string {
     case "changed":
       return JSON.stringify({ kind: "changed", sequence: event.sequence });
     case "pending":
-      return JSON.stringify({ kind: "pending" });
+      return JSON.stringify(event.at === undefined ? { kind: "pending" } : { kind: "pending", at: event.at });
     case "stop":
       return JSON.stringify({ kind: "stop", instanceId: event.instanceId, owner: event.owner });
     default:
@@ -189,7 +189,9 @@ function decodeEvent(payload: string): ClusterEvent | undefined {
   const event = value as Record<string, unknown>;
   if (event.kind === "changed" && typeof event.sequence === "number")
     return { kind: "changed", sequence: event.sequence };
-  if (event.kind === "pending") return { kind: "pending" };
+  if (event.kind === "pending") {
+    return typeof event.at === "number" ? { kind: "pending", at: event.at } : { kind: "pending" };
+  }
   if (event.kind === "stop" && typeof event.instanceId === "string" && typeof event.owner === "string") {
     return { kind: "stop", instanceId: event.instanceId, owner: event.owner };
   }

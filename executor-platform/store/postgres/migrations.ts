@@ -75,6 +75,95 @@ const MIGRATIONS: readonly string[] = [
     FROM (SELECT GREATEST((SELECT position FROM counters WHERE singleton),
                           (SELECT COALESCE(max(position), 0) FROM instances)) AS position) AS m;
   `,
+  `
+  -- Run options (SPEC section 4): the options as JSON, and the parts of them queries use.
+  ALTER TABLE instances
+    ADD COLUMN options           text,
+    ADD COLUMN priority          bigint NOT NULL DEFAULT 0,
+    ADD COLUMN ready_at          bigint NOT NULL DEFAULT 0,
+    ADD COLUMN attempt           bigint NOT NULL DEFAULT 1,
+    ADD COLUMN max_attempts      bigint NOT NULL DEFAULT 1,
+    ADD COLUMN attempts          text,
+    ADD COLUMN concurrency_limit bigint NOT NULL DEFAULT 0,
+    ADD COLUMN per_key_limit     bigint NOT NULL DEFAULT 0,
+    ADD COLUMN concurrency_key   text;
+  -- Claims take the highest priority first, then creation order.
+  DROP INDEX IF EXISTS instances_open;
+  CREATE INDEX instances_open ON instances (owner, priority DESC, position) WHERE status IN ('pending', 'running');
+  -- Counting what a limited task has claimed or running, per task and per key.
+  CREATE INDEX instances_limited ON instances (deployment_id, task_id, concurrency_key)
+    WHERE status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
+  -- Retention deletes finished rows by age.
+  CREATE INDEX instances_finished ON instances (finished_at) WHERE finished_at IS NOT NULL;
+
+  -- Claims up to p_limit ready, unowned pending rows for p_owner, highest priority first, then
+  -- creation order; SKIP LOCKED, so claims never wait on each other. Rows of tasks without a
+  -- concurrency limit are taken in one statement. A limited task's rows are admitted one by one
+  -- under a transaction lock of that task: the count of its claimed rows is read after the lock
+  -- is taken (a statement of a volatile function sees what committed before it), so two daemons
+  -- never both admit past the limit. Notifies 'changed' with the claim's sequence.
+  CREATE FUNCTION numerous_tasks_claim(p_owner text, p_limit int, p_offset int8, p_channel text, p_now int8)
+  RETURNS SETOF instances LANGUAGE plpgsql AS $fn$
+  DECLARE
+    v_sequence int8 := pg_current_xact_id()::text::int8 + p_offset;
+    v_taken int := 0;
+    v_count int;
+    v_full text[] := '{}';
+    c record;
+  BEGIN
+    RETURN QUERY
+      WITH picked AS (
+        SELECT id FROM instances
+        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
+          AND concurrency_limit = 0 AND per_key_limit = 0
+        ORDER BY priority DESC, position LIMIT p_limit FOR UPDATE SKIP LOCKED
+      )
+      UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
+      FROM picked WHERE i.id = picked.id RETURNING i.*;
+    GET DIAGNOSTICS v_taken = ROW_COUNT;
+    IF v_taken < p_limit THEN
+      FOR c IN
+        SELECT id, deployment_id, task_id, concurrency_key, concurrency_limit, per_key_limit FROM instances
+        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
+          AND (concurrency_limit > 0 OR per_key_limit > 0)
+        ORDER BY priority DESC, position LIMIT 1000
+      LOOP
+        CONTINUE WHEN (c.deployment_id || E'\n' || c.task_id) = ANY (v_full)
+          OR (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, '')) = ANY (v_full);
+        PERFORM pg_advisory_xact_lock(1314149195, hashtext(c.deployment_id || E'\n' || c.task_id));
+        PERFORM 1 FROM instances WHERE id = c.id AND status = 'pending' AND owner = '' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        IF c.concurrency_limit > 0 THEN
+          SELECT count(*) INTO v_count FROM instances
+          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND owner <> ''
+            AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
+          IF v_count >= c.concurrency_limit THEN
+            v_full := v_full || (c.deployment_id || E'\n' || c.task_id);
+            CONTINUE;
+          END IF;
+        END IF;
+        IF c.per_key_limit > 0 THEN
+          SELECT count(*) INTO v_count FROM instances
+          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND concurrency_key = c.concurrency_key
+            AND owner <> '' AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
+          IF v_count >= c.per_key_limit THEN
+            v_full := v_full || (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, ''));
+            CONTINUE;
+          END IF;
+        END IF;
+        RETURN QUERY
+          UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
+          WHERE i.id = c.id RETURNING i.*;
+        v_taken := v_taken + 1;
+        EXIT WHEN v_taken >= p_limit;
+      END LOOP;
+    END IF;
+    IF v_taken > 0 THEN
+      PERFORM pg_notify(p_channel, json_build_object('kind', 'changed', 'sequence', v_sequence)::text);
+    END IF;
+  END
+  $fn$;
+  `,
 ];
 
 /**

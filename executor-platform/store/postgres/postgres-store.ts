@@ -22,7 +22,15 @@ import {
   UNFINISHED,
 } from "./statements.js";
 import { describeUrl, errorMessage, storeError } from "./store-error.js";
-import { cancelPendingRow, claimRows, reapExpired, saveRows, type WriteTarget } from "./writes.js";
+import {
+  cancelPendingRow,
+  claimRows,
+  deleteFinished,
+  nextReadyAt,
+  reapExpired,
+  saveRows,
+  type WriteTarget,
+} from "./writes.js";
 
 /** Where {@link PostgresStore} reports what it recovers from by itself. */
 export interface PostgresStoreLogger {
@@ -206,6 +214,16 @@ export class PostgresStore implements ClusterStore {
   async reap(reason: (owner: string) => TaskErrorInfo): Promise<StoredInstance[]> {
     this.#checkOpen();
     return reapExpired(this.#target, reason);
+  }
+
+  async nextReadyAt(): Promise<number | undefined> {
+    this.#checkOpen();
+    return nextReadyAt(this.#target);
+  }
+
+  async deleteFinished(before: number, limit: number): Promise<number> {
+    this.#checkOpen();
+    return deleteFinished(this.#target, before, limit);
   }
 
   async publish(event: ClusterEvent): Promise<void> {

@@ -109,6 +109,9 @@ export const SAVE = `
           : `${column.name} = excluded.${column.name}`,
       )
       .join(", ")}
+    -- A new row (revision 1) never replaces one that exists: two daemons creating one id (an
+    -- idempotency key) leave the first; the caller reads it back.
+    WHERE excluded.revision > 1
     RETURNING id, sequence, position
   ),
   notified AS (
@@ -189,21 +192,22 @@ const notifyChanged = (rows: string, channel: string) =>
   `notified AS (SELECT pg_notify(${channel}, ${changedOf("max(sequence)")}) FROM ${rows} HAVING count(*) > 0)`;
 
 /**
- * Gives up to $2 unowned pending rows, in creation order, to owner $1 (a new revision each),
- * skipping rows another claim holds; $3 feed offset, $4 channel. Returns them by position.
+ * Gives up to $2 ready, unowned pending rows to owner $1 (a new revision each), highest priority
+ * first, then creation order, within their tasks' concurrency limits, skipping rows another claim
+ * holds; $3 feed offset, $4 channel, $5 now (epoch ms). See `numerous_tasks_claim` (migration 3).
  */
-export const CLAIM = `
-  WITH picked AS (
-    SELECT id FROM instances WHERE status = 'pending' AND owner = ''
-    ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED
-  ),
-  claimed AS (
-    UPDATE instances AS i SET owner = $1, revision = i.revision + 1, sequence = ${sequenceOf("$3")}
-    FROM picked WHERE i.id = picked.id
-    RETURNING ${I_COLUMNS}
-  ),
-  ${notifyChanged("claimed", "$4")}
-  SELECT claimed.* FROM claimed LEFT JOIN notified ON true ORDER BY position`;
+export const CLAIM = `SELECT ${COLUMNS} FROM numerous_tasks_claim($1, $2, $3, $4, $5)`;
+
+/** The earliest time after $1 (epoch ms) at which an unowned pending row becomes ready, or null. */
+export const NEXT_READY = `SELECT min(ready_at) AS at FROM instances
+  WHERE status = 'pending' AND owner = '' AND ready_at > $1`;
+
+/** Deletes up to $2 rows that finished before $1 (epoch ms); returns how many. */
+export const DELETE_FINISHED = `WITH gone AS (
+    DELETE FROM instances WHERE id IN (
+      SELECT id FROM instances WHERE finished_at < $1 AND status IN ('completed', 'failed', 'cancelled') LIMIT $2
+    ) RETURNING 1
+  ) SELECT count(*)::int8 AS deleted FROM gone`;
 
 /** Row $1, if pending and unowned, becomes cancelled at $2; $3 feed offset, $4 channel. */
 export const CANCEL_PENDING = `
@@ -219,12 +223,18 @@ export const CANCEL_PENDING = `
 /** Reading only: the owners whose lease ran out by the database clock. */
 export const SELECT_EXPIRED = "SELECT owner FROM daemons WHERE lease_until < now() ORDER BY owner";
 
+/** A running row with attempts left: the reaper retries it rather than failing it. */
+const RETRIES = "(i.status = 'running' AND i.attempt < i.max_attempts)";
+/** A running row on its last attempt: the reaper fails it. */
+const FAILS = "(i.status = 'running' AND i.attempt >= i.max_attempts)";
+
 /**
  * Of owners $1 (errors $2), those whose lease is still out lose their lease row (a renewal that
  * committed first wins: the row's lease is checked again once it is locked); their running rows
- * fail with their error at $3 (args dropped), their pending rows lose their owner; each gets a
- * new revision. $4 feed offset, $5 channel, $6 the `pending` payload, sent when rows were freed.
- * Returns the changed rows by position.
+ * fail with their error at $3 (args dropped), or, with attempts left, wait pending for their next
+ * attempt, ready at once (the attempt's record closed with the error); their pending rows lose
+ * their owner; each gets a new revision. $4 feed offset, $5 channel, $6 the `pending` payload,
+ * sent when rows were freed. Returns the changed rows by position.
  */
 export const REAP = `
   WITH dead AS (
@@ -232,11 +242,18 @@ export const REAP = `
   ),
   reaped AS (
     UPDATE instances AS i SET
-      status = CASE WHEN i.status = 'running' THEN 'failed' ELSE i.status END,
-      error = CASE WHEN i.status = 'running' THEN r.error ELSE i.error END,
-      args = CASE WHEN i.status = 'running' THEN NULL ELSE i.args END,
-      finished_at = CASE WHEN i.status = 'running' THEN $3::int8 ELSE i.finished_at END,
-      owner = CASE WHEN i.status = 'pending' THEN '' ELSE i.owner END,
+      status = CASE WHEN ${RETRIES} THEN 'pending' WHEN ${FAILS} THEN 'failed' ELSE i.status END,
+      error = CASE WHEN ${FAILS} THEN r.error ELSE i.error END,
+      args = CASE WHEN ${FAILS} THEN NULL ELSE i.args END,
+      finished_at = CASE WHEN ${FAILS} THEN $3::int8 ELSE i.finished_at END,
+      owner = CASE WHEN i.status = 'pending' OR ${RETRIES} THEN '' ELSE i.owner END,
+      attempt = CASE WHEN ${RETRIES} THEN i.attempt + 1 ELSE i.attempt END,
+      ready_at = CASE WHEN ${RETRIES} THEN $3::int8 ELSE i.ready_at END,
+      attempts = CASE
+        WHEN i.status = 'running' AND i.attempts IS NOT NULL AND jsonb_array_length(i.attempts::jsonb) > 0 THEN
+          jsonb_set(i.attempts::jsonb, ARRAY[(jsonb_array_length(i.attempts::jsonb) - 1)::text],
+            (i.attempts::jsonb -> -1) || jsonb_build_object('finishedAt', $3::int8, 'error', r.error::jsonb))::text
+        ELSE i.attempts END,
       revision = i.revision + 1,
       sequence = ${sequenceOf("$4")}
     FROM dead JOIN unnest($1::text[], $2::text[]) AS r(owner, error) ON r.owner = dead.owner

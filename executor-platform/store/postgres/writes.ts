@@ -9,7 +9,17 @@ import type { TaskErrorInfo } from "../../../sdk/errors.js";
 import { INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "../instance-columns.js";
 import type { StoredDefinition, StoredInstance } from "../store.js";
 import { encodeEvent } from "./cluster-event-listener.js";
-import { CANCEL_PENDING, CHANNEL, CLAIM, REAP, SAVE, SELECT_EXPIRED } from "./statements.js";
+import {
+  CANCEL_PENDING,
+  CHANNEL,
+  CLAIM,
+  DELETE_FINISHED,
+  NEXT_READY,
+  REAP,
+  SAVE,
+  SELECT_BY_IDS,
+  SELECT_EXPIRED,
+} from "./statements.js";
 import { storeError } from "./store-error.js";
 import { transaction } from "./transaction.js";
 
@@ -45,7 +55,7 @@ export async function saveRows(
     ...definitionColumns(i === 0 ? definitions : []),
     CHANNEL,
     chunk.some((row) => row.status === "pending" && row.owner === ""),
-    PENDING,
+    pendingPayload(chunk),
   ];
   const assigned = new Map<string, { sequence: number; position: number }>();
   const keep = (result: { rows: Array<{ id: string; sequence: number; position: number }> }): void => {
@@ -62,11 +72,48 @@ export async function saveRows(
   } catch (error) {
     throw storeError(target.label, error);
   }
+  // A new row whose id existed (another daemon created it first: one idempotency key) was left
+  // alone: what is stored is the answer.
+  const kept = rows.filter((row) => !assigned.has(row.id) && row.revision === 1).map((row) => row.id);
+  const existing = new Map<string, StoredInstance>();
+  if (kept.length > 0) {
+    for (const row of await run(target, SELECT_BY_IDS, [kept])) {
+      const instance = toInstance(row);
+      existing.set(instance.id, instance);
+    }
+  }
   return rows.map((row): StoredInstance => {
+    const found = existing.get(row.id);
+    if (found !== undefined) return found;
     const stored = assigned.get(row.id);
     if (stored === undefined) throw storeError(target.label, new Error(`row ${row.id} was not saved`));
     return { ...row, sequence: stored.sequence, position: stored.position };
   });
+}
+
+/** The `pending` event of a save: with `at` when its pending rows all wait for a later time. */
+function pendingPayload(rows: readonly StoredInstance[]): string {
+  const now = Date.now();
+  let at = Number.POSITIVE_INFINITY;
+  for (const row of rows) {
+    if (row.status !== "pending" || row.owner !== "") continue;
+    if (row.readyAt <= now) return PENDING;
+    at = Math.min(at, row.readyAt);
+  }
+  return Number.isFinite(at) ? encodeEvent({ kind: "pending", at }) : PENDING;
+}
+
+/** The earliest time after now at which an unowned pending row becomes ready. */
+export async function nextReadyAt(target: WriteTarget): Promise<number | undefined> {
+  const rows = await run(target, NEXT_READY, [Date.now()]);
+  const at = rows[0]?.at;
+  return at === null || at === undefined ? undefined : Number(at);
+}
+
+/** Deletes up to `limit` rows that finished before `before`; resolves how many. */
+export async function deleteFinished(target: WriteTarget, before: number, limit: number): Promise<number> {
+  const rows = await run(target, DELETE_FINISHED, [before, limit]);
+  return Number(rows[0]?.deleted ?? 0);
 }
 
 /** Gives up to `limit` unowned pending rows, in creation order, to `owner`; resolves them by position. */
@@ -75,7 +122,7 @@ export async function claimRows(
   owner: string,
   limit: number,
 ): Promise<StoredInstance[]> {
-  return (await run(target, CLAIM, [owner, limit, target.offset, CHANNEL])).map(toInstance);
+  return (await run(target, CLAIM, [owner, limit, target.offset, CHANNEL, Date.now()])).map(toInstance);
 }
 
 /** Cancels row `id` if it is pending and unowned; resolves it as stored, or undefined. */

@@ -65,6 +65,20 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   INSERT INTO counters (singleton, sequence, position) VALUES (1, 0, 0);
   `,
+  `
+  -- Run options (SPEC section 4): the options as JSON, and the parts of them queries use.
+  ALTER TABLE instances ADD COLUMN options           TEXT;
+  ALTER TABLE instances ADD COLUMN priority          INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE instances ADD COLUMN ready_at          INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE instances ADD COLUMN attempt           INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE instances ADD COLUMN max_attempts      INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE instances ADD COLUMN attempts          TEXT;
+  ALTER TABLE instances ADD COLUMN concurrency_limit INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE instances ADD COLUMN per_key_limit     INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE instances ADD COLUMN concurrency_key   TEXT;
+  -- Retention deletes finished rows by age.
+  CREATE INDEX instances_finished ON instances (finished_at) WHERE finished_at IS NOT NULL;
+  `,
 ];
 
 const COLUMNS = instanceColumnList();
@@ -210,6 +224,13 @@ export class SqliteStore implements Store {
     )
       .all()
       .map(toInstance);
+  }
+
+  async deleteFinished(before: number, limit: number): Promise<number> {
+    return this.#prepare(
+      `DELETE FROM instances WHERE id IN (
+         SELECT id FROM instances WHERE finished_at < ? AND status IN ('completed', 'failed', 'cancelled') LIMIT ?)`,
+    ).run(before, Math.max(0, Math.floor(limit))).changes;
   }
 
   async listDefinitions(deploymentId: string): Promise<StoredDefinition[]> {

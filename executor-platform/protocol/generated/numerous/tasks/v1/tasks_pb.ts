@@ -124,6 +124,55 @@ export interface Instance {
   revision: number;
   /** Store-wide change counter at this instance's last change: resume watches from it. */
   sequence: number;
+  /** The run options it was made with. */
+  options?:
+    | RunOptions
+    | undefined;
+  /** The current attempt, or the next one while it waits to retry; 1-based. */
+  attempt: number;
+  /** The attempts that started so far. */
+  attempts: Attempt[];
+  /** While pending between attempts: when the next may start (0: not waiting to retry). */
+  nextAttemptAtMs: number;
+}
+
+/** An instance's run options (SPEC section 4), resolved by the SDK. Unset fields take the default. */
+export interface RunOptions {
+  maxAttempts?:
+    | number
+    | undefined;
+  /** "exponential" or "fixed". */
+  backoff?: string | undefined;
+  initialDelayMs?: number | undefined;
+  maxDelayMs?: number | undefined;
+  jitter?:
+    | boolean
+    | undefined;
+  /** Per attempt. */
+  timeoutMs?: number | undefined;
+  priority?:
+    | number
+    | undefined;
+  /** Not before this time (epoch milliseconds). */
+  startAtMs?: number | undefined;
+  idempotencyKey?:
+    | string
+    | undefined;
+  /** At most this many instances of the task run at once, in the whole executor. */
+  concurrencyLimit?:
+    | number
+    | undefined;
+  /** With per_key_limit: at most that many with this key. */
+  concurrencyKey?: string | undefined;
+  perKeyLimit?: number | undefined;
+}
+
+export interface Attempt {
+  attempt: number;
+  startedAtMs: number;
+  /** 0 while it runs. */
+  finishedAtMs: number;
+  error?: ErrorInfo | undefined;
 }
 
 export interface TaskDefinition {
@@ -142,8 +191,11 @@ export interface NewInstance {
   /**
    * The same module relative to the client's working directory (empty when outside it): a
    * daemon whose app root holds the same app at another path (a container) finds it there.
+   * Both empty: the client did not define the task (runTask by name); the daemon finds the
+   * module of the deployment's task of that name.
    */
   moduleRelative: string;
+  options?: RunOptions | undefined;
 }
 
 export interface SubmitRequest {
@@ -267,10 +319,17 @@ export interface Start {
   taskName: string;
   module: string;
   args: string;
+  /** 1-based. */
+  attempt: number;
 }
 
 export interface Stop {
   instanceId: string;
+  /**
+   * Set when the attempt ran past its timeout (not a user's stop): the task's signal is then
+   * aborted with a TaskTimeoutError of this many milliseconds.
+   */
+  timeoutMs: number;
 }
 
 /** Sent once the instance's end is durable; the workload may exit or take the next. */
@@ -536,6 +595,10 @@ function createBaseInstance(): Instance {
     finishedAtMs: 0,
     revision: 0,
     sequence: 0,
+    options: undefined,
+    attempt: 0,
+    attempts: [],
+    nextAttemptAtMs: 0,
   };
 }
 
@@ -579,6 +642,18 @@ export const Instance: MessageFns<Instance> = {
     }
     if (message.sequence !== 0) {
       writer.uint32(104).uint64(message.sequence);
+    }
+    if (message.options !== undefined) {
+      RunOptions.encode(message.options, writer.uint32(114).fork()).join();
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(120).uint32(message.attempt);
+    }
+    for (const v of message.attempts) {
+      Attempt.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.nextAttemptAtMs !== 0) {
+      writer.uint32(136).int64(message.nextAttemptAtMs);
     }
     return writer;
   },
@@ -700,6 +775,38 @@ export const Instance: MessageFns<Instance> = {
             message.sequence = longToNumber(reader.uint64());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.options = RunOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.attempts.push(Attempt.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.nextAttemptAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -747,6 +854,16 @@ export const Instance: MessageFns<Instance> = {
         : 0,
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
       sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      options: isSet(object.options) ? RunOptions.fromJSON(object.options) : undefined,
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      attempts: globalThis.Array.isArray(object?.attempts)
+        ? object.attempts.map((e: any) => Attempt.fromJSON(e))
+        : [],
+      nextAttemptAtMs: isSet(object.nextAttemptAtMs)
+        ? globalThis.Number(object.nextAttemptAtMs)
+        : isSet(object.next_attempt_at_ms)
+        ? globalThis.Number(object.next_attempt_at_ms)
+        : 0,
     };
   },
 
@@ -791,6 +908,18 @@ export const Instance: MessageFns<Instance> = {
     if (message.sequence !== 0) {
       obj.sequence = Math.round(message.sequence);
     }
+    if (message.options !== undefined) {
+      obj.options = RunOptions.toJSON(message.options);
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.attempts?.length) {
+      obj.attempts = message.attempts.map((e) => Attempt.toJSON(e));
+    }
+    if (message.nextAttemptAtMs !== 0) {
+      obj.nextAttemptAtMs = Math.round(message.nextAttemptAtMs);
+    }
     return obj;
   },
 
@@ -814,6 +943,433 @@ export const Instance: MessageFns<Instance> = {
     message.finishedAtMs = object.finishedAtMs ?? 0;
     message.revision = object.revision ?? 0;
     message.sequence = object.sequence ?? 0;
+    message.options = (object.options !== undefined && object.options !== null)
+      ? RunOptions.fromPartial(object.options)
+      : undefined;
+    message.attempt = object.attempt ?? 0;
+    message.attempts = object.attempts?.map((e) => Attempt.fromPartial(e)) || [];
+    message.nextAttemptAtMs = object.nextAttemptAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseRunOptions(): RunOptions {
+  return {
+    maxAttempts: undefined,
+    backoff: undefined,
+    initialDelayMs: undefined,
+    maxDelayMs: undefined,
+    jitter: undefined,
+    timeoutMs: undefined,
+    priority: undefined,
+    startAtMs: undefined,
+    idempotencyKey: undefined,
+    concurrencyLimit: undefined,
+    concurrencyKey: undefined,
+    perKeyLimit: undefined,
+  };
+}
+
+export const RunOptions: MessageFns<RunOptions> = {
+  encode(message: RunOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxAttempts !== undefined) {
+      writer.uint32(8).uint32(message.maxAttempts);
+    }
+    if (message.backoff !== undefined) {
+      writer.uint32(18).string(message.backoff);
+    }
+    if (message.initialDelayMs !== undefined) {
+      writer.uint32(25).double(message.initialDelayMs);
+    }
+    if (message.maxDelayMs !== undefined) {
+      writer.uint32(33).double(message.maxDelayMs);
+    }
+    if (message.jitter !== undefined) {
+      writer.uint32(40).bool(message.jitter);
+    }
+    if (message.timeoutMs !== undefined) {
+      writer.uint32(49).double(message.timeoutMs);
+    }
+    if (message.priority !== undefined) {
+      writer.uint32(56).int64(message.priority);
+    }
+    if (message.startAtMs !== undefined) {
+      writer.uint32(64).int64(message.startAtMs);
+    }
+    if (message.idempotencyKey !== undefined) {
+      writer.uint32(74).string(message.idempotencyKey);
+    }
+    if (message.concurrencyLimit !== undefined) {
+      writer.uint32(80).uint32(message.concurrencyLimit);
+    }
+    if (message.concurrencyKey !== undefined) {
+      writer.uint32(90).string(message.concurrencyKey);
+    }
+    if (message.perKeyLimit !== undefined) {
+      writer.uint32(96).uint32(message.perKeyLimit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxAttempts = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.backoff = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.initialDelayMs = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.maxDelayMs = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.jitter = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.timeoutMs = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.priority = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.startAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.concurrencyLimit = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.concurrencyKey = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.perKeyLimit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunOptions {
+    return {
+      maxAttempts: isSet(object.maxAttempts)
+        ? globalThis.Number(object.maxAttempts)
+        : isSet(object.max_attempts)
+        ? globalThis.Number(object.max_attempts)
+        : undefined,
+      backoff: isSet(object.backoff) ? globalThis.String(object.backoff) : undefined,
+      initialDelayMs: isSet(object.initialDelayMs)
+        ? globalThis.Number(object.initialDelayMs)
+        : isSet(object.initial_delay_ms)
+        ? globalThis.Number(object.initial_delay_ms)
+        : undefined,
+      maxDelayMs: isSet(object.maxDelayMs)
+        ? globalThis.Number(object.maxDelayMs)
+        : isSet(object.max_delay_ms)
+        ? globalThis.Number(object.max_delay_ms)
+        : undefined,
+      jitter: isSet(object.jitter) ? globalThis.Boolean(object.jitter) : undefined,
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : undefined,
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : undefined,
+      startAtMs: isSet(object.startAtMs)
+        ? globalThis.Number(object.startAtMs)
+        : isSet(object.start_at_ms)
+        ? globalThis.Number(object.start_at_ms)
+        : undefined,
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : undefined,
+      concurrencyLimit: isSet(object.concurrencyLimit)
+        ? globalThis.Number(object.concurrencyLimit)
+        : isSet(object.concurrency_limit)
+        ? globalThis.Number(object.concurrency_limit)
+        : undefined,
+      concurrencyKey: isSet(object.concurrencyKey)
+        ? globalThis.String(object.concurrencyKey)
+        : isSet(object.concurrency_key)
+        ? globalThis.String(object.concurrency_key)
+        : undefined,
+      perKeyLimit: isSet(object.perKeyLimit)
+        ? globalThis.Number(object.perKeyLimit)
+        : isSet(object.per_key_limit)
+        ? globalThis.Number(object.per_key_limit)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RunOptions): unknown {
+    const obj: any = {};
+    if (message.maxAttempts !== undefined) {
+      obj.maxAttempts = Math.round(message.maxAttempts);
+    }
+    if (message.backoff !== undefined) {
+      obj.backoff = message.backoff;
+    }
+    if (message.initialDelayMs !== undefined) {
+      obj.initialDelayMs = floatToJson(message.initialDelayMs);
+    }
+    if (message.maxDelayMs !== undefined) {
+      obj.maxDelayMs = floatToJson(message.maxDelayMs);
+    }
+    if (message.jitter !== undefined) {
+      obj.jitter = message.jitter;
+    }
+    if (message.timeoutMs !== undefined) {
+      obj.timeoutMs = floatToJson(message.timeoutMs);
+    }
+    if (message.priority !== undefined) {
+      obj.priority = Math.round(message.priority);
+    }
+    if (message.startAtMs !== undefined) {
+      obj.startAtMs = Math.round(message.startAtMs);
+    }
+    if (message.idempotencyKey !== undefined) {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    if (message.concurrencyLimit !== undefined) {
+      obj.concurrencyLimit = Math.round(message.concurrencyLimit);
+    }
+    if (message.concurrencyKey !== undefined) {
+      obj.concurrencyKey = message.concurrencyKey;
+    }
+    if (message.perKeyLimit !== undefined) {
+      obj.perKeyLimit = Math.round(message.perKeyLimit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RunOptions>): RunOptions {
+    return RunOptions.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RunOptions>): RunOptions {
+    const message = createBaseRunOptions();
+    message.maxAttempts = object.maxAttempts ?? undefined;
+    message.backoff = object.backoff ?? undefined;
+    message.initialDelayMs = object.initialDelayMs ?? undefined;
+    message.maxDelayMs = object.maxDelayMs ?? undefined;
+    message.jitter = object.jitter ?? undefined;
+    message.timeoutMs = object.timeoutMs ?? undefined;
+    message.priority = object.priority ?? undefined;
+    message.startAtMs = object.startAtMs ?? undefined;
+    message.idempotencyKey = object.idempotencyKey ?? undefined;
+    message.concurrencyLimit = object.concurrencyLimit ?? undefined;
+    message.concurrencyKey = object.concurrencyKey ?? undefined;
+    message.perKeyLimit = object.perKeyLimit ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAttempt(): Attempt {
+  return { attempt: 0, startedAtMs: 0, finishedAtMs: 0, error: undefined };
+}
+
+export const Attempt: MessageFns<Attempt> = {
+  encode(message: Attempt, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.attempt !== 0) {
+      writer.uint32(8).uint32(message.attempt);
+    }
+    if (message.startedAtMs !== 0) {
+      writer.uint32(16).int64(message.startedAtMs);
+    }
+    if (message.finishedAtMs !== 0) {
+      writer.uint32(24).int64(message.finishedAtMs);
+    }
+    if (message.error !== undefined) {
+      ErrorInfo.encode(message.error, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Attempt {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttempt();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.startedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.finishedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = ErrorInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Attempt {
+    return {
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      startedAtMs: isSet(object.startedAtMs)
+        ? globalThis.Number(object.startedAtMs)
+        : isSet(object.started_at_ms)
+        ? globalThis.Number(object.started_at_ms)
+        : 0,
+      finishedAtMs: isSet(object.finishedAtMs)
+        ? globalThis.Number(object.finishedAtMs)
+        : isSet(object.finished_at_ms)
+        ? globalThis.Number(object.finished_at_ms)
+        : 0,
+      error: isSet(object.error) ? ErrorInfo.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: Attempt): unknown {
+    const obj: any = {};
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.startedAtMs !== 0) {
+      obj.startedAtMs = Math.round(message.startedAtMs);
+    }
+    if (message.finishedAtMs !== 0) {
+      obj.finishedAtMs = Math.round(message.finishedAtMs);
+    }
+    if (message.error !== undefined) {
+      obj.error = ErrorInfo.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Attempt>): Attempt {
+    return Attempt.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Attempt>): Attempt {
+    const message = createBaseAttempt();
+    message.attempt = object.attempt ?? 0;
+    message.startedAtMs = object.startedAtMs ?? 0;
+    message.finishedAtMs = object.finishedAtMs ?? 0;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? ErrorInfo.fromPartial(object.error)
+      : undefined;
     return message;
   },
 };
@@ -904,7 +1460,7 @@ export const TaskDefinition: MessageFns<TaskDefinition> = {
 };
 
 function createBaseNewInstance(): NewInstance {
-  return { id: "", taskName: "", args: "", createdAtMs: 0, module: "", moduleRelative: "" };
+  return { id: "", taskName: "", args: "", createdAtMs: 0, module: "", moduleRelative: "", options: undefined };
 }
 
 export const NewInstance: MessageFns<NewInstance> = {
@@ -926,6 +1482,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     }
     if (message.moduleRelative !== "") {
       writer.uint32(50).string(message.moduleRelative);
+    }
+    if (message.options !== undefined) {
+      RunOptions.encode(message.options, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -991,6 +1550,14 @@ export const NewInstance: MessageFns<NewInstance> = {
             message.moduleRelative = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.options = RunOptions.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1023,6 +1590,7 @@ export const NewInstance: MessageFns<NewInstance> = {
         : isSet(object.module_relative)
         ? globalThis.String(object.module_relative)
         : "",
+      options: isSet(object.options) ? RunOptions.fromJSON(object.options) : undefined,
     };
   },
 
@@ -1046,6 +1614,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     if (message.moduleRelative !== "") {
       obj.moduleRelative = message.moduleRelative;
     }
+    if (message.options !== undefined) {
+      obj.options = RunOptions.toJSON(message.options);
+    }
     return obj;
   },
 
@@ -1060,6 +1631,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     message.createdAtMs = object.createdAtMs ?? 0;
     message.module = object.module ?? "";
     message.moduleRelative = object.moduleRelative ?? "";
+    message.options = (object.options !== undefined && object.options !== null)
+      ? RunOptions.fromPartial(object.options)
+      : undefined;
     return message;
   },
 };
@@ -2708,7 +3282,7 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
 };
 
 function createBaseStart(): Start {
-  return { instanceId: "", taskName: "", module: "", args: "" };
+  return { instanceId: "", taskName: "", module: "", args: "", attempt: 0 };
 }
 
 export const Start: MessageFns<Start> = {
@@ -2724,6 +3298,9 @@ export const Start: MessageFns<Start> = {
     }
     if (message.args !== "") {
       writer.uint32(34).string(message.args);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(40).uint32(message.attempt);
     }
     return writer;
   },
@@ -2773,6 +3350,14 @@ export const Start: MessageFns<Start> = {
             message.args = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2799,6 +3384,7 @@ export const Start: MessageFns<Start> = {
         : "",
       module: isSet(object.module) ? globalThis.String(object.module) : "",
       args: isSet(object.args) ? globalThis.String(object.args) : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
     };
   },
 
@@ -2816,6 +3402,9 @@ export const Start: MessageFns<Start> = {
     if (message.args !== "") {
       obj.args = message.args;
     }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
     return obj;
   },
 
@@ -2828,18 +3417,22 @@ export const Start: MessageFns<Start> = {
     message.taskName = object.taskName ?? "";
     message.module = object.module ?? "";
     message.args = object.args ?? "";
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
 
 function createBaseStop(): Stop {
-  return { instanceId: "" };
+  return { instanceId: "", timeoutMs: 0 };
 }
 
 export const Stop: MessageFns<Stop> = {
   encode(message: Stop, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.instanceId !== "") {
       writer.uint32(10).string(message.instanceId);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(17).double(message.timeoutMs);
     }
     return writer;
   },
@@ -2865,6 +3458,14 @@ export const Stop: MessageFns<Stop> = {
             message.instanceId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.timeoutMs = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2884,6 +3485,11 @@ export const Stop: MessageFns<Stop> = {
         : isSet(object.instance_id)
         ? globalThis.String(object.instance_id)
         : "",
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
     };
   },
 
@@ -2891,6 +3497,9 @@ export const Stop: MessageFns<Stop> = {
     const obj: any = {};
     if (message.instanceId !== "") {
       obj.instanceId = message.instanceId;
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = floatToJson(message.timeoutMs);
     }
     return obj;
   },
@@ -2901,6 +3510,7 @@ export const Stop: MessageFns<Stop> = {
   fromPartial(object: DeepPartial<Stop>): Stop {
     const message = createBaseStop();
     message.instanceId = object.instanceId ?? "";
+    message.timeoutMs = object.timeoutMs ?? 0;
     return message;
   },
 };
