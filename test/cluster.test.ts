@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CONTRACT_CONCURRENCY, describeExecutorContract } from "./executor-contract.js";
 import { countSlowly, holdUntilStopped, recordRun } from "./fixtures/cluster-tasks.js";
 import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js";
+import { type Cluster, freshDatabase, startCluster as startClusterOn } from "./helpers/cluster.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 import { createTcpGate } from "./helpers/tcp-gate.js";
 
@@ -18,7 +19,6 @@ import { createTcpGate } from "./helpers/tcp-gate.js";
 const STOP_GRACE_MS = 2000;
 
 let postgres: TestPostgres;
-let databases = 0;
 
 beforeAll(async () => {
   postgres = await startPostgres();
@@ -28,70 +28,8 @@ afterAll(async () => {
   await postgres?.stop();
 });
 
-/** A fresh database on the test server, so every cluster starts empty. */
-async function freshDatabase(): Promise<string> {
-  const name = `cluster_${process.pid}_${++databases}`;
-  const admin = new pg.Client({ connectionString: postgres.url });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  return postgres.url.replace(/\/[^/]+$/, `/${name}`);
-}
-
-interface Cluster {
-  readonly daemons: DaemonProcess[];
-  readonly url: string;
-  /** A client of daemon `index`. */
-  client(index: number): PlatformExecutor;
-  close(): Promise<void>;
-}
-
-async function startCluster(
-  concurrencies: readonly number[],
-  extra: readonly string[] = [],
-): Promise<Cluster> {
-  const url = await freshDatabase();
-  const daemons = await Promise.all(
-    concurrencies.map((concurrency) =>
-      startDaemon({
-        args: [
-          "--store",
-          url,
-          "--concurrency",
-          String(concurrency),
-          "--stop-grace-ms",
-          String(STOP_GRACE_MS),
-          ...extra,
-        ],
-      }),
-    ),
-  );
-  const clients: PlatformExecutor[] = [];
-  return {
-    daemons,
-    url,
-    client(index) {
-      const daemon = daemons[index] as DaemonProcess;
-      const client = new PlatformExecutor({
-        address: daemon.address,
-        accessToken: undefined,
-        deploymentId: undefined,
-        tlsCaFile: undefined,
-      });
-      clients.push(client);
-      return client;
-    },
-    async close() {
-      await Promise.all(clients.map((client) => client.close()));
-      await Promise.all(
-        daemons.map((daemon) => (daemon.child.exitCode === null ? daemon.stop() : undefined)),
-      );
-      for (const daemon of daemons) removeDataDir(daemon.dataDir);
-    },
-  };
+function startCluster(concurrencies: readonly number[], extra: readonly string[] = []): Promise<Cluster> {
+  return startClusterOn(postgres, concurrencies, extra, STOP_GRACE_MS);
 }
 
 // The client talks to a daemon that runs nothing; the two others run the workloads.
@@ -277,7 +215,7 @@ describe("cluster faults", () => {
     // is back. Its lease ran out during the outage; daemon 0 must not reap it before it had a
     // full lease of its own to renew in.
     const leaseMs = 2000;
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres);
     const target = new URL(url);
     const gate = await createTcpGate({ host: target.hostname, port: Number(target.port) });
     const gated = new URL(url);
