@@ -58,6 +58,12 @@ const SECTIONS: readonly SectionEntry[] = [
     run: async () => (await import("./platform-store.js")).benchPlatformStore({}),
   },
   {
+    name: "run-options",
+    description:
+      "platform daemon (pool): delayed-start lateness p50/p99, throughput under a concurrency limit vs limit / duration",
+    run: async () => (await import("./run-options.js")).benchRunOptions(),
+  },
+  {
     name: "cluster",
     description:
       "1 and 3 daemons on durable PostgreSQL vs graphile-worker 0.18 and the embedded store: throughput, statements and CPU per instance, cross-daemon progress/stop p50/p99, failover in leases (--long: bigger counts)",

@@ -64,3 +64,26 @@ export const benchNapTick = task(async function benchNapTick(i: number, ms: numb
   await delay(ms);
   return i + 1;
 });
+
+/** Returns when it started (epoch ms), for delayed-start lateness. */
+export const benchStartedAt = task(function benchStartedAt() {
+  return Date.now();
+});
+
+/** At most `limit` (2) run at once: holds its slot for `ms`. */
+export const benchLimitedTwo = task(
+  { name: "benchLimitedTwo", concurrency: { limit: 2 } },
+  async function benchLimitedTwo(ms: number) {
+    await delay(ms);
+    return ms;
+  },
+);
+
+/** At most 4 run at once: holds its slot for `ms`. */
+export const benchLimitedFour = task(
+  { name: "benchLimitedFour", concurrency: { limit: 4 } },
+  async function benchLimitedFour(ms: number) {
+    await delay(ms);
+    return ms;
+  },
+);
