@@ -13,6 +13,8 @@ import { runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
 import { type ControllerSink, TaskControllerImpl } from "../sdk/task-controller.js";
 import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
 import { IdIndex } from "./id-index.js";
+import { LocalScheduler } from "./local-scheduler.js";
+import type { ScheduleExecutor, ScheduleRecord, ScheduleSnapshot } from "../sdk/schedules.js";
 import { findTaskFunction, localDefinitions } from "../sdk/task.js";
 import { DEFAULT_CONCURRENCY } from "../sdk/config.js";
 import { failures } from "../sdk/failures.js";
@@ -62,7 +64,7 @@ class Entry implements ControllerSink {
  * Runs instances in this process: zero configuration, for development and tests. Instances run
  * on a decoded copy of their arguments, as on the platform.
  */
-export class LocalExecutor implements Executor {
+export class LocalExecutor implements Executor, ScheduleExecutor {
   readonly #concurrency: number;
   /** Each instance's position in #order. */
   readonly #indexes = new IdIndex(
@@ -189,6 +191,41 @@ export class LocalExecutor implements Executor {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#scheduler?.close();
+  }
+
+  // Schedules (SPEC §5), fired in this process.
+  #scheduler: LocalScheduler | undefined;
+
+  #schedules(): LocalScheduler {
+    this.#scheduler ??= new LocalScheduler({
+      submit: (request) => this.submit(request),
+      snapshot: (id) => {
+        const found = this.#find(id);
+        return found === undefined ? undefined : snapshotOf(found);
+      },
+    });
+    return this.#scheduler;
+  }
+
+  upsertSchedule(record: ScheduleRecord): Promise<ScheduleSnapshot> {
+    return this.#schedules().upsertSchedule(record);
+  }
+
+  listSchedules(): Promise<readonly ScheduleSnapshot[]> {
+    return this.#schedules().listSchedules();
+  }
+
+  setSchedulePaused(name: string, paused: boolean): Promise<ScheduleSnapshot | undefined> {
+    return this.#schedules().setSchedulePaused(name, paused);
+  }
+
+  deleteSchedule(name: string): Promise<boolean> {
+    return this.#schedules().deleteSchedule(name);
+  }
+
+  triggerSchedule(name: string): Promise<InstanceSnapshot | undefined> {
+    return this.#schedules().triggerSchedule(name);
   }
 
   #schedulePump(): void {

@@ -44,3 +44,16 @@ export {
   type ListTaskInstancesFilter,
 } from "./api.js";
 export { setExecutor } from "./runtime.js";
+export {
+  upsertSchedule,
+  listSchedules,
+  pauseSchedule,
+  resumeSchedule,
+  deleteSchedule,
+  triggerSchedule,
+  type Schedule,
+  type ScheduleOptions,
+  type ScheduleExecutor,
+  type ScheduleRecord,
+  type ScheduleSnapshot,
+} from "./schedules.js";

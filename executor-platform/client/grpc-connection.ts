@@ -14,11 +14,20 @@ import { failures } from "../../sdk/failures.js";
 import {
   type InstanceChanges,
   type NewInstance,
+  type Schedule,
   type SubmitResult,
   TaskServiceClient,
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { channelTarget, wantsTls } from "./address.js";
-import { errorFromWire, snapshotFromWire, specToWire, statusToWire } from "../protocol/wire.js";
+import {
+  errorFromWire,
+  scheduleFromWire,
+  scheduleToWire,
+  snapshotFromWire,
+  specToWire,
+  statusToWire,
+} from "../protocol/wire.js";
+import type { ScheduleRecord, ScheduleSnapshot } from "../../sdk/schedules.js";
 import type { RunSpec } from "../../sdk/run-options.js";
 
 /** Options of {@link GrpcConnection}. */
@@ -129,6 +138,47 @@ export class GrpcConnection {
       this.#client.listDefinitions({}, this.#metadata, this.#callOptions(), cb),
     );
     return response.definitions.map(({ id, name }) => ({ id, name }));
+  }
+
+  async upsertSchedule(record: ScheduleRecord): Promise<ScheduleSnapshot> {
+    const response = await this.#unary<{ schedule?: Schedule }>((cb) =>
+      this.#client.upsertSchedule(
+        { schedule: scheduleToWire(record) },
+        this.#metadata,
+        this.#callOptions(),
+        cb,
+      ),
+    );
+    if (response.schedule === undefined) throw new TaskError("TASK_FAILED", "the daemon sent no schedule");
+    return scheduleFromWire(response.schedule);
+  }
+
+  async listSchedules(): Promise<ScheduleSnapshot[]> {
+    const response = await this.#unary<{ schedules: Schedule[] }>((cb) =>
+      this.#client.listSchedules({}, this.#metadata, this.#callOptions(), cb),
+    );
+    return response.schedules.map(scheduleFromWire);
+  }
+
+  async setSchedulePaused(name: string, paused: boolean): Promise<ScheduleSnapshot | undefined> {
+    const response = await this.#unary<{ schedule?: Schedule }>((cb) =>
+      this.#client.setSchedulePaused({ name, paused }, this.#metadata, this.#callOptions(), cb),
+    );
+    return response.schedule === undefined ? undefined : scheduleFromWire(response.schedule);
+  }
+
+  async deleteSchedule(name: string): Promise<boolean> {
+    const response = await this.#unary<{ found: boolean }>((cb) =>
+      this.#client.deleteSchedule({ name }, this.#metadata, this.#callOptions(), cb),
+    );
+    return response.found;
+  }
+
+  async triggerSchedule(name: string): Promise<InstanceSnapshot | undefined> {
+    const response = await this.#unary<{ instance?: Parameters<typeof snapshotFromWire>[0] }>((cb) =>
+      this.#client.triggerSchedule({ name }, this.#metadata, this.#callOptions(), cb),
+    );
+    return response.instance === undefined ? undefined : snapshotFromWire(response.instance);
   }
 
   async stop(id: string): Promise<boolean> {
@@ -262,8 +312,13 @@ export function toSdkError(error: grpc.ServiceError, address: string, tls = fals
         undefined,
         `the daemon at ${address} refused the call: ${details}`,
       );
-    case grpc.status.INVALID_ARGUMENT:
-      return new TaskInputError("request", details);
+    case grpc.status.INVALID_ARGUMENT: {
+      // The daemon names the bad option first ("cron: ..."): the error's path says which.
+      const named = /^([A-Za-z][\w.]*): (.*)$/s.exec(details);
+      return named === null
+        ? new TaskInputError("request", details)
+        : new TaskInputError(named[1] as string, named[2] as string);
+    }
     case grpc.status.RESOURCE_EXHAUSTED:
       return new TaskInputError("request", `too large for the daemon: ${details}`);
     case grpc.status.NOT_FOUND:

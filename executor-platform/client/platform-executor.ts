@@ -18,6 +18,7 @@ import {
 } from "../../sdk/executor.js";
 import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { GrpcConnection, WatchStream } from "./grpc-connection.js";
+import type { ScheduleExecutor, ScheduleRecord, ScheduleSnapshot } from "../../sdk/schedules.js";
 
 type Listener = (snapshot: InstanceSnapshot) => void;
 
@@ -46,7 +47,7 @@ export type PlatformExecutorOptions = Pick<
  * Submit; every handle follows one shared watch stream that resumes from the last sequence it
  * saw after a reconnect. gRPC stays behind a lazily loaded connection module.
  */
-export class PlatformExecutor implements Executor {
+export class PlatformExecutor implements Executor, ScheduleExecutor {
   readonly #options: PlatformExecutorOptions;
   #connection: Promise<GrpcConnection> | undefined;
   readonly #listeners = new Map<string, Listener[]>();
@@ -119,6 +120,26 @@ export class PlatformExecutor implements Executor {
   async stop(id: string): Promise<boolean> {
     await this.#submitted();
     return this.#call((connection) => connection.stop(id));
+  }
+
+  async upsertSchedule(record: ScheduleRecord): Promise<ScheduleSnapshot> {
+    return this.#call((connection) => connection.upsertSchedule(record));
+  }
+
+  async listSchedules(): Promise<readonly ScheduleSnapshot[]> {
+    return this.#call((connection) => connection.listSchedules());
+  }
+
+  async setSchedulePaused(name: string, paused: boolean): Promise<ScheduleSnapshot | undefined> {
+    return this.#call((connection) => connection.setSchedulePaused(name, paused));
+  }
+
+  async deleteSchedule(name: string): Promise<boolean> {
+    return this.#call((connection) => connection.deleteSchedule(name));
+  }
+
+  async triggerSchedule(name: string): Promise<InstanceSnapshot | undefined> {
+    return this.#call((connection) => connection.triggerSchedule(name));
   }
 
   /** Retries while the daemon is unavailable, as a submit does, then gives up with the error. */

@@ -11,9 +11,12 @@ import type {
   ListInstancesRequest,
   ListInstancesResponse,
   NewInstance,
+  ScheduleNameRequest,
+  SetSchedulePausedRequest,
   SubmitRequest,
   SubmitResponse,
   SubmitResult,
+  UpsertScheduleRequest,
   WatchInstancesRequest,
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import type { RunSpec } from "../../sdk/run-options.js";
@@ -27,6 +30,7 @@ import type { InstanceTable } from "./instance-table.js";
 import type { ModuleResolver } from "./module-resolver.js";
 import { chunkRows, nextPageSize, sizeOfRows } from "./row-size.js";
 import type { RunQueue } from "./run-queue.js";
+import type { Scheduler } from "./scheduler.js";
 import type { WatchHub } from "./watch-hub.js";
 import type { WorkloadTokens } from "./workload-token.js";
 
@@ -42,6 +46,8 @@ export interface ClientServiceOptions {
   readonly state: DaemonState;
   readonly log: Logger;
   readonly maxMessageBytes: number;
+  /** Schedules of the deployments; made after this service's options (it starts instances through them). */
+  readonly scheduler: () => Scheduler;
 }
 
 /** Rows a listing reads first; later reads are sized by what the first ones weighed. */
@@ -96,6 +102,21 @@ export function createClientService(o: ClientServiceOptions): grpc.UntypedServic
     stopInstance: unary(async (request: { id: string }, deployment) => ({
       found: await stop(o, request.id, deployment),
     })),
+    upsertSchedule: unary(async (request: UpsertScheduleRequest, deployment) => ({
+      schedule: await o.scheduler().upsert(deployment, request.schedule),
+    })),
+    listSchedules: unary(async (_request: unknown, deployment) => ({
+      schedules: await o.scheduler().list(deployment),
+    })),
+    setSchedulePaused: unary(async (request: SetSchedulePausedRequest, deployment) => ({
+      schedule: await o.scheduler().setPaused(deployment, request.name, request.paused),
+    })),
+    deleteSchedule: unary(async (request: ScheduleNameRequest, deployment) => ({
+      found: await o.scheduler().delete(deployment, request.name),
+    })),
+    triggerSchedule: unary(async (request: ScheduleNameRequest, deployment) => ({
+      instance: await o.scheduler().trigger(deployment, request.name),
+    })),
     watchInstances: (call: grpc.ServerWritableStream<WatchInstancesRequest, InstanceChanges>) => {
       const deployment = authorize(call.metadata);
       if (typeof deployment !== "string") {
@@ -112,7 +133,8 @@ export function createClientService(o: ClientServiceOptions): grpc.UntypedServic
   };
 }
 
-async function submit(
+/** Creates instances (idempotent on their ids); one result per instance, in order. */
+export async function submit(
   o: ClientServiceOptions,
   request: SubmitRequest,
   deployment: string,

@@ -12,7 +12,11 @@ import {
 import { isClusterStore } from "../store/cluster-store.js";
 import type { Store } from "../store/store.js";
 import { AccessControl } from "./access-control.js";
-import { createClientService } from "./client-service.js";
+import {
+  type ClientServiceOptions,
+  createClientService,
+  submit as submitInstances,
+} from "./client-service.js";
 import { ClusterCoordinator } from "./cluster-coordinator.js";
 import type { Coordinator } from "./coordinator.js";
 import {
@@ -28,6 +32,7 @@ import { PoolLauncher } from "./pool-launcher.js";
 import { ProcessLauncher } from "./process-launcher.js";
 import { startRetention } from "./retention.js";
 import { RunQueue } from "./run-queue.js";
+import { Scheduler } from "./scheduler.js";
 import { SingleCoordinator } from "./single-coordinator.js";
 import { removeStaleSocket } from "./socket-file.js";
 import { WatchHub } from "./watch-hub.js";
@@ -86,6 +91,7 @@ class DaemonImpl implements Daemon {
   #framesSocket = "";
   #framesServer: WorkloadSocketServer | undefined;
   #stopRetention: (() => void) | undefined;
+  readonly #scheduler: Scheduler;
 
   constructor(o: ResolvedDaemonOptions) {
     this.#o = o;
@@ -185,22 +191,30 @@ class DaemonImpl implements Daemon {
       "grpc.max_send_message_length": o.maxMessageBytes,
       "grpc.max_connection_idle_ms": o.connectionIdleMs,
     });
-    this.#server.addService(
-      TaskServiceService,
-      createClientService({
-        store: o.store,
-        table,
-        queue,
-        hub,
-        coordinator,
-        modules: this.#modules,
-        access,
-        tokens,
-        state,
-        log,
-        maxMessageBytes: o.maxMessageBytes,
-      }),
-    );
+    const serviceOptions: ClientServiceOptions = {
+      store: o.store,
+      table,
+      queue,
+      hub,
+      coordinator,
+      modules: this.#modules,
+      access,
+      tokens,
+      state,
+      log,
+      maxMessageBytes: o.maxMessageBytes,
+      scheduler: () => this.#scheduler,
+    };
+    this.#scheduler = new Scheduler({
+      store: o.store,
+      modules: this.#modules,
+      state,
+      log,
+      startInstances: async (deployment, instances) =>
+        (await submitInstances(serviceOptions, { instances }, deployment)).results,
+      latest: (id) => table.latest(id),
+    });
+    this.#server.addService(TaskServiceService, createClientService(serviceOptions));
     this.#server.addService(
       HealthService,
       createHealthService({
@@ -265,6 +279,7 @@ class DaemonImpl implements Daemon {
     );
     this.#launcher.open();
     this.#queue.pump();
+    await this.#scheduler.start();
     if (this.#o.retentionMs !== undefined) {
       this.#stopRetention = startRetention(this.#store, this.#o.retentionMs, this.#log);
     }
@@ -283,6 +298,7 @@ class DaemonImpl implements Daemon {
     if (!this.#state.accepting) return;
     this.#state.accepting = false;
     this.#coordinator.close();
+    this.#scheduler.close();
     this.#stopRetention?.();
     for (const listener of this.#healthListeners) listener();
     this.#log.info(

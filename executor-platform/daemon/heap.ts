@@ -37,8 +37,7 @@ export class Heap<T> {
       const left = 2 * i + 1;
       if (left >= items.length) break;
       const right = left + 1;
-      const child =
-        right < items.length && this.#before(items[right] as T, items[left] as T) ? right : left;
+      const child = right < items.length && this.#before(items[right] as T, items[left] as T) ? right : left;
       if (!this.#before(items[child] as T, last)) break;
       items[i] = items[child] as T;
       i = child;

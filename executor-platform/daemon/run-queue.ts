@@ -126,7 +126,8 @@ export class RunQueue {
       active.queued = false;
       this.#running++;
       active.holdsSlot = true;
-      if (limits !== undefined) for (const key of limits) this.#taken.set(key, (this.#taken.get(key) ?? 0) + 1);
+      if (limits !== undefined)
+        for (const key of limits) this.#taken.set(key, (this.#taken.get(key) ?? 0) + 1);
       launcher.start(active);
     }
     if (this.#ready.size === 0) this.#o.onDrained();
@@ -350,7 +351,11 @@ export class RunQueue {
       return false;
     }
     const perKey = limits[1];
-    return !(perKey !== undefined && row.perKeyLimit > 0 && (this.#taken.get(perKey) ?? 0) >= row.perKeyLimit);
+    return !(
+      perKey !== undefined &&
+      row.perKeyLimit > 0 &&
+      (this.#taken.get(perKey) ?? 0) >= row.perKeyLimit
+    );
   }
 
   /** A slot under `limits` came free: what waited on the task's limit may fit now. */
@@ -377,7 +382,11 @@ export class RunQueue {
   #due(): void {
     this.#delayTimer = undefined;
     const now = Date.now();
-    for (let next = this.#delayed.peek(); next !== undefined && next.readyAt <= now; next = this.#delayed.peek()) {
+    for (
+      let next = this.#delayed.peek();
+      next !== undefined && next.readyAt <= now;
+      next = this.#delayed.peek()
+    ) {
       this.#ready.push(this.#delayed.pop() as Queued);
     }
     this.#armDelayTimer();

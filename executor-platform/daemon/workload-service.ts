@@ -171,8 +171,7 @@ export class WorkloadService {
         if (active.stopRequested) {
           const timeoutMs = active.timedOut ? (active.row.spec?.timeoutMs ?? 0) : 0;
           workers.send(worker, { kind: { $case: "stop", value: { instanceId, timeoutMs } } });
-        }
-        else if (hello.stopRequestedAtMs > 0) {
+        } else if (hello.stopRequestedAtMs > 0) {
           // A stop the daemon before this one acknowledged: its grace period runs on from then.
           const graceLeftMs = queue.stopRequested(active, hello.stopRequestedAtMs);
           this.#o.log.info(

@@ -1,4 +1,6 @@
+import { isAbsolute, relative } from "node:path";
 import type { TaskErrorDetails, TaskErrorInfo } from "../../sdk/errors.js";
+import type { ScheduleRecord, ScheduleSnapshot } from "../../sdk/schedules.js";
 import type { AttemptRecord, InstanceSnapshot } from "../../sdk/executor.js";
 import { type CallOptions, type RunSpec, checkCallOptions } from "../../sdk/run-options.js";
 import type { TaskStatus } from "../../sdk/task-status.js";
@@ -8,6 +10,7 @@ import {
   type ErrorInfo,
   type Instance,
   type RunOptions,
+  type Schedule,
   Status,
 } from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
 import type { StoredInstance } from "../store/store.js";
@@ -203,4 +206,56 @@ export function snapshotFromWire(instance: Instance): InstanceSnapshot {
     attempts: instance.attempts.length === 0 ? undefined : instance.attempts.map(attemptFromWire),
     nextAttemptAt: instance.nextAttemptAtMs || undefined,
   };
+}
+
+/** A schedule as the SDK sends it. */
+export function scheduleToWire(record: ScheduleRecord): Schedule {
+  return {
+    name: record.name,
+    taskName: record.taskName,
+    module: record.module,
+    moduleRelative: relativeModule(record.module),
+    args: record.args,
+    cron: record.cron,
+    timezone: record.timezone,
+    everyMs: record.everyMs,
+    overlap: record.overlap,
+    catchUp: record.catchUp,
+    options: record.spec === undefined ? undefined : specToWire(record.spec),
+    paused: record.paused,
+    nextFireAtMs: 0,
+    lastFiredAtMs: 0,
+    lastInstanceId: "",
+    createdAtMs: 0,
+    updatedAtMs: 0,
+  };
+}
+
+/** A schedule as the daemon answers it. */
+export function scheduleFromWire(s: Schedule): ScheduleSnapshot {
+  return {
+    name: s.name,
+    taskName: s.taskName,
+    module: s.module,
+    args: s.args,
+    ...(s.cron === undefined ? {} : { cron: s.cron }),
+    ...(s.timezone === undefined ? {} : { timezone: s.timezone }),
+    ...(s.everyMs === undefined ? {} : { everyMs: s.everyMs }),
+    overlap: s.overlap === "skip" ? "skip" : "allow",
+    catchUp: s.catchUp === "none" || s.catchUp === "all" ? s.catchUp : "latest",
+    ...(s.options === undefined ? {} : { spec: wireSpec(s.options) }),
+    paused: s.paused ?? false,
+    ...(s.nextFireAtMs ? { nextFireAt: s.nextFireAtMs } : {}),
+    ...(s.lastFiredAtMs ? { lastOccurrenceAt: s.lastFiredAtMs } : {}),
+    ...(s.lastInstanceId ? { lastInstanceId: s.lastInstanceId } : {}),
+    createdAt: s.createdAtMs,
+    updatedAt: s.updatedAtMs,
+  };
+}
+
+/** The module relative to this process's working directory ("" when outside it or none). */
+function relativeModule(module: string): string {
+  if (module === "" || !isAbsolute(module)) return "";
+  const rel = relative(process.cwd(), module);
+  return rel.startsWith("..") ? "" : rel;
 }

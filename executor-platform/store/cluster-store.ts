@@ -11,6 +11,8 @@ export type ClusterEvent =
    * have missed events: claim, and ask the store when the next waiting row is due.
    */
   | { readonly kind: "pending"; readonly at?: number; readonly resync?: boolean }
+  /** A schedule was created, changed or deleted: every daemon reads the schedules again. */
+  | { readonly kind: "schedules" }
   /** Someone asked to stop an instance; its owner delivers the stop to its workload. */
   | { readonly kind: "stop"; readonly instanceId: string; readonly owner: string };
 

@@ -53,7 +53,9 @@ export interface StoredInstance {
 }
 
 /** The run-option fields of a new row made with `spec`. */
-export function runFields(spec: RunSpec | undefined): Pick<
+export function runFields(
+  spec: RunSpec | undefined,
+): Pick<
   StoredInstance,
   | "spec"
   | "priority"
@@ -100,7 +102,7 @@ export interface StoreListQuery {
  * default; a shared PostgreSQL store implements the same contract. All methods may be called
  * concurrently; `save` must be atomic for its whole batch and durable when it resolves.
  */
-export interface Store {
+export interface Store extends ScheduleStore {
   /** The highest `sequence` and `position` stored, so the daemon continues from them. */
   counters(): Promise<{ sequence: number; position: number }>;
   /**
@@ -124,4 +126,52 @@ export interface Store {
   /** Deletes up to `limit` finished rows whose `finishedAt` is before `before`; resolves how many. */
   deleteFinished(before: number, limit: number): Promise<number>;
   close(): Promise<void>;
+}
+
+/** A schedule as the daemon keeps it (SPEC §5). Times are epoch milliseconds. */
+export interface StoredSchedule {
+  readonly deploymentId: string;
+  readonly name: string;
+  readonly taskName: string;
+  /** Absolute path of the module that defines the task, inside the app root. */
+  readonly module: string;
+  /** Encoded argument list of every instance it starts. */
+  readonly args: string;
+  readonly cron: string | undefined;
+  readonly timezone: string | undefined;
+  readonly everyMs: number | undefined;
+  readonly overlap: "allow" | "skip";
+  readonly catchUp: "none" | "latest" | "all";
+  readonly spec: RunSpec | undefined;
+  readonly paused: boolean;
+  /** An interval schedule counts from here. */
+  readonly anchorAt: number;
+  /** Every occurrence up to this is handled (fired or skipped): the scheduler's watermark. */
+  readonly handledThrough: number;
+  readonly lastFiredAt: number | undefined;
+  readonly lastInstanceId: string | undefined;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+/** Where schedules are kept: both stores implement it beside {@link Store}. */
+export interface ScheduleStore {
+  /** Every schedule, of one deployment or of all, by deployment and name. */
+  listSchedules(deploymentId?: string): Promise<StoredSchedule[]>;
+  getSchedule(deploymentId: string, name: string): Promise<StoredSchedule | undefined>;
+  /** Inserts or replaces the whole row. */
+  putSchedule(schedule: StoredSchedule): Promise<void>;
+  /** Resolves false when there was none. */
+  deleteSchedule(deploymentId: string, name: string): Promise<boolean>;
+  /**
+   * Moves the schedule's watermark from `expectedHandledThrough` to the given one, with its last
+   * fire: only if nobody moved it first (one daemon of a cluster wins each occurrence). Resolves
+   * whether it moved.
+   */
+  advanceSchedule(
+    deploymentId: string,
+    name: string,
+    expectedHandledThrough: number,
+    next: { handledThrough: number; lastFiredAt: number | undefined; lastInstanceId: string | undefined },
+  ): Promise<boolean>;
 }

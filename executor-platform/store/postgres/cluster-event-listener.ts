@@ -172,6 +172,8 @@ export function encodeEvent(event: ClusterEvent): string {
       return JSON.stringify(event.at === undefined ? { kind: "pending" } : { kind: "pending", at: event.at });
     case "stop":
       return JSON.stringify({ kind: "stop", instanceId: event.instanceId, owner: event.owner });
+    case "schedules":
+      return JSON.stringify({ kind: "schedules" });
     default:
       throw new Error(`unknown cluster event ${JSON.stringify(event)}`);
   }
@@ -192,6 +194,7 @@ function decodeEvent(payload: string): ClusterEvent | undefined {
   if (event.kind === "pending") {
     return typeof event.at === "number" ? { kind: "pending", at: event.at } : { kind: "pending" };
   }
+  if (event.kind === "schedules") return { kind: "schedules" };
   if (event.kind === "stop" && typeof event.instanceId === "string" && typeof event.owner === "string") {
     return { kind: "stop", instanceId: event.instanceId, owner: event.owner };
   }

@@ -164,6 +164,30 @@ const MIGRATIONS: readonly string[] = [
   END
   $fn$;
   `,
+  `
+  -- Schedules (SPEC section 5).
+  CREATE TABLE schedules (
+    deployment_id    text    NOT NULL,
+    name             text    NOT NULL,
+    task_name        text    NOT NULL,
+    module           text    NOT NULL,
+    args             text    NOT NULL,
+    cron             text,
+    timezone         text,
+    every_ms         bigint,
+    overlap          text    NOT NULL,
+    catch_up         text    NOT NULL,
+    options          text,
+    paused           integer NOT NULL,
+    anchor_at        bigint  NOT NULL,
+    handled_through  bigint  NOT NULL,
+    last_fired_at    bigint,
+    last_instance_id text,
+    created_at       bigint  NOT NULL,
+    updated_at       bigint  NOT NULL,
+    PRIMARY KEY (deployment_id, name)
+  );
+  `,
 ];
 
 /**

@@ -3,7 +3,10 @@ import type { TaskErrorInfo } from "../../../sdk/errors.js";
 import type { ClusterEvent, ClusterStore } from "../cluster-store.js";
 import { type DefinitionRow, toDefinition } from "../definition-row.js";
 import { type InstanceRow, toInstance } from "../instance-columns.js";
-import type { StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
+import { SCHEDULE_COLUMNS, scheduleValues, toSchedule } from "../schedule-row.js";
+import type { StoredDefinition, StoredInstance, StoredSchedule, StoreListQuery } from "../store.js";
+
+const SCHEDULE_LIST = SCHEDULE_COLUMNS.join(", ");
 import { ClusterEventListener, encodeEvent } from "./cluster-event-listener.js";
 import { migrate } from "./migrations.js";
 import {
@@ -214,6 +217,63 @@ export class PostgresStore implements ClusterStore {
   async reap(reason: (owner: string) => TaskErrorInfo): Promise<StoredInstance[]> {
     this.#checkOpen();
     return reapExpired(this.#target, reason);
+  }
+
+  async listSchedules(deploymentId?: string): Promise<StoredSchedule[]> {
+    const rows =
+      deploymentId === undefined
+        ? await this.#query(`SELECT ${SCHEDULE_LIST} FROM schedules ORDER BY deployment_id, name`)
+        : await this.#query(`SELECT ${SCHEDULE_LIST} FROM schedules WHERE deployment_id = $1 ORDER BY name`, [
+            deploymentId,
+          ]);
+    return rows.map(toSchedule);
+  }
+
+  async getSchedule(deploymentId: string, name: string): Promise<StoredSchedule | undefined> {
+    const rows = await this.#query(
+      `SELECT ${SCHEDULE_LIST} FROM schedules WHERE deployment_id = $1 AND name = $2`,
+      [deploymentId, name],
+    );
+    return rows[0] === undefined ? undefined : toSchedule(rows[0]);
+  }
+
+  async putSchedule(schedule: StoredSchedule): Promise<void> {
+    await this.#query(
+      `INSERT INTO schedules (${SCHEDULE_LIST}) VALUES (${SCHEDULE_COLUMNS.map((_, i) => `$${i + 1}`).join(", ")})
+       ON CONFLICT (deployment_id, name) DO UPDATE SET ${SCHEDULE_COLUMNS.slice(2)
+         .map((column) => `${column} = excluded.${column}`)
+         .join(", ")}`,
+      scheduleValues(schedule),
+    );
+  }
+
+  async deleteSchedule(deploymentId: string, name: string): Promise<boolean> {
+    const rows = await this.#query(
+      "DELETE FROM schedules WHERE deployment_id = $1 AND name = $2 RETURNING name",
+      [deploymentId, name],
+    );
+    return rows.length > 0;
+  }
+
+  async advanceSchedule(
+    deploymentId: string,
+    name: string,
+    expectedHandledThrough: number,
+    next: { handledThrough: number; lastFiredAt: number | undefined; lastInstanceId: string | undefined },
+  ): Promise<boolean> {
+    const rows = await this.#query(
+      `UPDATE schedules SET handled_through = $1, last_fired_at = $2, last_instance_id = $3
+       WHERE deployment_id = $4 AND name = $5 AND handled_through = $6 RETURNING name`,
+      [
+        next.handledThrough,
+        next.lastFiredAt ?? null,
+        next.lastInstanceId ?? null,
+        deploymentId,
+        name,
+        expectedHandledThrough,
+      ],
+    );
+    return rows.length > 0;
   }
 
   async nextReadyAt(): Promise<number | undefined> {

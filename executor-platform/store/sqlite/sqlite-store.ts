@@ -2,7 +2,8 @@ import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { isTerminalStatus } from "../../../sdk/task-status.js";
-import type { Store, StoredDefinition, StoredInstance, StoreListQuery } from "../store.js";
+import { SCHEDULE_COLUMNS, scheduleValues, toSchedule } from "../schedule-row.js";
+import type { Store, StoredDefinition, StoredInstance, StoredSchedule, StoreListQuery } from "../store.js";
 import { DEFINITION_COLUMNS, type DefinitionRow, toDefinition } from "../definition-row.js";
 import {
   INSTANCE_COLUMNS,
@@ -78,6 +79,30 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE instances ADD COLUMN concurrency_key   TEXT;
   -- Retention deletes finished rows by age.
   CREATE INDEX instances_finished ON instances (finished_at) WHERE finished_at IS NOT NULL;
+  `,
+  `
+  -- Schedules (SPEC section 5).
+  CREATE TABLE schedules (
+    deployment_id    TEXT    NOT NULL,
+    name             TEXT    NOT NULL,
+    task_name        TEXT    NOT NULL,
+    module           TEXT    NOT NULL,
+    args             TEXT    NOT NULL,
+    cron             TEXT,
+    timezone         TEXT,
+    every_ms         INTEGER,
+    overlap          TEXT    NOT NULL,
+    catch_up         TEXT    NOT NULL,
+    options          TEXT,
+    paused           INTEGER NOT NULL,
+    anchor_at        INTEGER NOT NULL,
+    handled_through  INTEGER NOT NULL,
+    last_fired_at    INTEGER,
+    last_instance_id TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    PRIMARY KEY (deployment_id, name)
+  ) STRICT;
   `,
 ];
 
@@ -224,6 +249,60 @@ export class SqliteStore implements Store {
     )
       .all()
       .map(toInstance);
+  }
+
+  async listSchedules(deploymentId?: string): Promise<StoredSchedule[]> {
+    const rows =
+      deploymentId === undefined
+        ? this.#prepare<Record<string, unknown>>(
+            `SELECT ${SCHEDULE_COLUMNS.join(", ")} FROM schedules ORDER BY deployment_id, name`,
+          ).all()
+        : this.#prepare<Record<string, unknown>>(
+            `SELECT ${SCHEDULE_COLUMNS.join(", ")} FROM schedules WHERE deployment_id = ? ORDER BY name`,
+          ).all(deploymentId);
+    return rows.map(toSchedule);
+  }
+
+  async getSchedule(deploymentId: string, name: string): Promise<StoredSchedule | undefined> {
+    const row = this.#prepare<Record<string, unknown>>(
+      `SELECT ${SCHEDULE_COLUMNS.join(", ")} FROM schedules WHERE deployment_id = ? AND name = ?`,
+    ).get(deploymentId, name);
+    return row === undefined ? undefined : toSchedule(row);
+  }
+
+  async putSchedule(schedule: StoredSchedule): Promise<void> {
+    this.#prepare(
+      `INSERT OR REPLACE INTO schedules (${SCHEDULE_COLUMNS.join(", ")})
+       VALUES (${SCHEDULE_COLUMNS.map(() => "?").join(", ")})`,
+    ).run(...scheduleValues(schedule));
+  }
+
+  async deleteSchedule(deploymentId: string, name: string): Promise<boolean> {
+    return (
+      this.#prepare("DELETE FROM schedules WHERE deployment_id = ? AND name = ?").run(deploymentId, name)
+        .changes > 0
+    );
+  }
+
+  async advanceSchedule(
+    deploymentId: string,
+    name: string,
+    expectedHandledThrough: number,
+    next: { handledThrough: number; lastFiredAt: number | undefined; lastInstanceId: string | undefined },
+  ): Promise<boolean> {
+    return (
+      this.#prepare(
+        `UPDATE schedules SET handled_through = ?, last_fired_at = ?, last_instance_id = ?
+         WHERE deployment_id = ? AND name = ? AND handled_through = ?`,
+      ).run(
+        next.handledThrough,
+        next.lastFiredAt ?? null,
+        next.lastInstanceId ?? null,
+        deploymentId,
+        name,
+        expectedHandledThrough,
+      ).changes > 0
+    );
   }
 
   async deleteFinished(before: number, limit: number): Promise<number> {

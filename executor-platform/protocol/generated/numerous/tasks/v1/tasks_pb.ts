@@ -180,6 +180,72 @@ export interface TaskDefinition {
   name: string;
 }
 
+export interface Schedule {
+  name: string;
+  taskName: string;
+  /** As in NewInstance: the module that defines the task; both empty: find the task by name. */
+  module: string;
+  moduleRelative: string;
+  /** Codec-encoded argument list. */
+  args: string;
+  cron?: string | undefined;
+  timezone?: string | undefined;
+  everyMs?:
+    | number
+    | undefined;
+  /** "allow" or "skip". */
+  overlap: string;
+  /** "none", "latest" or "all". */
+  catchUp: string;
+  options?:
+    | RunOptions
+    | undefined;
+  /** On an upsert, absent keeps the schedule's state. */
+  paused?:
+    | boolean
+    | undefined;
+  /** Answers only: 0 when none. */
+  nextFireAtMs: number;
+  lastFiredAtMs: number;
+  lastInstanceId: string;
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+export interface UpsertScheduleRequest {
+  schedule?: Schedule | undefined;
+}
+
+export interface ScheduleResponse {
+  /** Absent for an unknown name. */
+  schedule?: Schedule | undefined;
+}
+
+export interface ListSchedulesRequest {
+}
+
+export interface ListSchedulesResponse {
+  schedules: Schedule[];
+}
+
+export interface SetSchedulePausedRequest {
+  name: string;
+  paused: boolean;
+}
+
+export interface ScheduleNameRequest {
+  name: string;
+}
+
+export interface DeleteScheduleResponse {
+  found: boolean;
+}
+
+export interface TriggerScheduleResponse {
+  /** Absent for an unknown name. */
+  instance?: Instance | undefined;
+}
+
 export interface NewInstance {
   id: string;
   taskName: string;
@@ -1455,6 +1521,936 @@ export const TaskDefinition: MessageFns<TaskDefinition> = {
     const message = createBaseTaskDefinition();
     message.id = object.id ?? "";
     message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseSchedule(): Schedule {
+  return {
+    name: "",
+    taskName: "",
+    module: "",
+    moduleRelative: "",
+    args: "",
+    cron: undefined,
+    timezone: undefined,
+    everyMs: undefined,
+    overlap: "",
+    catchUp: "",
+    options: undefined,
+    paused: undefined,
+    nextFireAtMs: 0,
+    lastFiredAtMs: 0,
+    lastInstanceId: "",
+    createdAtMs: 0,
+    updatedAtMs: 0,
+  };
+}
+
+export const Schedule: MessageFns<Schedule> = {
+  encode(message: Schedule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.taskName !== "") {
+      writer.uint32(18).string(message.taskName);
+    }
+    if (message.module !== "") {
+      writer.uint32(26).string(message.module);
+    }
+    if (message.moduleRelative !== "") {
+      writer.uint32(34).string(message.moduleRelative);
+    }
+    if (message.args !== "") {
+      writer.uint32(42).string(message.args);
+    }
+    if (message.cron !== undefined) {
+      writer.uint32(50).string(message.cron);
+    }
+    if (message.timezone !== undefined) {
+      writer.uint32(58).string(message.timezone);
+    }
+    if (message.everyMs !== undefined) {
+      writer.uint32(64).int64(message.everyMs);
+    }
+    if (message.overlap !== "") {
+      writer.uint32(74).string(message.overlap);
+    }
+    if (message.catchUp !== "") {
+      writer.uint32(82).string(message.catchUp);
+    }
+    if (message.options !== undefined) {
+      RunOptions.encode(message.options, writer.uint32(90).fork()).join();
+    }
+    if (message.paused !== undefined) {
+      writer.uint32(96).bool(message.paused);
+    }
+    if (message.nextFireAtMs !== 0) {
+      writer.uint32(104).int64(message.nextFireAtMs);
+    }
+    if (message.lastFiredAtMs !== 0) {
+      writer.uint32(112).int64(message.lastFiredAtMs);
+    }
+    if (message.lastInstanceId !== "") {
+      writer.uint32(122).string(message.lastInstanceId);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(128).int64(message.createdAtMs);
+    }
+    if (message.updatedAtMs !== 0) {
+      writer.uint32(136).int64(message.updatedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Schedule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSchedule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.module = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.moduleRelative = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.args = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.cron = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.everyMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.overlap = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.catchUp = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.options = RunOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.nextFireAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.lastFiredAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.lastInstanceId = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.updatedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Schedule {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      taskName: isSet(object.taskName)
+        ? globalThis.String(object.taskName)
+        : isSet(object.task_name)
+        ? globalThis.String(object.task_name)
+        : "",
+      module: isSet(object.module) ? globalThis.String(object.module) : "",
+      moduleRelative: isSet(object.moduleRelative)
+        ? globalThis.String(object.moduleRelative)
+        : isSet(object.module_relative)
+        ? globalThis.String(object.module_relative)
+        : "",
+      args: isSet(object.args) ? globalThis.String(object.args) : "",
+      cron: isSet(object.cron) ? globalThis.String(object.cron) : undefined,
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : undefined,
+      everyMs: isSet(object.everyMs)
+        ? globalThis.Number(object.everyMs)
+        : isSet(object.every_ms)
+        ? globalThis.Number(object.every_ms)
+        : undefined,
+      overlap: isSet(object.overlap) ? globalThis.String(object.overlap) : "",
+      catchUp: isSet(object.catchUp)
+        ? globalThis.String(object.catchUp)
+        : isSet(object.catch_up)
+        ? globalThis.String(object.catch_up)
+        : "",
+      options: isSet(object.options) ? RunOptions.fromJSON(object.options) : undefined,
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : undefined,
+      nextFireAtMs: isSet(object.nextFireAtMs)
+        ? globalThis.Number(object.nextFireAtMs)
+        : isSet(object.next_fire_at_ms)
+        ? globalThis.Number(object.next_fire_at_ms)
+        : 0,
+      lastFiredAtMs: isSet(object.lastFiredAtMs)
+        ? globalThis.Number(object.lastFiredAtMs)
+        : isSet(object.last_fired_at_ms)
+        ? globalThis.Number(object.last_fired_at_ms)
+        : 0,
+      lastInstanceId: isSet(object.lastInstanceId)
+        ? globalThis.String(object.lastInstanceId)
+        : isSet(object.last_instance_id)
+        ? globalThis.String(object.last_instance_id)
+        : "",
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      updatedAtMs: isSet(object.updatedAtMs)
+        ? globalThis.Number(object.updatedAtMs)
+        : isSet(object.updated_at_ms)
+        ? globalThis.Number(object.updated_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: Schedule): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.taskName !== "") {
+      obj.taskName = message.taskName;
+    }
+    if (message.module !== "") {
+      obj.module = message.module;
+    }
+    if (message.moduleRelative !== "") {
+      obj.moduleRelative = message.moduleRelative;
+    }
+    if (message.args !== "") {
+      obj.args = message.args;
+    }
+    if (message.cron !== undefined) {
+      obj.cron = message.cron;
+    }
+    if (message.timezone !== undefined) {
+      obj.timezone = message.timezone;
+    }
+    if (message.everyMs !== undefined) {
+      obj.everyMs = Math.round(message.everyMs);
+    }
+    if (message.overlap !== "") {
+      obj.overlap = message.overlap;
+    }
+    if (message.catchUp !== "") {
+      obj.catchUp = message.catchUp;
+    }
+    if (message.options !== undefined) {
+      obj.options = RunOptions.toJSON(message.options);
+    }
+    if (message.paused !== undefined) {
+      obj.paused = message.paused;
+    }
+    if (message.nextFireAtMs !== 0) {
+      obj.nextFireAtMs = Math.round(message.nextFireAtMs);
+    }
+    if (message.lastFiredAtMs !== 0) {
+      obj.lastFiredAtMs = Math.round(message.lastFiredAtMs);
+    }
+    if (message.lastInstanceId !== "") {
+      obj.lastInstanceId = message.lastInstanceId;
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.updatedAtMs !== 0) {
+      obj.updatedAtMs = Math.round(message.updatedAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Schedule>): Schedule {
+    return Schedule.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Schedule>): Schedule {
+    const message = createBaseSchedule();
+    message.name = object.name ?? "";
+    message.taskName = object.taskName ?? "";
+    message.module = object.module ?? "";
+    message.moduleRelative = object.moduleRelative ?? "";
+    message.args = object.args ?? "";
+    message.cron = object.cron ?? undefined;
+    message.timezone = object.timezone ?? undefined;
+    message.everyMs = object.everyMs ?? undefined;
+    message.overlap = object.overlap ?? "";
+    message.catchUp = object.catchUp ?? "";
+    message.options = (object.options !== undefined && object.options !== null)
+      ? RunOptions.fromPartial(object.options)
+      : undefined;
+    message.paused = object.paused ?? undefined;
+    message.nextFireAtMs = object.nextFireAtMs ?? 0;
+    message.lastFiredAtMs = object.lastFiredAtMs ?? 0;
+    message.lastInstanceId = object.lastInstanceId ?? "";
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.updatedAtMs = object.updatedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseUpsertScheduleRequest(): UpsertScheduleRequest {
+  return { schedule: undefined };
+}
+
+export const UpsertScheduleRequest: MessageFns<UpsertScheduleRequest> = {
+  encode(message: UpsertScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.schedule !== undefined) {
+      Schedule.encode(message.schedule, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpsertScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpsertScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedule = Schedule.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpsertScheduleRequest {
+    return { schedule: isSet(object.schedule) ? Schedule.fromJSON(object.schedule) : undefined };
+  },
+
+  toJSON(message: UpsertScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.schedule !== undefined) {
+      obj.schedule = Schedule.toJSON(message.schedule);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UpsertScheduleRequest>): UpsertScheduleRequest {
+    return UpsertScheduleRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UpsertScheduleRequest>): UpsertScheduleRequest {
+    const message = createBaseUpsertScheduleRequest();
+    message.schedule = (object.schedule !== undefined && object.schedule !== null)
+      ? Schedule.fromPartial(object.schedule)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseScheduleResponse(): ScheduleResponse {
+  return { schedule: undefined };
+}
+
+export const ScheduleResponse: MessageFns<ScheduleResponse> = {
+  encode(message: ScheduleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.schedule !== undefined) {
+      Schedule.encode(message.schedule, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedule = Schedule.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleResponse {
+    return { schedule: isSet(object.schedule) ? Schedule.fromJSON(object.schedule) : undefined };
+  },
+
+  toJSON(message: ScheduleResponse): unknown {
+    const obj: any = {};
+    if (message.schedule !== undefined) {
+      obj.schedule = Schedule.toJSON(message.schedule);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ScheduleResponse>): ScheduleResponse {
+    return ScheduleResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ScheduleResponse>): ScheduleResponse {
+    const message = createBaseScheduleResponse();
+    message.schedule = (object.schedule !== undefined && object.schedule !== null)
+      ? Schedule.fromPartial(object.schedule)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListSchedulesRequest(): ListSchedulesRequest {
+  return {};
+}
+
+export const ListSchedulesRequest: MessageFns<ListSchedulesRequest> = {
+  encode(_: ListSchedulesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSchedulesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSchedulesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListSchedulesRequest {
+    return {};
+  },
+
+  toJSON(_: ListSchedulesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSchedulesRequest>): ListSchedulesRequest {
+    return ListSchedulesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListSchedulesRequest>): ListSchedulesRequest {
+    const message = createBaseListSchedulesRequest();
+    return message;
+  },
+};
+
+function createBaseListSchedulesResponse(): ListSchedulesResponse {
+  return { schedules: [] };
+}
+
+export const ListSchedulesResponse: MessageFns<ListSchedulesResponse> = {
+  encode(message: ListSchedulesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.schedules) {
+      Schedule.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSchedulesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSchedulesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedules.push(Schedule.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSchedulesResponse {
+    return {
+      schedules: globalThis.Array.isArray(object?.schedules)
+        ? object.schedules.map((e: any) => Schedule.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListSchedulesResponse): unknown {
+    const obj: any = {};
+    if (message.schedules?.length) {
+      obj.schedules = message.schedules.map((e) => Schedule.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSchedulesResponse>): ListSchedulesResponse {
+    return ListSchedulesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListSchedulesResponse>): ListSchedulesResponse {
+    const message = createBaseListSchedulesResponse();
+    message.schedules = object.schedules?.map((e) => Schedule.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSetSchedulePausedRequest(): SetSchedulePausedRequest {
+  return { name: "", paused: false };
+}
+
+export const SetSchedulePausedRequest: MessageFns<SetSchedulePausedRequest> = {
+  encode(message: SetSchedulePausedRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.paused !== false) {
+      writer.uint32(16).bool(message.paused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetSchedulePausedRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetSchedulePausedRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetSchedulePausedRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+    };
+  },
+
+  toJSON(message: SetSchedulePausedRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetSchedulePausedRequest>): SetSchedulePausedRequest {
+    return SetSchedulePausedRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetSchedulePausedRequest>): SetSchedulePausedRequest {
+    const message = createBaseSetSchedulePausedRequest();
+    message.name = object.name ?? "";
+    message.paused = object.paused ?? false;
+    return message;
+  },
+};
+
+function createBaseScheduleNameRequest(): ScheduleNameRequest {
+  return { name: "" };
+}
+
+export const ScheduleNameRequest: MessageFns<ScheduleNameRequest> = {
+  encode(message: ScheduleNameRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScheduleNameRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScheduleNameRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScheduleNameRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: ScheduleNameRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ScheduleNameRequest>): ScheduleNameRequest {
+    return ScheduleNameRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ScheduleNameRequest>): ScheduleNameRequest {
+    const message = createBaseScheduleNameRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteScheduleResponse(): DeleteScheduleResponse {
+  return { found: false };
+}
+
+export const DeleteScheduleResponse: MessageFns<DeleteScheduleResponse> = {
+  encode(message: DeleteScheduleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.found !== false) {
+      writer.uint32(8).bool(message.found);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteScheduleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteScheduleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.found = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteScheduleResponse {
+    return { found: isSet(object.found) ? globalThis.Boolean(object.found) : false };
+  },
+
+  toJSON(message: DeleteScheduleResponse): unknown {
+    const obj: any = {};
+    if (message.found !== false) {
+      obj.found = message.found;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteScheduleResponse>): DeleteScheduleResponse {
+    return DeleteScheduleResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteScheduleResponse>): DeleteScheduleResponse {
+    const message = createBaseDeleteScheduleResponse();
+    message.found = object.found ?? false;
+    return message;
+  },
+};
+
+function createBaseTriggerScheduleResponse(): TriggerScheduleResponse {
+  return { instance: undefined };
+}
+
+export const TriggerScheduleResponse: MessageFns<TriggerScheduleResponse> = {
+  encode(message: TriggerScheduleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instance !== undefined) {
+      Instance.encode(message.instance, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TriggerScheduleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTriggerScheduleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instance = Instance.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TriggerScheduleResponse {
+    return { instance: isSet(object.instance) ? Instance.fromJSON(object.instance) : undefined };
+  },
+
+  toJSON(message: TriggerScheduleResponse): unknown {
+    const obj: any = {};
+    if (message.instance !== undefined) {
+      obj.instance = Instance.toJSON(message.instance);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TriggerScheduleResponse>): TriggerScheduleResponse {
+    return TriggerScheduleResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TriggerScheduleResponse>): TriggerScheduleResponse {
+    const message = createBaseTriggerScheduleResponse();
+    message.instance = (object.instance !== undefined && object.instance !== null)
+      ? Instance.fromPartial(object.instance)
+      : undefined;
     return message;
   },
 };
@@ -3779,6 +4775,58 @@ export const TaskServiceService = {
     responseSerialize: (value: InstanceChanges): Buffer => Buffer.from(InstanceChanges.encode(value).finish()),
     responseDeserialize: (value: Buffer): InstanceChanges => InstanceChanges.decode(value),
   },
+  /** Schedules (SPEC section 5), by name within the deployment. */
+  upsertSchedule: {
+    path: "/numerous.tasks.v1.TaskService/UpsertSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpsertScheduleRequest): Buffer =>
+      Buffer.from(UpsertScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpsertScheduleRequest => UpsertScheduleRequest.decode(value),
+    responseSerialize: (value: ScheduleResponse): Buffer => Buffer.from(ScheduleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScheduleResponse => ScheduleResponse.decode(value),
+  },
+  listSchedules: {
+    path: "/numerous.tasks.v1.TaskService/ListSchedules" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSchedulesRequest): Buffer => Buffer.from(ListSchedulesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSchedulesRequest => ListSchedulesRequest.decode(value),
+    responseSerialize: (value: ListSchedulesResponse): Buffer =>
+      Buffer.from(ListSchedulesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSchedulesResponse => ListSchedulesResponse.decode(value),
+  },
+  setSchedulePaused: {
+    path: "/numerous.tasks.v1.TaskService/SetSchedulePaused" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetSchedulePausedRequest): Buffer =>
+      Buffer.from(SetSchedulePausedRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetSchedulePausedRequest => SetSchedulePausedRequest.decode(value),
+    responseSerialize: (value: ScheduleResponse): Buffer => Buffer.from(ScheduleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScheduleResponse => ScheduleResponse.decode(value),
+  },
+  deleteSchedule: {
+    path: "/numerous.tasks.v1.TaskService/DeleteSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ScheduleNameRequest): Buffer => Buffer.from(ScheduleNameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ScheduleNameRequest => ScheduleNameRequest.decode(value),
+    responseSerialize: (value: DeleteScheduleResponse): Buffer =>
+      Buffer.from(DeleteScheduleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteScheduleResponse => DeleteScheduleResponse.decode(value),
+  },
+  /** Starts one instance of the schedule now, outside its timing. */
+  triggerSchedule: {
+    path: "/numerous.tasks.v1.TaskService/TriggerSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ScheduleNameRequest): Buffer => Buffer.from(ScheduleNameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ScheduleNameRequest => ScheduleNameRequest.decode(value),
+    responseSerialize: (value: TriggerScheduleResponse): Buffer =>
+      Buffer.from(TriggerScheduleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TriggerScheduleResponse => TriggerScheduleResponse.decode(value),
+  },
 } as const;
 
 export interface TaskServiceServer extends UntypedServiceImplementation {
@@ -3794,6 +4842,13 @@ export interface TaskServiceServer extends UntypedServiceImplementation {
    * latest state of every instance that changed meanwhile.
    */
   watchInstances: handleServerStreamingCall<WatchInstancesRequest, InstanceChanges>;
+  /** Schedules (SPEC section 5), by name within the deployment. */
+  upsertSchedule: handleUnaryCall<UpsertScheduleRequest, ScheduleResponse>;
+  listSchedules: handleUnaryCall<ListSchedulesRequest, ListSchedulesResponse>;
+  setSchedulePaused: handleUnaryCall<SetSchedulePausedRequest, ScheduleResponse>;
+  deleteSchedule: handleUnaryCall<ScheduleNameRequest, DeleteScheduleResponse>;
+  /** Starts one instance of the schedule now, outside its timing. */
+  triggerSchedule: handleUnaryCall<ScheduleNameRequest, TriggerScheduleResponse>;
 }
 
 export interface TaskServiceClient extends Client {
@@ -3884,6 +4939,83 @@ export interface TaskServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<InstanceChanges>;
+  /** Schedules (SPEC section 5), by name within the deployment. */
+  upsertSchedule(
+    request: UpsertScheduleRequest,
+    callback: (error: ServiceError | null, response: ScheduleResponse) => void,
+  ): ClientUnaryCall;
+  upsertSchedule(
+    request: UpsertScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ScheduleResponse) => void,
+  ): ClientUnaryCall;
+  upsertSchedule(
+    request: UpsertScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ScheduleResponse) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  setSchedulePaused(
+    request: SetSchedulePausedRequest,
+    callback: (error: ServiceError | null, response: ScheduleResponse) => void,
+  ): ClientUnaryCall;
+  setSchedulePaused(
+    request: SetSchedulePausedRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ScheduleResponse) => void,
+  ): ClientUnaryCall;
+  setSchedulePaused(
+    request: SetSchedulePausedRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ScheduleResponse) => void,
+  ): ClientUnaryCall;
+  deleteSchedule(
+    request: ScheduleNameRequest,
+    callback: (error: ServiceError | null, response: DeleteScheduleResponse) => void,
+  ): ClientUnaryCall;
+  deleteSchedule(
+    request: ScheduleNameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteScheduleResponse) => void,
+  ): ClientUnaryCall;
+  deleteSchedule(
+    request: ScheduleNameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteScheduleResponse) => void,
+  ): ClientUnaryCall;
+  /** Starts one instance of the schedule now, outside its timing. */
+  triggerSchedule(
+    request: ScheduleNameRequest,
+    callback: (error: ServiceError | null, response: TriggerScheduleResponse) => void,
+  ): ClientUnaryCall;
+  triggerSchedule(
+    request: ScheduleNameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TriggerScheduleResponse) => void,
+  ): ClientUnaryCall;
+  triggerSchedule(
+    request: ScheduleNameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TriggerScheduleResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const TaskServiceClient = makeGenericClientConstructor(
