@@ -11,7 +11,12 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { isClusterStore } from "../executor-platform/store/cluster-store.js";
-import { runFields, type Store, type StoredDefinition, type StoredInstance } from "../executor-platform/store/store.js";
+import {
+  runFields,
+  type Store,
+  type StoredDefinition,
+  type StoredInstance,
+} from "../executor-platform/store/store.js";
 
 /** What the factory hands the suite: a store on a new, empty database, and a way back to it. */
 export interface StoreContractHandle {
