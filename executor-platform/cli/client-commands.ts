@@ -32,7 +32,7 @@ const STATUS_EXIT: Record<TaskStatus, number> = {
   cancelled: ExitCode.Cancelled,
 };
 
-interface ClientOptions {
+export interface ClientOptions {
   address?: string;
   json?: boolean;
 }
@@ -45,7 +45,7 @@ function useDaemon(options: ClientOptions): PlatformExecutor {
 }
 
 /** Runs a command body with the daemon, mapping SDK errors to messages and exit codes. */
-async function withDaemon(options: ClientOptions, body: () => Promise<number>): Promise<number> {
+export async function withDaemon(options: ClientOptions, body: () => Promise<number>): Promise<number> {
   let executor: PlatformExecutor | undefined;
   try {
     executor = useDaemon(options);
@@ -72,7 +72,7 @@ function row(instance: TaskSnapshot): string[] {
   ];
 }
 
-function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells

@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { addClientCommands } from "./client-commands.js";
+import { addScheduleCommands } from "./schedule-commands.js";
 import { parseDuration } from "./duration.js";
 import { type LogDestination, openStdoutDestination } from "./log-destination.js";
 import { AccessControl, loadTokenGrants } from "../daemon/access-control.js";
@@ -184,6 +185,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     });
 
   addClientCommands(program, (code) => {
+    exitCode = code;
+  });
+  addScheduleCommands(program, (code) => {
     exitCode = code;
   });
 
