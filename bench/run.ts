@@ -64,6 +64,11 @@ const SECTIONS: readonly SectionEntry[] = [
     run: async () => (await import("./run-options.js")).benchRunOptions(),
   },
   {
+    name: "schedules",
+    description: "platform daemon (pool): schedule fire lateness p50/p99, idle CPU with 1,000 schedules",
+    run: async () => (await import("./schedules.js")).benchSchedules(),
+  },
+  {
     name: "cluster",
     description:
       "1 and 3 daemons on durable PostgreSQL vs graphile-worker 0.18 and the embedded store: throughput, statements and CPU per instance, cross-daemon progress/stop p50/p99, failover in leases (--long: bigger counts)",

@@ -87,3 +87,8 @@ export const benchLimitedFour = task(
     return ms;
   },
 );
+
+/** What a schedule starts in the bench: nothing but a return. */
+export const benchScheduled = task(function benchScheduled(i: number) {
+  return i;
+});

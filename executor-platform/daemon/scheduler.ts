@@ -55,6 +55,8 @@ export class Scheduler {
   #unsubscribe: (() => void) | undefined;
   #passing = false;
   #passAgain = false;
+  /** A fire of the last pass failed (the store was unreachable): the next try waits a little. */
+  #failed = false;
 
   constructor(options: SchedulerOptions) {
     this.#o = options;
@@ -222,23 +224,28 @@ export class Scheduler {
     if (state.stopped || !state.accepting) return;
     this.#passing = true;
     void (async () => {
+      this.#failed = false;
       do {
         this.#passAgain = false;
         const now = Date.now();
-        for (const schedule of [...this.#schedules.values()]) {
-          if (schedule.paused) continue;
-          const next = nextOccurrence(timingOf(schedule), schedule.handledThrough);
-          if (next !== undefined && next <= now) {
-            try {
-              await this.#fire(schedule, now);
-            } catch (error) {
+        // Every due schedule at once: their instances go to the store in one batch.
+        const due = [...this.#schedules.values()].filter((schedule) => {
+          const next = schedule.paused
+            ? undefined
+            : nextOccurrence(timingOf(schedule), schedule.handledThrough);
+          return next !== undefined && next <= now;
+        });
+        await Promise.all(
+          due.map((schedule) =>
+            this.#fire(schedule, now).catch((error: unknown) => {
+              this.#failed = true;
               this.#o.log.warn(
                 { err: error, schedule: schedule.name },
                 "could not fire a schedule; retrying",
               );
-            }
-          }
-        }
+            }),
+          ),
+        );
       } while (this.#passAgain);
     })().finally(() => {
       this.#passing = false;
@@ -256,8 +263,8 @@ export class Scheduler {
       if (next !== undefined && next < earliest) earliest = next;
     }
     if (!Number.isFinite(earliest)) return;
-    // A failed fire is tried again soon, not at once.
-    const wait = Math.max(earliest <= Date.now() ? 100 : 0, earliest - Date.now());
+    // A failed fire is tried again soon, not at once; one that came due during the pass, at once.
+    const wait = this.#failed ? Math.max(100, earliest - Date.now()) : Math.max(0, earliest - Date.now());
     this.#timer = setTimeout(() => this.#pass(), Math.min(wait, RELOAD_MS));
     this.#timer.unref();
   }
