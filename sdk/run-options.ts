@@ -84,6 +84,12 @@ export interface TaskRunDefaults {
 }
 
 /**
+ * The defaults of a task that sets no run option: one shared object, so that a call of such a
+ * task is known at once to have no spec, and costs no more than before run options existed.
+ */
+const NO_DEFAULTS: TaskRunDefaults = Object.freeze({ spec: Object.freeze({}), concurrency: undefined });
+
+/**
  * Checks the options given to `task()`.
  * @throws {TaskInputError} naming the option, for an unknown one or a bad value.
  */
@@ -111,7 +117,7 @@ export function checkTaskOptions(options: object): TaskRunDefaults {
       throw bad("concurrency", "needs limit, or key with perKeyLimit");
     concurrency = c;
   }
-  return { spec, concurrency };
+  return concurrency === undefined && Object.keys(spec).length === 0 ? NO_DEFAULTS : { spec, concurrency };
 }
 
 /**
@@ -170,7 +176,8 @@ function checkRunOptions(o: RunOptions, prefix: string): RunSpec {
 
 /**
  * The spec of one call: the task's defaults, the call's overrides, the start time, the key and
- * the concurrency key computed from the arguments.
+ * the concurrency key computed from the arguments; `undefined` when all are defaults, as
+ * `SubmitRequest.spec` wants them.
  * @throws {TaskInputError} when the concurrency key function throws or returns no string.
  */
 export function resolveRunSpec(
@@ -179,7 +186,7 @@ export function resolveRunSpec(
   args: readonly unknown[],
   now: number,
 ): RunSpec | undefined {
-  if (defaults === undefined && call === undefined) return undefined;
+  if (call === undefined && (defaults === undefined || defaults === NO_DEFAULTS)) return undefined;
   const spec: { -readonly [K in keyof RunSpec]: RunSpec[K] } = { ...defaults?.spec };
   if (call !== undefined) {
     if (call.retry !== undefined) Object.assign(spec, call.retry);
