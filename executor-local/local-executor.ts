@@ -7,62 +7,37 @@ import {
   type TaskDefinition,
   listLimit,
 } from "../sdk/executor.js";
-import type { EncodedValue } from "../sdk/codec.js";
-import type { TaskErrorInfo } from "../sdk/errors.js";
-import { runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
-import { type ControllerSink, TaskControllerImpl } from "../sdk/task-controller.js";
-import { type TaskStatus, isTerminalStatus } from "../sdk/task-status.js";
+import { TaskTimeoutError } from "../sdk/errors.js";
+import { type AnyTaskFunction, runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
+import { TaskControllerImpl } from "../sdk/task-controller.js";
+import { isTerminalStatus } from "../sdk/task-status.js";
 import { IdIndex } from "./id-index.js";
 import { LocalScheduler } from "./local-scheduler.js";
 import type { ScheduleExecutor, ScheduleRecord, ScheduleSnapshot } from "../sdk/schedules.js";
 import { findTaskFunction, localDefinitions } from "../sdk/task.js";
 import { DEFAULT_CONCURRENCY } from "../sdk/config.js";
 import { failures } from "../sdk/failures.js";
+import { ConcurrencyGates } from "./concurrency-gates.js";
+import { Entry, type Listener, OptionEntry, publish, readyFirst, snapshotOf } from "./entry.js";
+import { Heap } from "./heap.js";
 
 /** Options of {@link LocalExecutor}. */
 export interface LocalExecutorOptions {
-  /** How many instances run at once; the rest wait `pending` in creation order. Default 4. */
+  /**
+   * How many instances run at once; the rest wait `pending`, higher priority first, then in
+   * creation order. Default 4.
+   */
   readonly concurrency?: number;
-}
-
-type Listener = (snapshot: InstanceSnapshot) => void;
-
-/**
- * One instance. It is also its controller's sink: what the running function reports goes
- * straight into its snapshot, with no closures made per instance.
- */
-class Entry implements ControllerSink {
-  snapshot: InstanceSnapshot;
-  /** Until the instance starts. */
-  args: string | undefined;
-  controller: TaskControllerImpl | undefined = undefined;
-  /** One listener as itself (the common case: the instance's handle), more as an array. */
-  listeners: Listener | Listener[] | undefined = undefined;
-
-  constructor(
-    snapshot: InstanceSnapshot,
-    args: string,
-    /** Position in creation order, for cursors. */
-    readonly index: number,
-  ) {
-    this.snapshot = snapshot;
-    this.args = args;
-  }
-
-  progress(progress: number): void {
-    const s = this.snapshot;
-    publish(this, s.status, progress, s.output, s.result, s.error, s.startedAt, s.finishedAt);
-  }
-
-  output(output: EncodedValue): void {
-    const s = this.snapshot;
-    publish(this, s.status, s.progress, output, s.result, s.error, s.startedAt, s.finishedAt);
-  }
 }
 
 /**
  * Runs instances in this process: zero configuration, for development and tests. Instances run
  * on a decoded copy of their arguments, as on the platform.
+ *
+ * Instances without run options take the fast path: first come, first served from the creation
+ * order itself. Those with options (SPEC §4) wait in a priority queue once they are ready (their
+ * delay or backoff over), held back by their task's concurrency limits where those are full;
+ * each free slot goes to the better of the two queues' heads (no options means priority 0).
  */
 export class LocalExecutor implements Executor, ScheduleExecutor {
   readonly #concurrency: number;
@@ -72,11 +47,16 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
   );
   /**
    * Every instance in creation order: its entry while it may change, its final snapshot once
-   * it ended (so a finished instance holds one object less). Those from #next on may still
-   * wait to start.
+   * it ended (so a finished instance holds one object less). Those without options from #next
+   * on may still wait to start.
    */
   readonly #order: Array<Entry | InstanceSnapshot> = [];
   #next = 0;
+  /** Instances with run options that are ready to start, best first; stopped ones are dropped when met. */
+  readonly #ready = new Heap<OptionEntry>(readyFirst);
+  readonly #gates = new ConcurrencyGates((entry) => this.#ready.push(entry));
+  /** Instances with a timer running: their delay, backoff or attempt timeout. */
+  readonly #timed = new Set<OptionEntry>();
   #running = 0;
   #pumpScheduled = false;
   #pumping = false;
@@ -92,9 +72,11 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     this.#concurrency = concurrency;
   }
 
+  /** Submitting an id again (an idempotency key's id too) returns the instance it already names. */
   submit(request: SubmitRequest): InstanceSnapshot {
     const existing = this.#find(request.id);
     if (existing !== undefined) return snapshotOf(existing);
+    if (request.spec !== undefined) return this.#submitWithOptions(request);
     const snapshot: InstanceSnapshot = {
       id: request.id,
       taskId: request.taskId,
@@ -152,6 +134,15 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     if (entry === undefined) return false;
     if (!(entry instanceof Entry)) return true;
     const s = entry.snapshot;
+    if (entry instanceof OptionEntry) {
+      // A user's stop is final: no attempt starts after it, whether it came while the
+      // instance waited for its start time, its turn or its next attempt, or while it ran.
+      entry.stopped = true;
+      if (s.status === "pending") {
+        this.#clearTimer(entry);
+        entry.nextAttemptAt = undefined;
+      }
+    }
     if (s.status === "pending") {
       entry.args = undefined;
       publish(entry, "cancelled", s.progress, s.output, s.result, s.error, s.startedAt, Date.now());
@@ -191,6 +182,8 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const entry of this.#timed) clearTimeout(entry.timer);
+    this.#timed.clear();
     this.#scheduler?.close();
   }
 
@@ -244,11 +237,45 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     if (this.#pumping) return;
     this.#pumping = true;
     const order = this.#order;
-    while (!this.#closed && this.#running < this.#concurrency && this.#next < order.length) {
-      const entry = order[this.#next++];
-      if (entry instanceof Entry && entry.snapshot.status === "pending") this.#start(entry);
+    while (!this.#closed && this.#running < this.#concurrency) {
+      if (this.#ready.size === 0) {
+        if (this.#next >= order.length) break;
+        const entry = order[this.#next++];
+        if (waitsWithoutOptions(entry)) this.#start(entry);
+      } else {
+        this.#startBest(this.#ready.peek() as OptionEntry);
+      }
     }
     this.#pumping = false;
+  }
+
+  /**
+   * Takes the better of the next instance without options (priority 0) and `top`, the best
+   * ready one with options, and starts it, or holds `top` back under its task's limits.
+   */
+  #startBest(top: OptionEntry): void {
+    const order = this.#order;
+    while (this.#next < order.length) {
+      const plain = order[this.#next];
+      if (waitsWithoutOptions(plain)) {
+        if (top.priority > 0 || (top.priority === 0 && top.index < plain.index)) break;
+        this.#next++;
+        this.#start(plain);
+        return;
+      }
+      this.#next++;
+    }
+    this.#ready.pop();
+    if (!top.waiting) {
+      this.#gates.dropped(top);
+      return;
+    }
+    const fn = findTaskFunction(top.snapshot.taskName);
+    if (fn === undefined) {
+      this.#notDefined(top);
+      return;
+    }
+    if (this.#gates.admit(top)) this.#startAttempt(top, fn);
   }
 
   #start(entry: Entry): void {
@@ -257,9 +284,7 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     entry.args = undefined;
     const fn = findTaskFunction(s.taskName);
     if (fn === undefined) {
-      const error = failures.taskNotDefinedHere(s.taskName);
-      publish(entry, "failed", s.progress, s.output, s.result, error, s.startedAt, Date.now());
-      this.#ended(entry);
+      this.#notDefined(entry);
       return;
     }
     this.#running++;
@@ -289,6 +314,14 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     this.#pump();
   }
 
+  /** The process never defined the task (a `runTask` by a name nobody defined, say). */
+  #notDefined(entry: Entry): void {
+    const s = entry.snapshot;
+    const error = failures.taskNotDefined(s.taskName, "in this process");
+    publish(entry, "failed", s.progress, s.output, s.result, error, s.startedAt, Date.now());
+    this.#ended(entry);
+  }
+
   #ended(entry: Entry): void {
     this.#order[entry.index] = entry.snapshot;
     if (this.#submitted === entry) this.#submitted = undefined;
@@ -298,46 +331,125 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     const index = this.#indexes.get(id);
     return index === undefined ? undefined : this.#order[index];
   }
+
+  // Instances with run options (SPEC §4) ------------------------------------------------------
+
+  #submitWithOptions(request: SubmitRequest): InstanceSnapshot {
+    const spec = request.spec ?? {};
+    const snapshot: InstanceSnapshot = {
+      id: request.id,
+      taskId: request.taskId,
+      taskName: request.taskName,
+      status: "pending",
+      progress: 0,
+      output: undefined,
+      result: undefined,
+      error: undefined,
+      createdAt: request.createdAt,
+      startedAt: undefined,
+      finishedAt: undefined,
+      revision: 1,
+      spec,
+      attempt: 1,
+      attempts: undefined,
+      nextAttemptAt: undefined,
+    };
+    const entry = new OptionEntry(snapshot, request.args, this.#indexes.add(request.id), spec);
+    this.#order.push(entry);
+    this.#submitted = entry;
+    if (spec.startAt !== undefined && spec.startAt > Date.now()) this.#readyAt(entry, spec.startAt);
+    else this.#ready.push(entry);
+    this.#schedulePump();
+    return snapshot;
+  }
+
+  /** Makes `entry` ready at `at` (its start time, or its next attempt's), not a millisecond before. */
+  #readyAt(entry: OptionEntry, at: number): void {
+    this.#timed.add(entry);
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      this.#timed.delete(entry);
+      if (!entry.waiting || this.#closed) return;
+      // Timers may fire a little early: a start is never before its time.
+      if (Date.now() < at) {
+        this.#readyAt(entry, at);
+        return;
+      }
+      this.#ready.push(entry);
+      this.#pump();
+    }, at - Date.now());
+  }
+
+  #clearTimer(entry: OptionEntry): void {
+    if (entry.timer === undefined) return;
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    this.#timed.delete(entry);
+  }
+
+  /** Starts an attempt, with progress and output reset and its timeout set. */
+  #startAttempt(entry: OptionEntry, fn: AnyTaskFunction): void {
+    const s = entry.snapshot;
+    this.#running++;
+    const now = Date.now();
+    entry.beginAttempt(now);
+    const controller = new TaskControllerImpl(s.id, s.taskName, entry);
+    entry.controller = controller;
+    const timeoutMs = entry.spec.timeoutMs;
+    if (timeoutMs !== undefined) {
+      this.#timed.add(entry);
+      entry.timer = setTimeout(() => this.#timeOut(entry, controller, timeoutMs), timeoutMs);
+    }
+    publish(entry, "running", 0, undefined, undefined, undefined, now, undefined);
+    const outcome = runTaskFunction(fn, entry.encodedArgs, controller);
+    if (outcome instanceof Promise) outcome.then((ended) => this.#endAttempt(entry, ended));
+    else this.#endAttempt(entry, outcome);
+  }
+
+  /**
+   * The attempt ran past its `timeoutMs`. In this process a running function cannot be
+   * killed: the local executor can only ask it to stop, as `stop()` does (its signal's reason
+   * is a `TaskTimeoutError`), and a function that ignores the request runs on. Whenever it ends,
+   * the attempt counts as failed by its timeout.
+   */
+  #timeOut(entry: OptionEntry, controller: TaskControllerImpl, timeoutMs: number): void {
+    entry.timer = undefined;
+    this.#timed.delete(entry);
+    if (entry.controller !== controller || entry.stopped) return;
+    entry.timedOut = true;
+    controller.requestStop(new TaskTimeoutError(entry.snapshot.id, timeoutMs, "attempt"));
+  }
+
+  /** Ends an attempt: pending again until its backoff is over, or ended. */
+  #endAttempt(entry: OptionEntry, outcome: TaskOutcome): void {
+    this.#running--;
+    entry.controller = undefined;
+    this.#clearTimer(entry);
+    this.#gates.release(entry);
+    const s = entry.snapshot;
+    const now = Date.now();
+    const { status, result, error, retry } = entry.endAttempt(outcome, now, !this.#closed);
+    if (retry) {
+      publish(entry, "pending", s.progress, s.output, undefined, undefined, s.startedAt, undefined);
+      this.#readyAt(entry, entry.nextAttemptAt as number);
+    } else {
+      publish(
+        entry,
+        status,
+        status === "completed" ? 1 : s.progress,
+        s.output,
+        result,
+        error,
+        s.startedAt,
+        now,
+      );
+      this.#ended(entry);
+    }
+    this.#pump();
+  }
 }
 
-function snapshotOf(found: Entry | InstanceSnapshot): InstanceSnapshot {
-  return found instanceof Entry ? found.snapshot : found;
-}
-
-/**
- * Gives `entry` its next snapshot and tells its listeners; nothing changes once it ended. Every
- * field is passed, so each snapshot is one object literal of one shape.
- */
-function publish(
-  entry: Entry,
-  status: TaskStatus,
-  progress: number,
-  output: EncodedValue | undefined,
-  result: EncodedValue | undefined,
-  error: TaskErrorInfo | undefined,
-  startedAt: number | undefined,
-  finishedAt: number | undefined,
-): void {
-  const s = entry.snapshot;
-  if (isTerminalStatus(s.status)) return;
-  const snapshot: InstanceSnapshot = {
-    id: s.id,
-    taskId: s.taskId,
-    taskName: s.taskName,
-    status,
-    progress,
-    output,
-    result,
-    error,
-    createdAt: s.createdAt,
-    startedAt,
-    finishedAt,
-    revision: s.revision + 1,
-  };
-  entry.snapshot = snapshot;
-  const listeners = entry.listeners;
-  if (listeners === undefined) return;
-  if (isTerminalStatus(status)) entry.listeners = undefined;
-  if (typeof listeners === "function") listeners(snapshot);
-  else for (const listener of [...listeners]) listener(snapshot);
+/** A pending instance made without run options: its turn comes in creation order. */
+function waitsWithoutOptions(found: Entry | InstanceSnapshot | undefined): found is Entry {
+  return found instanceof Entry && found.snapshot.status === "pending" && !(found instanceof OptionEntry);
 }
