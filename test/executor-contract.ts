@@ -42,6 +42,7 @@ import {
   waitForStop,
 } from "./fixtures/contract-tasks.js";
 import { describeRunningContract } from "./executor-contract-running.js";
+import { describeRunOptionsContract } from "./executor-contract-options.js";
 import { rejectionOf, untilSnapshot } from "./helpers/handles.js";
 
 /**
@@ -693,6 +694,7 @@ export function describeExecutorContract(
       if (handle === undefined) throw new Error("no executor: the contract's beforeEach did not run");
       return handle.executor;
     }, capabilities);
+    describeRunOptionsContract(() => (handle as ContractExecutorHandle).executor, capabilities);
   });
 }
 
