@@ -21,7 +21,12 @@ await upsertSchedule({
 });
 
 // A fixed interval, at least one second.
-const heartbeat = await upsertSchedule({ name: "heartbeat", task: report, args: ["heartbeat"], every: 1_000 });
+const heartbeat = await upsertSchedule({
+  name: "heartbeat",
+  task: report,
+  args: ["heartbeat"],
+  every: 1_000,
+});
 console.log(`heartbeat fires next at ${heartbeat.nextFireAt?.toISOString()}`);
 
 // Wait until it has fired twice.
