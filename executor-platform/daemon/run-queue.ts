@@ -168,11 +168,17 @@ export class RunQueue {
       ...(row.attempt > 1 ? { progress: 0, output: undefined } : {}),
       ...(attempts === undefined ? {} : { attempts }),
     });
-    const timeoutMs = row.spec?.timeoutMs;
-    if (timeoutMs !== undefined) {
-      clearTimeout(active.timeoutTimer);
-      active.timeoutTimer = setTimeout(() => this.#timeOut(active, timeoutMs), timeoutMs);
-    }
+  }
+
+  /**
+   * The workload is about to call the task function (its module is loaded): the attempt's
+   * timeout starts now, so a fresh process's start-up is not counted against the task.
+   */
+  functionStarted(active: ActiveInstance): void {
+    const timeoutMs = active.row.spec?.timeoutMs;
+    if (timeoutMs === undefined || active.row.status !== "running" || active.timeoutTimer !== undefined)
+      return;
+    active.timeoutTimer = setTimeout(() => this.#timeOut(active, timeoutMs), timeoutMs);
   }
 
   /**
@@ -329,6 +335,7 @@ export class RunQueue {
     clearTimeout(active.stopTimer);
     clearTimeout(active.orphanTimer);
     clearTimeout(active.timeoutTimer);
+    active.timeoutTimer = undefined;
     active.queued = false;
     if (!active.holdsSlot) return;
     active.holdsSlot = false;

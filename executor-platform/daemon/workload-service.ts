@@ -90,6 +90,8 @@ export class WorkloadService {
           this.#o.table.change(active, { output: kind.value.output });
         } else if (kind.$case === "finished") {
           this.#onFinished(worker, active, kind.value);
+        } else if (kind.$case === "started") {
+          this.#o.queue.functionStarted(active);
         }
       } catch (error) {
         this.#o.log.error({ err: error }, "workload message failed");

@@ -198,6 +198,10 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         await import(pathToFileURL(start.module).href);
         fn = findTaskFunction(start.taskName);
       }
+      if (fn !== undefined) {
+        // The attempt's timeout counts from here: this process's start-up and the import are not the task's.
+        send({ kind: { $case: "started", value: { instanceId: start.instanceId } } });
+      }
       outcome =
         fn === undefined
           ? { status: "failed", error: failures.taskNotInModule(start.module, start.taskName) }

@@ -355,12 +355,21 @@ export interface Finished {
   output?: string | undefined;
 }
 
+/**
+ * The task function is about to be called: its module is imported. An attempt's timeout counts
+ * from here, so a workload's start-up and import are not the task's time.
+ */
+export interface Started {
+  instanceId: string;
+}
+
 export interface WorkloadMessage {
   kind?:
     | { $case: "hello"; value: Hello }
     | { $case: "progress"; value: Progress }
     | { $case: "output"; value: Output }
     | { $case: "finished"; value: Finished }
+    | { $case: "started"; value: Started }
     | undefined;
 }
 
@@ -4118,6 +4127,79 @@ export const Finished: MessageFns<Finished> = {
   },
 };
 
+function createBaseStarted(): Started {
+  return { instanceId: "" };
+}
+
+export const Started: MessageFns<Started> = {
+  encode(message: Started, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceId !== "") {
+      writer.uint32(10).string(message.instanceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Started {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStarted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Started {
+    return {
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
+    };
+  },
+
+  toJSON(message: Started): unknown {
+    const obj: any = {};
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Started>): Started {
+    return Started.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Started>): Started {
+    const message = createBaseStarted();
+    message.instanceId = object.instanceId ?? "";
+    return message;
+  },
+};
+
 function createBaseWorkloadMessage(): WorkloadMessage {
   return { kind: undefined };
 }
@@ -4136,6 +4218,9 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
         break;
       case "finished":
         Finished.encode(message.kind.value, writer.uint32(34).fork()).join();
+        break;
+      case "started":
+        Started.encode(message.kind.value, writer.uint32(74).fork()).join();
         break;
     }
     return writer;
@@ -4186,6 +4271,14 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
             message.kind = { $case: "finished", value: Finished.decode(reader, reader.uint32()) };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.kind = { $case: "started", value: Started.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4208,6 +4301,8 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
         ? { $case: "output", value: Output.fromJSON(object.output) }
         : isSet(object.finished)
         ? { $case: "finished", value: Finished.fromJSON(object.finished) }
+        : isSet(object.started)
+        ? { $case: "started", value: Started.fromJSON(object.started) }
         : undefined,
     };
   },
@@ -4222,6 +4317,8 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
       obj.output = Output.toJSON(message.kind.value);
     } else if (message.kind?.$case === "finished") {
       obj.finished = Finished.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "started") {
+      obj.started = Started.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -4253,6 +4350,12 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
       case "finished": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "finished", value: Finished.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "started": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "started", value: Started.fromPartial(object.kind.value) };
         }
         break;
       }
