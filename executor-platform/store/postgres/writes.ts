@@ -6,6 +6,7 @@
  */
 import type { Pool } from "pg";
 import type { TaskErrorInfo } from "../../../sdk/errors.js";
+import { isTerminalStatus } from "../../../sdk/task-status.js";
 import { INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "../instance-columns.js";
 import type { StoredDefinition, StoredInstance } from "../store.js";
 import { encodeEvent } from "./cluster-event-listener.js";
@@ -54,7 +55,7 @@ export async function saveRows(
     chunk.filter((row) => row.position === 0).map((row) => row.id),
     ...definitionColumns(i === 0 ? definitions : []),
     CHANNEL,
-    chunk.some((row) => row.status === "pending" && row.owner === ""),
+    chunk.some((row) => (row.status === "pending" && row.owner === "") || freesLimitedSlot(row)),
     pendingPayload(chunk),
   ];
   const assigned = new Map<string, { sequence: number; position: number }>();
@@ -91,11 +92,20 @@ export async function saveRows(
   });
 }
 
+/**
+ * An ended instance of a task with a concurrency limit: its slot is free once this commits, and
+ * a daemon that found the limit full must hear of it to claim what waited.
+ */
+function freesLimitedSlot(row: StoredInstance): boolean {
+  return isTerminalStatus(row.status) && (row.concurrencyLimit > 0 || row.perKeyLimit > 0);
+}
+
 /** The `pending` event of a save: with `at` when its pending rows all wait for a later time. */
 function pendingPayload(rows: readonly StoredInstance[]): string {
   const now = Date.now();
   let at = Number.POSITIVE_INFINITY;
   for (const row of rows) {
+    if (freesLimitedSlot(row)) return PENDING;
     if (row.status !== "pending" || row.owner !== "") continue;
     if (row.readyAt <= now) return PENDING;
     at = Math.min(at, row.readyAt);
