@@ -2,9 +2,9 @@ import * as grpc from "@grpc/grpc-js";
 import { type Command, Option } from "commander";
 import { loadConfig } from "../../sdk/config.js";
 import { ExecutorUnavailableError, TaskError } from "../../sdk/errors.js";
-import { getTaskInstance, listTaskDefinitions, listTaskInstances, stopTaskInstance } from "../../sdk/api.js";
+import { listTaskDefinitions, stopTaskInstance } from "../../sdk/api.js";
 import { setExecutor } from "../../sdk/runtime.js";
-import type { TaskInstanceState, TaskSnapshot } from "../../sdk/task-instance-state.js";
+import type { TaskInstanceState } from "../../sdk/task-instance-state.js";
 import { type TaskStatus, isTaskStatus } from "../../sdk/task-status.js";
 import { channelTarget, wantsTls } from "../client/address.js";
 import { clientCredentials, unavailableDetail } from "../client/grpc-connection.js";
@@ -13,24 +13,23 @@ import {
   HealthCheckResponse_ServingStatus,
 } from "../protocol/generated/grpc/health/v1/health_pb.js";
 import { PlatformExecutor } from "../client/platform-executor.js";
+import { ExitCode, STATUS_EXIT } from "./exit-code.js";
+import {
+  type InstanceView,
+  type ShownInstance,
+  describeEnd,
+  detailLines,
+  instanceTable,
+  notesOf,
+  shown,
+  table,
+  viewOf,
+  watchLine,
+} from "./instance-view.js";
+import { type RunFlags, RunUsageError, parseRunRequest, startByName } from "./run-command.js";
 
-/** How `tasks` commands end, so scripts can tell outcomes apart. */
-export const ExitCode = {
-  Ok: 0,
-  Failed: 1,
-  Usage: 2,
-  Cancelled: 3,
-  NotFound: 4,
-  Unavailable: 5,
-} as const;
-
-const STATUS_EXIT: Record<TaskStatus, number> = {
-  pending: ExitCode.Ok,
-  running: ExitCode.Ok,
-  completed: ExitCode.Ok,
-  failed: ExitCode.Failed,
-  cancelled: ExitCode.Cancelled,
-};
+export { ExitCode } from "./exit-code.js";
+export { table } from "./instance-view.js";
 
 export interface ClientOptions {
   address?: string;
@@ -45,15 +44,19 @@ function useDaemon(options: ClientOptions): PlatformExecutor {
 }
 
 /** Runs a command body with the daemon, mapping SDK errors to messages and exit codes. */
-export async function withDaemon(options: ClientOptions, body: () => Promise<number>): Promise<number> {
+export async function withDaemon(
+  options: ClientOptions,
+  body: (executor: PlatformExecutor) => Promise<number>,
+): Promise<number> {
   let executor: PlatformExecutor | undefined;
   try {
     executor = useDaemon(options);
-    return await body();
+    return await body(executor);
   } catch (error) {
     process.stderr.write(`numerous-executor: ${error instanceof Error ? error.message : String(error)}\n`);
     if (error instanceof ExecutorUnavailableError) return ExitCode.Unavailable;
-    if (error instanceof TaskError && error.code === "EXECUTOR_CONFIG") return ExitCode.Usage;
+    if (error instanceof TaskError && (error.code === "EXECUTOR_CONFIG" || error.code === "TASK_INPUT"))
+      return ExitCode.Usage;
     if (error instanceof TaskError && error.code === "TASK_NOT_FOUND") return ExitCode.NotFound;
     return ExitCode.Failed;
   } finally {
@@ -61,40 +64,12 @@ export async function withDaemon(options: ClientOptions, body: () => Promise<num
   }
 }
 
-function row(instance: TaskSnapshot): string[] {
-  return [
-    instance.id,
-    instance.taskName,
-    instance.status,
-    `${Math.round(instance.progress * 100)}%`,
-    instance.createdAt.toISOString(),
-    instance.finishedAt?.toISOString() ?? "",
-  ];
-}
-
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n");
-}
-
-function describeEnd(instance: TaskInstanceState): string {
-  if (instance.status === "completed" || (instance.status === "cancelled" && instance.result !== undefined)) {
-    return `${instance.status}: ${JSON.stringify(instance.result)}`;
-  }
-  const error = instance.error;
-  return error ? `${instance.status}: ${error.name}: ${error.message}` : instance.status;
-}
-
-async function found(id: string): Promise<TaskInstanceState | undefined> {
-  const instance = await getTaskInstance(id);
-  if (instance === undefined)
+/** The instance, with the run options it carries; `undefined`, said on stderr, for an unknown id. */
+async function found(executor: PlatformExecutor, id: string): Promise<ShownInstance | undefined> {
+  const snapshot = await executor.get(id);
+  if (snapshot === undefined)
     process.stderr.write(`numerous-executor: no task instance with id ${JSON.stringify(id)}\n`);
-  return instance;
+  return snapshot === undefined ? undefined : shown(executor, snapshot);
 }
 
 /**
@@ -114,7 +89,7 @@ function quietServerNameWarning(): void {
   }) as typeof process.emitWarning;
 }
 
-/** `tasks list | get | watch | stop | definitions` and `health`: the daemon's client side for people. */
+/** `tasks run | list | get | watch | stop | definitions` and `health`: the daemon's client side for people. */
 export function addClientCommands(program: Command, exit: (code: number) => void): void {
   program.hook("preAction", (_program, command) => {
     if (command.name() !== "serve") quietServerNameWarning();
@@ -122,7 +97,45 @@ export function addClientCommands(program: Command, exit: (code: number) => void
   const address = () =>
     new Option("--address <address>", "the daemon's address").env("NUMEROUS_EXECUTOR_ADDRESS");
   const json = () => new Option("--json", "machine-readable output");
-  const tasks = program.command("tasks").description("look at and control task instances on a daemon");
+  const tasks = program.command("tasks").description("start, look at and control task instances on a daemon");
+
+  tasks
+    .command("run <name>")
+    .description(
+      "start a task the daemon knows for this deployment, by name, and print the instance id; " +
+        "with --wait, then how it ended: exit code 0 completed, 1 failed, 3 cancelled; 2 bad flags, 4 unknown task",
+    )
+    .addOption(address())
+    .addOption(json())
+    .option("--args <json>", "the task's arguments as a JSON array", "[]")
+    .option("--idempotency-key <key>", "every run with this key gets the one instance the first made")
+    .option("--delay <duration>", "wait pending this long before it may start, e.g. 5s, 10m, 1h30m")
+    .option("--priority <n>", "a whole number; higher starts first among ready instances (default 0)")
+    .option("--max-attempts <n>", "attempts in all, retried after a failure with the default backoff")
+    .option("--timeout <duration>", "per attempt: stop it, then kill it after the grace period, and fail it")
+    .option("--wait", "wait until it has ended (interrupting the command leaves it running)")
+    .action(async (name: string, options: ClientOptions & RunFlags) => {
+      let request: ReturnType<typeof parseRunRequest>;
+      try {
+        request = parseRunRequest(options);
+      } catch (error) {
+        if (!(error instanceof RunUsageError)) throw error;
+        process.stderr.write(`numerous-executor: ${error.message}\n`);
+        return exit(ExitCode.Usage);
+      }
+      exit(
+        await withDaemon(options, (executor) =>
+          startByName(
+            executor,
+            name,
+            request,
+            options,
+            (text) => process.stdout.write(text),
+            (text) => process.stderr.write(`numerous-executor: ${text}\n`),
+          ),
+        ),
+      );
+    });
 
   tasks
     .command("list")
@@ -151,19 +164,19 @@ export function addClientCommands(program: Command, exit: (code: number) => void
           return exit(ExitCode.Usage);
         }
         exit(
-          await withDaemon(options, async () => {
-            const instances = await listTaskInstances({
-              ...(options.task === undefined ? {} : { task: options.task }),
-              ...(options.status === undefined ? {} : { status: options.status as TaskStatus[] }),
+          await withDaemon(options, async (executor) => {
+            const page = await executor.list({
+              task: options.task,
+              status: options.status as TaskStatus[] | undefined,
               limit,
-              ...(options.cursor === undefined ? {} : { cursor: options.cursor }),
+              cursor: options.cursor,
             });
-            const snapshots = instances.map((instance) => instance.snapshot());
-            if (options.json) process.stdout.write(`${JSON.stringify(snapshots)}\n`);
-            else
-              process.stdout.write(
-                `${table(["ID", "TASK", "STATUS", "PROGRESS", "CREATED", "FINISHED"], snapshots.map(row))}\n`,
-              );
+            const views = page.instances.map((snapshot) => {
+              const { instance, maxAttempts } = shown(executor, snapshot);
+              return viewOf(instance.snapshot(), maxAttempts);
+            });
+            if (options.json) process.stdout.write(`${JSON.stringify(views)}\n`);
+            else process.stdout.write(`${instanceTable(views)}\n`);
             return ExitCode.Ok;
           }),
         );
@@ -179,17 +192,16 @@ export function addClientCommands(program: Command, exit: (code: number) => void
     .addOption(json())
     .action(async (id: string, options: ClientOptions) => {
       exit(
-        await withDaemon(options, async () => {
-          const instance = await found(id);
-          if (instance === undefined) return ExitCode.NotFound;
-          if (options.json) process.stdout.write(`${JSON.stringify(instance.snapshot())}\n`);
+        await withDaemon(options, async (executor) => {
+          const known = await found(executor, id);
+          if (known === undefined) return ExitCode.NotFound;
+          const { instance } = known;
+          const view = viewOf(instance.snapshot(), known.maxAttempts);
+          if (options.json) process.stdout.write(`${JSON.stringify(view)}\n`);
           else {
-            const s = instance.snapshot();
-            process.stdout.write(
-              `${table(["ID", "TASK", "STATUS", "PROGRESS", "CREATED", "FINISHED"], [row(s)])}\n` +
-                (s.output === undefined ? "" : `output: ${JSON.stringify(s.output)}\n`) +
-                (instance.isDone() ? `${describeEnd(instance)}\n` : ""),
-            );
+            const lines = [instanceTable([view], { notes: false }), ...detailLines(view, Date.now())];
+            if (instance.isDone()) lines.push(describeEnd(instance));
+            process.stdout.write(`${lines.join("\n")}\n`);
           }
           return STATUS_EXIT[instance.status];
         }),
@@ -205,17 +217,19 @@ export function addClientCommands(program: Command, exit: (code: number) => void
     .addOption(json())
     .action(async (id: string, options: ClientOptions) => {
       exit(
-        await withDaemon(options, async () => {
-          const instance = await found(id);
-          if (instance === undefined) return ExitCode.NotFound;
+        await withDaemon(options, async (executor) => {
+          const known = await found(executor, id);
+          if (known === undefined) return ExitCode.NotFound;
+          const { instance, maxAttempts } = known;
           const bar = !options.json && process.stderr.isTTY ? await progressBar(instance) : undefined;
           let last = "";
           for await (const snapshot of instance) {
-            if (options.json) process.stdout.write(`${JSON.stringify(snapshot)}\n`);
-            else if (bar) bar.update(snapshot);
+            const view = viewOf(snapshot, maxAttempts);
+            if (options.json) process.stdout.write(`${JSON.stringify(view)}\n`);
+            else if (bar) bar.update(view);
             else {
               // Without a terminal, a line per visible change: an output alone changes none.
-              const line = `${snapshot.status} ${Math.round(snapshot.progress * 100)}%`;
+              const line = watchLine(view);
               if (line !== last) process.stdout.write(`${line}\n`);
               last = line;
             }
@@ -234,9 +248,10 @@ export function addClientCommands(program: Command, exit: (code: number) => void
     .option("--wait", "wait until it has ended, and exit by how it ended")
     .action(async (id: string, options: ClientOptions & { wait?: boolean }) => {
       exit(
-        await withDaemon(options, async () => {
-          const instance = await found(id);
-          if (instance === undefined) return ExitCode.NotFound;
+        await withDaemon(options, async (executor) => {
+          const known = await found(executor, id);
+          if (known === undefined) return ExitCode.NotFound;
+          const { instance } = known;
           await stopTaskInstance(id);
           if (!options.wait) {
             process.stdout.write(`stop requested for ${id}\n`);
@@ -326,7 +341,7 @@ async function checkHealth(
 
 async function progressBar(
   instance: TaskInstanceState,
-): Promise<{ update(s: TaskSnapshot): void; stop(): void }> {
+): Promise<{ update(view: InstanceView): void; stop(): void }> {
   const { SingleBar, Presets } = (await import("cli-progress")).default;
   const bar = new SingleBar(
     {
@@ -338,7 +353,11 @@ async function progressBar(
   );
   bar.start(100, Math.round(instance.progress * 100), { status: instance.status });
   return {
-    update: (s) => bar.update(Math.round(s.progress * 100), { status: s.status }),
+    update: (view) => {
+      const notes = notesOf(view);
+      const status = notes.length === 0 ? view.status : `${view.status} (${notes.join(", ")})`;
+      bar.update(Math.round(view.progress * 100), { status });
+    },
     stop: () => bar.stop(),
   };
 }
