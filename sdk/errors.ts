@@ -76,7 +76,7 @@ export class TaskFailedError extends TaskError {
     super(
       "TASK_FAILED",
       `task instance ${instanceId} failed${attempts > 1 ? ` after ${attempts} attempts` : ""}: ${error.name}: ${error.message}`,
-      { cause: rebuildError(error) },
+      { cause: rebuildError(error, instanceId) },
     );
     this.instanceId = instanceId;
     this.error = error;
@@ -245,7 +245,15 @@ export function errorForFailure(instanceId: string, info: TaskErrorInfo, attempt
   return error;
 }
 
-function rebuildError(info: TaskErrorInfo): Error {
+function rebuildError(info: TaskErrorInfo, instanceId = ""): Error {
+  if (info.code === "TASK_TIMEOUT") {
+    // An attempt's timeout: the cause is a TaskTimeoutError, as SPEC §4 says, not a look-alike.
+    const ms = Number(/(\d+) ms timeout/.exec(info.message)?.[1] ?? 0);
+    const timeout = new TaskTimeoutError(instanceId, ms, "attempt");
+    timeout.message = info.message;
+    timeout.stack = info.stack ?? `${info.name}: ${info.message}`;
+    return timeout;
+  }
   const error = new Error(info.message);
   error.name = info.name;
   error.stack = info.stack ?? `${info.name}: ${info.message}`;

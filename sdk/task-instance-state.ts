@@ -127,9 +127,22 @@ export class TaskInstanceState<R = unknown> {
   get attempt(): number {
     return this.#snapshot.attempt ?? 1;
   }
-  /** Each attempt so far: its start, end and error. */
+  /**
+   * Each attempt so far: its start, end and error. An instance that may make only one attempt
+   * keeps no list: its one attempt is its own start, end and error.
+   */
   get attempts(): readonly TaskAttempt[] {
-    return (this.#snapshot.attempts ?? []).map(toAttempt);
+    const s = this.#snapshot;
+    if (s.attempts !== undefined) return s.attempts.map(toAttempt);
+    if (s.startedAt === undefined) return [];
+    return [
+      {
+        attempt: 1,
+        startedAt: new Date(s.startedAt),
+        finishedAt: toDate(s.finishedAt),
+        error: s.status === "failed" || s.status === "cancelled" ? s.error : undefined,
+      },
+    ];
   }
   /** While pending between attempts: when the next may start. */
   get nextAttemptAt(): Date | undefined {

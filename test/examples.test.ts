@@ -156,6 +156,57 @@ const PRINTS: Record<string, (lines: readonly string[], mode: Mode) => void> = {
     expect(lines.at(-2)).toBe("slowCompute completed 100%");
     expect(lines.at(-1)).toBe(`result: 42 after ${changes.length} updates`);
   },
+  "09-retry.ts": (l) =>
+    expect(l).toStrictEqual([
+      "flakyFetch: completed on attempt 3: fetched on try 3",
+      "  attempt 1: service unavailable (try 1)",
+      "  attempt 2: service unavailable (try 2)",
+      "  attempt 3: ok",
+      "with maxAttempts 1: failed: service unavailable (try 1)",
+      "chargeCard: failed after 1 attempt: card declined",
+      "alwaysFails: attempt 2 waits until the next attempt time",
+      "stopped during the backoff: cancelled, attempts made: 1",
+    ]),
+  "10-timeout.ts": (l) =>
+    expect(l).toStrictEqual([
+      "quick: report after 50 ms",
+      "slow: failed after 2 attempts, each TaskTimeoutError",
+      "wait({ timeoutMs: 10 }) gave up; the task went on: report after 300 ms",
+    ]),
+  "11-idempotency.ts": (l) =>
+    expect(l).toStrictEqual([
+      "same id at once: true",
+      expect.stringMatching(/^results: invoiced order-[a-z0-9]+: 1999 cents$/),
+      "sent 1 time(s) for 4 calls",
+    ]),
+  "12-delay.ts": (l) =>
+    expect(l).toStrictEqual([
+      "delayMs 500: pending, scheduled 500 ms after the call",
+      "ran at or after its time: true",
+      "startAt tomorrow, then stopped: cancelled, started: never",
+    ]),
+  "13-priority.ts": (l) =>
+    expect(l).toStrictEqual(["started in this order: running > urgent > normal > low-1 > low-2"]),
+  "14-concurrency.ts": (l) =>
+    expect(l).toStrictEqual([
+      "exportReport: 4 ran, never more than 2 at once: true",
+      "syncCustomer c-1: 2 ran, one at a time: true",
+      "syncCustomer c-2: 2 ran, one at a time: true",
+    ]),
+  "15-run-by-name.ts": (l) =>
+    expect(l).toStrictEqual([
+      `getTaskDefinition("summarize"): {"id":"${definitionIdFor("summarize")}","name":"summarize"}`,
+      'runTask("summarize", [1, 2, 3]): {"count":3,"sum":6}',
+      'runTask("noSuchTask"): TaskNotFoundError',
+    ]),
+  "20-schedule.ts": (l) => {
+    expect(l[0]).toMatch(/^heartbeat fires next at \d{4}-\d\d-\d\dT/);
+    expect(l[1]).toMatch(/^heartbeat: every 1000 ms, next .*, last instance s[A-Za-z0-9_-]{32}$/);
+    expect(l[2]).toMatch(/^nightly-report: 0 3 \* \* \*, next \d{4}-.*, last instance none$/);
+    expect(l[3]).toMatch(/^one run said: heartbeat report at /);
+    expect(l[4]).toBe("schedules deleted; their instances are kept");
+    expect(l).toHaveLength(5);
+  },
 };
 
 function expectPrinted(name: string, output: string, mode: Mode): void {
