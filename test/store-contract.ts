@@ -50,6 +50,7 @@ export function storedRow(n: number, overrides: Partial<StoredInstance> = {}): S
     position: n,
     owner: "",
     ...runFields(undefined),
+    traceContext: undefined,
     ...overrides,
   };
 }
@@ -138,6 +139,7 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
         finishedAt: 1_700_000_000_200,
         revision: 7,
         owner: "daemon-1",
+        traceContext: '{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}',
       });
       const minimalError = storedRow(3, {
         status: "failed",

@@ -50,6 +50,8 @@ export interface StoredInstance {
   /** With `concurrencyKey`: at most this many with that key (0: no limit). */
   readonly perKeyLimit: number;
   readonly concurrencyKey: string | undefined;
+  /** The call's OpenTelemetry trace context (JSON), which each attempt's span links to. */
+  readonly traceContext: string | undefined;
 }
 
 /** The run-option fields of a new row made with `spec`. */

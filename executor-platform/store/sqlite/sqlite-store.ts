@@ -104,6 +104,10 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (deployment_id, name)
   ) STRICT;
   `,
+  `
+  -- The call's OpenTelemetry trace context (SPEC section 6), which each attempt's span links to.
+  ALTER TABLE instances ADD COLUMN trace_context TEXT;
+  `,
 ];
 
 const COLUMNS = instanceColumnList();
