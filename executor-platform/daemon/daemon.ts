@@ -11,6 +11,8 @@ import {
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { isClusterStore } from "../store/cluster-store.js";
 import type { Store } from "../store/store.js";
+import { createHttpServer, type HttpServer } from "../http/http-server.js";
+import { addMetricsRoute } from "../http/metrics-route.js";
 import { AccessControl } from "./access-control.js";
 import {
   type ClientServiceOptions,
@@ -51,6 +53,8 @@ export interface Daemon {
   listen(address: string): Promise<string>;
   /** Stops taking work, lets running instances finish within the grace, then closes. */
   shutdown(): Promise<void>;
+  /** Where the HTTP port is bound, once listening with `http` set. */
+  readonly httpAddress: string | undefined;
 }
 
 /** Unix socket paths longer than this do not fit in `sockaddr_un` on every platform. */
@@ -63,7 +67,11 @@ const CLOSE_CONNECTIONS_MS = 1000;
  * A store that several daemons share makes it a daemon of a cluster.
  */
 export async function createDaemon(options: DaemonOptions): Promise<Daemon> {
-  const daemon = new DaemonImpl(resolveDaemonOptions(options));
+  // prom-client is loaded only by a daemon that serves metrics.
+  const metrics =
+    options.metrics ??
+    (options.http === undefined ? undefined : new (await import("./daemon-metrics.js")).DaemonMetrics());
+  const daemon = new DaemonImpl(resolveDaemonOptions({ ...options, ...(metrics && { metrics }) }));
   await daemon.recover();
   return daemon;
 }
@@ -92,11 +100,14 @@ class DaemonImpl implements Daemon {
   #framesServer: WorkloadSocketServer | undefined;
   #stopRetention: (() => void) | undefined;
   readonly #scheduler: Scheduler;
+  readonly #http: HttpServer | undefined;
+  #httpAddress: string | undefined;
 
   constructor(o: ResolvedDaemonOptions) {
     this.#o = o;
     const log = o.logger;
     const state = this.#state;
+    const metrics = o.metrics;
     this.#log = log;
     this.#store = o.store;
     const access = o.accessControl ?? new AccessControl([]);
@@ -111,6 +122,7 @@ class DaemonImpl implements Daemon {
           state,
           log,
           onLostLease: (reason) => this.#lostLease(reason),
+          metrics,
         })
       : new SingleCoordinator(o.store, log, o.reconnectWindowMs);
     const hub = new WatchHub({
@@ -125,6 +137,7 @@ class DaemonImpl implements Daemon {
       state,
       log,
       onSaved: (rows) => hub.broadcast(rows),
+      metrics,
     });
     const workers = new Workers(table, log);
     const queue = new RunQueue({
@@ -145,6 +158,7 @@ class DaemonImpl implements Daemon {
       tokens,
       state,
       log,
+      metrics,
     });
     const spawner = new WorkerSpawner(
       workers,
@@ -156,6 +170,7 @@ class DaemonImpl implements Daemon {
         extraEnv: o.workloadEnv,
       }),
       (worker, reason) => workloads.gone(worker, reason),
+      metrics,
     );
     this.#launcher =
       o.workloadMode === "pool"
@@ -185,6 +200,12 @@ class DaemonImpl implements Daemon {
     this.#workers = workers;
     this.#queue = queue;
     this.#workloads = workloads;
+
+    metrics?.observe({ instances: () => table.actives(), watchers: () => hub.size });
+    if (o.http !== undefined) {
+      this.#http = createHttpServer({ access, log, tls: o.tls });
+      if (metrics !== undefined) addMetricsRoute(this.#http, metrics);
+    }
 
     this.#server = new grpc.Server({
       "grpc.max_receive_message_length": o.maxMessageBytes,
@@ -234,7 +255,13 @@ class DaemonImpl implements Daemon {
     return this.#coordinator.recover();
   }
 
+  get httpAddress(): string | undefined {
+    return this.#httpAddress;
+  }
+
   async listen(address: string): Promise<string> {
+    // First, so a port already taken fails the start before anything else is bound.
+    if (this.#http !== undefined) this.#httpAddress = await this.#http.listen(this.#o.http as string);
     if (address.startsWith("unix:"))
       await removeStaleSocket(address.slice("unix:".length).replace(/^\/\//, ""));
     const credentials = this.#o.tls
@@ -274,6 +301,7 @@ class DaemonImpl implements Daemon {
         mode: this.#o.workloadMode,
         concurrency: this.#o.concurrency,
         appRoot: this.#modules.appRoot,
+        ...(this.#httpAddress === undefined ? {} : { http: this.#httpAddress }),
       },
       "listening",
     );
@@ -332,6 +360,7 @@ class DaemonImpl implements Daemon {
       });
     });
     await this.#framesServer?.close();
+    await this.#http?.close();
     await this.#store.close();
     this.#log.info("stopped");
   }

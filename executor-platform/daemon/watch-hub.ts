@@ -63,6 +63,11 @@ export class WatchHub {
     this.#o = options;
   }
 
+  /** Open WatchInstances streams. */
+  get size(): number {
+    return this.#watchers.size;
+  }
+
   /** Changes up to this sequence have been passed to watchers. */
   get shownSequence(): number {
     return this.#shown;
