@@ -320,7 +320,8 @@ async function list(
   };
 }
 
-async function stop(o: ClientServiceOptions, id: string, deployment: string): Promise<boolean> {
+/** Stops an instance of `deployment`; false when it has none of that id. The console calls it too. */
+export async function stop(o: ClientServiceOptions, id: string, deployment: string): Promise<boolean> {
   const active = o.table.get(id);
   if (active === undefined) {
     const row = await o.table.latest(id);
