@@ -13,10 +13,12 @@ import { isClusterStore } from "../store/cluster-store.js";
 import type { Store } from "../store/store.js";
 import { createHttpServer, type HttpServer } from "../http/http-server.js";
 import { addMetricsRoute } from "../http/metrics-route.js";
+import { addConsoleRoutes } from "../console/console-routes.js";
 import { AccessControl } from "./access-control.js";
 import {
   type ClientServiceOptions,
   createClientService,
+  stop as stopInstance,
   submit as submitInstances,
 } from "./client-service.js";
 import { ClusterCoordinator } from "./cluster-coordinator.js";
@@ -114,10 +116,11 @@ class DaemonImpl implements Daemon {
     const tokens = WorkloadTokens.fromDataDir(o.dataDir);
     this.#modules = new ModuleResolver(o.appRoot);
 
+    const owner = o.owner ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
     const coordinator: Coordinator = isClusterStore(o.store)
       ? new ClusterCoordinator({
           store: o.store,
-          owner: o.owner ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`,
+          owner,
           leaseMs: o.leaseMs,
           state,
           log,
@@ -235,6 +238,18 @@ class DaemonImpl implements Daemon {
         (await submitInstances(serviceOptions, { instances }, deployment)).results,
       latest: (id) => table.latest(id),
     });
+    if (this.#http !== undefined) {
+      addConsoleRoutes(this.#http, {
+        store: o.store,
+        table,
+        queue,
+        hub,
+        scheduler: this.#scheduler,
+        stop: (id, deployment) => stopInstance(serviceOptions, id, deployment),
+        owner,
+        concurrency: o.concurrency,
+      });
+    }
     this.#server.addService(TaskServiceService, createClientService(serviceOptions));
     this.#server.addService(
       HealthService,
