@@ -297,6 +297,7 @@ async function instancePage(id: string): Promise<void> {
     stop.disabled = true;
     await api(`instances/${encodeURIComponent(id)}/stop`, { method: "POST" });
   });
+  const progress = h("td", {}, bar(instance.progress), ` ${Math.round(instance.progress * 100)}%`);
   const section = (title: string, text: string | undefined) =>
     text === undefined ? [] : [h("h3", {}, title), h("pre", { class: title.toLowerCase() }, text)];
   main.replaceChildren(
@@ -306,16 +307,11 @@ async function instancePage(id: string): Promise<void> {
       {},
       h("tr", {}, h("th", {}, "task"), h("td", {}, instance.task)),
       h("tr", {}, h("th", {}, "status"), h("td", { id: "status" }, statusBadge(instance.status))),
-      h(
-        "tr",
-        {},
-        h("th", {}, "progress"),
-        h("td", {}, bar(instance.progress), ` ${Math.round(instance.progress * 100)}%`),
-      ),
+      h("tr", {}, h("th", {}, "progress"), progress),
       h("tr", {}, h("th", {}, "created"), h("td", {}, time(instance.createdAt))),
       h("tr", {}, h("th", {}, "started"), h("td", {}, time(instance.startedAt))),
       h("tr", {}, h("th", {}, "finished"), h("td", {}, time(instance.finishedAt))),
-      h("tr", {}, h("th", {}, "daemon"), h("td", {}, instance.owner)),
+      h("tr", {}, h("th", {}, "daemon"), h("td", {}, instance.owner || "—")),
     ),
     h("p", {}, stop),
     ...section("Output", instance.output),
@@ -346,9 +342,22 @@ async function instancePage(id: string): Promise<void> {
         ]
       : []),
   );
-  onChanges = (changes) => {
-    if (changes.some((c) => c.id === id)) void render();
+  // The bar follows each pushed change; the rest (output) is read again at most twice a second,
+  // and at once when the status changes.
+  let due = false;
+  const listener = (changes: Summary[]) => {
+    let mine: Summary | undefined;
+    for (const change of changes) if (change.id === id) mine = change;
+    if (mine === undefined) return;
+    if (mine.status !== instance.status) return void render();
+    progress.replaceChildren(bar(mine.progress), ` ${Math.round(mine.progress * 100)}%`);
+    if (due) return;
+    due = true;
+    setTimeout(() => {
+      if (onChanges === listener) void render();
+    }, 500);
   };
+  onChanges = listener;
 }
 
 async function tablePage(title: string, columns: string[], rows: Array<Array<string | Node>>): Promise<void> {
