@@ -480,6 +480,27 @@ describe("PostgresStore", () => {
     expect((await getOne(store, "inst-2"))?.status).toBe("pending");
   });
 
+  it("lists the daemons holding a lease with how many instances each runs (the console's cluster view)", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    expect(await a.heartbeat("daemon-a", 5_000)).toBe(true);
+    expect(await b.heartbeat("daemon-b", 5_000)).toBe(true);
+    await a.save([row(1), row(2), row(3)]);
+    const claimed = await a.claim("daemon-a", 3);
+    const [one, two] = claimed as [StoredInstance, StoredInstance];
+    await a.save([
+      { ...one, status: "running", startedAt: 10, revision: one.revision + 1 },
+      { ...two, status: "running", startedAt: 11, revision: two.revision + 1 },
+    ]);
+    const daemons = await b.daemons();
+    expect(daemons.map(({ owner, running }) => ({ owner, running }))).toEqual([
+      { owner: "daemon-a", running: 2 },
+      { owner: "daemon-b", running: 0 },
+    ]);
+    for (const daemon of daemons) expect(daemon.leaseUntil).toBeGreaterThan(Date.now() - 60_000);
+  });
+
   it("reaps a daemon whose lease ran out: running rows fail, pending rows are freed, its heartbeat says false", async () => {
     const url = await database();
     const dying = await open(url);

@@ -199,7 +199,8 @@ export class PostgresStore implements ClusterStore {
   }
 
   async daemons(): Promise<DaemonLease[]> {
-    // Running rows per owner come from the open rows' partial index.
+    // The IN repeats the condition of the open rows' partial index (owner, position), so the
+    // count per daemon reads that index rather than the table.
     const rows = await this.#query<{ owner: string; lease_until: Date; running: string }>(
       `SELECT d.owner, d.lease_until,
          (SELECT count(*) FROM instances i WHERE i.owner = d.owner AND i.status IN ('pending', 'running')
