@@ -5,10 +5,12 @@
  * console-browser.test.ts.
  */
 import { PlatformExecutor, setExecutor } from "numerous-tasks";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { slowCount, waitForStop } from "./fixtures/contract-tasks.js";
+import { type Cluster, startCluster } from "./helpers/cluster.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 import { withDeadline } from "./helpers/deadline.js";
+import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js";
 import { until } from "./helpers/handles.js";
 
 const TEAM_TOKEN = "team-token-console";
@@ -256,4 +258,53 @@ describe("web console over HTTP", () => {
     expect(otherRows).toEqual([]);
     quiet.abort();
   });
+});
+
+describe("web console in a cluster", () => {
+  let postgres: TestPostgres | undefined;
+  let cluster: Cluster | undefined;
+  beforeAll(async () => {
+    postgres = await startPostgres();
+  });
+  afterAll(async () => {
+    await cluster?.close();
+    await postgres?.stop();
+  });
+
+  it("shows every daemon and its load, pushes changes made on another daemon, and stops what another runs", async () => {
+    // Daemon 0 serves clients only, so daemon 1 runs everything.
+    cluster = await startCluster(postgres as TestPostgres, [0, 2], ["--http", "127.0.0.1:0"]);
+    const [front, back] = cluster.daemons.map((daemon) => {
+      const http = daemon.logs.find((entry) => entry.msg === "listening")?.http;
+      if (typeof http !== "string")
+        throw new Error("a cluster daemon's listening line names no http address");
+      return http;
+    }) as [string, string];
+    setExecutor(cluster.client(0));
+    const events = await fetch(`http://${front}/console/api/events`);
+    const waiting = waitForStop("x");
+    await until(waiting, (i) => i.progress === 0.5, "the task to run on the other daemon");
+
+    const view = await getJson(`http://${front}/console/api/cluster`);
+    expect(view.mode).toBe("cluster");
+    expect(view.daemons).toHaveLength(2);
+    expect(view.daemons.filter((d: { self: boolean }) => d.self)).toHaveLength(1);
+    expect(view.daemons.map((d: { running: number }) => d.running).sort()).toEqual([0, 1]);
+    const fromBack = await getJson(`http://${back}/console/api/cluster`);
+    expect(fromBack.daemons.find((d: { self: boolean }) => d.self).running).toBe(1);
+
+    // The front daemon's stream hears the progress the back daemon's workload reported.
+    await eventUntil<Summary>(
+      events,
+      (rows) => rows.some((r) => r.id === waiting.id && r.progress === 0.5),
+      "the other daemon's change on this daemon's stream",
+    );
+    const stop = await fetch(`http://${front}/console/api/instances/${waiting.id}/stop`, {
+      method: "POST",
+      headers: { "x-numerous-console": "1" },
+    });
+    expect(stop.status).toBe(200);
+    await until(waiting, (i) => i.isDone(), "the stop");
+    expect(waiting.status).toBe("cancelled");
+  }, 60_000);
 });
