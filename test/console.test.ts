@@ -104,14 +104,18 @@ describe("web console over HTTP", () => {
     const page = await fetch(`http://${http}/`);
     expect(page.status).toBe(200);
     const html = await page.text();
-    expect(html).toContain('<script type="module" src="/console/app.js">');
+    expect(html).toContain('<script type="module" src="/console/app/console-app.js">');
     expect(html).not.toMatch(/https?:\/\//);
     expect(page.headers.get("content-security-policy")).toContain("default-src 'none'");
-    const script = await fetch(`http://${http}/console/app.js`);
+    const script = await fetch(`http://${http}/console/app/console-app.js`);
     expect(script.headers.get("content-type")).toMatch(/^text\/javascript/);
     const code = await script.text();
     expect(code).toContain("/console/api/events");
     expect(code).not.toContain("not built");
+    expect(code).toContain('from "./console-kit.js"');
+    expect((await fetch(`http://${http}/console/app/console-kit.js`)).status).toBe(200);
+    // Only the built scripts are served from there.
+    expect((await fetch(`http://${http}/console/app/..%2F..%2Fconsole-routes.js`)).status).toBe(404);
 
     const instances = [slowCount(1, 1), slowCount(1, 1), slowCount(1, 1)];
     for (const instance of instances) await until(instance, (i) => i.isDone(), "its end");

@@ -10,7 +10,7 @@ export const CONSOLE_PAGE = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>numerous-tasks console</title>
 <link rel="stylesheet" href="/console/app.css">
-<script type="module" src="/console/app.js"></script>
+<script type="module" src="/console/app/console-app.js"></script>
 </head>
 <body>
 <header>

@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { decodeValue } from "../../sdk/codec.js";
@@ -42,12 +43,12 @@ const KEEPALIVE_MS = 15_000;
 const CONSOLE_HEADER = "x-numerous-console";
 
 /**
- * The web console (SPEC §6): `GET /` is the page, `/console/app.js` its script, both public (they
+ * The web console (SPEC §6): `GET /` is the page, `/console/app/*.js` its scripts, both public (they
  * hold no data); everything under `/console/api/` answers JSON (and one event stream) with the
  * gRPC service's access rules, for the deployment of the caller's token.
  */
 export function addConsoleRoutes(server: HttpServer, o: ConsoleOptions): void {
-  const script = loadScript();
+  const scripts = loadScripts();
   const headers = {
     "cache-control": "no-store",
     "content-security-policy":
@@ -62,7 +63,9 @@ export function addConsoleRoutes(server: HttpServer, o: ConsoleOptions): void {
     response.writeHead(200, { ...headers, "content-type": "text/css; charset=utf-8" });
     response.end(CONSOLE_CSS);
   });
-  server.route("GET", "/console/app.js", { access: "public" }, (_request, response) => {
+  server.route("GET", "/console/app/*", { access: "public" }, (_request, response, { url }) => {
+    const script = scripts.get(url.pathname.slice("/console/app/".length));
+    if (script === undefined) return json(response, 404, { error: "not found" });
     response.writeHead(200, { ...headers, "content-type": "text/javascript; charset=utf-8" });
     response.end(script);
   });
@@ -254,17 +257,24 @@ function json(response: ServerResponse, status: number, body: unknown): void {
 }
 
 /**
- * The browser script, built by `npm run build` next to this file's built copy; from source (tsx),
- * the one in dist/.
+ * The browser scripts (ES modules), built by `npm run build` next to this file's built copy; from
+ * source (tsx), the ones in dist/. Read once: the console serves only these names.
  */
-function loadScript(): string {
+function loadScripts(): Map<string, string> {
   const candidates = [
-    new URL("./app/console-app.js", import.meta.url),
-    new URL("../../dist/executor-platform/console/app/console-app.js", import.meta.url),
+    new URL("./app/", import.meta.url),
+    new URL("../../dist/executor-platform/console/app/", import.meta.url),
   ];
   for (const candidate of candidates) {
-    const file = fileURLToPath(candidate);
-    if (existsSync(file)) return readFileSync(file, "utf8");
+    const dir = fileURLToPath(candidate);
+    if (!existsSync(join(dir, "console-app.js"))) continue;
+    const scripts = new Map<string, string>();
+    for (const name of readdirSync(dir)) {
+      if (/^[a-z-]+\.js$/.test(name)) scripts.set(name, readFileSync(join(dir, name), "utf8"));
+    }
+    return scripts;
   }
-  return 'document.body.textContent = "The console script is not built: run npm run build.";';
+  return new Map([
+    ["console-app.js", 'document.body.textContent = "The console script is not built: run npm run build.";'],
+  ]);
 }

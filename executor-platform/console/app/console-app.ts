@@ -2,29 +2,22 @@
 // are the URL's hash; data comes from /console/api with the token in an Authorization header,
 // live changes from one fetch-streamed event stream (EventSource cannot send that header).
 
-interface Summary {
-  id: string;
-  task: string;
-  status: string;
-  progress: number;
-  createdAt: number;
-  startedAt?: number;
-  finishedAt?: number;
-  attempt: number;
-  maxAttempts: number;
-}
+import {
+  type Detail,
+  type Summary,
+  STATUSES,
+  TOKEN_KEY,
+  DEPLOYMENT_KEY,
+  Unauthorized,
+  api,
+  bar,
+  h,
+  headers,
+  statusBadge,
+  time,
+  token,
+} from "./console-kit.js";
 
-interface Detail extends Summary {
-  owner: string;
-  output?: string;
-  result?: string;
-  error?: { name: string; message: string; stack?: string; code?: string };
-  attempts: Array<{ attempt: number; startedAt: number; finishedAt?: number; error?: { message: string } }>;
-}
-
-const TOKEN_KEY = "numerous-console-token";
-const DEPLOYMENT_KEY = "numerous-console-deployment";
-const STATUSES = ["pending", "running", "completed", "failed", "cancelled"];
 const main = document.getElementById("main") as HTMLElement;
 const live = document.getElementById("live") as HTMLElement;
 const signout = document.getElementById("signout") as HTMLButtonElement;
@@ -32,60 +25,6 @@ const signout = document.getElementById("signout") as HTMLButtonElement;
 /** What the shown page wants to hear of each change pushed by the daemon. */
 let onChanges: ((rows: Summary[]) => void) | undefined;
 let streamAbort: AbortController | undefined;
-
-class Unauthorized extends Error {}
-
-function token(): string | null {
-  return sessionStorage.getItem(TOKEN_KEY);
-}
-
-/** The token and deployment travel in headers only, never in a URL (they would land in logs). */
-function headers(extra: Record<string, string> = {}): Record<string, string> {
-  const t = token();
-  const deployment = sessionStorage.getItem(DEPLOYMENT_KEY);
-  return {
-    ...extra,
-    ...(t === null ? {} : { authorization: `Bearer ${t}` }),
-    ...(deployment ? { "x-numerous-deployment": deployment } : {}),
-  };
-}
-
-async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
-  const response = await fetch(`/console/api/${path}`, {
-    ...init,
-    headers: headers(init.method === "POST" ? { "x-numerous-console": "1" } : {}),
-  });
-  if (response.status === 401 || response.status === 403) throw new Unauthorized(await response.text());
-  if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
-  return (await response.json()) as T;
-}
-
-/** Builds an element: h("td", { class: "num" }, "3"). */
-function h(
-  tag: string,
-  attributes: Record<string, string> = {},
-  ...children: Array<Node | string>
-): HTMLElement {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
-  element.append(...children);
-  return element;
-}
-
-function time(ms: number | undefined): string {
-  return ms === undefined || ms === null ? "" : new Date(ms).toLocaleTimeString();
-}
-
-function bar(progress: number): HTMLElement {
-  const fill = h("span");
-  const percent = Math.max(0, Math.min(100, progress * 100));
-  fill.style.width = `${percent}%`;
-  return h("span", { class: "bar", role: "progressbar", "aria-valuenow": String(Math.round(percent)) }, fill);
-}
-
-function statusBadge(value: string): HTMLElement {
-  return h("span", { class: `status ${value}`, "data-status": value }, value);
-}
 
 /** Reads the daemon's event stream until it ends or the page goes away; reconnects after a pause. */
 async function stream(): Promise<void> {
