@@ -25,6 +25,18 @@ const signout = document.getElementById("signout") as HTMLButtonElement;
 /** What the shown page wants to hear of each change pushed by the daemon. */
 let onChanges: ((rows: Summary[]) => void) | undefined;
 let streamAbort: AbortController | undefined;
+/** Counts renders: a read that a later render overtook is dropped rather than shown over it. */
+let generation = 0;
+
+class Superseded extends Error {}
+
+/** {@link api} for a page's reads; throws {@link Superseded} when another render began meanwhile. */
+async function read<T>(path: string): Promise<T> {
+  const mine = generation;
+  const data = await api<T>(path);
+  if (mine !== generation) throw new Superseded();
+  return data;
+}
 
 /** Reads the daemon's event stream until it ends or the page goes away; reconnects after a pause. */
 async function stream(): Promise<void> {
@@ -95,7 +107,7 @@ function askToken(message: string): void {
 }
 
 async function overviewPage(): Promise<void> {
-  const data = await api<{
+  const data = await read<{
     counts: Record<string, number>;
     minutes: Array<{ minute: number; completed: number; failed: number; cancelled: number }>;
   }>("overview");
@@ -142,7 +154,7 @@ async function instancesPage(params: URLSearchParams): Promise<void> {
   if (task) query.set("task", task);
   if (wanted) query.set("status", wanted);
   if (cursor) query.set("cursor", cursor);
-  const data = await api<{ instances: Summary[]; nextCursor: string }>(`instances?${query}`);
+  const data = await read<{ instances: Summary[]; nextCursor: string }>(`instances?${query}`);
   const taskInput = h("input", { name: "task", placeholder: "task", value: task }) as HTMLInputElement;
   const statusSelect = h(
     "select",
@@ -228,7 +240,7 @@ async function instancesPage(params: URLSearchParams): Promise<void> {
 }
 
 async function instancePage(id: string): Promise<void> {
-  const instance = await api<Detail>(`instances/${encodeURIComponent(id)}`);
+  const instance = await read<Detail>(`instances/${encodeURIComponent(id)}`);
   const stop = h("button", { type: "button", id: "stop" }, "Stop") as HTMLButtonElement;
   const ended = ["completed", "failed", "cancelled"].includes(instance.status);
   stop.disabled = ended;
@@ -314,6 +326,7 @@ async function tablePage(title: string, columns: string[], rows: Array<Array<str
 }
 
 async function render(): Promise<void> {
+  generation++;
   onChanges = undefined;
   const [path = "/", search = ""] = location.hash.slice(1).split("?");
   try {
@@ -321,9 +334,9 @@ async function render(): Promise<void> {
     else if (path.startsWith("/instance/"))
       await instancePage(decodeURIComponent(path.slice("/instance/".length)));
     else if (path === "/definitions") {
-      const { definitions } = await api<{ definitions: Array<{ id: string; name: string; module: string }> }>(
-        "definitions",
-      );
+      const { definitions } = await read<{
+        definitions: Array<{ id: string; name: string; module: string }>;
+      }>("definitions");
       await tablePage(
         "Definitions",
         ["name", "id", "module"],
@@ -334,7 +347,7 @@ async function render(): Promise<void> {
         ]),
       );
     } else if (path === "/schedules") {
-      const { schedules } = await api<{ schedules: Array<Record<string, unknown>> }>("schedules");
+      const { schedules } = await read<{ schedules: Array<Record<string, unknown>> }>("schedules");
       await tablePage(
         "Schedules",
         ["name", "task", "timing", "paused", "next fire", "last instance"],
@@ -354,7 +367,7 @@ async function render(): Promise<void> {
         ]),
       );
     } else if (path === "/cluster") {
-      const { mode, daemons } = await api<{
+      const { mode, daemons } = await read<{
         mode: string;
         daemons: Array<{
           owner: string;
@@ -377,6 +390,7 @@ async function render(): Promise<void> {
     } else await overviewPage();
     signout.hidden = token() === null;
   } catch (error) {
+    if (error instanceof Superseded) return;
     if (error instanceof Unauthorized) {
       askToken(
         token() === null
