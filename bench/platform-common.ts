@@ -25,11 +25,15 @@ export interface BenchDaemonOptions {
   readonly concurrency: number;
   /** An existing data directory (a restart); default a new temporary one. */
   readonly dataDir?: string;
+  /** More `serve` flags. */
+  readonly args?: readonly string[];
 }
 
 /** A daemon process on 127.0.0.1:0. */
 export interface BenchDaemon {
   readonly address: string;
+  /** The HTTP port's address, when started with `--http`. */
+  readonly http: string | undefined;
   readonly pid: number;
   readonly dataDir: string;
   /** VmRSS of the daemon process, in bytes. */
@@ -65,12 +69,14 @@ export async function startBenchDaemon(options: BenchDaemonOptions): Promise<Ben
       options.mode,
       "--concurrency",
       String(options.concurrency),
+      ...(options.args ?? []),
     ],
     { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
   );
   const stderr: string[] = [];
   child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let http: string | undefined;
   const address = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.on("line", (line) => {
@@ -80,8 +86,10 @@ export async function startBenchDaemon(options: BenchDaemonOptions): Promise<Ben
       } catch {
         return;
       }
-      if (entry.msg === "listening") resolve(entry.address as string);
-      else if (typeof entry.level === "number" && entry.level >= 50)
+      if (entry.msg === "listening") {
+        http = typeof entry.http === "string" ? entry.http : undefined;
+        resolve(entry.address as string);
+      } else if (typeof entry.level === "number" && entry.level >= 50)
         process.stderr.write(`daemon: ${line}\n`);
     });
     void exited.then(() => reject(new Error(`the daemon exited before listening: ${stderr.join("")}`)));
@@ -93,6 +101,7 @@ export async function startBenchDaemon(options: BenchDaemonOptions): Promise<Ben
   };
   return {
     address,
+    http,
     pid,
     dataDir,
     rss: () => rssOf(pid),

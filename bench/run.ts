@@ -48,6 +48,18 @@ const SECTIONS: readonly SectionEntry[] = [
     run: async () => (await import("./platform-throughput.js")).benchPlatformThroughput({}),
   },
   {
+    name: "platform-http",
+    description:
+      "platform daemon (pool): throughput with --http and /metrics scraped every second vs without (goal: cost < 5%)",
+    run: async () => (await import("./platform-http.js")).benchPlatformHttp({}),
+  },
+  {
+    name: "console",
+    description:
+      "platform daemon (pool) with --http: console first page with 100,000 stored instances (goal < 300 ms), progress pushed to its event stream p99 (goal < 50 ms)",
+    run: async () => (await import("./console.js")).benchConsole({}),
+  },
+  {
     name: "platform-process",
     description: "platform daemon (process per instance): instances/s vs bare `node -e 0` starts/s",
     run: async () => (await import("./platform-process.js")).benchPlatformProcess({}),

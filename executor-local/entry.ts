@@ -20,6 +20,8 @@ export class Entry implements ControllerSink {
   controller: TaskControllerImpl | undefined = undefined;
   /** One listener as itself (the common case: the instance's handle), more as an array. */
   listeners: Listener | Listener[] | undefined = undefined;
+  /** The call's trace context, which each attempt's span links to. */
+  traceContext: string | undefined = undefined;
 
   constructor(
     snapshot: InstanceSnapshot,

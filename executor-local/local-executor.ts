@@ -17,6 +17,7 @@ import type { ScheduleExecutor, ScheduleRecord, ScheduleSnapshot } from "../sdk/
 import { findTaskFunction, localDefinitions } from "../sdk/task.js";
 import { DEFAULT_CONCURRENCY } from "../sdk/config.js";
 import { failures } from "../sdk/failures.js";
+import { isTracing, runInProcessSpan } from "../sdk/tracing.js";
 import { ConcurrencyGates } from "./concurrency-gates.js";
 import { Entry, type Listener, OptionEntry, publish, readyFirst, snapshotOf } from "./entry.js";
 import { Heap } from "./heap.js";
@@ -92,6 +93,7 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
       revision: 1,
     };
     const entry = new Entry(snapshot, request.args, this.#indexes.add(request.id));
+    if (request.traceContext !== undefined) entry.traceContext = request.traceContext;
     this.#order.push(entry);
     this.#submitted = entry;
     this.#schedulePump();
@@ -291,7 +293,7 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     const controller = new TaskControllerImpl(s.id, s.taskName, entry);
     entry.controller = controller;
     publish(entry, "running", s.progress, s.output, s.result, s.error, Date.now(), s.finishedAt);
-    const outcome = runTaskFunction(fn, args, controller);
+    const outcome = runAttempt(entry, fn, args, controller, 1);
     if (outcome instanceof Promise) outcome.then((ended) => this.#finish(entry, ended));
     else this.#finish(entry, outcome);
   }
@@ -355,6 +357,7 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
       nextAttemptAt: undefined,
     };
     const entry = new OptionEntry(snapshot, request.args, this.#indexes.add(request.id), spec);
+    if (request.traceContext !== undefined) entry.traceContext = request.traceContext;
     this.#order.push(entry);
     this.#submitted = entry;
     if (spec.startAt !== undefined && spec.startAt > Date.now()) this.#readyAt(entry, spec.startAt);
@@ -401,7 +404,7 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
       entry.timer = setTimeout(() => this.#timeOut(entry, controller, timeoutMs), timeoutMs);
     }
     publish(entry, "running", 0, undefined, undefined, undefined, now, undefined);
-    const outcome = runTaskFunction(fn, entry.encodedArgs, controller);
+    const outcome = runAttempt(entry, fn, entry.encodedArgs, controller, entry.attempt);
     if (outcome instanceof Promise) outcome.then((ended) => this.#endAttempt(entry, ended));
     else this.#endAttempt(entry, outcome);
   }
@@ -452,4 +455,20 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
 /** A pending instance made without run options: its turn comes in creation order. */
 function waitsWithoutOptions(found: Entry | InstanceSnapshot | undefined): found is Entry {
   return found instanceof Entry && found.snapshot.status === "pending" && !(found instanceof OptionEntry);
+}
+
+/** Runs an attempt of the function, in the attempt's span when an OpenTelemetry SDK is registered. */
+function runAttempt(
+  entry: Entry,
+  fn: AnyTaskFunction,
+  args: string,
+  controller: TaskControllerImpl,
+  attempt: number,
+): TaskOutcome | Promise<TaskOutcome> {
+  if (!isTracing()) return runTaskFunction(fn, args, controller);
+  const s = entry.snapshot;
+  return runInProcessSpan(
+    { taskName: s.taskName, instanceId: s.id, attempt, traceContext: entry.traceContext },
+    () => runTaskFunction(fn, args, controller),
+  );
 }

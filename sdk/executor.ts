@@ -61,6 +61,11 @@ export interface SubmitRequest {
   readonly module: string;
   /** Its run options; absent for all defaults. */
   readonly spec?: RunSpec | undefined;
+  /**
+   * The call's OpenTelemetry trace context, a JSON object of the propagator's fields; absent
+   * when nothing traces. Each attempt's span links to it.
+   */
+  readonly traceContext?: string | undefined;
 }
 
 /** The most instances one list call returns, and what it returns when given no limit. */

@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { encodeValue } from "./codec.js";
-import type { InstanceQuery, TaskDefinition } from "./executor.js";
+import type { InstanceQuery, InstanceSnapshot, SubmitRequest, TaskDefinition } from "./executor.js";
 import { createInstanceId, definitionIdFor } from "./ids.js";
 import type { AnyTaskFunction } from "./run-task-function.js";
 import { currentExecutor } from "./runtime.js";
@@ -16,6 +16,7 @@ import {
   resolveRunSpec,
 } from "./run-options.js";
 import { TaskInstanceState } from "./task-instance-state.js";
+import { startSendSpan } from "./tracing.js";
 
 /** A function made into a task: calling it starts an instance and returns its live handle. */
 export interface TaskFunction<A extends unknown[] = unknown[], R = unknown> {
@@ -123,18 +124,30 @@ export function submitCall(
   const spec = resolveRunSpec(defaults, callOptions, args, now);
   const executor = currentExecutor();
   const key = spec?.idempotencyKey;
-  const snapshot = executor.submit({
-    id:
-      key === undefined
-        ? createInstanceId()
-        : idempotentInstanceId(executor.namespace ?? "", definition.name, key),
+  const id =
+    key === undefined
+      ? createInstanceId()
+      : idempotentInstanceId(executor.namespace ?? "", definition.name, key);
+  const send = startSendSpan(definition.name, id);
+  const request: SubmitRequest = {
+    id,
     taskId: definition.id,
     taskName: definition.name,
     args: encoded,
     createdAt: now,
     module,
     ...(spec === undefined ? {} : { spec }),
-  });
+    ...(send?.traceContext === undefined ? {} : { traceContext: send.traceContext }),
+  };
+  if (send === undefined) return new TaskInstanceState(executor, executor.submit(request));
+  let snapshot: InstanceSnapshot;
+  try {
+    snapshot = executor.submit(request);
+  } catch (error) {
+    send.end(error);
+    throw error;
+  }
+  send.end();
   return new TaskInstanceState(executor, snapshot);
 }
 

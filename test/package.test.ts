@@ -281,6 +281,9 @@ describe("the package as users get it", () => {
         "dist/index.js",
         "dist/index.d.ts",
         BIN,
+        // The web console's browser scripts, built by npm run build (served by serve --http).
+        "dist/executor-platform/console/app/console-app.js",
+        "dist/executor-platform/console/app/console-kit.js",
         "proto/numerous/tasks/v1/tasks.proto",
       ]),
     );

@@ -480,6 +480,27 @@ describe("PostgresStore", () => {
     expect((await getOne(store, "inst-2"))?.status).toBe("pending");
   });
 
+  it("lists the daemons holding a lease with how many instances each runs (the console's cluster view)", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    expect(await a.heartbeat("daemon-a", 5_000)).toBe(true);
+    expect(await b.heartbeat("daemon-b", 5_000)).toBe(true);
+    await a.save([row(1), row(2), row(3)]);
+    const claimed = await a.claim("daemon-a", 3);
+    const [one, two] = claimed as [StoredInstance, StoredInstance];
+    await a.save([
+      { ...one, status: "running", startedAt: 10, revision: one.revision + 1 },
+      { ...two, status: "running", startedAt: 11, revision: two.revision + 1 },
+    ]);
+    const daemons = await b.daemons();
+    expect(daemons.map(({ owner, running }) => ({ owner, running }))).toEqual([
+      { owner: "daemon-a", running: 2 },
+      { owner: "daemon-b", running: 0 },
+    ]);
+    for (const daemon of daemons) expect(daemon.leaseUntil).toBeGreaterThan(Date.now() - 60_000);
+  });
+
   it("reaps a daemon whose lease ran out: running rows fail, pending rows are freed, its heartbeat says false", async () => {
     const url = await database();
     const dying = await open(url);
@@ -731,7 +752,7 @@ describe("PostgresStore", () => {
   it("migrates a fresh database once when several daemons open it at once, and refuses a newer schema", async () => {
     const url = await database();
     const opened = await Promise.all(Array.from({ length: 5 }, () => open(url)));
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 4 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 5 }]);
     expect(await sql(url, "SELECT value FROM feed_offset")).toEqual([{ value: "0" }]);
     const [saved] = (await opened[0]?.saveAssigned([row(0, { position: 0 })])) ?? [];
     await final(opened[4] as PostgresStore, saved?.sequence ?? 0);
@@ -761,14 +782,15 @@ describe("PostgresStore", () => {
        DROP FUNCTION numerous_tasks_claim; DROP INDEX instances_limited, instances_finished; DROP TABLE schedules;
        ALTER TABLE instances DROP COLUMN options, DROP COLUMN priority, DROP COLUMN ready_at,
          DROP COLUMN attempt, DROP COLUMN max_attempts, DROP COLUMN attempts,
-         DROP COLUMN concurrency_limit, DROP COLUMN per_key_limit, DROP COLUMN concurrency_key;
+         DROP COLUMN concurrency_limit, DROP COLUMN per_key_limit, DROP COLUMN concurrency_key,
+         DROP COLUMN trace_context;
        CREATE INDEX instances_open ON instances (owner, position) WHERE status IN ('pending', 'running');
        UPDATE counters SET sequence = ${old}, position = 40; UPDATE numerous_tasks_schema SET version = 1`,
     );
     await first.close();
 
     const upgraded = await open(url);
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 4 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 5 }]);
     const [next] = await upgraded.saveAssigned([row(0, { id: "new", position: 0 })]);
     expect(next?.sequence).toBeGreaterThan(old);
     expect(next?.position).toBe(41);

@@ -50,6 +50,7 @@ export function storedRow(n: number, overrides: Partial<StoredInstance> = {}): S
     position: n,
     owner: "",
     ...runFields(undefined),
+    traceContext: undefined,
     ...overrides,
   };
 }
@@ -138,6 +139,7 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
         finishedAt: 1_700_000_000_200,
         revision: 7,
         owner: "daemon-1",
+        traceContext: '{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}',
       });
       const minimalError = storedRow(3, {
         status: "failed",
@@ -251,6 +253,37 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
       expect(await store.list({ deploymentId: "dep-a", statuses: [], limit: 100 })).toEqual([]);
       expect(await store.list({ deploymentId: "dep-a", limit: 0 })).toEqual([]);
       expect(positions(await store.list({ deploymentId: "dep-b", limit: 100 }))).toEqual([100]);
+    });
+
+    it("counts a deployment's instances by status and its finished ones per minute (the console's overview)", async () => {
+      const { store } = await fresh();
+      const minute = 1_700_000_040_000; // a whole minute
+      const finished = (n: number, status: "completed" | "failed" | "cancelled", at: number) =>
+        storedRow(n, { status, finishedAt: at, startedAt: at - 1 });
+      await save(store, [
+        storedRow(1),
+        storedRow(2, { status: "running" }),
+        finished(3, "completed", minute - 1), // the minute before `since`: left out
+        finished(4, "completed", minute),
+        finished(5, "completed", minute + 59_999),
+        finished(6, "failed", minute + 30_000),
+        finished(7, "cancelled", minute + 60_000),
+        storedRow(8, { id: "other-dep", deploymentId: "dep-b", status: "completed", finishedAt: minute }),
+      ]);
+      expect(await store.statusCounts("dep-a")).toEqual({
+        pending: 1,
+        running: 1,
+        completed: 3,
+        failed: 1,
+        cancelled: 1,
+      });
+      expect(await store.statusCounts("dep-none")).toEqual({});
+      const perMinute = await store.finishedPerMinute("dep-a", minute);
+      expect(perMinute.sort((a, b) => a.minute - b.minute || a.status.localeCompare(b.status))).toEqual([
+        { minute, status: "completed", count: 2 },
+        { minute, status: "failed", count: 1 },
+        { minute: minute + 60_000, status: "cancelled", count: 1 },
+      ]);
     });
 
     it("returns changes since a sequence, by sequence, scoped to the deployment", async () => {

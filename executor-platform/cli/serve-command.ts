@@ -62,6 +62,12 @@ export async function runCli(argv: readonly string[]): Promise<number> {
         .default("127.0.0.1:7777"),
     )
     .addOption(
+      new Option(
+        "--http <address>",
+        "also serve HTTP on host:port (GET /metrics; the same tokens as gRPC, HTTPS with --tls-cert); default: off",
+      ).env("NUMEROUS_EXECUTOR_HTTP"),
+    )
+    .addOption(
       new Option("--data-dir <dir>", "where the durable store lives")
         .env("NUMEROUS_EXECUTOR_DATA_DIR")
         .default(".numerous-tasks"),
@@ -205,6 +211,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
 
 interface ServeOptions {
   listen: string;
+  http?: string;
   dataDir: string;
   appRoot: string;
   concurrency: number;
@@ -264,6 +271,12 @@ async function serveWith(options: ServeOptions, destination: LogDestination): Pr
       `refusing to listen on ${options.listen} without a token: set --token, --tokens-file or --tokens (or their NUMEROUS_EXECUTOR_ variables), or pass --insecure`,
     );
   }
+  const http = options.http === "" ? undefined : options.http;
+  if (http !== undefined && !isLoopbackAddress(http) && grants.length === 0 && !insecure) {
+    return refuse(
+      `refusing to serve HTTP on ${http} without a token: set --token, --tokens-file or --tokens (or their NUMEROUS_EXECUTOR_ variables), or pass --insecure`,
+    );
+  }
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
     return refuse("--tls-cert and --tls-key go together");
   }
@@ -317,6 +330,7 @@ async function serveWith(options: ServeOptions, destination: LogDestination): Pr
     leaseMs: options.leaseMs,
     ...(options.retention === undefined ? {} : { retentionMs: options.retention }),
     onFatal: (reason) => fatal?.(reason),
+    ...(http === undefined ? {} : { http }),
     logger,
   });
   await daemon.listen(options.listen);
@@ -325,6 +339,9 @@ async function serveWith(options: ServeOptions, destination: LogDestination): Pr
       { address: options.listen },
       "--insecure: anyone who can reach this address may submit, see and stop every instance",
     );
+  }
+  if (http !== undefined && !isLoopbackAddress(http) && grants.length === 0) {
+    logger.warn({ http: daemon.httpAddress }, "--insecure: anyone who can reach the HTTP port may read it");
   }
   const stopped = new Promise<void>((done) => {
     let stopping = false;

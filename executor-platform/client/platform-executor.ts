@@ -245,6 +245,7 @@ export class PlatformExecutor implements Executor, ScheduleExecutor {
             module: r.module,
             moduleRelative: relativeToCwd(r.module),
             spec: r.spec,
+            traceContext: r.traceContext,
           })),
         );
         chunk.forEach((request, index) => {

@@ -20,6 +20,7 @@ import type {
   WatchInstancesRequest,
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import type { RunSpec } from "../../sdk/run-options.js";
+import { checkTraceContext } from "../../sdk/tracing.js";
 import { errorToWire, specFromWire, statusFromWire, storedToWire } from "../protocol/wire.js";
 import { runFields, type Store, type StoredInstance } from "../store/store.js";
 import type { AccessControl } from "./access-control.js";
@@ -214,6 +215,7 @@ export async function submit(
       ...o.coordinator.numberNew(),
       owner: "",
       ...runFields(spec as RunSpec | undefined),
+      traceContext: instance.traceContext,
     };
     existing.set(row.id, row);
     o.coordinator.created(row);
@@ -249,6 +251,8 @@ function checkNewInstance(o: ClientServiceOptions, instance: NewInstance): TaskE
   if (instance.taskName.trim() === "") return failures.taskInput("the task name is empty");
   if (!isEncodedValue(instance.args))
     return failures.taskInput("the arguments are not encoded by the numerous-tasks codec");
+  const badTrace = instance.traceContext === undefined ? undefined : checkTraceContext(instance.traceContext);
+  if (badTrace !== undefined) return failures.taskInput(badTrace);
   const checked = o.modules.resolve(instance);
   if (checked instanceof Error) {
     return failures.taskNotFound(instance.taskName, checked.message);
@@ -316,7 +320,8 @@ async function list(
   };
 }
 
-async function stop(o: ClientServiceOptions, id: string, deployment: string): Promise<boolean> {
+/** Stops an instance of `deployment`; false when it has none of that id. The console calls it too. */
+export async function stop(o: ClientServiceOptions, id: string, deployment: string): Promise<boolean> {
   const active = o.table.get(id);
   if (active === undefined) {
     const row = await o.table.latest(id);

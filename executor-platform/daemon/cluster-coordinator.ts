@@ -4,6 +4,7 @@ import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { ClusterEvent, ClusterStore } from "../store/cluster-store.js";
 import type { StoredDefinition, StoredInstance } from "../store/store.js";
 import type { CoordinatedParts, Coordinator } from "./coordinator.js";
+import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
 
 export interface ClusterCoordinatorOptions {
@@ -15,6 +16,7 @@ export interface ClusterCoordinatorOptions {
   readonly log: Logger;
   /** The cluster presumed this daemon dead and gave its work to others: it must stop at once. */
   readonly onLostLease: (reason: string) => void;
+  readonly metrics?: DaemonMetrics | undefined;
 }
 
 /** Rows fetched per read of the other daemons' changes. */
@@ -113,11 +115,13 @@ export class ClusterCoordinator implements Coordinator {
           (alive) => {
             this.#heartbeatAt = Date.now();
             this.#reachableSince ??= this.#heartbeatAt;
+            this.#o.metrics?.leaseRenewal(alive ? "renewed" : "lost");
             if (!alive) this.#lostLease();
             else this.drained();
           },
           (error) => {
             this.#reachableSince = undefined;
+            this.#o.metrics?.leaseRenewal("failed");
             log.warn({ err: error }, "lease renewal failed; retrying");
           },
         );
@@ -131,6 +135,7 @@ export class ClusterCoordinator implements Coordinator {
           .reap((lost) => failures.daemonLost(lost, lease))
           .then(
             (rows) => {
+              this.#o.metrics?.endedInStore(rows);
               if (rows.length > 0) log.warn({ instances: rows.length }, "reaped the work of lost daemons");
             },
             (error) => log.warn({ err: error }, "reaping failed; retrying"),
@@ -223,7 +228,10 @@ export class ClusterCoordinator implements Coordinator {
     if (row.status === "pending" && row.owner === "") {
       await table.durable();
       const cancelled = await store.cancelPending(row.id);
-      if (cancelled !== undefined) return;
+      if (cancelled !== undefined) {
+        this.#o.metrics?.endedInStore([cancelled]);
+        return;
+      }
     }
     const current = (await store.getMany([row.id]))[0];
     if (current === undefined || isTerminalStatus(current.status)) return;

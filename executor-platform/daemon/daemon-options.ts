@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Store } from "../store/store.js";
 import type { AccessControl } from "./access-control.js";
+import type { DaemonMetrics } from "./daemon-metrics.js";
 
 /** Options of {@link createDaemon}. */
 export interface DaemonOptions {
@@ -42,11 +43,21 @@ export interface DaemonOptions {
   readonly retentionMs?: number;
   /** Extra environment for workloads. */
   readonly workloadEnv?: Readonly<Record<string, string>>;
+  /**
+   * Also serve HTTP here (`host:port`, port 0 picks one, or `unix:/path`): `GET /metrics`, and
+   * the console. The same tokens as gRPC; HTTPS with `tls`. Default: no HTTP port.
+   */
+  readonly http?: string;
+  /** The metrics the daemon counts into. Default: a registry of its own when `http` is set, else none. */
+  readonly metrics?: DaemonMetrics;
 }
 
 /** The options with every default filled in. */
 export type ResolvedDaemonOptions = Required<
-  Omit<DaemonOptions, "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal" | "retentionMs">
+  Omit<
+    DaemonOptions,
+    "accessControl" | "workloadEnv" | "tls" | "owner" | "onFatal" | "retentionMs" | "http" | "metrics"
+  >
 > &
   DaemonOptions;
 

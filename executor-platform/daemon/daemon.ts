@@ -11,10 +11,14 @@ import {
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { isClusterStore } from "../store/cluster-store.js";
 import type { Store } from "../store/store.js";
+import { createHttpServer, type HttpServer } from "../http/http-server.js";
+import { addMetricsRoute } from "../http/metrics-route.js";
+import { addConsoleRoutes } from "../console/console-routes.js";
 import { AccessControl } from "./access-control.js";
 import {
   type ClientServiceOptions,
   createClientService,
+  stop as stopInstance,
   submit as submitInstances,
 } from "./client-service.js";
 import { ClusterCoordinator } from "./cluster-coordinator.js";
@@ -51,6 +55,8 @@ export interface Daemon {
   listen(address: string): Promise<string>;
   /** Stops taking work, lets running instances finish within the grace, then closes. */
   shutdown(): Promise<void>;
+  /** Where the HTTP port is bound, once listening with `http` set. */
+  readonly httpAddress: string | undefined;
 }
 
 /** Unix socket paths longer than this do not fit in `sockaddr_un` on every platform. */
@@ -63,7 +69,11 @@ const CLOSE_CONNECTIONS_MS = 1000;
  * A store that several daemons share makes it a daemon of a cluster.
  */
 export async function createDaemon(options: DaemonOptions): Promise<Daemon> {
-  const daemon = new DaemonImpl(resolveDaemonOptions(options));
+  // prom-client is loaded only by a daemon that serves metrics.
+  const metrics =
+    options.metrics ??
+    (options.http === undefined ? undefined : new (await import("./daemon-metrics.js")).DaemonMetrics());
+  const daemon = new DaemonImpl(resolveDaemonOptions({ ...options, ...(metrics && { metrics }) }));
   await daemon.recover();
   return daemon;
 }
@@ -92,25 +102,30 @@ class DaemonImpl implements Daemon {
   #framesServer: WorkloadSocketServer | undefined;
   #stopRetention: (() => void) | undefined;
   readonly #scheduler: Scheduler;
+  readonly #http: HttpServer | undefined;
+  #httpAddress: string | undefined;
 
   constructor(o: ResolvedDaemonOptions) {
     this.#o = o;
     const log = o.logger;
     const state = this.#state;
+    const metrics = o.metrics;
     this.#log = log;
     this.#store = o.store;
     const access = o.accessControl ?? new AccessControl([]);
     const tokens = WorkloadTokens.fromDataDir(o.dataDir);
     this.#modules = new ModuleResolver(o.appRoot);
 
+    const owner = o.owner ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
     const coordinator: Coordinator = isClusterStore(o.store)
       ? new ClusterCoordinator({
           store: o.store,
-          owner: o.owner ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`,
+          owner,
           leaseMs: o.leaseMs,
           state,
           log,
           onLostLease: (reason) => this.#lostLease(reason),
+          metrics,
         })
       : new SingleCoordinator(o.store, log, o.reconnectWindowMs);
     const hub = new WatchHub({
@@ -125,6 +140,7 @@ class DaemonImpl implements Daemon {
       state,
       log,
       onSaved: (rows) => hub.broadcast(rows),
+      metrics,
     });
     const workers = new Workers(table, log);
     const queue = new RunQueue({
@@ -145,6 +161,7 @@ class DaemonImpl implements Daemon {
       tokens,
       state,
       log,
+      metrics,
     });
     const spawner = new WorkerSpawner(
       workers,
@@ -156,6 +173,7 @@ class DaemonImpl implements Daemon {
         extraEnv: o.workloadEnv,
       }),
       (worker, reason) => workloads.gone(worker, reason),
+      metrics,
     );
     this.#launcher =
       o.workloadMode === "pool"
@@ -186,6 +204,12 @@ class DaemonImpl implements Daemon {
     this.#queue = queue;
     this.#workloads = workloads;
 
+    metrics?.observe({ instances: () => table.actives(), watchers: () => hub.size });
+    if (o.http !== undefined) {
+      this.#http = createHttpServer({ access, log, tls: o.tls });
+      if (metrics !== undefined) addMetricsRoute(this.#http, metrics);
+    }
+
     this.#server = new grpc.Server({
       "grpc.max_receive_message_length": o.maxMessageBytes,
       "grpc.max_send_message_length": o.maxMessageBytes,
@@ -214,6 +238,18 @@ class DaemonImpl implements Daemon {
         (await submitInstances(serviceOptions, { instances }, deployment)).results,
       latest: (id) => table.latest(id),
     });
+    if (this.#http !== undefined) {
+      addConsoleRoutes(this.#http, {
+        store: o.store,
+        table,
+        queue,
+        hub,
+        scheduler: this.#scheduler,
+        stop: (id, deployment) => stopInstance(serviceOptions, id, deployment),
+        owner,
+        concurrency: o.concurrency,
+      });
+    }
     this.#server.addService(TaskServiceService, createClientService(serviceOptions));
     this.#server.addService(
       HealthService,
@@ -234,7 +270,13 @@ class DaemonImpl implements Daemon {
     return this.#coordinator.recover();
   }
 
+  get httpAddress(): string | undefined {
+    return this.#httpAddress;
+  }
+
   async listen(address: string): Promise<string> {
+    // First, so a port already taken fails the start before anything else is bound.
+    if (this.#http !== undefined) this.#httpAddress = await this.#http.listen(this.#o.http as string);
     if (address.startsWith("unix:"))
       await removeStaleSocket(address.slice("unix:".length).replace(/^\/\//, ""));
     const credentials = this.#o.tls
@@ -274,6 +316,7 @@ class DaemonImpl implements Daemon {
         mode: this.#o.workloadMode,
         concurrency: this.#o.concurrency,
         appRoot: this.#modules.appRoot,
+        ...(this.#httpAddress === undefined ? {} : { http: this.#httpAddress }),
       },
       "listening",
     );
@@ -332,6 +375,7 @@ class DaemonImpl implements Daemon {
       });
     });
     await this.#framesServer?.close();
+    await this.#http?.close();
     await this.#store.close();
     this.#log.info("stopped");
   }

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { Store, StoredDefinition, StoredInstance } from "../store/store.js";
 import { type ActiveInstance, activeInstance } from "./active-instance.js";
+import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
 
 /** How rows are numbered and written: by this daemon alone, or by a store that several share. */
@@ -24,6 +25,8 @@ export interface InstanceTableOptions {
   readonly log: Logger;
   /** Every batch as stored, in the order written. */
   readonly onSaved: (rows: readonly StoredInstance[]) => void;
+  /** Told of every status change and store write, when the daemon serves metrics. */
+  readonly metrics?: DaemonMetrics | undefined;
 }
 
 type FlushWaiter = {
@@ -94,6 +97,10 @@ export class InstanceTable {
   /** Records a change of a held instance; nothing once it has ended or the daemon has stopped. */
   change(active: ActiveInstance, change: Partial<StoredInstance>): void {
     if (this.#o.state.stopped || isTerminalStatus(active.row.status)) return;
+    const metrics = this.#o.metrics;
+    if (metrics !== undefined && change.status !== undefined && change.status !== active.row.status) {
+      metrics.statusChanged(active.row, change.status, Date.now());
+    }
     const next: StoredInstance = { ...active.row, ...change, revision: active.row.revision + 1 };
     const row: StoredInstance = { ...next, sequence: this.#o.writer.numberChange(next) };
     active.row = row;
@@ -148,9 +155,13 @@ export class InstanceTable {
     waiters: FlushWaiter[],
   ): Promise<void> {
     let stored: readonly StoredInstance[];
+    const metrics = this.#o.metrics;
+    const began = metrics === undefined ? 0 : performance.now();
     try {
       stored = await this.#o.writer.write(rows, definitions);
+      metrics?.storeCommitted((performance.now() - began) / 1000);
     } catch (error) {
+      metrics?.storeCommitFailed();
       this.#o.log.error({ err: error }, "store write failed; retrying");
       for (const row of rows) if (!this.#dirty.has(row.id)) this.#dirty.set(row.id, row);
       for (const definition of definitions) {

@@ -67,8 +67,11 @@ export class ProcessLauncher implements WorkloadLauncher {
 
 /** Tells a worker to run the instance. */
 export function sendStart(workers: Workers, worker: Worker, active: ActiveInstance): void {
-  const { id, taskName, module, args, attempt } = active.row;
+  const { id, taskName, module, args, attempt, traceContext } = active.row;
   workers.send(worker, {
-    kind: { $case: "start", value: { instanceId: id, taskName, module, args: args ?? "J[]", attempt } },
+    kind: {
+      $case: "start",
+      value: { instanceId: id, taskName, module, args: args ?? "J[]", attempt, traceContext },
+    },
   });
 }

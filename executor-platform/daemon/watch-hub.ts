@@ -56,11 +56,18 @@ export interface WatchHubOptions {
 export class WatchHub {
   readonly #o: WatchHubOptions;
   readonly #watchers = new Set<Watcher>();
+  /** In-daemon listeners (the web console's event streams), by deployment. */
+  readonly #listeners = new Map<string, Set<(rows: readonly StoredInstance[]) => void>>();
   /** The highest sequence passed to watchers. */
   #shown = 0;
 
   constructor(options: WatchHubOptions) {
     this.#o = options;
+  }
+
+  /** Open WatchInstances streams. */
+  get size(): number {
+    return this.#watchers.size;
   }
 
   /** Changes up to this sequence have been passed to watchers. */
@@ -104,8 +111,24 @@ export class WatchHub {
     if (watcher.lagging) void this.#catchUp(watcher);
   }
 
+  /**
+   * Calls `listener` with each broadcast's saved rows of `deployment`, as they are sent to
+   * watchers. Returns the unsubscribe function. A listener must not throw and keeps no backlog:
+   * one that cannot keep up drops its stream and reads the store again.
+   */
+  listen(deployment: string, listener: (rows: readonly StoredInstance[]) => void): () => void {
+    let set = this.#listeners.get(deployment);
+    if (set === undefined) this.#listeners.set(deployment, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.#listeners.get(deployment) === set) this.#listeners.delete(deployment);
+    };
+  }
+
   /** Sends saved rows to the watchers they match. */
   broadcast(rows: readonly StoredInstance[]): void {
+    if (this.#listeners.size > 0) this.#tellListeners(rows);
     let sorted: StoredInstance[] | undefined;
     for (const watcher of this.#watchers) {
       let matched: StoredInstance[] | undefined;
@@ -137,6 +160,25 @@ export class WatchHub {
       }
     }
     for (const row of rows) if (row.sequence > this.#shown) this.#shown = row.sequence;
+  }
+
+  #tellListeners(rows: readonly StoredInstance[]): void {
+    const byDeployment = new Map<string, StoredInstance[]>();
+    for (const row of rows) {
+      if (!this.#listeners.has(row.deploymentId)) continue;
+      let list = byDeployment.get(row.deploymentId);
+      if (list === undefined) byDeployment.set(row.deploymentId, (list = []));
+      list.push(row);
+    }
+    for (const [deployment, matched] of byDeployment) {
+      for (const listener of this.#listeners.get(deployment) ?? []) {
+        try {
+          listener(matched);
+        } catch (error) {
+          this.#o.log.warn({ err: error }, "a watch listener failed");
+        }
+      }
+    }
   }
 
   /** Ends every stream: the clients resume with the next daemon. */

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { DaemonMetrics } from "./daemon-metrics.js";
 import { type WorkloadEnvironment, type WorkloadPurpose, spawnWorkload } from "./spawn-workload.js";
 import type { Worker, Workers } from "./workers.js";
 
@@ -11,21 +12,25 @@ export class WorkerSpawner {
   readonly #log: Logger;
   readonly #environment: () => WorkloadEnvironment;
   readonly #onGone: (worker: Worker, reason: string) => void;
+  readonly #metrics: DaemonMetrics | undefined;
 
   constructor(
     workers: Workers,
     log: Logger,
     environment: () => WorkloadEnvironment,
     onGone: (worker: Worker, reason: string) => void,
+    metrics?: DaemonMetrics,
   ) {
     this.#workers = workers;
     this.#log = log;
     this.#environment = environment;
     this.#onGone = onGone;
+    this.#metrics = metrics;
   }
 
   spawn(purpose: WorkloadPurpose): Worker {
     const child = spawnWorkload(this.#environment(), purpose);
+    this.#metrics?.workloadStarted();
     const worker = this.#workers.add({
       pool: purpose.kind === "pool",
       child,

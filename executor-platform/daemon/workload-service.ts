@@ -6,6 +6,7 @@ import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { Finished, Hello, WorkloadMessage } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import { errorFromWire, statusFromWire } from "../protocol/wire.js";
 import type { ActiveInstance } from "./active-instance.js";
+import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
 import { serviceError } from "./grpc-status.js";
 import type { InstanceTable } from "./instance-table.js";
@@ -23,6 +24,7 @@ export interface WorkloadServiceOptions {
   readonly tokens: WorkloadTokens;
   readonly state: DaemonState;
   readonly log: Logger;
+  readonly metrics?: DaemonMetrics | undefined;
 }
 
 /**
@@ -125,6 +127,7 @@ export class WorkloadService {
     const active = worker.instanceId === undefined ? undefined : table.get(worker.instanceId);
     if (active !== undefined && active.worker === worker && !isTerminalStatus(active.row.status)) {
       const error = failures.workloadExited(reason, worker.tail.toString());
+      this.#o.metrics?.workloadCrashed(active.row.taskName);
       workers.detach(worker);
       queue.finish(active, active.stopRequested ? "cancelled" : "failed", { error });
     }

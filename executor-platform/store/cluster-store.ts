@@ -72,6 +72,8 @@ export interface ClusterStore extends Store {
   nextReadyAt(): Promise<number | undefined>;
   /** Sends an event to every daemon (including this one). */
   publish(event: ClusterEvent): Promise<void>;
+  /** Every daemon holding a lease, with how many instances it runs: the console's cluster view. */
+  daemons(): Promise<DaemonLease[]>;
   /** Calls `listener` for every event; reconnects by itself. Returns an unsubscribe function. */
   subscribe(listener: (event: ClusterEvent) => void): () => void;
 }
@@ -79,4 +81,13 @@ export interface ClusterStore extends Store {
 /** Type guard: is this store shared by several daemons? */
 export function isClusterStore(store: Store): store is ClusterStore {
   return (store as Partial<ClusterStore>).shared === true;
+}
+
+/** A daemon of a cluster as its lease row shows it. */
+export interface DaemonLease {
+  readonly owner: string;
+  /** Epoch milliseconds (database clock). */
+  readonly leaseUntil: number;
+  /** Instances it runs now. */
+  readonly running: number;
 }

@@ -119,6 +119,8 @@ const DECLARED: {
   concurrencyLimit: { name: "concurrency_limit", codec: integer },
   perKeyLimit: { name: "per_key_limit", codec: integer },
   concurrencyKey: { name: "concurrency_key", codec: optionalText },
+  // Added by SQLite migration 4, PostgreSQL migration 5 (traces).
+  traceContext: { name: "trace_context", codec: optionalText },
 };
 
 /** One column of the `instances` table, bound to its field of {@link StoredInstance}. */

@@ -50,6 +50,8 @@ export interface StoredInstance {
   /** With `concurrencyKey`: at most this many with that key (0: no limit). */
   readonly perKeyLimit: number;
   readonly concurrencyKey: string | undefined;
+  /** The call's OpenTelemetry trace context (JSON), which each attempt's span links to. */
+  readonly traceContext: string | undefined;
 }
 
 /** The run-option fields of a new row made with `spec`. */
@@ -102,7 +104,7 @@ export interface StoreListQuery {
  * default; a shared PostgreSQL store implements the same contract. All methods may be called
  * concurrently; `save` must be atomic for its whole batch and durable when it resolves.
  */
-export interface Store extends ScheduleStore {
+export interface Store extends ScheduleStore, ConsoleStore {
   /** The highest `sequence` and `position` stored, so the daemon continues from them. */
   counters(): Promise<{ sequence: number; position: number }>;
   /**
@@ -174,4 +176,20 @@ export interface ScheduleStore {
     expectedHandledThrough: number,
     next: { handledThrough: number; lastFiredAt: number | undefined; lastInstanceId: string | undefined },
   ): Promise<boolean>;
+}
+
+/** One minute's finished instances of one status, for the console's throughput view. */
+export interface FinishedCount {
+  /** The minute's start, epoch milliseconds. */
+  readonly minute: number;
+  readonly status: TaskStatus;
+  readonly count: number;
+}
+
+/** What the web console reads that the daemon's own work never needs; both stores implement it. */
+export interface ConsoleStore {
+  /** How many instances of the deployment have each status (statuses with none left out). */
+  statusCounts(deploymentId: string): Promise<Partial<Record<TaskStatus, number>>>;
+  /** Instances of the deployment that finished at or after `since`, counted per minute and status. */
+  finishedPerMinute(deploymentId: string, since: number): Promise<FinishedCount[]>;
 }

@@ -6,6 +6,7 @@ import { failures } from "../../sdk/failures.js";
 import { type TaskOutcome, runTaskFunction } from "../../sdk/run-task-function.js";
 import { TaskControllerImpl } from "../../sdk/task-controller.js";
 import { findTaskFunction } from "../../sdk/task.js";
+import { flushTraces, isTracing, runInProcessSpan } from "../../sdk/tracing.js";
 import {
   DaemonMessage,
   type Start,
@@ -138,6 +139,8 @@ async function grpcLinks(address: string): Promise<{ open: OpenLink; close: () =
 }
 
 const RECONNECT_FOR_MS = 60_000;
+/** At exit, how long a registered OpenTelemetry SDK may take to export its last spans. */
+const FLUSH_TRACES_MS = 2_000;
 
 interface Current {
   readonly start: Start;
@@ -205,7 +208,17 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       outcome =
         fn === undefined
           ? { status: "failed", error: failures.taskNotInModule(start.module, start.taskName) }
-          : await runTaskFunction(fn, start.args, controller);
+          : await (isTracing()
+              ? runInProcessSpan(
+                  {
+                    taskName: start.taskName,
+                    instanceId: start.instanceId,
+                    attempt: start.attempt,
+                    traceContext: start.traceContext,
+                  },
+                  () => runTaskFunction(fn, start.args, controller),
+                )
+              : runTaskFunction(fn, start.args, controller));
     } catch (thrown) {
       outcome = { status: "failed", error: toErrorInfo(thrown) };
     }
@@ -305,6 +318,8 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
   connect();
   const code = await finishedAll;
   links.close();
+  // The process exits next: spans an SDK still holds would be lost.
+  await flushTraces(FLUSH_TRACES_MS);
   return code;
 }
 

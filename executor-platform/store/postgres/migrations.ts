@@ -188,6 +188,10 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (deployment_id, name)
   );
   `,
+  `
+  -- The call's OpenTelemetry trace context (SPEC section 6), which each attempt's span links to.
+  ALTER TABLE instances ADD COLUMN trace_context text;
+  `,
 ];
 
 /**

@@ -4,7 +4,15 @@ import type { ClusterEvent, ClusterStore } from "../cluster-store.js";
 import { type DefinitionRow, toDefinition } from "../definition-row.js";
 import { type InstanceRow, toInstance } from "../instance-columns.js";
 import { SCHEDULE_COLUMNS, scheduleValues, toSchedule } from "../schedule-row.js";
-import type { StoredDefinition, StoredInstance, StoredSchedule, StoreListQuery } from "../store.js";
+import type {
+  FinishedCount,
+  StoredDefinition,
+  StoredInstance,
+  StoredSchedule,
+  StoreListQuery,
+} from "../store.js";
+import type { TaskStatus } from "../../../sdk/task-status.js";
+import type { DaemonLease } from "../cluster-store.js";
 
 const SCHEDULE_LIST = SCHEDULE_COLUMNS.join(", ");
 import { ClusterEventListener, encodeEvent } from "./cluster-event-listener.js";
@@ -171,6 +179,39 @@ export class PostgresStore implements ClusterStore {
 
   async unfinished(): Promise<StoredInstance[]> {
     return (await this.#query<InstanceRow>(UNFINISHED)).map(toInstance);
+  }
+
+  async statusCounts(deploymentId: string): Promise<Partial<Record<TaskStatus, number>>> {
+    const rows = await this.#query<{ status: TaskStatus; n: string }>(
+      "SELECT status, count(*) AS n FROM instances WHERE deployment_id = $1 GROUP BY status",
+      [deploymentId],
+    );
+    return Object.fromEntries(rows.map((row) => [row.status, Number(row.n)]));
+  }
+
+  async finishedPerMinute(deploymentId: string, since: number): Promise<FinishedCount[]> {
+    const rows = await this.#query<{ minute: string; status: TaskStatus; n: string }>(
+      `SELECT (finished_at / 60000) * 60000 AS minute, status, count(*) AS n FROM instances
+         WHERE finished_at >= $1 AND deployment_id = $2 GROUP BY 1, 2 ORDER BY 1`,
+      [since, deploymentId],
+    );
+    return rows.map((row) => ({ minute: Number(row.minute), status: row.status, count: Number(row.n) }));
+  }
+
+  async daemons(): Promise<DaemonLease[]> {
+    // The IN repeats the condition of the open rows' partial index (owner, position), so the
+    // count per daemon reads that index rather than the table.
+    const rows = await this.#query<{ owner: string; lease_until: Date; running: string }>(
+      `SELECT d.owner, d.lease_until,
+         (SELECT count(*) FROM instances i WHERE i.owner = d.owner AND i.status IN ('pending', 'running')
+            AND i.status = 'running') AS running
+       FROM daemons d ORDER BY d.owner`,
+    );
+    return rows.map((row) => ({
+      owner: row.owner,
+      leaseUntil: new Date(row.lease_until).getTime(),
+      running: Number(row.running),
+    }));
   }
 
   async listDefinitions(deploymentId: string): Promise<StoredDefinition[]> {

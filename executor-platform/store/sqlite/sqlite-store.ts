@@ -1,9 +1,16 @@
 import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { isTerminalStatus } from "../../../sdk/task-status.js";
+import { type TaskStatus, isTerminalStatus } from "../../../sdk/task-status.js";
 import { SCHEDULE_COLUMNS, scheduleValues, toSchedule } from "../schedule-row.js";
-import type { Store, StoredDefinition, StoredInstance, StoredSchedule, StoreListQuery } from "../store.js";
+import type {
+  FinishedCount,
+  Store,
+  StoredDefinition,
+  StoredInstance,
+  StoredSchedule,
+  StoreListQuery,
+} from "../store.js";
 import { DEFINITION_COLUMNS, type DefinitionRow, toDefinition } from "../definition-row.js";
 import {
   INSTANCE_COLUMNS,
@@ -103,6 +110,10 @@ const MIGRATIONS: readonly string[] = [
     updated_at       INTEGER NOT NULL,
     PRIMARY KEY (deployment_id, name)
   ) STRICT;
+  `,
+  `
+  -- The call's OpenTelemetry trace context (SPEC section 6), which each attempt's span links to.
+  ALTER TABLE instances ADD COLUMN trace_context TEXT;
   `,
 ];
 
@@ -310,6 +321,24 @@ export class SqliteStore implements Store {
       `DELETE FROM instances WHERE id IN (
          SELECT id FROM instances WHERE finished_at < ? AND status IN ('completed', 'failed', 'cancelled') LIMIT ?)`,
     ).run(before, Math.max(0, Math.floor(limit))).changes;
+  }
+
+  async statusCounts(deploymentId: string): Promise<Partial<Record<TaskStatus, number>>> {
+    const rows = this.#prepare<{ status: TaskStatus; n: number }>(
+      "SELECT status, count(*) AS n FROM instances WHERE deployment_id = ? GROUP BY status",
+    ).all(deploymentId);
+    return Object.fromEntries(rows.map((row) => [row.status, row.n]));
+  }
+
+  async finishedPerMinute(deploymentId: string, since: number): Promise<FinishedCount[]> {
+    // The finished_at index finds the few recent rows; the deployment is checked on each.
+    return this.#prepare<{ minute: number; status: TaskStatus; n: number }>(
+      `SELECT (finished_at / 60000) * 60000 AS minute, status, count(*) AS n FROM instances
+         WHERE finished_at IS NOT NULL AND finished_at >= ? AND deployment_id = ?
+         GROUP BY minute, status ORDER BY minute`,
+    )
+      .all(since, deploymentId)
+      .map((row) => ({ minute: row.minute, status: row.status, count: row.n }));
   }
 
   async listDefinitions(deploymentId: string): Promise<StoredDefinition[]> {

@@ -261,7 +261,14 @@ export interface NewInstance {
    * module of the deployment's task of that name.
    */
   moduleRelative: string;
-  options?: RunOptions | undefined;
+  options?:
+    | RunOptions
+    | undefined;
+  /**
+   * The caller's OpenTelemetry trace context (the propagator's carrier as a JSON object of
+   * strings), so each attempt's span links to the call's. Absent when the caller traces nothing.
+   */
+  traceContext?: string | undefined;
 }
 
 export interface SubmitRequest {
@@ -396,6 +403,8 @@ export interface Start {
   args: string;
   /** 1-based. */
   attempt: number;
+  /** As submitted in NewInstance.trace_context. */
+  traceContext?: string | undefined;
 }
 
 export interface Stop {
@@ -2465,7 +2474,16 @@ export const TriggerScheduleResponse: MessageFns<TriggerScheduleResponse> = {
 };
 
 function createBaseNewInstance(): NewInstance {
-  return { id: "", taskName: "", args: "", createdAtMs: 0, module: "", moduleRelative: "", options: undefined };
+  return {
+    id: "",
+    taskName: "",
+    args: "",
+    createdAtMs: 0,
+    module: "",
+    moduleRelative: "",
+    options: undefined,
+    traceContext: undefined,
+  };
 }
 
 export const NewInstance: MessageFns<NewInstance> = {
@@ -2490,6 +2508,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     }
     if (message.options !== undefined) {
       RunOptions.encode(message.options, writer.uint32(58).fork()).join();
+    }
+    if (message.traceContext !== undefined) {
+      writer.uint32(66).string(message.traceContext);
     }
     return writer;
   },
@@ -2563,6 +2584,14 @@ export const NewInstance: MessageFns<NewInstance> = {
             message.options = RunOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.traceContext = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2596,6 +2625,11 @@ export const NewInstance: MessageFns<NewInstance> = {
         ? globalThis.String(object.module_relative)
         : "",
       options: isSet(object.options) ? RunOptions.fromJSON(object.options) : undefined,
+      traceContext: isSet(object.traceContext)
+        ? globalThis.String(object.traceContext)
+        : isSet(object.trace_context)
+        ? globalThis.String(object.trace_context)
+        : undefined,
     };
   },
 
@@ -2622,6 +2656,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     if (message.options !== undefined) {
       obj.options = RunOptions.toJSON(message.options);
     }
+    if (message.traceContext !== undefined) {
+      obj.traceContext = message.traceContext;
+    }
     return obj;
   },
 
@@ -2639,6 +2676,7 @@ export const NewInstance: MessageFns<NewInstance> = {
     message.options = (object.options !== undefined && object.options !== null)
       ? RunOptions.fromPartial(object.options)
       : undefined;
+    message.traceContext = object.traceContext ?? undefined;
     return message;
   },
 };
@@ -4381,7 +4419,7 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
 };
 
 function createBaseStart(): Start {
-  return { instanceId: "", taskName: "", module: "", args: "", attempt: 0 };
+  return { instanceId: "", taskName: "", module: "", args: "", attempt: 0, traceContext: undefined };
 }
 
 export const Start: MessageFns<Start> = {
@@ -4400,6 +4438,9 @@ export const Start: MessageFns<Start> = {
     }
     if (message.attempt !== 0) {
       writer.uint32(40).uint32(message.attempt);
+    }
+    if (message.traceContext !== undefined) {
+      writer.uint32(50).string(message.traceContext);
     }
     return writer;
   },
@@ -4457,6 +4498,14 @@ export const Start: MessageFns<Start> = {
             message.attempt = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.traceContext = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4484,6 +4533,11 @@ export const Start: MessageFns<Start> = {
       module: isSet(object.module) ? globalThis.String(object.module) : "",
       args: isSet(object.args) ? globalThis.String(object.args) : "",
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      traceContext: isSet(object.traceContext)
+        ? globalThis.String(object.traceContext)
+        : isSet(object.trace_context)
+        ? globalThis.String(object.trace_context)
+        : undefined,
     };
   },
 
@@ -4504,6 +4558,9 @@ export const Start: MessageFns<Start> = {
     if (message.attempt !== 0) {
       obj.attempt = Math.round(message.attempt);
     }
+    if (message.traceContext !== undefined) {
+      obj.traceContext = message.traceContext;
+    }
     return obj;
   },
 
@@ -4517,6 +4574,7 @@ export const Start: MessageFns<Start> = {
     message.module = object.module ?? "";
     message.args = object.args ?? "";
     message.attempt = object.attempt ?? 0;
+    message.traceContext = object.traceContext ?? undefined;
     return message;
   },
 };

@@ -245,7 +245,14 @@ export interface NewInstance {
    * module of the deployment's task of that name.
    */
   moduleRelative: string;
-  options?: RunOptions | undefined;
+  options?:
+    | RunOptions
+    | undefined;
+  /**
+   * The caller's OpenTelemetry trace context (the propagator's carrier as a JSON object of
+   * strings), so each attempt's span links to the call's. Absent when the caller traces nothing.
+   */
+  traceContext?: string | undefined;
 }
 
 export interface SubmitRequest {
@@ -380,6 +387,8 @@ export interface Start {
   args: string;
   /** 1-based. */
   attempt: number;
+  /** As submitted in NewInstance.trace_context. */
+  traceContext?: string | undefined;
 }
 
 export interface Stop {
@@ -2449,7 +2458,16 @@ export const TriggerScheduleResponse: MessageFns<TriggerScheduleResponse> = {
 };
 
 function createBaseNewInstance(): NewInstance {
-  return { id: "", taskName: "", args: "", createdAtMs: 0, module: "", moduleRelative: "", options: undefined };
+  return {
+    id: "",
+    taskName: "",
+    args: "",
+    createdAtMs: 0,
+    module: "",
+    moduleRelative: "",
+    options: undefined,
+    traceContext: undefined,
+  };
 }
 
 export const NewInstance: MessageFns<NewInstance> = {
@@ -2474,6 +2492,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     }
     if (message.options !== undefined) {
       RunOptions.encode(message.options, writer.uint32(58).fork()).join();
+    }
+    if (message.traceContext !== undefined) {
+      writer.uint32(66).string(message.traceContext);
     }
     return writer;
   },
@@ -2547,6 +2568,14 @@ export const NewInstance: MessageFns<NewInstance> = {
             message.options = RunOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.traceContext = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2580,6 +2609,11 @@ export const NewInstance: MessageFns<NewInstance> = {
         ? globalThis.String(object.module_relative)
         : "",
       options: isSet(object.options) ? RunOptions.fromJSON(object.options) : undefined,
+      traceContext: isSet(object.traceContext)
+        ? globalThis.String(object.traceContext)
+        : isSet(object.trace_context)
+        ? globalThis.String(object.trace_context)
+        : undefined,
     };
   },
 
@@ -2606,6 +2640,9 @@ export const NewInstance: MessageFns<NewInstance> = {
     if (message.options !== undefined) {
       obj.options = RunOptions.toJSON(message.options);
     }
+    if (message.traceContext !== undefined) {
+      obj.traceContext = message.traceContext;
+    }
     return obj;
   },
 
@@ -2623,6 +2660,7 @@ export const NewInstance: MessageFns<NewInstance> = {
     message.options = (object.options !== undefined && object.options !== null)
       ? RunOptions.fromPartial(object.options)
       : undefined;
+    message.traceContext = object.traceContext ?? undefined;
     return message;
   },
 };
@@ -4365,7 +4403,7 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
 };
 
 function createBaseStart(): Start {
-  return { instanceId: "", taskName: "", module: "", args: "", attempt: 0 };
+  return { instanceId: "", taskName: "", module: "", args: "", attempt: 0, traceContext: undefined };
 }
 
 export const Start: MessageFns<Start> = {
@@ -4384,6 +4422,9 @@ export const Start: MessageFns<Start> = {
     }
     if (message.attempt !== 0) {
       writer.uint32(40).uint32(message.attempt);
+    }
+    if (message.traceContext !== undefined) {
+      writer.uint32(50).string(message.traceContext);
     }
     return writer;
   },
@@ -4441,6 +4482,14 @@ export const Start: MessageFns<Start> = {
             message.attempt = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.traceContext = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4468,6 +4517,11 @@ export const Start: MessageFns<Start> = {
       module: isSet(object.module) ? globalThis.String(object.module) : "",
       args: isSet(object.args) ? globalThis.String(object.args) : "",
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      traceContext: isSet(object.traceContext)
+        ? globalThis.String(object.traceContext)
+        : isSet(object.trace_context)
+        ? globalThis.String(object.trace_context)
+        : undefined,
     };
   },
 
@@ -4488,6 +4542,9 @@ export const Start: MessageFns<Start> = {
     if (message.attempt !== 0) {
       obj.attempt = Math.round(message.attempt);
     }
+    if (message.traceContext !== undefined) {
+      obj.traceContext = message.traceContext;
+    }
     return obj;
   },
 
@@ -4501,6 +4558,7 @@ export const Start: MessageFns<Start> = {
     message.module = object.module ?? "";
     message.args = object.args ?? "";
     message.attempt = object.attempt ?? 0;
+    message.traceContext = object.traceContext ?? undefined;
     return message;
   },
 };
