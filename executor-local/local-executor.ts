@@ -3,11 +3,13 @@ import {
   type InstancePage,
   type InstanceQuery,
   type InstanceSnapshot,
+  type LogsOptions,
   type SubmitRequest,
   type TaskDefinition,
+  type TaskLogLine,
   listLimit,
 } from "../sdk/executor.js";
-import { TaskTimeoutError } from "../sdk/errors.js";
+import { TaskNotFoundError, TaskTimeoutError } from "../sdk/errors.js";
 import { type AnyTaskFunction, runTaskFunction, type TaskOutcome } from "../sdk/run-task-function.js";
 import { TaskControllerImpl } from "../sdk/task-controller.js";
 import { isTerminalStatus } from "../sdk/task-status.js";
@@ -21,6 +23,9 @@ import { isTracing, runInProcessSpan } from "../sdk/tracing.js";
 import { ConcurrencyGates } from "./concurrency-gates.js";
 import { Entry, type Listener, OptionEntry, publish, readyFirst, snapshotOf } from "./entry.js";
 import { Heap } from "./heap.js";
+import { DEFAULT_LOG_BYTES } from "../sdk/log-lines.js";
+import { installOutputCapture } from "../sdk/output-capture.js";
+import { LocalLogs } from "./local-logs.js";
 
 /** Options of {@link LocalExecutor}. */
 export interface LocalExecutorOptions {
@@ -29,6 +34,11 @@ export interface LocalExecutorOptions {
    * creation order. Default 4.
    */
   readonly concurrency?: number;
+  /**
+   * Console output kept per instance, in bytes: the first quarter of it and the most recent
+   * rest. Default 1 MiB; 0 keeps none. Output is written to the terminal as well.
+   */
+  readonly logBytes?: number;
 }
 
 /**
@@ -64,6 +74,8 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
   #closed = false;
   /** The entry submitted last: a handle watches it right away, and needs no lookup for that. */
   #submitted: Entry | undefined;
+  /** Console output of each instance that wrote any; undefined when none is kept. */
+  readonly #logs: LocalLogs | undefined;
 
   constructor(options: LocalExecutorOptions = {}) {
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
@@ -71,6 +83,14 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
       throw new RangeError(`concurrency must be a whole number of at least 1, got ${concurrency}`);
     }
     this.#concurrency = concurrency;
+    const logBytes = options.logBytes ?? DEFAULT_LOG_BYTES;
+    if (!Number.isInteger(logBytes) || logBytes < 0) {
+      throw new RangeError(`logBytes must be a whole number of at least 0, got ${logBytes}`);
+    }
+    if (logBytes > 0) {
+      this.#logs = new LocalLogs(logBytes);
+      installOutputCapture();
+    }
   }
 
   /** Submitting an id again (an idempotency key's id too) returns the instance it already names. */
@@ -182,6 +202,22 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     };
   }
 
+  logs(id: string, options: LogsOptions = {}): AsyncIterable<TaskLogLine> {
+    return this.#readLogs(id, options);
+  }
+
+  async *#readLogs(id: string, options: LogsOptions): AsyncGenerator<TaskLogLine, void> {
+    const found = this.#find(id);
+    if (found === undefined) throw new TaskNotFoundError(id);
+    if (this.#logs === undefined) return;
+    if (isTerminalStatus(snapshotOf(found).status)) this.#logs.end(id);
+    yield* this.#logs.read(id, options, (onEnd) =>
+      this.watch(id, 0, (snapshot) => {
+        if (isTerminalStatus(snapshot.status)) onEnd();
+      }),
+    );
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const entry of this.#timed) clearTimeout(entry.timer);
@@ -291,6 +327,7 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     }
     this.#running++;
     const controller = new TaskControllerImpl(s.id, s.taskName, entry);
+    controller.outputSink = this.#logs;
     entry.controller = controller;
     publish(entry, "running", s.progress, s.output, s.result, s.error, Date.now(), s.finishedAt);
     const outcome = runAttempt(entry, fn, args, controller, 1);
@@ -397,6 +434,7 @@ export class LocalExecutor implements Executor, ScheduleExecutor {
     const now = Date.now();
     entry.beginAttempt(now);
     const controller = new TaskControllerImpl(s.id, s.taskName, entry);
+    controller.outputSink = this.#logs;
     entry.controller = controller;
     const timeoutMs = entry.spec.timeoutMs;
     if (timeoutMs !== undefined) {

@@ -47,6 +47,34 @@ export interface InstanceSnapshot {
   readonly attempts?: readonly AttemptRecord[] | undefined;
   /** While pending between attempts: when the next one may start (epoch ms). */
   readonly nextAttemptAt?: number | undefined;
+  /** Platform: its workload's exit code (128 + the signal's number when killed by one), once known. */
+  readonly exitCode?: number | undefined;
+  /** Platform: the CPU time its last attempt's workload used, once it ended. */
+  readonly cpuSeconds?: number | undefined;
+  /** Platform: the peak resident memory of its last attempt's workload, once it ended. */
+  readonly peakMemoryBytes?: number | undefined;
+}
+
+/** One line a task instance wrote to stdout or stderr (console output included). */
+export interface TaskLogLine {
+  /** When it was written (read, for a workload's own pipes). */
+  readonly at: Date;
+  readonly stream: "stdout" | "stderr";
+  /** Without its line break. */
+  readonly line: string;
+}
+
+/** Options of `instance.logs()` and {@link Executor.logs}. */
+export interface LogsOptions {
+  /**
+   * After the lines kept so far, go on with each line the instance writes next, until it has
+   * ended (the iteration then ends by itself). Default false: only what is kept now.
+   */
+  readonly follow?: boolean;
+  /** Only the last this many lines of what is kept (with `follow`, then the new ones). Default: all. */
+  readonly tail?: number;
+  /** Ends the iteration early, throwing the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 /** What calling a task hands its executor. */
@@ -124,6 +152,13 @@ export interface Executor {
    * one (then the watch ends by itself) or until the returned function is called.
    */
   watch(id: string, afterRevision: number, listener: (snapshot: InstanceSnapshot) => void): () => void;
+  /**
+   * The instance's stdout and stderr lines as the executor keeps them, bounded per instance: the
+   * first part and the most recent part, with a line saying what was dropped between. Optional:
+   * an executor without it keeps no logs. The iteration throws `TaskNotFoundError` for an
+   * unknown id.
+   */
+  logs?(id: string, options: LogsOptions): AsyncIterable<TaskLogLine>;
   /** Releases connections and timers; running local work is not awaited. */
   close(): Promise<void>;
 }

@@ -23,6 +23,8 @@ export type {
   InstanceQuery,
   InstancePage,
   TaskDefinition,
+  TaskLogLine,
+  LogsOptions,
 } from "./executor.js";
 export { getTaskController, getTaskInputs, type TaskController } from "./task-controller.js";
 export {

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { type EncodedValue, decodeValue, encodeValue } from "./codec.js";
 import { NoTaskContextError, TaskInputError } from "./errors.js";
+import type { OutputSink } from "./output-capture.js";
 
 /** What a running task uses to report and to learn that it should stop. */
 export interface TaskController {
@@ -35,6 +36,8 @@ export class TaskControllerImpl implements TaskController {
   readonly taskName: string;
   /** The instance's encoded arguments, for `getTaskInputs()`; set when the function is called. */
   inputs: EncodedValue | undefined;
+  /** Where console output written in the task's async context goes; set by executors that keep logs. */
+  outputSink: OutputSink | undefined = undefined;
   #abort: AbortController | undefined;
   #stopReason: Error | undefined;
   readonly #sink: ControllerSink;
@@ -133,6 +136,11 @@ export function getTaskInputs(): unknown[] {
   if (controller === undefined) throw new NoTaskContextError("getTaskInputs");
   const inputs = (controller as TaskControllerImpl).inputs ?? process.env.TASK_DATA_INPUT;
   return inputs === undefined || inputs === "" ? [] : (decodeValue(inputs) as unknown[]);
+}
+
+/** The controller of the task this code runs in, or undefined outside a task. */
+export function currentTaskController(): TaskController | undefined {
+  return context.getStore();
 }
 
 /**

@@ -1,6 +1,12 @@
 import { decodeValue } from "./codec.js";
-import { TaskCancelledError, type TaskErrorInfo, TaskTimeoutError, errorForFailure } from "./errors.js";
-import type { AttemptRecord, Executor, InstanceSnapshot } from "./executor.js";
+import {
+  TaskCancelledError,
+  TaskError,
+  type TaskErrorInfo,
+  TaskTimeoutError,
+  errorForFailure,
+} from "./errors.js";
+import type { AttemptRecord, Executor, InstanceSnapshot, LogsOptions, TaskLogLine } from "./executor.js";
 import { failures } from "./failures.js";
 import { type TaskStatus, isTerminalStatus } from "./task-status.js";
 
@@ -32,6 +38,12 @@ export interface TaskSnapshot<R = unknown> {
   readonly scheduledFor: Date | undefined;
   readonly priority: number;
   readonly idempotencyKey: string | undefined;
+  /** Platform: its workload's exit code, once known. */
+  readonly exitCode: number | undefined;
+  /** Platform: CPU time of its last attempt's workload. */
+  readonly cpuSeconds: number | undefined;
+  /** Platform: peak resident memory of its last attempt's workload. */
+  readonly peakMemoryBytes: number | undefined;
 }
 
 /** One attempt of an instance. */
@@ -158,6 +170,43 @@ export class TaskInstanceState<R = unknown> {
   get idempotencyKey(): string | undefined {
     return this.#snapshot.spec?.idempotencyKey;
   }
+  /**
+   * Platform: its workload's exit code (128 + the signal's number when a signal killed it), once
+   * known: when its own workload process ended, or when a pool worker died running it.
+   */
+  get exitCode(): number | undefined {
+    return this.#snapshot.exitCode;
+  }
+  /** Platform: the CPU time (user and system) its last attempt's workload used. */
+  get cpuSeconds(): number | undefined {
+    return this.#snapshot.cpuSeconds;
+  }
+  /** Platform: the peak resident memory of its last attempt's workload (a pool worker's, so far). */
+  get peakMemoryBytes(): number | undefined {
+    return this.#snapshot.peakMemoryBytes;
+  }
+
+  /**
+   * Its stdout and stderr (console output included), line by line as kept: the first part and
+   * the most recent part of what it wrote, with a line saying how much was dropped between.
+   * With `follow`, goes on with what it writes next and ends once it has ended.
+   *
+   * ```ts
+   * for await (const { at, stream, line } of instance.logs({ follow: true, tail: 20 })) console.log(line);
+   * ```
+   * @throws {RangeError} when `tail` is not a whole number of at least 0.
+   * @throws {TaskError} (code `LOGS_UNAVAILABLE`) when the executor keeps no logs.
+   */
+  logs(options: LogsOptions = {}): AsyncIterable<TaskLogLine> {
+    const { tail } = options;
+    if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) {
+      throw new RangeError(`logs: tail must be a whole number of at least 0, got ${String(tail)}`);
+    }
+    if (this.#executor.logs === undefined) {
+      throw new TaskError("LOGS_UNAVAILABLE", "this executor keeps no logs of task instances");
+    }
+    return this.#executor.logs(this.id, options);
+  }
 
   /** True once completed, failed or cancelled. */
   isDone(): boolean {
@@ -226,6 +275,9 @@ export class TaskInstanceState<R = unknown> {
       scheduledFor: this.scheduledFor,
       priority: this.priority,
       idempotencyKey: this.idempotencyKey,
+      exitCode: this.exitCode,
+      cpuSeconds: this.cpuSeconds,
+      peakMemoryBytes: this.peakMemoryBytes,
     };
   }
 
