@@ -752,7 +752,7 @@ describe("PostgresStore", () => {
   it("migrates a fresh database once when several daemons open it at once, and refuses a newer schema", async () => {
     const url = await database();
     const opened = await Promise.all(Array.from({ length: 5 }, () => open(url)));
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 5 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 6 }]);
     expect(await sql(url, "SELECT value FROM feed_offset")).toEqual([{ value: "0" }]);
     const [saved] = (await opened[0]?.saveAssigned([row(0, { position: 0 })])) ?? [];
     await final(opened[4] as PostgresStore, saved?.sequence ?? 0);
@@ -780,6 +780,9 @@ describe("PostgresStore", () => {
       url,
       `DROP TABLE feed_offset; DROP SEQUENCE instance_positions;
        DROP FUNCTION numerous_tasks_claim; DROP INDEX instances_limited, instances_finished; DROP TABLE schedules;
+       DROP TRIGGER instance_logs_go_with_instances ON instances; DROP FUNCTION numerous_tasks_drop_logs;
+       DROP TABLE instance_logs;
+       ALTER TABLE instances DROP COLUMN exit_code, DROP COLUMN cpu_seconds, DROP COLUMN peak_memory_bytes;
        ALTER TABLE instances DROP COLUMN options, DROP COLUMN priority, DROP COLUMN ready_at,
          DROP COLUMN attempt, DROP COLUMN max_attempts, DROP COLUMN attempts,
          DROP COLUMN concurrency_limit, DROP COLUMN per_key_limit, DROP COLUMN concurrency_key,
@@ -790,7 +793,7 @@ describe("PostgresStore", () => {
     await first.close();
 
     const upgraded = await open(url);
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 5 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 6 }]);
     const [next] = await upgraded.saveAssigned([row(0, { id: "new", position: 0 })]);
     expect(next?.sequence).toBeGreaterThan(old);
     expect(next?.position).toBe(41);

@@ -406,6 +406,47 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
       expect(await second.listDefinitions("dep-a")).toHaveLength(1);
     });
 
+    it("appends, rewrites and deletes log chunks in order, and deletes an instance's logs with it", async () => {
+      const { store } = await fresh();
+      await save(store, [storedRow(1, { status: "completed", finishedAt: 1_000 }), storedRow(2)]);
+      const chunk = (instanceId: string, line: string) => ({
+        instanceId,
+        lines: JSON.stringify([[1_700_000_000_000, 0, line]]),
+        lineCount: 1,
+      });
+      const [a, b, c] = await store.writeLogs({
+        append: [
+          chunk("inst-1", "one"),
+          { instanceId: "inst-1", lines: "[]", lineCount: 0 },
+          chunk("inst-2", "two"),
+        ],
+        rewrite: [],
+        remove: [],
+      });
+      expect(a !== undefined && b !== undefined && c !== undefined && a < b && b < c).toBe(true);
+      const [d] = await store.writeLogs({
+        append: [chunk("inst-1", "three")],
+        rewrite: [{ chunk: b as number, ...chunk("inst-1", "between") }],
+        remove: [a as number],
+      });
+      const between = { chunk: b, ...chunk("inst-1", "between") };
+      const three = { chunk: d, ...chunk("inst-1", "three") };
+      expect(await store.readLogs("inst-1", 0, 10)).toEqual([between, three]);
+      expect(await store.readLogs("inst-1", b as number, 10)).toEqual([three]);
+      expect(await store.readLogs("inst-1", 0, 1)).toEqual([between]);
+      expect(await store.readLogsBackward("inst-1", Number.MAX_SAFE_INTEGER, 1)).toEqual([three]);
+      expect(await store.readLogsBackward("inst-1", d as number, 10)).toEqual([between]);
+      expect(await store.readLogs("missing", 0, 10)).toEqual([]);
+
+      // Retention takes the finished instance's logs with it, and leaves the others'.
+      expect(await store.deleteFinished(2_000, 10)).toBe(1);
+      expect(await store.readLogs("inst-1", 0, 10)).toEqual([]);
+      expect(await store.readLogs("inst-2", 0, 10)).toEqual([{ chunk: c, ...chunk("inst-2", "two") }]);
+      await store.close();
+      await expect(store.readLogs("inst-2", 0, 1)).rejects.toThrow(/closed/);
+      await expect(store.writeLogs({ append: [], rewrite: [], remove: [1] })).rejects.toThrow(/closed/);
+    });
+
     it("rejects every call after close with a clear error", async () => {
       const { store } = await fresh();
       await store.close();

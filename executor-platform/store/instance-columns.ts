@@ -50,6 +50,14 @@ const integer: ColumnCodec<number> = {
   read: (value) => value as number,
 };
 
+const optionalReal: ColumnCodec<number | undefined> = {
+  sqlite: "REAL",
+  postgres: "double precision",
+  nullable: true,
+  write: (value) => value ?? null,
+  read: (value) => (value ?? undefined) as number | undefined,
+};
+
 const optionalInteger: ColumnCodec<number | undefined> = {
   sqlite: "INTEGER",
   postgres: "bigint",
@@ -121,6 +129,10 @@ const DECLARED: {
   concurrencyKey: { name: "concurrency_key", codec: optionalText },
   // Added by SQLite migration 4, PostgreSQL migration 5 (traces).
   traceContext: { name: "trace_context", codec: optionalText },
+  // Added by SQLite migration 5, PostgreSQL migration 6 (what the workload used).
+  exitCode: { name: "exit_code", codec: optionalInteger },
+  cpuSeconds: { name: "cpu_seconds", codec: optionalReal },
+  peakMemoryBytes: { name: "peak_memory_bytes", codec: optionalInteger },
 };
 
 /** One column of the `instances` table, bound to its field of {@link StoredInstance}. */

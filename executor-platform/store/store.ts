@@ -52,13 +52,20 @@ export interface StoredInstance {
   readonly concurrencyKey: string | undefined;
   /** The call's OpenTelemetry trace context (JSON), which each attempt's span links to. */
   readonly traceContext: string | undefined;
+  // What its workload used (SPEC section 6), once known; see the Instance message.
+  readonly exitCode: number | undefined;
+  readonly cpuSeconds: number | undefined;
+  readonly peakMemoryBytes: number | undefined;
 }
 
-/** The run-option fields of a new row made with `spec`. */
+/** The run fields of a new row made with `spec`: its run options, and what it used (nothing yet). */
 export function runFields(
   spec: RunSpec | undefined,
 ): Pick<
   StoredInstance,
+  | "exitCode"
+  | "cpuSeconds"
+  | "peakMemoryBytes"
   | "spec"
   | "priority"
   | "readyAt"
@@ -79,6 +86,9 @@ export function runFields(
     concurrencyLimit: spec?.concurrencyLimit ?? 0,
     perKeyLimit: spec?.perKeyLimit ?? 0,
     concurrencyKey: spec?.concurrencyKey,
+    exitCode: undefined,
+    cpuSeconds: undefined,
+    peakMemoryBytes: undefined,
   };
 }
 
@@ -97,6 +107,23 @@ export interface StoreListQuery {
   /** Only instances with a greater position. */
   readonly afterPosition?: number | undefined;
   readonly limit: number;
+}
+
+/** A piece of an instance's kept output, as stored. */
+export interface StoredLogChunk {
+  /** Grows with every chunk the store takes: an instance's chunks in order. */
+  readonly chunk: number;
+  readonly instanceId: string;
+  /** JSON: `[[atMs, stream (0 stdout, 1 stderr), line], ...]`. */
+  readonly lines: string;
+  readonly lineCount: number;
+}
+
+/** One write of logs, in one transaction: new chunks, chunks rewritten in place, chunks deleted. */
+export interface LogWrite {
+  readonly append: ReadonlyArray<Omit<StoredLogChunk, "chunk">>;
+  readonly rewrite: ReadonlyArray<Omit<StoredLogChunk, "instanceId">>;
+  readonly remove: readonly number[];
 }
 
 /**
@@ -125,8 +152,21 @@ export interface Store extends ScheduleStore, ConsoleStore {
   /** Every pending or running row, in creation order: what a restarted daemon takes up again. */
   unfinished(): Promise<StoredInstance[]>;
   listDefinitions(deploymentId: string): Promise<StoredDefinition[]>;
-  /** Deletes up to `limit` finished rows whose `finishedAt` is before `before`; resolves how many. */
+  /**
+   * Deletes up to `limit` finished rows whose `finishedAt` is before `before`, with their logs;
+   * resolves how many.
+   */
   deleteFinished(before: number, limit: number): Promise<number>;
+  /**
+   * Writes logs (see {@link LogWrite}); resolves the appended chunks' numbers in order. Not
+   * synced to disk on its own: logs ride along with the next synced write, and survive a crash
+   * of the daemon either way.
+   */
+  writeLogs(write: LogWrite): Promise<number[]>;
+  /** Up to `limit` of an instance's chunks after chunk `after` (0: from the first), oldest first. */
+  readLogs(instanceId: string, after: number, limit: number): Promise<StoredLogChunk[]>;
+  /** Up to `limit` of an instance's chunks before chunk `before`, newest first. */
+  readLogsBackward(instanceId: string, before: number, limit: number): Promise<StoredLogChunk[]>;
   close(): Promise<void>;
 }
 

@@ -192,6 +192,29 @@ const MIGRATIONS: readonly string[] = [
   -- The call's OpenTelemetry trace context (SPEC section 6), which each attempt's span links to.
   ALTER TABLE instances ADD COLUMN trace_context text;
   `,
+  `
+  -- Logs (SPEC section 6): what the workload used, and its output in chunks, which are appended
+  -- (rewriting a growing row would cost more with every line) and go with their instance.
+  ALTER TABLE instances
+    ADD COLUMN exit_code         bigint,
+    ADD COLUMN cpu_seconds       double precision,
+    ADD COLUMN peak_memory_bytes bigint;
+  CREATE TABLE instance_logs (
+    chunk       bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    instance_id text    NOT NULL,
+    lines       text    NOT NULL,
+    line_count  integer NOT NULL
+  );
+  CREATE INDEX instance_logs_by_instance ON instance_logs (instance_id, chunk);
+  CREATE FUNCTION numerous_tasks_drop_logs() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    DELETE FROM instance_logs WHERE instance_id IN (SELECT id FROM gone);
+    RETURN NULL;
+  END
+  $fn$;
+  CREATE TRIGGER instance_logs_go_with_instances AFTER DELETE ON instances
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION numerous_tasks_drop_logs();
+  `,
 ];
 
 /**

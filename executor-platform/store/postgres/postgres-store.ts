@@ -6,8 +6,10 @@ import { type InstanceRow, toInstance } from "../instance-columns.js";
 import { SCHEDULE_COLUMNS, scheduleValues, toSchedule } from "../schedule-row.js";
 import type {
   FinishedCount,
+  LogWrite,
   StoredDefinition,
   StoredInstance,
+  StoredLogChunk,
   StoredSchedule,
   StoreListQuery,
 } from "../store.js";
@@ -16,6 +18,7 @@ import type { DaemonLease } from "../cluster-store.js";
 
 const SCHEDULE_LIST = SCHEDULE_COLUMNS.join(", ");
 import { ClusterEventListener, encodeEvent } from "./cluster-event-listener.js";
+import { readLogs, writeLogs } from "./logs.js";
 import { migrate } from "./migrations.js";
 import {
   CHANGES_SINCE,
@@ -325,6 +328,21 @@ export class PostgresStore implements ClusterStore {
   async deleteFinished(before: number, limit: number): Promise<number> {
     this.#checkOpen();
     return deleteFinished(this.#target, before, limit);
+  }
+
+  async writeLogs(write: LogWrite): Promise<number[]> {
+    this.#checkOpen();
+    return writeLogs(this.#target, write);
+  }
+
+  async readLogs(instanceId: string, after: number, limit: number): Promise<StoredLogChunk[]> {
+    this.#checkOpen();
+    return readLogs(this.#target, instanceId, after, limit, "forward");
+  }
+
+  async readLogsBackward(instanceId: string, before: number, limit: number): Promise<StoredLogChunk[]> {
+    this.#checkOpen();
+    return readLogs(this.#target, instanceId, before, limit, "backward");
   }
 
   async publish(event: ClusterEvent): Promise<void> {

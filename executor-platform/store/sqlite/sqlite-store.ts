@@ -8,6 +8,8 @@ import type {
   Store,
   StoredDefinition,
   StoredInstance,
+  LogWrite,
+  StoredLogChunk,
   StoredSchedule,
   StoreListQuery,
 } from "../store.js";
@@ -115,6 +117,24 @@ const MIGRATIONS: readonly string[] = [
   -- The call's OpenTelemetry trace context (SPEC section 6), which each attempt's span links to.
   ALTER TABLE instances ADD COLUMN trace_context TEXT;
   `,
+  `
+  -- Logs (SPEC section 6): what the workload used, and its output in chunks, which are appended
+  -- (rewriting a growing row would cost more with every line) and go with their instance.
+  ALTER TABLE instances ADD COLUMN exit_code         INTEGER;
+  ALTER TABLE instances ADD COLUMN cpu_seconds       REAL;
+  ALTER TABLE instances ADD COLUMN peak_memory_bytes INTEGER;
+  CREATE TABLE instance_logs (
+    chunk       INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT    NOT NULL,
+    lines       TEXT    NOT NULL,
+    line_count  INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX instance_logs_by_instance ON instance_logs (instance_id, chunk);
+  CREATE TRIGGER instance_logs_go_with_instances AFTER DELETE ON instances
+  BEGIN
+    DELETE FROM instance_logs WHERE instance_id = old.id;
+  END;
+  `,
 ];
 
 const COLUMNS = instanceColumnList();
@@ -133,6 +153,7 @@ export class SqliteStore implements Store {
   readonly #saveBatch: Database.Transaction<
     (rows: readonly StoredInstance[], definitions: readonly StoredDefinition[]) => void
   >;
+  readonly #writeLogs: Database.Transaction<(write: LogWrite) => number[]>;
 
   /** Use {@link openSqliteStore}; this takes an already opened and migrated database. */
   constructor(db: Database.Database, file: string) {
@@ -163,6 +184,20 @@ export class SqliteStore implements Store {
         if (rows.length > 0) this.#bumpCounters.run(sequence, position);
       },
     );
+    const appendLog = db.prepare(
+      "INSERT INTO instance_logs (instance_id, lines, line_count) VALUES (?, ?, ?)",
+    );
+    const rewriteLog = db.prepare("UPDATE instance_logs SET lines = ?, line_count = ? WHERE chunk = ?");
+    const removeLog = db.prepare("DELETE FROM instance_logs WHERE chunk = ?");
+    this.#writeLogs = db.transaction((write: LogWrite) => {
+      const chunks: number[] = [];
+      for (const c of write.append) {
+        chunks.push(Number(appendLog.run(c.instanceId, c.lines, c.lineCount).lastInsertRowid));
+      }
+      for (const c of write.rewrite) rewriteLog.run(c.lines, c.lineCount, c.chunk);
+      for (const chunk of write.remove) removeLog.run(chunk);
+      return chunks;
+    });
   }
 
   async counters(): Promise<{ sequence: number; position: number }> {
@@ -341,6 +376,31 @@ export class SqliteStore implements Store {
       .map((row) => ({ minute: row.minute, status: row.status, count: row.n }));
   }
 
+  async writeLogs(write: LogWrite): Promise<number[]> {
+    const db = this.#open();
+    if (this.#synced) {
+      db.pragma("synchronous = NORMAL");
+      this.#synced = false;
+    }
+    return this.#writeLogs.immediate(write);
+  }
+
+  async readLogs(instanceId: string, after: number, limit: number): Promise<StoredLogChunk[]> {
+    return this.#prepare<LogRow>(
+      "SELECT chunk, lines, line_count FROM instance_logs WHERE instance_id = ? AND chunk > ? ORDER BY chunk LIMIT ?",
+    )
+      .all(instanceId, after, Math.max(0, Math.floor(limit)))
+      .map((row) => toLogChunk(instanceId, row));
+  }
+
+  async readLogsBackward(instanceId: string, before: number, limit: number): Promise<StoredLogChunk[]> {
+    return this.#prepare<LogRow>(
+      "SELECT chunk, lines, line_count FROM instance_logs WHERE instance_id = ? AND chunk < ? ORDER BY chunk DESC LIMIT ?",
+    )
+      .all(instanceId, before, Math.max(0, Math.floor(limit)))
+      .map((row) => toLogChunk(instanceId, row));
+  }
+
   async listDefinitions(deploymentId: string): Promise<StoredDefinition[]> {
     return this.#prepare<DefinitionRow>(
       `SELECT ${DEFINITION_COLUMNS} FROM definitions WHERE deployment_id = ? ORDER BY name`,
@@ -375,6 +435,16 @@ export class SqliteStore implements Store {
     }
     return statement as Statement<R>;
   }
+}
+
+interface LogRow {
+  chunk: number;
+  lines: string;
+  line_count: number;
+}
+
+function toLogChunk(instanceId: string, row: LogRow): StoredLogChunk {
+  return { chunk: row.chunk, instanceId, lines: row.lines, lineCount: row.line_count };
 }
 
 /** Opens (creating if needed) the store in `dataDir` and brings its schema up to date. */
