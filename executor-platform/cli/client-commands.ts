@@ -27,6 +27,7 @@ import {
   watchLine,
 } from "./instance-view.js";
 import { type RunFlags, RunUsageError, parseRunRequest, startByName } from "./run-command.js";
+import { addLogsCommand } from "./logs-command.js";
 
 export { ExitCode } from "./exit-code.js";
 export { table } from "./instance-view.js";
@@ -263,6 +264,8 @@ export function addClientCommands(program: Command, exit: (code: number) => void
         }),
       );
     });
+
+  addLogsCommand(tasks, address, exit);
 
   tasks
     .command("definitions")

@@ -1,4 +1,5 @@
 import type { Executor, InstanceSnapshot } from "../../sdk/executor.js";
+import { formatBytes } from "../../sdk/log-lines.js";
 import { maxAttemptsOf } from "../../sdk/run-options.js";
 import { TaskInstanceState, type TaskSnapshot } from "../../sdk/task-instance-state.js";
 
@@ -85,7 +86,18 @@ export function detailLines(view: InstanceView, now: number): string[] {
     );
   }
   if (view.output !== undefined) lines.push(`output: ${JSON.stringify(view.output)}`);
+  const usage = usageOf(view);
+  if (usage !== "") lines.push(usage);
   return lines;
+}
+
+/** What its workload used, as far as known: `exit code: 0  cpu: 0.12 s  peak memory: 48 MiB`. */
+function usageOf(view: InstanceView): string {
+  const parts: string[] = [];
+  if (view.exitCode !== undefined) parts.push(`exit code: ${view.exitCode}`);
+  if (view.cpuSeconds !== undefined) parts.push(`cpu: ${view.cpuSeconds.toFixed(2)} s`);
+  if (view.peakMemoryBytes !== undefined) parts.push(`peak memory: ${formatBytes(view.peakMemoryBytes)}`);
+  return parts.join("  ");
 }
 
 /** `tasks watch`'s line for a snapshot, when not on a terminal. */

@@ -7,6 +7,7 @@ import { pino } from "pino";
 import { addClientCommands } from "./client-commands.js";
 import { addScheduleCommands } from "./schedule-commands.js";
 import { parseDuration } from "./duration.js";
+import { DEFAULT_LOG_BYTES } from "../../sdk/log-lines.js";
 import { type LogDestination, openStdoutDestination } from "./log-destination.js";
 import { AccessControl, loadTokenGrants } from "../daemon/access-control.js";
 import { createDaemon } from "../daemon/daemon.js";
@@ -172,6 +173,15 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       ),
     )
     .addOption(
+      new Option(
+        "--log-bytes <n>",
+        "stdout and stderr kept per task instance: its first quarter and the most recent rest (0: none)",
+      )
+        .env("NUMEROUS_EXECUTOR_LOG_BYTES")
+        .argParser(whole)
+        .default(DEFAULT_LOG_BYTES),
+    )
+    .addOption(
       new Option("--log-level <level>", "pino log level")
         .env("NUMEROUS_EXECUTOR_LOG_LEVEL")
         .choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
@@ -232,6 +242,7 @@ interface ServeOptions {
   insecure?: boolean;
   logLevel: string;
   logBufferBytes: number;
+  logBytes: number;
 }
 
 /** At exit, how long log lines still waiting may take to reach a reader. */
@@ -332,6 +343,7 @@ async function serveWith(options: ServeOptions, destination: LogDestination): Pr
     onFatal: (reason) => fatal?.(reason),
     ...(http === undefined ? {} : { http }),
     logger,
+    logBytes: options.logBytes,
   });
   await daemon.listen(options.listen);
   if (!isLoopbackAddress(options.listen) && grants.length === 0) {

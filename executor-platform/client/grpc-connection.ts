@@ -9,10 +9,18 @@ import {
   type TaskErrorInfo,
   TaskNotFoundError,
 } from "../../sdk/errors.js";
-import type { InstancePage, InstanceQuery, InstanceSnapshot, TaskDefinition } from "../../sdk/executor.js";
+import type {
+  InstancePage,
+  InstanceQuery,
+  InstanceSnapshot,
+  TaskDefinition,
+  TaskLogLine,
+} from "../../sdk/executor.js";
+import { STREAM_NAMES } from "../../sdk/log-lines.js";
 import { failures } from "../../sdk/failures.js";
 import {
   type InstanceChanges,
+  type LogLines,
   type NewInstance,
   type Schedule,
   type SubmitResult,
@@ -23,6 +31,7 @@ import {
   errorFromWire,
   scheduleFromWire,
   scheduleToWire,
+  logStreamFromWire,
   snapshotFromWire,
   specToWire,
   statusToWire,
@@ -226,6 +235,43 @@ export class GrpcConnection {
       end(new ExecutorUnavailableError(this.address, "the daemon closed the watch stream")),
     );
     return { cancel: () => call.cancel() };
+  }
+
+  /**
+   * An instance's kept output, a message at a time, each with the cursor to resume after it.
+   * Ending the iteration early, or `signal`, cancels the call.
+   * @throws {TaskNotFoundError} for an id the daemon does not show this caller; other SDK errors
+   *   as {@link toSdkError} maps them.
+   */
+  async *streamLogs(request: {
+    id: string;
+    follow: boolean;
+    tail: number | undefined;
+    afterCursor: number;
+    signal?: AbortSignal | undefined;
+  }): AsyncGenerator<{ cursor: number; lines: TaskLogLine[] }, void> {
+    if (this.#broken !== undefined) throw this.#broken;
+    const { signal, ...fields } = request;
+    const call = this.#client.streamLogs(fields, this.#metadata);
+    const cancel = () => call.cancel();
+    signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      for await (const message of call as AsyncIterable<LogLines>) {
+        yield {
+          cursor: message.cursor,
+          lines: message.lines.map((line) => ({
+            at: new Date(line.atMs),
+            stream: STREAM_NAMES[logStreamFromWire(line.stream)],
+            line: line.line,
+          })),
+        };
+      }
+    } catch (error) {
+      throw toSdkError(error as grpc.ServiceError, this.address, this.#tls);
+    } finally {
+      signal?.removeEventListener("abort", cancel);
+      call.cancel();
+    }
   }
 
   close(): void {

@@ -12,8 +12,10 @@ import {
   type InstancePage,
   type InstanceQuery,
   type InstanceSnapshot,
+  type LogsOptions,
   type SubmitRequest,
   type TaskDefinition,
+  type TaskLogLine,
   listLimit,
 } from "../../sdk/executor.js";
 import { isTerminalStatus } from "../../sdk/task-status.js";
@@ -140,6 +142,48 @@ export class PlatformExecutor implements Executor, ScheduleExecutor {
 
   async triggerSchedule(name: string): Promise<InstanceSnapshot | undefined> {
     return this.#call((connection) => connection.triggerSchedule(name));
+  }
+
+  logs(id: string, options: LogsOptions = {}): AsyncIterable<TaskLogLine> {
+    return this.#logs(id, options);
+  }
+
+  /**
+   * Reads the StreamLogs stream; a follow that the daemon's restart (or a broken connection)
+   * cuts resumes after the last message it got, within the watch stream's reconnect window.
+   */
+  async *#logs(id: string, options: LogsOptions): AsyncGenerator<TaskLogLine, void> {
+    const { follow = false, tail, signal } = options;
+    signal?.throwIfAborted();
+    await this.#submitted();
+    const connection = await this.#connect();
+    let cursor = 0;
+    let started = false;
+    let retryUntil = Date.now() + UNAVAILABLE_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const stream = connection.streamLogs({
+          id,
+          follow,
+          tail: started ? undefined : tail,
+          afterCursor: cursor,
+          signal,
+        });
+        for await (const message of stream) {
+          started = true;
+          retryUntil = Date.now() + RECONNECT_WINDOW_MS;
+          cursor = message.cursor;
+          for (const line of message.lines) yield line;
+        }
+        signal?.throwIfAborted();
+        return;
+      } catch (thrown) {
+        signal?.throwIfAborted();
+        const error = thrown as TaskError;
+        if (error.code !== "EXECUTOR_UNAVAILABLE" || Date.now() >= retryUntil || this.#closed) throw thrown;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
+      }
+    }
   }
 
   /** Retries while the daemon is unavailable, as a submit does, then gives up with the error. */

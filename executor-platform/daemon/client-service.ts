@@ -8,6 +8,8 @@ import { type TaskStatus, isTerminalStatus } from "../../sdk/task-status.js";
 import type {
   InstanceChanges,
   ListDefinitionsResponse,
+  LogLines,
+  StreamLogsRequest,
   ListInstancesRequest,
   ListInstancesResponse,
   NewInstance,
@@ -22,12 +24,15 @@ import type {
 import type { RunSpec } from "../../sdk/run-options.js";
 import { checkTraceContext } from "../../sdk/tracing.js";
 import { errorToWire, specFromWire, statusFromWire, storedToWire } from "../protocol/wire.js";
+import { isClusterStore } from "../store/cluster-store.js";
 import { runFields, type Store, type StoredInstance } from "../store/store.js";
 import type { AccessControl } from "./access-control.js";
 import type { Coordinator } from "./coordinator.js";
 import type { DaemonState } from "./daemon-options.js";
 import { serviceError, toStatus } from "./grpc-status.js";
 import type { InstanceTable } from "./instance-table.js";
+import type { LogKeeper } from "./log-keeper.js";
+import { streamLogs } from "./log-stream.js";
 import type { ModuleResolver } from "./module-resolver.js";
 import { chunkRows, nextPageSize, sizeOfRows } from "./row-size.js";
 import type { RunQueue } from "./run-queue.js";
@@ -49,6 +54,7 @@ export interface ClientServiceOptions {
   readonly maxMessageBytes: number;
   /** Schedules of the deployments; made after this service's options (it starts instances through them). */
   readonly scheduler: () => Scheduler;
+  readonly logs: LogKeeper;
 }
 
 /** Rows a listing reads first; later reads are sized by what the first ones weighed. */
@@ -130,6 +136,19 @@ export function createClientService(o: ClientServiceOptions): grpc.UntypedServic
         o.log.warn({ err: error }, "watch failed");
         call.emit("error", toStatus(error));
       }
+    },
+    streamLogs: (call: grpc.ServerWritableStream<StreamLogsRequest, LogLines>) => {
+      const deployment = authorize(call.metadata);
+      if (typeof deployment !== "string") {
+        call.emit("error", deployment);
+        return;
+      }
+      const { store, table, logs, maxMessageBytes } = o;
+      streamLogs(
+        { store, table, logs, maxMessageBytes, clustered: isClusterStore(store) },
+        call,
+        deployment,
+      ).catch((error: unknown) => call.emit("error", toStatus(error)));
     },
   };
 }

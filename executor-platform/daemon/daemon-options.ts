@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { DEFAULT_LOG_BYTES } from "../../sdk/log-lines.js";
 import type { Store } from "../store/store.js";
 import type { AccessControl } from "./access-control.js";
 import type { DaemonMetrics } from "./daemon-metrics.js";
@@ -50,6 +51,11 @@ export interface DaemonOptions {
   readonly http?: string;
   /** The metrics the daemon counts into. Default: a registry of its own when `http` is set, else none. */
   readonly metrics?: DaemonMetrics;
+  /**
+   * Stdout and stderr kept per instance, in bytes: the first quarter of it and the most recent
+   * rest, with a line saying what was dropped between. Default 1 MiB; 0 keeps none.
+   */
+  readonly logBytes?: number;
 }
 
 /** The options with every default filled in. */
@@ -70,6 +76,7 @@ export const DAEMON_DEFAULTS = {
   reconnectWindowMs: 10_000,
   shutdownGraceMs: 10_000,
   leaseMs: 10_000,
+  logBytes: DEFAULT_LOG_BYTES,
 } as const;
 
 export function resolveDaemonOptions(options: DaemonOptions): ResolvedDaemonOptions {

@@ -31,6 +31,7 @@ import {
 } from "./daemon-options.js";
 import { createHealthService } from "./health-service.js";
 import { InstanceTable } from "./instance-table.js";
+import { LogKeeper } from "./log-keeper.js";
 import { ModuleResolver } from "./module-resolver.js";
 import { PoolLauncher } from "./pool-launcher.js";
 import { ProcessLauncher } from "./process-launcher.js";
@@ -93,6 +94,7 @@ class DaemonImpl implements Daemon {
   readonly #launcher: WorkloadLauncher;
   readonly #workloads: WorkloadService;
   readonly #modules: ModuleResolver;
+  readonly #logs: LogKeeper;
   readonly #healthListeners = new Set<() => void>();
   #address = "";
   /** Where workloads reach this daemon over gRPC: a private unix socket in the data directory. */
@@ -134,12 +136,17 @@ class DaemonImpl implements Daemon {
       maxMessageBytes: o.maxMessageBytes,
       resumeBound: () => coordinator.resumeBound(),
     });
+    const logs = new LogKeeper({ store: o.store, log, limitBytes: o.logBytes });
+    this.#logs = logs;
     const table = new InstanceTable({
       store: o.store,
       writer: coordinator,
       state,
       log,
-      onSaved: (rows) => hub.broadcast(rows),
+      onSaved: (rows) => {
+        hub.broadcast(rows);
+        logs.saved(rows);
+      },
       metrics,
     });
     const workers = new Workers(table, log);
@@ -162,6 +169,7 @@ class DaemonImpl implements Daemon {
       state,
       log,
       metrics,
+      logs,
     });
     const spawner = new WorkerSpawner(
       workers,
@@ -171,9 +179,11 @@ class DaemonImpl implements Daemon {
         daemonAddress: this.#workloadAddress,
         framesSocket: this.#framesSocket,
         extraEnv: o.workloadEnv,
+        logBytes: o.logBytes,
       }),
       (worker, reason) => workloads.gone(worker, reason),
       metrics,
+      (instanceId, stream, chunk) => logs.pipe(instanceId, stream, chunk),
     );
     this.#launcher =
       o.workloadMode === "pool"
@@ -228,6 +238,7 @@ class DaemonImpl implements Daemon {
       log,
       maxMessageBytes: o.maxMessageBytes,
       scheduler: () => this.#scheduler,
+      logs,
     };
     this.#scheduler = new Scheduler({
       store: o.store,
@@ -357,6 +368,8 @@ class DaemonImpl implements Daemon {
       );
     }
     await this.#table.flush();
+    await this.#logs.flush();
+    this.#logs.stop();
     // What still runs is handed back: the next daemon learns how it ends. This one neither
     // records it in a closing store nor waits for it.
     this.#state.stopped = true;

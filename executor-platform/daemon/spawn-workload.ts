@@ -36,6 +36,8 @@ export interface WorkloadEnvironment {
   /** The framed workload socket, "" when workloads use gRPC. */
   readonly framesSocket: string;
   readonly extraEnv: Readonly<Record<string, string>> | undefined;
+  /** Output a pool worker keeps per instance before it drops the middle (the daemon's --log-bytes). */
+  readonly logBytes: number;
 }
 
 /** What one workload process is for: one instance (process mode), or whatever comes (pool). */
@@ -64,6 +66,7 @@ export function spawnWorkload(where: WorkloadEnvironment, purpose: WorkloadPurpo
     NUMEROUS_WORKLOAD_SOCKET: where.framesSocket,
     NUMEROUS_WORKLOAD_TOKEN: purpose.token,
     NUMEROUS_DEPLOYMENT_ID: purpose.kind === "instance" ? purpose.deploymentId : DEFAULT_DEPLOYMENT,
+    NUMEROUS_WORKLOAD_LOG_BYTES: String(where.logBytes),
   };
   // The daemon's own secrets would let one deployment's task act for every other.
   for (const secret of DAEMON_SECRETS) delete env[secret];

@@ -21,6 +21,8 @@ export interface Worker {
   /** A process-mode worker's only instance, to start once it says hello. */
   readonly startFor: string | undefined;
   gone: boolean;
+  /** How its process ended, once it has (128 + the signal's number when a signal ended it). */
+  exitCode: number | undefined;
 }
 
 export interface NewWorker {
@@ -57,6 +59,7 @@ export class Workers {
       instanceId: fields.instanceId,
       startFor: fields.startFor,
       gone: false,
+      exitCode: undefined,
     };
     this.#all.add(worker);
     return worker;

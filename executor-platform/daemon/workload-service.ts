@@ -3,13 +3,19 @@ import type { Logger } from "pino";
 import { isEncodedValue } from "../../sdk/codec.js";
 import { failures } from "../../sdk/failures.js";
 import { isTerminalStatus } from "../../sdk/task-status.js";
-import type { Finished, Hello, WorkloadMessage } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
-import { errorFromWire, statusFromWire } from "../protocol/wire.js";
+import type {
+  Finished,
+  Hello,
+  Log,
+  WorkloadMessage,
+} from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import { errorFromWire, logStreamFromWire, statusFromWire } from "../protocol/wire.js";
 import type { ActiveInstance } from "./active-instance.js";
 import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
 import { serviceError } from "./grpc-status.js";
 import type { InstanceTable } from "./instance-table.js";
+import type { LogKeeper } from "./log-keeper.js";
 import type { RunQueue } from "./run-queue.js";
 import type { Worker, Workers } from "./workers.js";
 import type { WorkloadLauncher } from "./workload-launcher.js";
@@ -25,6 +31,7 @@ export interface WorkloadServiceOptions {
   readonly state: DaemonState;
   readonly log: Logger;
   readonly metrics?: DaemonMetrics | undefined;
+  readonly logs: LogKeeper;
 }
 
 /**
@@ -65,6 +72,12 @@ export class WorkloadService {
         if (worker === undefined)
           return refuse(grpc.status.FAILED_PRECONDITION, "a workload must say hello first");
         const instanceId = kind.value.instanceId;
+        if (kind.$case === "log") {
+          // Output that comes after its instance ended here (said again after a reconnect) is
+          // not that instance's any more to add to.
+          if (instanceId === worker.instanceId) this.#onLog(worker, kind.value);
+          return;
+        }
         if (instanceId !== worker.instanceId) {
           // The end of an earlier instance, said again after a reconnect.
           if (kind.$case === "finished" && this.#lateFinished(worker, instanceId, kind.value)) return;
@@ -124,10 +137,13 @@ export class WorkloadService {
   gone(worker: Worker, reason: string): void {
     const { table, workers, queue } = this.#o;
     if (!workers.remove(worker)) return;
+    const ran = worker.startFor ?? worker.instanceId;
+    if (ran !== undefined) this.#o.logs.close(ran);
     const active = worker.instanceId === undefined ? undefined : table.get(worker.instanceId);
     if (active !== undefined && active.worker === worker && !isTerminalStatus(active.row.status)) {
       const error = failures.workloadExited(reason, worker.tail.toString());
       this.#o.metrics?.workloadCrashed(active.row.taskName);
+      if (worker.exitCode !== undefined) table.change(active, { exitCode: worker.exitCode });
       workers.detach(worker);
       queue.finish(active, active.stopRequested ? "cancelled" : "failed", { error });
     }
@@ -208,9 +224,25 @@ export class WorkloadService {
     return true;
   }
 
+  #onLog(worker: Worker, log: Log): void {
+    const lines = log.lines.map((line) => ({ ...line, stream: logStreamFromWire(line.stream) }));
+    this.#o.logs.append(log.instanceId, lines, log.droppedLines, log.droppedBytes);
+    // What it says on stderr is what a crash report quotes, as a process-mode workload's pipe.
+    for (const line of lines) if (line.stream === 1) worker.tail.push(Buffer.from(`${line.line}\n`));
+  }
+
   #onFinished(worker: Worker, active: ActiveInstance, finished: Finished): void {
     const { queue, workers, table } = this.#o;
     const status = statusFromWire(finished.status);
+    if (finished.cpuSeconds !== undefined || finished.peakMemoryBytes !== undefined || !worker.pool) {
+      table.change(active, {
+        cpuSeconds: finished.cpuSeconds,
+        peakMemoryBytes: finished.peakMemoryBytes,
+        // A process-mode workload exits with 0 once its end is recorded; a pool worker goes on.
+        exitCode: worker.pool ? undefined : 0,
+      });
+    }
+    if (worker.pool) this.#o.logs.close(active.row.id);
     if (status !== "completed" && status !== "failed" && status !== "cancelled") {
       queue.finish(active, "failed", { error: failures.finishedWithoutStatus() });
     } else {

@@ -9,10 +9,12 @@ import {
   type ErrorDetails,
   type ErrorInfo,
   type Instance,
+  LogStream,
   type RunOptions,
   type Schedule,
   Status,
 } from "./generated/messages/numerous/tasks/v1/tasks_pb.js";
+import type { StreamIndex } from "../../sdk/log-lines.js";
 import type { StoredInstance } from "../store/store.js";
 
 const TO_WIRE: Record<TaskStatus, Status> = {
@@ -83,7 +85,19 @@ export function storedToWire(row: StoredInstance): Instance {
     attempt: row.attempt,
     attempts: (row.attempts ?? []).map(attemptToWire),
     nextAttemptAtMs: nextAttemptAt(row) ?? 0,
+    exitCode: row.exitCode,
+    cpuSeconds: row.cpuSeconds,
+    peakMemoryBytes: row.peakMemoryBytes,
   };
+}
+
+export function logStreamToWire(stream: StreamIndex): LogStream {
+  return stream === 1 ? LogStream.LOG_STREAM_STDERR : LogStream.LOG_STREAM_STDOUT;
+}
+
+/** Anything but stderr reads as stdout. */
+export function logStreamFromWire(stream: LogStream): StreamIndex {
+  return stream === LogStream.LOG_STREAM_STDERR ? 1 : 0;
 }
 
 /** While pending between attempts: when the next may start. */
@@ -205,6 +219,9 @@ export function snapshotFromWire(instance: Instance): InstanceSnapshot {
     attempt: instance.attempt || 1,
     attempts: instance.attempts.length === 0 ? undefined : instance.attempts.map(attemptFromWire),
     nextAttemptAt: instance.nextAttemptAtMs || undefined,
+    exitCode: instance.exitCode,
+    cpuSeconds: instance.cpuSeconds,
+    peakMemoryBytes: instance.peakMemoryBytes,
   };
 }
 

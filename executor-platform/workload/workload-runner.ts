@@ -7,6 +7,7 @@ import { type TaskOutcome, runTaskFunction } from "../../sdk/run-task-function.j
 import { TaskControllerImpl } from "../../sdk/task-controller.js";
 import { findTaskFunction } from "../../sdk/task.js";
 import { flushTraces, isTracing, runInProcessSpan } from "../../sdk/tracing.js";
+import { installOutputCapture } from "../../sdk/output-capture.js";
 import {
   DaemonMessage,
   type Start,
@@ -21,6 +22,7 @@ import {
   encodeFrame,
 } from "../protocol/workload-frames.js";
 import { errorToWire, statusToWire } from "../protocol/wire.js";
+import { WorkloadOutput } from "./workload-output.js";
 
 /** What a workload needs from its environment: set by the daemon that started it. */
 export interface WorkloadEnvironment {
@@ -31,6 +33,11 @@ export interface WorkloadEnvironment {
   readonly token: string;
   /** Process mode: the one instance to run. Pool mode: undefined. */
   readonly instanceId: string | undefined;
+  /**
+   * Pool mode: console output kept per instance (the daemon's --log-bytes), sent to the daemon;
+   * 0 or absent: none is. (A process-mode workload's output is read from its pipes.)
+   */
+  readonly logBytes?: number | undefined;
 }
 
 /** Why a link to the daemon ended: a refusal carries a gRPC status code. */
@@ -176,6 +183,12 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
   let lostSince: number | undefined;
 
   const send = (message: WorkloadMessage) => stream?.write(message);
+  // In a pool worker, output written in a task's async context is that instance's.
+  const output =
+    env.instanceId === undefined && (env.logBytes ?? 0) > 0
+      ? new WorkloadOutput(env.logBytes ?? 0, send, () => stream !== undefined)
+      : undefined;
+  if (output !== undefined) installOutputCapture();
 
   const run = async (start: Start) => {
     const controller = new TaskControllerImpl(start.instanceId, start.taskName, {
@@ -190,6 +203,9 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     });
     current = { start, controller, progress: undefined, output: undefined, stopRequestedAt: 0 };
     const mine = current;
+    controller.outputSink = output;
+    output?.begin(start.instanceId);
+    const usageBefore = process.resourceUsage();
     // As the platform promises in every workload: a pool worker learns them with each instance,
     // and any worker gets arguments too large for the environment the daemon started it with.
     process.env.NUMEROUS_TASK_INSTANCE_ID = start.instanceId;
@@ -222,6 +238,14 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     } catch (thrown) {
       outcome = { status: "failed", error: toErrorInfo(thrown) };
     }
+    // What the attempt used: a process-mode workload all it used; a pool worker the difference
+    // (CPU) and its peak so far (memory: a process has no peak of its own per instance).
+    const usage = process.resourceUsage();
+    const cpuMicros =
+      usage.userCPUTime +
+      usage.systemCPUTime -
+      (env.instanceId === undefined ? usageBefore.userCPUTime + usageBefore.systemCPUTime : 0);
+    output?.end(start.instanceId);
     const finished: WorkloadMessage = {
       kind: {
         $case: "finished",
@@ -232,6 +256,8 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
           error: "error" in outcome && outcome.error !== undefined ? errorToWire(outcome.error) : undefined,
           // Said again with the end: the Output message may have gone to a daemon that died.
           output: mine.output,
+          cpuSeconds: cpuMicros / 1e6,
+          peakMemoryBytes: usage.maxRSS * 1024,
         },
       },
     };
@@ -312,6 +338,8 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       if (current.output !== undefined)
         send({ kind: { $case: "output", value: { instanceId: id, output: current.output } } });
     }
+    // Output waiting for the daemon goes before the ends it came before.
+    output?.flush(true);
     for (const finished of unacked.values()) send(finished);
   };
 

@@ -69,6 +69,45 @@ export function statusToJSON(object: Status): string {
   }
 }
 
+export enum LogStream {
+  LOG_STREAM_UNSPECIFIED = 0,
+  LOG_STREAM_STDOUT = 1,
+  LOG_STREAM_STDERR = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function logStreamFromJSON(object: any): LogStream {
+  switch (object) {
+    case 0:
+    case "LOG_STREAM_UNSPECIFIED":
+      return LogStream.LOG_STREAM_UNSPECIFIED;
+    case 1:
+    case "LOG_STREAM_STDOUT":
+      return LogStream.LOG_STREAM_STDOUT;
+    case 2:
+    case "LOG_STREAM_STDERR":
+      return LogStream.LOG_STREAM_STDERR;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LogStream.UNRECOGNIZED;
+  }
+}
+
+export function logStreamToJSON(object: LogStream): string {
+  switch (object) {
+    case LogStream.LOG_STREAM_UNSPECIFIED:
+      return "LOG_STREAM_UNSPECIFIED";
+    case LogStream.LOG_STREAM_STDOUT:
+      return "LOG_STREAM_STDOUT";
+    case LogStream.LOG_STREAM_STDERR:
+      return "LOG_STREAM_STDERR";
+    case LogStream.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface ErrorInfo {
   name: string;
   message: string;
@@ -118,6 +157,14 @@ export interface Instance {
   attempts: Attempt[];
   /** While pending between attempts: when the next may start (0: not waiting to retry). */
   nextAttemptAtMs: number;
+  /**
+   * What its workload used, once known (SPEC section 6): the process's exit code (128 + the
+   * signal's number when killed by one), and the CPU time and peak resident memory of its
+   * last attempt.
+   */
+  exitCode?: number | undefined;
+  cpuSeconds?: number | undefined;
+  peakMemoryBytes?: number | undefined;
 }
 
 /** An instance's run options (SPEC section 4), resolved by the SDK. Unset fields take the default. */
@@ -324,6 +371,30 @@ export interface InstanceChanges {
   sequence: number;
 }
 
+export interface StreamLogsRequest {
+  id: string;
+  follow: boolean;
+  /** Only the last this many lines of what is kept (absent: all of it; 0 with follow: only new). */
+  tail?:
+    | number
+    | undefined;
+  /** Resume after this cursor (a LogLines' cursor), e.g. after a reconnect; 0: from the start. */
+  afterCursor: number;
+}
+
+export interface LogLine {
+  atMs: number;
+  stream: LogStream;
+  /** Without its line break. */
+  line: string;
+}
+
+export interface LogLines {
+  lines: LogLine[];
+  /** Where these lines end in the kept log: pass as after_cursor to read on from here. */
+  cursor: number;
+}
+
 export interface Hello {
   /** The secret the daemon gave this workload in NUMEROUS_WORKLOAD_TOKEN. */
   workloadToken: string;
@@ -359,7 +430,27 @@ export interface Finished {
    * The task's last output, said again with its end: an Output sent while the daemon was
    * restarting is lost, and the end is what the workload repeats.
    */
-  output?: string | undefined;
+  output?:
+    | string
+    | undefined;
+  /**
+   * What the attempt used: the workload's CPU time (a pool worker: the difference over the
+   * attempt) and its peak resident memory (a pool worker: the process's peak so far).
+   */
+  cpuSeconds?: number | undefined;
+  peakMemoryBytes?: number | undefined;
+}
+
+/** Console output a pool worker's task wrote (process mode: the daemon reads the pipes). */
+export interface Log {
+  instanceId: string;
+  lines: LogLine[];
+  /**
+   * Lines and bytes the workload did not send before these: its share of the log budget was
+   * spent (the daemon keeps the first part and the most recent part of an instance's output).
+   */
+  droppedLines: number;
+  droppedBytes: number;
 }
 
 /**
@@ -376,6 +467,7 @@ export interface WorkloadMessage {
     | { $case: "progress"; value: Progress }
     | { $case: "output"; value: Output }
     | { $case: "finished"; value: Finished }
+    | { $case: "log"; value: Log }
     | { $case: "started"; value: Started }
     | undefined;
 }
@@ -667,6 +759,9 @@ function createBaseInstance(): Instance {
     attempt: 0,
     attempts: [],
     nextAttemptAtMs: 0,
+    exitCode: undefined,
+    cpuSeconds: undefined,
+    peakMemoryBytes: undefined,
   };
 }
 
@@ -722,6 +817,15 @@ export const Instance: MessageFns<Instance> = {
     }
     if (message.nextAttemptAtMs !== 0) {
       writer.uint32(136).int64(message.nextAttemptAtMs);
+    }
+    if (message.exitCode !== undefined) {
+      writer.uint32(144).int32(message.exitCode);
+    }
+    if (message.cpuSeconds !== undefined) {
+      writer.uint32(153).double(message.cpuSeconds);
+    }
+    if (message.peakMemoryBytes !== undefined) {
+      writer.uint32(160).int64(message.peakMemoryBytes);
     }
     return writer;
   },
@@ -875,6 +979,30 @@ export const Instance: MessageFns<Instance> = {
             message.nextAttemptAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+          case 19: {
+            if (tag !== 153) {
+              break;
+            }
+
+            message.cpuSeconds = reader.double();
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.peakMemoryBytes = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -932,6 +1060,21 @@ export const Instance: MessageFns<Instance> = {
         : isSet(object.next_attempt_at_ms)
         ? globalThis.Number(object.next_attempt_at_ms)
         : 0,
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : undefined,
+      cpuSeconds: isSet(object.cpuSeconds)
+        ? globalThis.Number(object.cpuSeconds)
+        : isSet(object.cpu_seconds)
+        ? globalThis.Number(object.cpu_seconds)
+        : undefined,
+      peakMemoryBytes: isSet(object.peakMemoryBytes)
+        ? globalThis.Number(object.peakMemoryBytes)
+        : isSet(object.peak_memory_bytes)
+        ? globalThis.Number(object.peak_memory_bytes)
+        : undefined,
     };
   },
 
@@ -988,6 +1131,15 @@ export const Instance: MessageFns<Instance> = {
     if (message.nextAttemptAtMs !== 0) {
       obj.nextAttemptAtMs = Math.round(message.nextAttemptAtMs);
     }
+    if (message.exitCode !== undefined) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    if (message.cpuSeconds !== undefined) {
+      obj.cpuSeconds = floatToJson(message.cpuSeconds);
+    }
+    if (message.peakMemoryBytes !== undefined) {
+      obj.peakMemoryBytes = Math.round(message.peakMemoryBytes);
+    }
     return obj;
   },
 
@@ -1017,6 +1169,9 @@ export const Instance: MessageFns<Instance> = {
     message.attempt = object.attempt ?? 0;
     message.attempts = object.attempts?.map((e) => Attempt.fromPartial(e)) || [];
     message.nextAttemptAtMs = object.nextAttemptAtMs ?? 0;
+    message.exitCode = object.exitCode ?? undefined;
+    message.cpuSeconds = object.cpuSeconds ?? undefined;
+    message.peakMemoryBytes = object.peakMemoryBytes ?? undefined;
     return message;
   },
 };
@@ -3719,6 +3874,317 @@ export const InstanceChanges: MessageFns<InstanceChanges> = {
   },
 };
 
+function createBaseStreamLogsRequest(): StreamLogsRequest {
+  return { id: "", follow: false, tail: undefined, afterCursor: 0 };
+}
+
+export const StreamLogsRequest: MessageFns<StreamLogsRequest> = {
+  encode(message: StreamLogsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.follow !== false) {
+      writer.uint32(16).bool(message.follow);
+    }
+    if (message.tail !== undefined) {
+      writer.uint32(24).uint32(message.tail);
+    }
+    if (message.afterCursor !== 0) {
+      writer.uint32(32).uint64(message.afterCursor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamLogsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamLogsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tail = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.afterCursor = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamLogsRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      tail: isSet(object.tail) ? globalThis.Number(object.tail) : undefined,
+      afterCursor: isSet(object.afterCursor)
+        ? globalThis.Number(object.afterCursor)
+        : isSet(object.after_cursor)
+        ? globalThis.Number(object.after_cursor)
+        : 0,
+    };
+  },
+
+  toJSON(message: StreamLogsRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.tail !== undefined) {
+      obj.tail = Math.round(message.tail);
+    }
+    if (message.afterCursor !== 0) {
+      obj.afterCursor = Math.round(message.afterCursor);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StreamLogsRequest>): StreamLogsRequest {
+    return StreamLogsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StreamLogsRequest>): StreamLogsRequest {
+    const message = createBaseStreamLogsRequest();
+    message.id = object.id ?? "";
+    message.follow = object.follow ?? false;
+    message.tail = object.tail ?? undefined;
+    message.afterCursor = object.afterCursor ?? 0;
+    return message;
+  },
+};
+
+function createBaseLogLine(): LogLine {
+  return { atMs: 0, stream: 0, line: "" };
+}
+
+export const LogLine: MessageFns<LogLine> = {
+  encode(message: LogLine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atMs !== 0) {
+      writer.uint32(8).int64(message.atMs);
+    }
+    if (message.stream !== 0) {
+      writer.uint32(16).int32(message.stream);
+    }
+    if (message.line !== "") {
+      writer.uint32(26).string(message.line);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogLine {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogLine();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.stream = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.line = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogLine {
+    return {
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      stream: isSet(object.stream) ? logStreamFromJSON(object.stream) : 0,
+      line: isSet(object.line) ? globalThis.String(object.line) : "",
+    };
+  },
+
+  toJSON(message: LogLine): unknown {
+    const obj: any = {};
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.stream !== 0) {
+      obj.stream = logStreamToJSON(message.stream);
+    }
+    if (message.line !== "") {
+      obj.line = message.line;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogLine>): LogLine {
+    return LogLine.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogLine>): LogLine {
+    const message = createBaseLogLine();
+    message.atMs = object.atMs ?? 0;
+    message.stream = object.stream ?? 0;
+    message.line = object.line ?? "";
+    return message;
+  },
+};
+
+function createBaseLogLines(): LogLines {
+  return { lines: [], cursor: 0 };
+}
+
+export const LogLines: MessageFns<LogLines> = {
+  encode(message: LogLines, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lines) {
+      LogLine.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.cursor !== 0) {
+      writer.uint32(16).uint64(message.cursor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogLines {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogLines();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lines.push(LogLine.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cursor = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogLines {
+    return {
+      lines: globalThis.Array.isArray(object?.lines) ? object.lines.map((e: any) => LogLine.fromJSON(e)) : [],
+      cursor: isSet(object.cursor) ? globalThis.Number(object.cursor) : 0,
+    };
+  },
+
+  toJSON(message: LogLines): unknown {
+    const obj: any = {};
+    if (message.lines?.length) {
+      obj.lines = message.lines.map((e) => LogLine.toJSON(e));
+    }
+    if (message.cursor !== 0) {
+      obj.cursor = Math.round(message.cursor);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogLines>): LogLines {
+    return LogLines.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogLines>): LogLines {
+    const message = createBaseLogLines();
+    message.lines = object.lines?.map((e) => LogLine.fromPartial(e)) || [];
+    message.cursor = object.cursor ?? 0;
+    return message;
+  },
+};
+
 function createBaseHello(): Hello {
   return { workloadToken: "", instanceId: "", pid: 0, stopRequestedAtMs: 0 };
 }
@@ -4027,7 +4493,15 @@ export const Output: MessageFns<Output> = {
 };
 
 function createBaseFinished(): Finished {
-  return { instanceId: "", status: 0, result: undefined, error: undefined, output: undefined };
+  return {
+    instanceId: "",
+    status: 0,
+    result: undefined,
+    error: undefined,
+    output: undefined,
+    cpuSeconds: undefined,
+    peakMemoryBytes: undefined,
+  };
 }
 
 export const Finished: MessageFns<Finished> = {
@@ -4046,6 +4520,12 @@ export const Finished: MessageFns<Finished> = {
     }
     if (message.output !== undefined) {
       writer.uint32(42).string(message.output);
+    }
+    if (message.cpuSeconds !== undefined) {
+      writer.uint32(49).double(message.cpuSeconds);
+    }
+    if (message.peakMemoryBytes !== undefined) {
+      writer.uint32(56).int64(message.peakMemoryBytes);
     }
     return writer;
   },
@@ -4103,6 +4583,22 @@ export const Finished: MessageFns<Finished> = {
             message.output = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.cpuSeconds = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.peakMemoryBytes = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4126,6 +4622,16 @@ export const Finished: MessageFns<Finished> = {
       result: isSet(object.result) ? globalThis.String(object.result) : undefined,
       error: isSet(object.error) ? ErrorInfo.fromJSON(object.error) : undefined,
       output: isSet(object.output) ? globalThis.String(object.output) : undefined,
+      cpuSeconds: isSet(object.cpuSeconds)
+        ? globalThis.Number(object.cpuSeconds)
+        : isSet(object.cpu_seconds)
+        ? globalThis.Number(object.cpu_seconds)
+        : undefined,
+      peakMemoryBytes: isSet(object.peakMemoryBytes)
+        ? globalThis.Number(object.peakMemoryBytes)
+        : isSet(object.peak_memory_bytes)
+        ? globalThis.Number(object.peak_memory_bytes)
+        : undefined,
     };
   },
 
@@ -4146,6 +4652,12 @@ export const Finished: MessageFns<Finished> = {
     if (message.output !== undefined) {
       obj.output = message.output;
     }
+    if (message.cpuSeconds !== undefined) {
+      obj.cpuSeconds = floatToJson(message.cpuSeconds);
+    }
+    if (message.peakMemoryBytes !== undefined) {
+      obj.peakMemoryBytes = Math.round(message.peakMemoryBytes);
+    }
     return obj;
   },
 
@@ -4161,6 +4673,137 @@ export const Finished: MessageFns<Finished> = {
       ? ErrorInfo.fromPartial(object.error)
       : undefined;
     message.output = object.output ?? undefined;
+    message.cpuSeconds = object.cpuSeconds ?? undefined;
+    message.peakMemoryBytes = object.peakMemoryBytes ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLog(): Log {
+  return { instanceId: "", lines: [], droppedLines: 0, droppedBytes: 0 };
+}
+
+export const Log: MessageFns<Log> = {
+  encode(message: Log, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceId !== "") {
+      writer.uint32(10).string(message.instanceId);
+    }
+    for (const v of message.lines) {
+      LogLine.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.droppedLines !== 0) {
+      writer.uint32(24).uint64(message.droppedLines);
+    }
+    if (message.droppedBytes !== 0) {
+      writer.uint32(32).uint64(message.droppedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Log {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLog();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.lines.push(LogLine.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.droppedLines = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.droppedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Log {
+    return {
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
+      lines: globalThis.Array.isArray(object?.lines) ? object.lines.map((e: any) => LogLine.fromJSON(e)) : [],
+      droppedLines: isSet(object.droppedLines)
+        ? globalThis.Number(object.droppedLines)
+        : isSet(object.dropped_lines)
+        ? globalThis.Number(object.dropped_lines)
+        : 0,
+      droppedBytes: isSet(object.droppedBytes)
+        ? globalThis.Number(object.droppedBytes)
+        : isSet(object.dropped_bytes)
+        ? globalThis.Number(object.dropped_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: Log): unknown {
+    const obj: any = {};
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
+    if (message.lines?.length) {
+      obj.lines = message.lines.map((e) => LogLine.toJSON(e));
+    }
+    if (message.droppedLines !== 0) {
+      obj.droppedLines = Math.round(message.droppedLines);
+    }
+    if (message.droppedBytes !== 0) {
+      obj.droppedBytes = Math.round(message.droppedBytes);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Log>): Log {
+    return Log.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Log>): Log {
+    const message = createBaseLog();
+    message.instanceId = object.instanceId ?? "";
+    message.lines = object.lines?.map((e) => LogLine.fromPartial(e)) || [];
+    message.droppedLines = object.droppedLines ?? 0;
+    message.droppedBytes = object.droppedBytes ?? 0;
     return message;
   },
 };
@@ -4257,6 +4900,9 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
       case "finished":
         Finished.encode(message.kind.value, writer.uint32(34).fork()).join();
         break;
+      case "log":
+        Log.encode(message.kind.value, writer.uint32(42).fork()).join();
+        break;
       case "started":
         Started.encode(message.kind.value, writer.uint32(74).fork()).join();
         break;
@@ -4309,6 +4955,14 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
             message.kind = { $case: "finished", value: Finished.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.kind = { $case: "log", value: Log.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 9: {
             if (tag !== 74) {
               break;
@@ -4339,6 +4993,8 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
         ? { $case: "output", value: Output.fromJSON(object.output) }
         : isSet(object.finished)
         ? { $case: "finished", value: Finished.fromJSON(object.finished) }
+        : isSet(object.log)
+        ? { $case: "log", value: Log.fromJSON(object.log) }
         : isSet(object.started)
         ? { $case: "started", value: Started.fromJSON(object.started) }
         : undefined,
@@ -4355,6 +5011,8 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
       obj.output = Output.toJSON(message.kind.value);
     } else if (message.kind?.$case === "finished") {
       obj.finished = Finished.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "log") {
+      obj.log = Log.toJSON(message.kind.value);
     } else if (message.kind?.$case === "started") {
       obj.started = Started.toJSON(message.kind.value);
     }
@@ -4388,6 +5046,12 @@ export const WorkloadMessage: MessageFns<WorkloadMessage> = {
       case "finished": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "finished", value: Finished.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "log": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "log", value: Log.fromPartial(object.kind.value) };
         }
         break;
       }
