@@ -43,6 +43,7 @@ import {
 } from "./fixtures/contract-tasks.js";
 import { describeRunningContract } from "./executor-contract-running.js";
 import { describeRunOptionsContract } from "./executor-contract-options.js";
+import { describeLogsContract } from "./executor-contract-logs.js";
 import { rejectionOf, untilSnapshot } from "./helpers/handles.js";
 
 /**
@@ -695,6 +696,7 @@ export function describeExecutorContract(
       return handle.executor;
     }, capabilities);
     describeRunOptionsContract(() => (handle as ContractExecutorHandle).executor, capabilities);
+    describeLogsContract(() => (handle as ContractExecutorHandle).executor);
   });
 }
 

@@ -1,8 +1,9 @@
 /**
  * Logs (SPEC §6): each instance's stdout and stderr, kept within a budget, read and followed
  * through the SDK (`instance.logs()`) and the command line (`tasks logs`), against real daemon
- * processes in both workload modes; what each workload used, shown by `get`; and the local
- * executor's attribution of console output to the instance that wrote it.
+ * processes in both workload modes; what each workload used, shown by `get`; a flood kept to
+ * its budget; and the local executor's budget. (Attribution of console output when instances
+ * print at once is in the executor contract, test/executor-contract-logs.ts.)
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,7 +12,6 @@ import {
   LocalExecutor,
   PlatformExecutor,
   type TaskInstanceState,
-  type TaskLogLine,
   getTaskInstance,
   setExecutor,
 } from "numerous-tasks";
@@ -26,6 +26,7 @@ import {
   startDaemon,
 } from "./helpers/daemon-process.js";
 import { withDeadline } from "./helpers/deadline.js";
+import { collect, linesOf, printed } from "./executor-contract-logs.js";
 import { until } from "./helpers/handles.js";
 
 const daemons: DaemonProcess[] = [];
@@ -66,34 +67,6 @@ function tempDir(): string {
   return dir;
 }
 
-/** Every line the iteration gives, within a deadline that names `what`. */
-function collect(lines: AsyncIterable<TaskLogLine>, what: string): Promise<TaskLogLine[]> {
-  return withDeadline(
-    (async () => {
-      const all: TaskLogLine[] = [];
-      for await (const line of lines) all.push(line);
-      return all;
-    })(),
-    what,
-  );
-}
-
-const text = (lines: readonly TaskLogLine[]) => lines.map((line) => line.line);
-const ofStream = (lines: readonly TaskLogLine[], stream: "stdout" | "stderr") =>
-  text(lines.filter((line) => line.stream === stream));
-
-/** What `prints(tag, count)` writes to each stream, in order. */
-function expected(tag: string, count: number): { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  for (let i = 0; i < count; i++) {
-    stdout.push(`${tag} out ${i}`);
-    if (i % 3 === 0) stderr.push(`${tag} err ${i}`);
-  }
-  stdout.push(`${tag} last`);
-  return { stdout, stderr };
-}
-
 function sizeOf(dir: string): number {
   let bytes = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -113,13 +86,13 @@ describe.each(["process", "pool"] as const)("logs in %s mode", (mode) => {
     await instance.wait();
 
     const lines = await collect(instance.logs(), "the logs");
-    const want = expected("p", 30);
-    expect(ofStream(lines, "stdout")).toEqual(want.stdout);
-    expect(ofStream(lines, "stderr")).toEqual(want.stderr);
+    const want = printed("p", 30);
+    expect(linesOf(lines, "stdout")).toEqual(want.stdout);
+    expect(linesOf(lines, "stderr")).toEqual(want.stderr);
     const times = lines.map((line) => line.at.getTime());
     expect(times.every((at) => at >= (instance.startedAt?.getTime() ?? 0) - 1000)).toBe(true);
-    expect(text(await collect(instance.logs({ tail: 2 }), "the last two lines"))).toEqual(
-      text(lines).slice(-2),
+    expect(linesOf(await collect(instance.logs({ tail: 2 }), "the last two lines"))).toEqual(
+      linesOf(lines).slice(-2),
     );
 
     const env = { NUMEROUS_EXECUTOR_ADDRESS: daemon.address };
@@ -134,7 +107,7 @@ describe.each(["process", "pool"] as const)("logs in %s mode", (mode) => {
         .trimEnd()
         .split("\n")
         .map((line) => (JSON.parse(line) as { line: string }).line),
-    ).toEqual(text(lines).slice(-3));
+    ).toEqual(linesOf(lines).slice(-3));
     const unknown = await runCli(["tasks", "logs", "no-such-instance"], { env });
     expect(unknown.code).toBe(4);
 
@@ -146,7 +119,7 @@ describe.each(["process", "pool"] as const)("logs in %s mode", (mode) => {
     expect(get.code).toBe(0);
     expect(get.stdout).toMatch(/cpu: \d+\.\d\d s\s+peak memory: [\d.]+ MiB/);
     if (mode === "process") expect(get.stdout).toContain("exit code: 0");
-  });
+  }, 60_000);
 
   it("follows a running instance until it ends, through the SDK and `tasks logs --follow`", async () => {
     const daemon = await start({ args: serve() });
@@ -161,13 +134,13 @@ describe.each(["process", "pool"] as const)("logs in %s mode", (mode) => {
     await withDeadline(cli.waitForOutput("f before\n"), "the command to print the first line");
     writeFileSync(flag, "");
 
-    expect(text(await followed)).toEqual(["f before", "f after"]);
+    expect(linesOf(await followed)).toEqual(["f before", "f after"]);
     const result = await withDeadline(cli.exited, "the following command to exit");
     expect(result).toMatchObject({ code: 0, stdout: "f before\nf after\n", stderr: "" });
     expect(instance.status).toBe("completed");
     // Following an instance that has ended gives what is kept, and ends.
     expect(
-      text(await collect(instance.logs({ follow: true, tail: 1 }), "the follow of an ended instance")),
+      linesOf(await collect(instance.logs({ follow: true, tail: 1 }), "the follow of an ended instance")),
     ).toEqual(["f after"]);
   });
 
@@ -175,8 +148,8 @@ describe.each(["process", "pool"] as const)("logs in %s mode", (mode) => {
     const first = await start({ args: serve() });
     const instance = prints("r", 20);
     await instance.wait();
-    const before = text(await collect(instance.logs(), "the logs before the restart"));
-    expect(before).toHaveLength(expected("r", 20).stdout.length + expected("r", 20).stderr.length);
+    const before = linesOf(await collect(instance.logs(), "the logs before the restart"));
+    expect(before).toHaveLength(printed("r", 20).stdout.length + printed("r", 20).stderr.length);
 
     await first.kill9();
     daemons.splice(daemons.indexOf(first), 1);
@@ -184,13 +157,13 @@ describe.each(["process", "pool"] as const)("logs in %s mode", (mode) => {
     const again = await getTaskInstance(instance.id);
     expect(again?.status).toBe("completed");
     expect(again).toBeDefined();
-    expect(text(await collect((again as TaskInstanceState).logs(), "the logs after the restart"))).toEqual(
+    expect(linesOf(await collect((again as TaskInstanceState).logs(), "the logs after the restart"))).toEqual(
       before,
     );
     const cli = await runCli(["tasks", "logs", instance.id], {
       env: { NUMEROUS_EXECUTOR_ADDRESS: second.address },
     });
-    expect(cli.stdout).toBe(`${expected("r", 20).stdout.join("\n")}\n`);
+    expect(cli.stdout).toBe(`${printed("r", 20).stdout.join("\n")}\n`);
   }, 60_000);
 
   it("bounds a task that prints 100 MB, and the daemon carries on serving meanwhile", async () => {
@@ -231,50 +204,52 @@ describe.each(["process", "pool"] as const)("logs in %s mode", (mode) => {
 });
 
 describe("logs in pool mode", () => {
-  it("attributes console output to the instance whose async context wrote it, with two running at once", async () => {
-    await start({ args: ["--workload-mode", "pool", "--concurrency", "2"] });
-    const a = prints("a", 40);
-    const b = prints("b", 40);
-    await Promise.all([a.wait(), b.wait()]);
-    for (const [instance, tag] of [
-      [a, "a"],
-      [b, "b"],
-    ] as const) {
-      const lines = await collect(instance.logs(), `the logs of ${tag}`);
-      expect(ofStream(lines, "stdout")).toEqual(expected(tag, 40).stdout);
-      expect(ofStream(lines, "stderr")).toEqual(expected(tag, 40).stderr);
-    }
-  });
+  it("goes on following an instance across a daemon restart: its worker reattaches and sends the rest", async () => {
+    const first = await start({ args: ["--workload-mode", "pool", "--concurrency", "1"] });
+    const flag = join(tempDir(), "go");
+    const instance = printsAroundFlag("x", flag);
+    await until(instance, (i) => i.progress === 0.5, "progress 0.5");
+    const seen: string[] = [];
+    let sawBefore: () => void = () => {};
+    const before = new Promise<void>((resolve) => {
+      sawBefore = resolve;
+    });
+    const followed = withDeadline(
+      (async () => {
+        for await (const line of instance.logs({ follow: true })) {
+          seen.push(line.line);
+          if (line.line === "x before") sawBefore();
+        }
+      })(),
+      "the follow to end after the restart",
+      40_000,
+    );
+    await withDeadline(before, "the follow to see the first line");
+
+    await first.kill9();
+    daemons.splice(daemons.indexOf(first), 1);
+    const second = await startDaemon({
+      dataDir: first.dataDir,
+      listen: first.address,
+      args: ["--workload-mode", "pool", "--concurrency", "1"],
+    });
+    daemons.push(second);
+    await second.waitForLog((entry) => entry.msg === "workload reattached", "the worker to reattach");
+    writeFileSync(flag, "");
+    await followed;
+    expect(seen).toEqual(["x before", "x after"]);
+    expect(await instance.wait()).toBe("x");
+  }, 60_000);
 });
 
 describe("logs in the local executor", () => {
-  it("attributes console output to the instance that wrote it, with two running at once, and follows one to its end", async () => {
-    const executor = new LocalExecutor({ concurrency: 2 });
-    executors.push(executor);
-    setExecutor(executor);
-    const a: TaskInstanceState<number> = prints("la", 25);
-    const b: TaskInstanceState<number> = prints("lb", 25);
-    const followed = collect(b.logs({ follow: true }), "the followed local logs to end");
-    await Promise.all([a.wait(), b.wait()]);
-    for (const [instance, tag] of [
-      [a, "la"],
-      [b, "lb"],
-    ] as const) {
-      const lines = await collect(instance.logs(), `the logs of ${tag}`);
-      expect(ofStream(lines, "stdout")).toEqual(expected(tag, 25).stdout);
-      expect(ofStream(lines, "stderr")).toEqual(expected(tag, 25).stderr);
-    }
-    expect(ofStream(await followed, "stdout")).toEqual(expected("lb", 25).stdout);
-    expect(text(await collect(a.logs({ tail: 1 }), "the last line"))).toEqual(["la last"]);
-  });
-
   it("keeps the first part and the most recent part of a long output, and says what it dropped", async () => {
     const executor = new LocalExecutor({ logBytes: 2048 });
     executors.push(executor);
     setExecutor(executor);
     const instance = prints("big", 500);
     await instance.wait();
-    const lines = text(await collect(instance.logs(), "the logs"));
+    const lines = linesOf(await collect(instance.logs(), "the logs"));
     expect(lines[0]).toBe("big out 0");
     expect(lines.at(-1)).toBe("big last");
     const marker = lines.findIndex((line) => line.includes("of output not kept here"));
@@ -282,8 +257,6 @@ describe("logs in the local executor", () => {
     const kept = lines.filter((_, i) => i !== marker);
     expect(kept.reduce((sum, line) => sum + line.length + 1, 0)).toBeLessThanOrEqual(2048);
     const dropped = Number(/… (\d+) lines/.exec(lines[marker] ?? "")?.[1]);
-    expect(dropped + kept.length).toBe(
-      expected("big", 500).stdout.length + expected("big", 500).stderr.length,
-    );
+    expect(dropped + kept.length).toBe(printed("big", 500).stdout.length + printed("big", 500).stderr.length);
   });
 });
