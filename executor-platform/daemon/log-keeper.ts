@@ -190,10 +190,16 @@ export class LogKeeper {
     await this.#write(true);
   }
 
-  /** At shutdown, after the last flush: nothing more is written. */
+  /** At shutdown, after the last flush: nothing more is written, and followers are let go. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    for (const instanceId of [...this.#followers.keys()]) this.#wake(instanceId);
+  }
+
+  /** The daemon is shutting down: followers end, and resume on the next daemon. */
+  get stopped(): boolean {
+    return this.#stopped;
   }
 
   #log(instanceId: string): OpenLog | undefined {

@@ -102,6 +102,10 @@ export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment
       }
       cursor = await sendAfter(cursor);
       if (ended || cancelled) break;
+      if (o.logs.stopped) {
+        // The client's follow resumes from its cursor on the next daemon.
+        throw serviceError(grpc.status.UNAVAILABLE, "the daemon is shutting down");
+      }
       await sleep(here ? undefined : REMOTE_READ_MS);
     }
   } finally {
