@@ -12,6 +12,7 @@ import {
   LocalExecutor,
   PlatformExecutor,
   type TaskInstanceState,
+  TaskNotFoundError,
   getTaskInstance,
   setExecutor,
 } from "numerous-tasks";
@@ -240,6 +241,44 @@ describe("logs in pool mode", () => {
     expect(seen).toEqual(["x before", "x after"]);
     expect(await instance.wait()).toBe("x");
   }, 60_000);
+});
+
+describe("logs and access", () => {
+  it("shows an instance's logs only to a token of its deployment", async () => {
+    const daemon = await startDaemon({ args: ["--tokens", "token-aaaa dep-a;token-bbbb dep-b"] });
+    daemons.push(daemon);
+    const as = (accessToken: string | undefined, deploymentId: string | undefined) => {
+      const executor = new PlatformExecutor({
+        address: daemon.address,
+        accessToken,
+        deploymentId,
+        tlsCaFile: undefined,
+      });
+      executors.push(executor);
+      return executor;
+    };
+    const a = as("token-aaaa", "dep-a");
+    setExecutor(a);
+    const instance = prints("secret", 3);
+    await instance.wait();
+    expect(linesOf(await collect(a.logs(instance.id, {}), "the owner's read"))).toContain("secret out 2");
+
+    const other = collect(as("token-bbbb", "dep-b").logs(instance.id, {}), "another deployment's read");
+    await expect(other).rejects.toBeInstanceOf(TaskNotFoundError);
+    const anonymous = collect(
+      as(undefined, undefined).logs(instance.id, { follow: true }),
+      "a read without a token",
+    );
+    await expect(anonymous).rejects.toMatchObject({ code: "EXECUTOR_CONFIG" });
+    const cli = await runCli(["tasks", "logs", instance.id], {
+      env: {
+        NUMEROUS_EXECUTOR_ADDRESS: daemon.address,
+        NUMEROUS_API_ACCESS_TOKEN: "token-bbbb",
+        NUMEROUS_DEPLOYMENT_ID: "dep-b",
+      },
+    });
+    expect(cli).toMatchObject({ code: 4, stdout: "" });
+  });
 });
 
 describe("logs in the local executor", () => {
