@@ -53,6 +53,9 @@ async function start(): Promise<{ daemon: DaemonProcess; env: Record<string, str
 /** How far off a time to come is, as `tasks get` says it: `(in 59s)`, `(in 1m)`, `(in 9m 56s)`. */
 const IN = "\\(in \\d+(ms|s|m|h|d)( \\d+(s|m))?\\)";
 
+/** The line `get` prints for what a process-mode workload used. */
+const USAGE = /^exit code: 0 {2}cpu: \d+\.\d\d s {2}peak memory: [\d.]+ MiB$/;
+
 function lines(text: string): string[] {
   return text.trimEnd().split("\n");
 }
@@ -104,6 +107,8 @@ describe("instances with run options, as get, list and watch show them", () => {
       expect(retryLines[3]).toMatch(new RegExp(`^next attempt: ${next} ${IN}$`));
       expect(retryLines.slice(4)).toEqual([
         `attempt 1 failed at ${retrying.attempts[0]?.finishedAt?.toISOString()}: Error: boom`,
+        // What the last attempt's workload used (SPEC §6).
+        expect.stringMatching(USAGE),
       ]);
 
       const second = await runCli(["tasks", "get", delayed.id], { env });
@@ -273,6 +278,7 @@ describe("tasks run", () => {
       expect(lines(shown.stdout).slice(2)).toEqual([
         "attempt: 2/2",
         expect.stringMatching(/^attempt 1 failed at \S+: Error: bad$/),
+        expect.stringMatching(USAGE),
         "failed: Error: bad",
       ]);
     },
