@@ -85,14 +85,16 @@ export function checkInvariants(record: RunRecord): CheckResult {
   const restartsBetween = (from: number, to: number) =>
     record.downtimes.filter((d) => d.from >= from && d.from <= to);
   // The SDK gives up after 3 s without the daemon (SPEC: nothing hangs forever); only an
-  // outage just before it gave up excuses that, in a cluster only one of the daemon it talked to.
+  // outage just before it gave up excuses that. In a cluster, only one of the daemon it talked
+  // to, or of that daemon's database: the SDK retries a call the daemon answers UNAVAILABLE for
+  // 30 s, and gives up if the database is still out of reach then.
+  const mine = (daemon: number | undefined, of: number | undefined) =>
+    daemon === undefined || of === undefined || of === daemon;
+  const during = (at: number, from: number, to: number | undefined) =>
+    from <= at && (to ?? Number.POSITIVE_INFINITY) >= at - GIVE_UP_WINDOW_MS;
   const outageBefore = (at: number, daemon?: number) =>
-    record.downtimes.some(
-      (d) =>
-        (daemon === undefined || d.daemon === undefined || d.daemon === daemon) &&
-        d.from <= at &&
-        (d.to ?? Number.POSITIVE_INFINITY) >= at - GIVE_UP_WINDOW_MS,
-    );
+    record.downtimes.some((d) => mine(daemon, d.daemon) && during(at, d.from, d.to)) ||
+    (record.cluster?.storeOutages ?? []).some((o) => mine(daemon, o.daemon) && during(at, o.from, o.to));
 
   // 1. Exactly once.
   for (const id of record.duplicates)

@@ -9,7 +9,7 @@ import type { ClusterRig } from "./cluster-rig.js";
 import type { Prng } from "./prng.js";
 import { workloadProcesses } from "./procfs.js";
 import { waitFor } from "./run-helpers.js";
-import type { FinalRow, Tracked } from "./run-record.js";
+import type { FinalRow, Heartbeat, Tracked } from "./run-record.js";
 
 export type ClusterFaultKind = "postgres-restart" | "store-cut";
 
@@ -96,12 +96,30 @@ export async function cutProbe(o: CutProbeOptions): Promise<Tracked> {
 }
 
 /** What a cluster run saw that breaks no promise. */
-export function clusterFindings(rig: ClusterRig, final: ReadonlyMap<string, FinalRow>): string[] {
+export function clusterFindings(
+  rig: ClusterRig,
+  final: ReadonlyMap<string, FinalRow>,
+  heartbeats: ReadonlyMap<string, Heartbeat>,
+): string[] {
   const findings: string[] = [];
-  const lost = [...final.values()].filter((r) => r.errorName === "DaemonLostError").length;
-  if (lost > 0)
+  const lost = [...final.values()].filter((r) => r.errorName === "DaemonLostError");
+  if (lost.length > 0)
     findings.push(
-      `${lost} instance(s) ended DaemonLostError: they ran on a daemon the harness killed, and another daemon failed them once its lease ran out`,
+      `${lost.length} instance(s) ended DaemonLostError: they ran on a daemon the harness killed, and another daemon failed them once its lease ran out`,
+    );
+  // The README: in a cluster a workload does not outlive its daemon. Its task's heartbeats say.
+  const outlived = lost.flatMap((row) => {
+    const name = /the daemon (\S+) that ran/.exec(row.errorMessage ?? "")?.[1];
+    const member = name === undefined ? undefined : rig.members.get(name);
+    const beat = heartbeats.get(row.id);
+    if (member === undefined || beat === undefined) return [];
+    const slot = rig.daemons[member.daemon];
+    const kill = slot?.supervisor.downtimes.find((d) => d.from >= member.joinedAt);
+    return kill !== undefined && beat.lastAt > kill.from + 1_000 ? [beat.lastAt - kill.from] : [];
+  });
+  if (outlived.length > 0)
+    findings.push(
+      `${outlived.length} of them ran on after their daemon was killed, up to ${(Math.max(...outlived) / 1000).toFixed(1)} s (their tasks' heartbeats): their workloads outlived their daemon`,
     );
   const restarts = rig.storeOutages.filter((x) => x.kind === "postgres restart" && x.to !== undefined);
   if (restarts.length > 0) {

@@ -382,7 +382,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           const t = tracked.get(id);
           if (t !== undefined) void stop(t, "quiet moment");
         },
-        workloads: () => workloadCount(slot.ours, mode, concurrency),
+        // A daemon of a cluster started again on its data directory adopts its predecessor's
+        // pool workers, so its pool can be larger than its concurrency, and which of them are
+        // busy cannot be told from outside: its listing says what it runs.
+        workloads: () => (clusterRig && mode === "pool" ? 0 : workloadCount(slot.ours, mode, concurrency)),
         restWithinMs: settleBoundMs,
         peers: () => rig.peers(),
         fdsHeadroom: FDS_HEADROOM,
@@ -476,14 +479,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     // ever. The outages themselves are one at a time too (a daemon down until it listens again,
     // the database restarting, a daemon cut off it): a daemon started while the database is down
     // cannot start, and outages on top of each other would outlast the lease. A database fault
-    // that strikes meanwhile waits its turn (one at most), so short runs meet every kind.
+    // that strikes meanwhile waits its turn (one of each kind at most), so short runs meet every
+    // kind, even after the load (then before the settling). In a
+    // cluster, half a lease passes between two outages: every daemon renews its lease in between,
+    // so each outage is judged on its own, shorter than the lease.
+    const outageGapMs = clusterRig ? leaseMs / 2 : 0;
     let restarting: Promise<void> | undefined;
     let outage: Promise<void> | undefined;
-    let queued = false;
+    const queued = new Set<ClusterFaultKind>();
     const pending = new Set<Promise<void>>();
     const exclusively = async (work: () => Promise<void>): Promise<void> => {
       while (outage !== undefined) await outage.catch(() => undefined);
-      const mine = work();
+      const mine = work().finally(() => sleep(outageGapMs));
       outage = mine;
       try {
         await mine;
@@ -491,15 +498,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         if (outage === mine) outage = undefined;
       }
     };
-    const databaseFault = (work: () => Promise<void>) => {
-      if (outage !== undefined) {
-        if (queued) return;
-        queued = true;
-      }
+    const databaseFault = (kind: ClusterFaultKind, work: () => Promise<void>) => {
+      if (outage !== undefined) queued.add(kind);
       const run = exclusively(async () => {
-        queued = false;
+        queued.delete(kind);
+        // One that waited past the end of the load still strikes, before the settling.
         await gate.pass();
-        if (gate.elapsed() < loadMs) await work();
+        await work();
       }).finally(() => pending.delete(run));
       pending.add(run);
     };
@@ -567,22 +572,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
             break;
           }
           case "postgres-restart": {
-            if (queued) break;
+            if (queued.has(event.kind)) break;
             const rig = clusterRig as ClusterRig;
             const downMs = clusterTargets.int(POSTGRES_DOWN_MS.min, POSTGRES_DOWN_MS.max);
-            databaseFault(async () => {
+            databaseFault(event.kind, async () => {
               bump(faults, "PostgreSQL restart (fast shutdown, 0.5-3 s down, start)");
               await rig.restartPostgres(downMs);
             });
             break;
           }
           case "store-cut": {
-            if (queued) break;
+            if (queued.has(event.kind)) break;
             const rig = clusterRig as ClusterRig;
             const victim = clusterTargets.int(0, daemons.length - 1);
             const { min, max } = storeCutMs(leaseMs);
             const downMs = clusterTargets.int(min, max);
-            databaseFault(async () => {
+            databaseFault(event.kind, async () => {
               bump(faults, `one daemon cut off PostgreSQL (${min / 1000}-${max / 1000} s)`);
               bump(faults, "  its connections to PostgreSQL cut", await rig.cutStore(victim, downMs));
             });
@@ -750,6 +755,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await rig.close();
 
     // ---- check and report --------------------------------------------------------------------
+    const heartbeats = readHeartbeats(heartbeatDir);
     const checked = checkInvariants({
       mode,
       stopGraceMs,
@@ -759,7 +765,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       final,
       duplicates,
       unfinished,
-      heartbeats: readHeartbeats(heartbeatDir),
+      heartbeats,
       observers,
       downtimes: rig.downtimes(),
       poolKills,
@@ -785,7 +791,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     findings.push(
       ...checked.findings,
       ...observationFindings(observers, daemonLogFiles(runDir), tracked, final),
-      ...(clusterRig ? clusterFindings(clusterRig, final) : []),
+      ...(clusterRig ? clusterFindings(clusterRig, final, heartbeats) : []),
     );
 
     const summary = summarize(tracked, final, observers);

@@ -12,7 +12,7 @@ import { describe, expect, it } from "vitest";
 import { shortAnswer } from "../chaos/answers.js";
 import { INVARIANTS } from "../chaos/check-invariants.js";
 import { runChaos } from "../chaos/run-chaos.js";
-import type { ClusterFacts, FinalRow, Tracked } from "../chaos/run-record.js";
+import type { ClusterFacts, FinalRow, RunRecord, StoreOutage, Tracked } from "../chaos/run-record.js";
 import { AT, runRecord, shortInstance, stopRecord, violated } from "./helpers/chaos-records.js";
 
 const SEED = Number(process.env.CHAOS_SEED ?? 20_240_611);
@@ -118,7 +118,7 @@ describe("chaos checker, cluster rules", () => {
     ]);
   });
 
-  it("excuses a call the SDK gave up on only by an outage of the daemon it went through", () => {
+  it("excuses a call the SDK gave up on only by an outage of the daemon it went through, or of its database", () => {
     const { tracked } = shortInstance("gave-up", "failed", undefined);
     const gaveUp: Tracked = {
       ...tracked,
@@ -130,16 +130,30 @@ describe("chaos checker, cluster rules", () => {
       } as unknown as TaskInstanceState,
     };
     const done = shortInstance("done", "completed", shortAnswer(3));
-    const record = (daemon: number) =>
+    const record = (more: Partial<RunRecord>) =>
       runRecord([done], {
         cluster: facts(),
         tracked: new Map([
           [gaveUp.id, gaveUp],
           [done.tracked.id, done.tracked],
         ]),
-        downtimes: [{ from: AT + 500, to: AT + 5_000, daemon }],
+        ...more,
       });
-    expect(violated(record(2), INVARIANTS.once)).toEqual([]);
-    expect(violated(record(1), INVARIANTS.once)).toEqual([expect.stringContaining("is not on the daemon")]);
+    const killed = (daemon: number) => ({ downtimes: [{ from: AT + 500, to: AT + 5_000, daemon }] });
+    const outOfReach = (outage: StoreOutage) => ({ cluster: facts({ storeOutages: [outage] }) });
+    const notOnTheDaemon = [expect.stringContaining("is not on the daemon")];
+    expect(violated(record(killed(2)), INVARIANTS.once)).toEqual([]);
+    expect(violated(record(killed(1)), INVARIANTS.once)).toEqual(notOnTheDaemon);
+    const restart: StoreOutage = {
+      kind: "postgres restart",
+      from: AT + 500,
+      to: AT + 5_000,
+      daemon: undefined,
+    };
+    expect(violated(record(outOfReach(restart)), INVARIANTS.once)).toEqual([]);
+    const cut = (daemon: number): StoreOutage => ({ ...restart, kind: "connection cut", daemon });
+    expect(violated(record(outOfReach(cut(2))), INVARIANTS.once)).toEqual([]);
+    expect(violated(record(outOfReach(cut(0))), INVARIANTS.once)).toEqual(notOnTheDaemon);
+    expect(violated(record({}), INVARIANTS.once)).toEqual(notOnTheDaemon);
   });
 });
