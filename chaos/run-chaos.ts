@@ -19,7 +19,6 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { type Executor, PlatformExecutor, setExecutor } from "numerous-tasks";
 import {
-  type Instance,
   Status,
   TaskServiceClient,
 } from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
@@ -60,15 +59,14 @@ import {
   workloadCount,
 } from "./run-helpers.js";
 import {
-  type FinalRow,
   type MemoryFigures,
   type Observer,
   type StopRecord,
   type Tracked,
   type Violation,
   type WorkloadSighting,
-  finalFromWire,
 } from "./run-record.js";
+import { settleAndList, sweepWorkloads } from "./run-end.js";
 import { summarize } from "./run-summary.js";
 import { type Percentiles, bump } from "./stats.js";
 import { type WatchCrew, createWatchCrew } from "./watch-crew.js";
@@ -644,39 +642,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     );
 
     // ---- settle ------------------------------------------------------------------------------
-    let unfinished: FinalRow[] = [];
-    let listed = true;
-    for (;;) {
-      try {
-        unfinished = (await listAll(direct, [Status.STATUS_PENDING, Status.STATUS_RUNNING], findings)).map(
-          finalFromWire,
-        );
-      } catch (error) {
-        // The daemon is gone: what it did not finish shows as missing from the final listing.
-        findings.push(`settling: the daemon could not be listed: ${(error as Error).message}`);
-        listed = false;
-        break;
-      }
-      if (unfinished.length === 0 || Date.now() - faultsEnded > settleBoundMs) break;
-      await sleep(250);
-    }
-    const settleMs = Date.now() - faultsEnded;
-    log(
-      `chaos: ${!listed ? "the daemon could not be listed" : unfinished.length === 0 ? `every instance final ${settleMs} ms after the faults` : `${unfinished.length} instance(s) still unfinished after ${settleMs} ms`}`,
+    const { unfinished, settleMs, final, duplicates } = await settleAndList(
+      direct,
+      faultsEnded,
+      settleBoundMs,
+      findings,
+      log,
+      () => crew.thawSlow(),
     );
-    crew.thawSlow();
-    let finalList: Instance[] = [];
-    try {
-      finalList = await listAll(direct, [], findings);
-    } catch (error) {
-      findings.push(`the daemon's final listing failed, so it lists nothing: ${(error as Error).message}`);
-    }
-    const final = new Map<string, FinalRow>();
-    const duplicates: string[] = [];
-    for (const instance of finalList) {
-      if (final.has(instance.id)) duplicates.push(instance.id);
-      final.set(instance.id, finalFromWire(instance));
-    }
     // Watchers get a little time to catch up with the end; the checker says who did not.
     await waitFor(() => {
       for (const t of tracked.values()) if (!t.handle.isDone() && final.has(t.id)) return false;
@@ -728,30 +701,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       fdsHeadroom: FDS_HEADROOM,
     };
     const shutdownExitCodes = await rig.stopAll(15_000);
-    // Workloads may outlive a daemon on purpose (to reattach to the next), and give up after
-    // 60 s without one; every one must be gone by then.
-    await waitFor(() => workloadProcesses(rig.ours).length === 0, 5_000);
-    const lingering = workloadProcesses(rig.ours);
-    if (lingering.length > 0) {
-      findings.push(
-        `${lingering.length} workload process(es) were still alive 5 s after the daemon exited on SIGTERM with nothing running: ` +
-          lingering
-            .map(
-              (p) =>
-                `pid ${p.pid} (parent ${p.ppid}${p.instanceId ? `, instance ${p.instanceId}` : ", pool"})`,
-            )
-            .join(", "),
-      );
-      await waitFor(() => workloadProcesses(rig.ours).length === 0, 65_000);
-    }
-    const leftoverWorkloads = workloadProcesses(rig.ours).map((p) => p.pid);
-    for (const pid of leftoverWorkloads) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
+    const leftoverWorkloads = await sweepWorkloads(rig.ours, findings);
     await rig.close();
 
     // ---- check and report --------------------------------------------------------------------
