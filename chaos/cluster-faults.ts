@@ -140,6 +140,11 @@ export function clusterFindings(
     findings.push(
       `the daemons' most frequent warnings: ${top.map(([what, n]) => `${what} (${n})`).join("; ")}`,
     );
+  const tries = rig.daemons.flatMap((slot) => slot.supervisor.failedStarts.filter((f) => f.afterCrash));
+  if (tries.length > 0)
+    findings.push(
+      `${tries.length} try(ies) to start a daemon again after it exited on its own failed before it listened, e.g. "${tries[0]?.stderr.trim().slice(-200)}" (the exit itself is a violation)`,
+    );
   const restartMs = rig.daemons.flatMap((slot) => slot.supervisor.startMs.slice(1));
   if (restartMs.length > 0)
     findings.push(

@@ -121,17 +121,16 @@ export async function createClusterRig(o: ClusterRigOptions): Promise<ClusterRig
         outage.to = to;
       },
       async cutStore(index, downMs) {
+        // Timed by the proxy's own process: the outage is when it says it cut and opened again.
         const outage: StoreOutage = {
           kind: "connection cut",
           from: Date.now(),
           to: undefined,
           daemon: index,
         };
-        storeOutages.push(outage);
-        const cut = await storeProxy.block(index);
-        await new Promise((resolve) => setTimeout(resolve, downMs));
-        await storeProxy.unblock(index);
-        outage.to = Date.now();
+        const at = storeOutages.push(outage) - 1;
+        const { cut, from, to } = await storeProxy.cutFor(index, downMs);
+        storeOutages[at] = { ...outage, from: Math.min(outage.from, from), to };
         return cut;
       },
     };

@@ -89,10 +89,12 @@ export function slotTroubles(slots: readonly DaemonSlot[], crashes: readonly str
   return [
     ...crashes,
     ...slots.flatMap((slot) =>
-      slot.supervisor.failedStarts.map(
-        (f) =>
-          `${slot.name} generation ${f.generation} failed to start at ${new Date(f.at).toISOString()}: ${f.stderr.trim().slice(-600)}`,
-      ),
+      slot.supervisor.failedStarts
+        .filter((f) => !f.afterCrash)
+        .map(
+          (f) =>
+            `${slot.name} generation ${f.generation} failed to start at ${new Date(f.at).toISOString()}: ${f.stderr.trim().slice(-600)}`,
+        ),
     ),
   ];
 }

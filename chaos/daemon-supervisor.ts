@@ -34,6 +34,15 @@ export interface DaemonSupervisorOptions {
   readonly onLog?: (generation: number, entry: Record<string, unknown>) => void;
 }
 
+/** A start that ended before the daemon listened. */
+export interface FailedStart {
+  readonly generation: number;
+  readonly at: number;
+  readonly stderr: string;
+  /** One of the tries to start it again after it exited on its own: that exit is the one reported. */
+  readonly afterCrash: boolean;
+}
+
 export interface DaemonCrash {
   readonly generation: number;
   readonly pid: number;
@@ -62,7 +71,7 @@ export interface DaemonSupervisor {
   readonly downtimes: ReadonlyArray<{ from: number; to: number | undefined }>;
   readonly warnings: readonly DaemonLogLine[];
   /** Restarts that failed before the daemon listened, with its stderr. */
-  readonly failedStarts: ReadonlyArray<{ generation: number; at: number; stderr: string }>;
+  readonly failedStarts: ReadonlyArray<FailedStart>;
   /** How long each generation took from its spawn to its "listening" line. */
   readonly startMs: ReadonlyArray<number>;
   /** Generations that exited on their own. */
@@ -84,13 +93,16 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
   let exited: Promise<void> = Promise.resolve();
   const downtimes: Array<{ from: number; to: number | undefined }> = [];
   const warnings: DaemonLogLine[] = [];
-  const failedStarts: Array<{ generation: number; at: number; stderr: string }> = [];
+  const failedStarts: FailedStart[] = [];
+  /** Starting again after an exit of its own: failed tries are not new crashes. */
+  let recovering = false;
   const startMs: number[] = [];
   const logFile = (g: number) => join(options.logDir, `daemon-${g}.log`);
   let restarting: Promise<void> | undefined;
   const crashed = new Set<number>();
 
   const startOnce = async (): Promise<boolean> => {
+    const afterCrash = recovering;
     generation++;
     const mine = generation;
     const log: WriteStream = createWriteStream(logFile(mine));
@@ -139,7 +151,7 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
     exited = new Promise<void>((resolve) => {
       proc.once("exit", (code, signal) => {
         if (child === proc) child = undefined;
-        if (!expectedExit) {
+        if (!expectedExit && !(afterCrash && !listened)) {
           crashed.add(mine);
           options.onCrash({
             generation: mine,
@@ -152,10 +164,12 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
           // Only a daemon that was serving: a failed start is start()'s to try again.
           if (options.restartOnCrash && listened) {
             downtimes.push({ from: Date.now(), to: undefined });
-            // A restart that fails for good is in failedStarts, for the checker.
-            restarting = start()
+            recovering = true;
+            // Patiently, as an operator's supervisor would: the database may be out of reach.
+            restarting = start(60)
               .catch(() => undefined)
               .finally(() => {
+                recovering = false;
                 restarting = undefined;
               });
           }
@@ -170,20 +184,25 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
     listened = ok;
     if (ok) startMs.push(Date.now() - spawnedAt);
     else {
-      failedStarts.push({ generation: mine, at: Date.now(), stderr: stderr.join("").slice(-4000) });
+      failedStarts.push({
+        generation: mine,
+        at: Date.now(),
+        stderr: stderr.join("").slice(-4000),
+        afterCrash,
+      });
     }
     return ok;
   };
 
-  const start = async (): Promise<void> => {
+  const start = async (attempts = 10): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       // A failed start is reported as a crash by onCrash; keep trying so the run completes.
       if (await startOnce()) break;
-      if (attempt >= 10)
+      if (attempt >= attempts)
         throw new Error(`the daemon did not start after ${attempt} attempts; see ${logFile(generation)}`);
       // What an operator would do about a socket file a killed daemon left behind.
       if (options.listen.startsWith("unix:")) rmSync(options.listen.slice("unix:".length), { force: true });
-      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 200 * attempt)));
     }
     const open = downtimes.at(-1);
     if (open !== undefined && open.to === undefined) open.to = Date.now();

@@ -61,7 +61,9 @@ import {
 import {
   type MemoryFigures,
   type Observer,
+  type Downtime,
   type StopRecord,
+  type StoreOutage,
   type Tracked,
   type Violation,
   type WorkloadSighting,
@@ -132,6 +134,8 @@ export interface ChaosResult {
   readonly watchers: Readonly<Record<string, { readonly watches: number; readonly breaks: number }>>;
   readonly findings: readonly string[];
   readonly rogue: RogueReport;
+  /** When each daemon was down, and (in a cluster) when the database was out of reach. */
+  readonly outages: { readonly daemons: readonly Downtime[]; readonly database: readonly StoreOutage[] };
   readonly durationMs: number;
   /** The report, as printed by `npm run chaos`. */
   readonly table: string;
@@ -777,6 +781,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       watchers: summary.watchers,
       findings,
       rogue: rogue.report,
+      outages: { daemons: rig.downtimes(), database: clusterRig?.storeOutages ?? [] },
       durationMs: Date.now() - started,
     };
     return { ...partial, table: formatReport(partial) };

@@ -15,14 +15,18 @@ export interface StoreProxy {
   readonly addresses: readonly string[];
   /** The proxy's process id. */
   readonly pid: number;
-  /** Cuts line `index`'s connections and refuses new ones; resolves how many were cut. */
-  block(index: number): Promise<number>;
-  unblock(index: number): Promise<void>;
+  /**
+   * Cuts line `index`'s connections and refuses new ones for `ms`, timed in the proxy's own
+   * process (a lagging harness must not stretch the cut); resolves when the line is open again:
+   * how many connections were cut, and when (epoch ms) it was cut and opened again.
+   */
+  cutFor(index: number, ms: number): Promise<{ cut: number; from: number; to: number }>;
   close(): Promise<void>;
 }
 
-type Request = { id: number; op: "block" | "unblock"; line: number };
-type Reply = { id: number; cut?: number } | { ready: readonly string[] } | { error: string };
+type Request = { id: number; line: number; ms: number };
+type CutReply = { id: number; cut: number; from: number; to: number };
+type Reply = CutReply | { ready: readonly string[] } | { error: string };
 
 /** Starts the proxy process in front of `target` (`host:port`), with `lines` lines. */
 export async function startStoreProxy(target: string, lines: number): Promise<StoreProxy> {
@@ -31,7 +35,7 @@ export async function startStoreProxy(target: string, lines: number): Promise<St
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const waiting = new Map<number, (reply: { cut?: number }) => void>();
+  const waiting = new Map<number, (reply: CutReply) => void>();
   let next = 0;
   const addresses = await new Promise<readonly string[]>((resolve, reject) => {
     child.on("message", (message: Reply) => {
@@ -41,22 +45,18 @@ export async function startStoreProxy(target: string, lines: number): Promise<St
     });
     void exited.then(() => reject(new Error("the store proxy exited before it was ready")));
   });
-  const ask = (op: Request["op"], line: number) =>
-    new Promise<{ cut?: number }>((resolve, reject) => {
-      const id = ++next;
-      waiting.set(id, (reply) => {
-        waiting.delete(id);
-        resolve(reply);
-      });
-      child.send({ id, op, line } satisfies Request, (error) => error && reject(error));
-    });
   return {
     addresses,
     pid: child.pid ?? 0,
-    block: async (index) => (await ask("block", index)).cut ?? 0,
-    unblock: async (index) => {
-      await ask("unblock", index);
-    },
+    cutFor: (line, ms) =>
+      new Promise<CutReply>((resolve, reject) => {
+        const id = ++next;
+        waiting.set(id, (reply) => {
+          waiting.delete(id);
+          resolve(reply);
+        });
+        child.send({ id, line, ms } satisfies Request, (error) => error && reject(error));
+      }),
     async close() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       await exited;
@@ -71,11 +71,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url) && process.send !== undef
   createTcpProxy(target, Number(lines)).then(
     (proxy) => {
       process.on("message", (request: Request) => {
-        if (request.op === "block") send({ id: request.id, cut: proxy.block(request.line) } satisfies Reply);
-        else {
+        const from = Date.now();
+        const cut = proxy.block(request.line);
+        setTimeout(() => {
           proxy.unblock(request.line);
-          send({ id: request.id } satisfies Reply);
-        }
+          send({ id: request.id, cut, from, to: Date.now() } satisfies Reply);
+        }, request.ms);
       });
       // The harness gone, nothing is left to proxy for.
       process.on("disconnect", () => process.exit(0));
