@@ -76,6 +76,8 @@ export interface DaemonSupervisor {
   readonly startMs: ReadonlyArray<number>;
   /** Generations that exited on their own. */
   readonly crashed: ReadonlySet<number>;
+  /** Generations started to replace one that exited on its own (the tries that failed included). */
+  readonly replacements: ReadonlySet<number>;
   start(): Promise<void>;
   /** SIGKILL and wait for the exit. */
   kill9(): Promise<void>;
@@ -100,10 +102,12 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
   const logFile = (g: number) => join(options.logDir, `daemon-${g}.log`);
   let restarting: Promise<void> | undefined;
   const crashed = new Set<number>();
+  const replacements = new Set<number>();
 
   const startOnce = async (): Promise<boolean> => {
     const afterCrash = recovering;
     generation++;
+    if (afterCrash) replacements.add(generation);
     const mine = generation;
     const log: WriteStream = createWriteStream(logFile(mine));
     const spawnedAt = Date.now();
@@ -221,6 +225,7 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
     failedStarts,
     startMs,
     crashed,
+    replacements,
     start,
     async kill9() {
       await restarting;

@@ -684,11 +684,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     direct.close();
     const generations = meters.flatMap((m) => m.generations);
     for (const [i, m] of meters.entries()) {
-      const { crashed } = (daemons[i] as (typeof daemons)[number]).supervisor;
+      const { crashed, replacements } = (daemons[i] as (typeof daemons)[number]).supervisor;
       for (const g of m.generations) {
         if (crashed.has(g.generation))
           g.cutShort = "a daemon generation that exited on its own (see 'alive')";
-        else if (crashed.has(g.generation - 1))
+        else if (replacements.has(g.generation))
           g.cutShort = "a daemon generation started after its predecessor exited on its own (see 'alive')";
       }
     }
