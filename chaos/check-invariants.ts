@@ -14,6 +14,7 @@ import {
   sha256,
   throwsError,
 } from "./answers.js";
+import { outagesDuring, stopDeadline, unexplainedDaemonLoss } from "./cluster-checks.js";
 import { fingerprint } from "./observer-log.js";
 import { fdDifference } from "./procfs.js";
 import type { Downtime, FinalRow, RunRecord, StopRecord, Tracked, Violation } from "./run-record.js";
@@ -84,8 +85,16 @@ export function checkInvariants(record: RunRecord): CheckResult {
   const restartsBetween = (from: number, to: number) =>
     record.downtimes.filter((d) => d.from >= from && d.from <= to);
   // The SDK gives up after 3 s without the daemon (SPEC: nothing hangs forever); only an
-  // outage just before it gave up excuses that.
-  const outageBefore = (at: number) => overlapsDowntime(at - GIVE_UP_WINDOW_MS, at);
+  // outage just before it gave up excuses that. In a cluster, only one of the daemon it talked
+  // to, or of that daemon's database: the SDK retries a call the daemon answers UNAVAILABLE for
+  // 30 s, and gives up if the database is still out of reach then.
+  const mine = (daemon: number | undefined, of: number | undefined) =>
+    daemon === undefined || of === undefined || of === daemon;
+  const during = (at: number, from: number, to: number | undefined) =>
+    from <= at && (to ?? Number.POSITIVE_INFINITY) >= at - GIVE_UP_WINDOW_MS;
+  const outageBefore = (at: number, daemon?: number) =>
+    record.downtimes.some((d) => mine(daemon, d.daemon) && during(at, d.from, d.to)) ||
+    (record.cluster?.storeOutages ?? []).some((o) => mine(daemon, o.daemon) && during(at, o.from, o.to));
 
   // 1. Exactly once.
   for (const id of record.duplicates)
@@ -93,7 +102,7 @@ export function checkInvariants(record: RunRecord): CheckResult {
   for (const t of tracked.values()) {
     checked(INVARIANTS.once);
     if (final.has(t.id)) continue;
-    if (isLocalUnavailable(t) && outageBefore(t.doneAt ?? t.submittedAt)) continue;
+    if (isLocalUnavailable(t) && outageBefore(t.doneAt ?? t.submittedAt, t.daemon)) continue;
     violate(
       INVARIANTS.once,
       [t.id],
@@ -173,7 +182,7 @@ export function checkInvariants(record: RunRecord): CheckResult {
         const t = tracked.get(id);
         // The caller's own failed submits are judged once, below.
         const callersSubmit = observer.kind === "caller" && t !== undefined && isLocalUnavailable(t);
-        if (!callersSubmit && !outageBefore(terminal.at)) {
+        if (!callersSubmit && !outageBefore(terminal.at, observer.daemon)) {
           violate(
             INVARIANTS.watchers,
             [id],
@@ -202,7 +211,7 @@ export function checkInvariants(record: RunRecord): CheckResult {
   for (const observer of record.observers) {
     for (const id of observer.log.ids()) {
       const terminal = observer.log.state(id)?.terminal;
-      if (terminal?.clientMade && outageBefore(terminal.at))
+      if (terminal?.clientMade && outageBefore(terminal.at, observer.daemon))
         gaveUp.set(observer.kind, (gaveUp.get(observer.kind) ?? 0) + 1);
     }
   }
@@ -216,7 +225,7 @@ export function checkInvariants(record: RunRecord): CheckResult {
     const row = final.get(t.id);
     if (row === undefined || !isLocalUnavailable(t)) continue;
     const failedAt = t.doneAt ?? t.submittedAt;
-    if (outageBefore(failedAt)) {
+    if (outageBefore(failedAt, t.daemon)) {
       splitAfterOutage++;
       continue;
     }
@@ -282,16 +291,19 @@ export function checkInvariants(record: RunRecord): CheckResult {
     }
     checked(INVARIANTS.grace);
     if (row.errorName === FORCED_STOP_ERROR) forcedStops++;
-    const overrun = beat.lastAt - (reference + record.stopGraceMs);
-    if (overrun > GRACE_SLACK_MS) {
+    // In a cluster, a daemon cut off the database learns of the stop once it is back.
+    const deadline = stopDeadline(record, reference, record.stopGraceMs, GRACE_SLACK_MS, false);
+    if (beat.lastAt > deadline) {
       const restarts = restartsBetween(reference, beat.lastAt);
+      const outages = outagesDuring(record, reference, beat.lastAt);
       violate(
         INVARIANTS.grace,
         [row.id],
-        `${t.kind}(${describeArgs(t.args)}) ${row.id}: stop at ${iso(reference)}, grace ${record.stopGraceMs} ms, but its task was alive at ${iso(beat.lastAt)} (${beat.lastAt - reference} ms after the stop, pid ${beat.pid})` +
+        `${t.kind}(${describeArgs(t.args)}) ${row.id}: stop at ${iso(reference)}, grace ${record.stopGraceMs} ms, but its task was alive at ${iso(beat.lastAt)} (${beat.lastAt - reference} ms after the stop, pid ${beat.pid}; allowed until ${iso(deadline)})` +
           (restarts.length > 0
             ? `; the daemon was killed in between at ${restarts.map((d) => iso(d.from)).join(", ")}`
-            : ""),
+            : "") +
+          (outages.length > 0 ? `; the database was out of reach: ${outages.join(", ")}` : ""),
       );
     }
   }
@@ -311,8 +323,12 @@ export function checkInvariants(record: RunRecord): CheckResult {
   // 7. Leaks: every daemon generation against itself, at rest at its start and at its end.
   const m = record.memory;
   for (const g of m.generations) {
-    const who = `daemon generation ${g.generation} (pid ${g.pid})`;
+    const who = `${g.daemon === undefined ? "daemon" : `daemon ${g.daemon}`} generation ${g.generation} (pid ${g.pid})`;
     const { start, end } = g;
+    if ((start === undefined || end === undefined) && g.cutShort !== undefined) {
+      notChecked(INVARIANTS.leaks, g.cutShort);
+      continue;
+    }
     if (start === undefined || end === undefined) {
       violate(
         INVARIANTS.leaks,
@@ -384,15 +400,17 @@ export function checkInvariants(record: RunRecord): CheckResult {
   }
 
   // 8. The daemon stays up.
-  checked(INVARIANTS.alive, 1 + record.downtimes.length);
+  checked(INVARIANTS.alive, record.shutdownExitCodes.length + record.downtimes.length);
   for (const crash of record.daemonCrashes) violate(INVARIANTS.alive, [], crash);
-  if (record.shutdownExitCode !== 0) {
+  record.shutdownExitCodes.forEach((code, index) => {
+    if (code === 0) return;
+    const who = record.shutdownExitCodes.length === 1 ? "the daemon" : `daemon ${index}`;
     violate(
       INVARIANTS.alive,
       [],
-      `on SIGTERM after the run the daemon ${record.shutdownExitCode === null ? "did not exit in time and was killed" : `exited with code ${record.shutdownExitCode}`}`,
+      `on SIGTERM after the run ${who} ${code === null ? "did not exit in time and was killed" : `exited with code ${code}`}`,
     );
-  }
+  });
 
   // 9. Causes; 10. stops hold.
   for (const row of final.values()) {
@@ -440,6 +458,18 @@ export function checkInvariants(record: RunRecord): CheckResult {
         [row.id],
         `${t.kind} ${row.id}: a stop was acknowledged at ${iso(ackAt)} (aimed ${firstAck.when}), yet the instance started at ${iso(row.startedAt)} and ended ${row.status}${during}`,
       );
+    } else if (record.cluster !== undefined) {
+      // A kill fails the instance once another daemon reaps it; a database out of reach delays the stop.
+      const deadline = stopDeadline(record, ackAt, record.stopGraceMs, GRACE_SLACK_MS, true);
+      if (row.finishedAt > deadline) {
+        const outages = outagesDuring(record, ackAt, row.finishedAt);
+        violate(
+          INVARIANTS.stops,
+          [row.id],
+          `${t.kind}(${describeArgs(t.args)}) ${row.id}: a stop was acknowledged at ${iso(ackAt)} (aimed ${firstAck.when}), grace ${record.stopGraceMs} ms, but it ended ${row.status} only at ${iso(row.finishedAt)} (${row.finishedAt - ackAt} ms later; allowed until ${iso(deadline)})${during}` +
+            (outages.length > 0 ? `; the database was out of reach: ${outages.join(", ")}` : ""),
+        );
+      }
     } else if (row.finishedAt > ackAt + record.stopGraceMs + GRACE_SLACK_MS + outage) {
       violate(
         INVARIANTS.stops,
@@ -476,7 +506,9 @@ export function storyOf(id: string, record: RunRecord): string {
   const t = record.tracked.get(id);
   if (t === undefined) return "";
   const row = record.final.get(id);
-  const parts = [`${id}: ${t.kind}(${describeArgs(t.args)}) called ${iso(t.submittedAt)}`];
+  const parts = [
+    `${id}: ${t.kind}(${describeArgs(t.args)}) called ${iso(t.submittedAt)}${t.daemon === undefined ? "" : ` through daemon ${t.daemon}`}`,
+  ];
   if (row !== undefined) {
     parts.push(
       `daemon: ${row.status} rev ${row.revision}, started ${iso(row.startedAt)}, finished ${iso(row.finishedAt)}` +
@@ -488,7 +520,7 @@ export function storyOf(id: string, record: RunRecord): string {
   parts.push(`caller's handle: ${t.handle.status}${t.doneAt ? ` at ${iso(t.doneAt)}` : ""}`);
   for (const s of t.stops)
     parts.push(
-      `stop (${s.when}) sent ${iso(s.sentAt)}, ${s.ackAt ? `acknowledged ${iso(s.ackAt)}` : `refused (${s.refused})`}`,
+      `stop (${s.when})${s.through === undefined ? "" : ` through daemon ${s.through}`} sent ${iso(s.sentAt)}, ${s.ackAt ? `acknowledged ${iso(s.ackAt)}` : `refused (${s.refused}) ${iso(s.refusedAt)}`}`,
     );
   for (const at of t.workloadKills) parts.push(`harness SIGKILLed its workload at ${iso(at)}`);
   for (const w of record.workloadsSeen.get(id) ?? [])
@@ -499,10 +531,14 @@ export function storyOf(id: string, record: RunRecord): string {
       ? `task ran ${iso(beat.startedAt)} .. ${iso(beat.lastAt)} in pid ${beat.pid}`
       : "task never ran (no heartbeat)",
   );
+  const end = row?.finishedAt ?? Date.now();
   for (const d of record.downtimes) {
-    if (d.from >= t.submittedAt && d.from <= (row?.finishedAt ?? Date.now()))
-      parts.push(`daemon killed ${iso(d.from)}, back ${iso(d.to)}`);
+    if (d.from >= t.submittedAt && d.from <= end)
+      parts.push(
+        `${record.cluster === undefined ? "daemon" : `daemon ${d.daemon}`} killed ${iso(d.from)}, back ${iso(d.to)}`,
+      );
   }
+  parts.push(...outagesDuring(record, t.submittedAt, end));
   return parts.join("; ");
 }
 
@@ -606,6 +642,11 @@ function unexplained(
         if (row.errorMessage?.includes(says)) return undefined;
       }
       if (row.errorName === "WorkloadExitedError" && (harnessKilled || restartDuring)) return undefined;
+      if (row.errorName === "DaemonLostError") {
+        const why = unexplainedDaemonLoss(row, record);
+        if (why === undefined) return undefined;
+        return `${what} failed with DaemonLostError (${row.errorMessage}), but ${why}`;
+      }
       if (row.errorName === "WorkloadLostError" && restartDuring) return undefined;
       return `${what} failed with ${row.errorName}: ${(row.errorMessage ?? "").slice(0, 300)}, and the harness did nothing that explains it`;
     }

@@ -21,6 +21,12 @@ export interface SampleOptions {
   readonly settled?: (fds: number) => boolean;
   /** Set when the daemon did not come to rest before the sample: what was still going on. */
   readonly notAtRest?: string | undefined;
+  /**
+   * Other processes whose live connections with the daemon are not its own to count: in a
+   * cluster, the proxy to PostgreSQL (the daemon's pool opens and closes those connections as
+   * the load goes, within its size).
+   */
+  readonly peers?: readonly number[];
 }
 
 export async function sampleAtRest(pid: number, options: SampleOptions): Promise<DaemonSample> {
@@ -29,7 +35,7 @@ export async function sampleAtRest(pid: number, options: SampleOptions): Promise
   for (;;) {
     lowest = Math.min(lowest, rssBytes(pid) ?? Number.POSITIVE_INFINITY);
     // The harness is the daemon's only TCP client: its proxy, SDKs, watches and rogue.
-    const census = fdCensus(pid, [process.pid]);
+    const census = fdCensus(pid, [process.pid, ...(options.peers ?? [])]);
     const fds = census === undefined ? undefined : census.counted.length;
     const waited = Date.now() - began;
     const settled =

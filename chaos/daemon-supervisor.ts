@@ -24,6 +24,23 @@ export interface DaemonSupervisorOptions {
   readonly env: Readonly<Record<string, string>>;
   /** Called once per unexpected exit (a crash), with what is known about it. */
   readonly onCrash: (crash: DaemonCrash) => void;
+  /**
+   * Start a daemon that exited on its own again, as an operator's process supervisor would (a
+   * daemon of a cluster exits when it finds its lease taken). The crash is still reported; the
+   * time until it listens again counts as a downtime.
+   */
+  readonly restartOnCrash?: boolean;
+  /** Called with every JSON log line, e.g. to learn a cluster daemon's name. */
+  readonly onLog?: (generation: number, entry: Record<string, unknown>) => void;
+}
+
+/** A start that ended before the daemon listened. */
+export interface FailedStart {
+  readonly generation: number;
+  readonly at: number;
+  readonly stderr: string;
+  /** One of the tries to start it again after it exited on its own: that exit is the one reported. */
+  readonly afterCrash: boolean;
 }
 
 export interface DaemonCrash {
@@ -47,11 +64,20 @@ export interface DaemonSupervisor {
   /** The current generation's process id; undefined while down. */
   readonly pid: number | undefined;
   readonly generation: number;
-  /** Times the daemon was unreachable because the harness killed it: [killed, listening again]. */
+  /**
+   * Times the daemon was unreachable because the harness killed it (or, with `restartOnCrash`,
+   * it exited on its own): [down, listening again].
+   */
   readonly downtimes: ReadonlyArray<{ from: number; to: number | undefined }>;
   readonly warnings: readonly DaemonLogLine[];
   /** Restarts that failed before the daemon listened, with its stderr. */
-  readonly failedStarts: ReadonlyArray<{ generation: number; at: number; stderr: string }>;
+  readonly failedStarts: ReadonlyArray<FailedStart>;
+  /** How long each generation took from its spawn to its "listening" line. */
+  readonly startMs: ReadonlyArray<number>;
+  /** Generations that exited on their own. */
+  readonly crashed: ReadonlySet<number>;
+  /** Generations started to replace one that exited on its own (the tries that failed included). */
+  readonly replacements: ReadonlySet<number>;
   start(): Promise<void>;
   /** SIGKILL and wait for the exit. */
   kill9(): Promise<void>;
@@ -69,13 +95,22 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
   let exited: Promise<void> = Promise.resolve();
   const downtimes: Array<{ from: number; to: number | undefined }> = [];
   const warnings: DaemonLogLine[] = [];
-  const failedStarts: Array<{ generation: number; at: number; stderr: string }> = [];
+  const failedStarts: FailedStart[] = [];
+  /** Starting again after an exit of its own: failed tries are not new crashes. */
+  let recovering = false;
+  const startMs: number[] = [];
   const logFile = (g: number) => join(options.logDir, `daemon-${g}.log`);
+  let restarting: Promise<void> | undefined;
+  const crashed = new Set<number>();
+  const replacements = new Set<number>();
 
   const startOnce = async (): Promise<boolean> => {
+    const afterCrash = recovering;
     generation++;
+    if (afterCrash) replacements.add(generation);
     const mine = generation;
     const log: WriteStream = createWriteStream(logFile(mine));
+    const spawnedAt = Date.now();
     const proc = spawn(
       process.execPath,
       [
@@ -93,6 +128,7 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
       { cwd: options.root, env: options.env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] },
     );
     const stderr: string[] = [];
+    let listened = false;
     proc.stderr?.on("data", (chunk: Buffer) => {
       stderr.push(chunk.toString());
       log.write(chunk);
@@ -111,6 +147,7 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
         }
         if (typeof entry.level === "number" && entry.level >= 40)
           warnings.push({ generation: mine, line: lineNo, entry });
+        options.onLog?.(mine, entry);
         if (entry.msg === "listening") resolve(true);
       });
       proc.once("exit", () => resolve(false));
@@ -118,7 +155,8 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
     exited = new Promise<void>((resolve) => {
       proc.once("exit", (code, signal) => {
         if (child === proc) child = undefined;
-        if (!expectedExit) {
+        if (!expectedExit && !(afterCrash && !listened)) {
+          crashed.add(mine);
           options.onCrash({
             generation: mine,
             pid: proc.pid ?? 0,
@@ -127,6 +165,18 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
             at: Date.now(),
             stderr: stderr.join("").slice(-4000),
           });
+          // Only a daemon that was serving: a failed start is start()'s to try again.
+          if (options.restartOnCrash && listened) {
+            downtimes.push({ from: Date.now(), to: undefined });
+            recovering = true;
+            // Patiently, as an operator's supervisor would: the database may be out of reach.
+            restarting = start(60)
+              .catch(() => undefined)
+              .finally(() => {
+                recovering = false;
+                restarting = undefined;
+              });
+          }
         }
         lines.once("close", () => log.end());
         resolve();
@@ -135,10 +185,31 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
     child = proc;
     expectedExit = false;
     const ok = await listening;
-    if (!ok) {
-      failedStarts.push({ generation: mine, at: Date.now(), stderr: stderr.join("").slice(-4000) });
+    listened = ok;
+    if (ok) startMs.push(Date.now() - spawnedAt);
+    else {
+      failedStarts.push({
+        generation: mine,
+        at: Date.now(),
+        stderr: stderr.join("").slice(-4000),
+        afterCrash,
+      });
     }
     return ok;
+  };
+
+  const start = async (attempts = 10): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      // A failed start is reported as a crash by onCrash; keep trying so the run completes.
+      if (await startOnce()) break;
+      if (attempt >= attempts)
+        throw new Error(`the daemon did not start after ${attempt} attempts; see ${logFile(generation)}`);
+      // What an operator would do about a socket file a killed daemon left behind.
+      if (options.listen.startsWith("unix:")) rmSync(options.listen.slice("unix:".length), { force: true });
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 200 * attempt)));
+    }
+    const open = downtimes.at(-1);
+    if (open !== undefined && open.to === undefined) open.to = Date.now();
   };
 
   return {
@@ -152,20 +223,12 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
     downtimes,
     warnings,
     failedStarts,
-    async start() {
-      for (let attempt = 1; ; attempt++) {
-        // A failed start is reported as a crash by onCrash; keep trying so the run completes.
-        if (await startOnce()) break;
-        if (attempt >= 10)
-          throw new Error(`the daemon did not start after ${attempt} attempts; see ${logFile(generation)}`);
-        // What an operator would do about a socket file a killed daemon left behind.
-        if (options.listen.startsWith("unix:")) rmSync(options.listen.slice("unix:".length), { force: true });
-        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
-      }
-      const open = downtimes.at(-1);
-      if (open !== undefined && open.to === undefined) open.to = Date.now();
-    },
+    startMs,
+    crashed,
+    replacements,
+    start,
     async kill9() {
+      await restarting;
       if (child === undefined) return;
       expectedExit = true;
       downtimes.push({ from: Date.now(), to: undefined });
@@ -173,6 +236,7 @@ export function createDaemonSupervisor(options: DaemonSupervisorOptions): Daemon
       await exited;
     },
     async stop(timeoutMs) {
+      await restarting;
       const proc = child;
       if (proc === undefined) return null;
       expectedExit = true;

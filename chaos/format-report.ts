@@ -21,8 +21,9 @@ export function formatReport(r: ReportInput): string {
       .map(([k, v]) => `${k} ${v}`)
       .join(", ")}`,
   );
+  const cluster = r.settings.cluster === undefined ? "" : ` --cluster ${r.settings.cluster}`;
   out.push(
-    `  replay: npm run chaos -- --seconds ${r.seconds} --seed ${r.seed}${r.settings.mode === "pool" ? " --mode pool" : ""}`,
+    `  replay: npm run chaos -- --seconds ${r.seconds} --seed ${r.seed}${cluster}${r.settings.mode === "pool" ? " --mode pool" : ""}`,
   );
 
   head("instances submitted", "count");
@@ -74,7 +75,8 @@ export function formatReport(r: ReportInput): string {
     const { start, end } = g;
     const rssStart = start?.rssBytes;
     const fdsStart = start?.fds;
-    row(`generation ${g.generation} (pid ${g.pid}), ${g.instances} instance(s) in between`);
+    const who = g.daemon === undefined ? "" : `daemon ${g.daemon} `;
+    row(`${who}generation ${g.generation} (pid ${g.pid}), ${g.instances} instance(s) in between`);
     row(
       "  RSS (MiB)",
       mib(rssStart),

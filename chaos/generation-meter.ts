@@ -7,6 +7,8 @@ import { sampleAtRest } from "./daemon-sample.js";
 import type { GenerationFigures } from "./run-record.js";
 
 export interface GenerationMeterOptions {
+  /** In a cluster, which daemon this meter measures. */
+  readonly index?: number;
   /** The daemon's current process id and generation; pid undefined while it is down. */
   readonly daemon: () => { pid: number | undefined; generation: number };
   /** Ids the daemon has pending or running; rejects when it cannot be asked. */
@@ -17,6 +19,8 @@ export interface GenerationMeterOptions {
   readonly workloads: () => number;
   /** How long the daemon has to come to rest. */
   readonly restWithinMs: number;
+  /** Processes whose live connections with the daemon are not its own (see `sampleAtRest`). */
+  readonly peers?: () => readonly number[];
   /** How many more descriptors an end may have than its start before the check fails. */
   readonly fdsHeadroom: number;
   readonly log: (line: string) => void;
@@ -43,6 +47,7 @@ export function createGenerationMeter(o: GenerationMeterOptions): GenerationMete
     let g = generations.at(-1);
     if (g === undefined || g.pid !== pid) {
       g = {
+        ...(o.index === undefined ? {} : { daemon: o.index }),
         generation: o.daemon().generation,
         pid,
         start: undefined,
@@ -89,6 +94,7 @@ export function createGenerationMeter(o: GenerationMeterOptions): GenerationMete
       rssWindowMs: options.rssWindowMs,
       waitMs: options.waitMs,
       notAtRest,
+      ...(o.peers ? { peers: o.peers() } : {}),
       ...(which === "end" && startFds !== undefined
         ? { settled: (fds: number) => fds <= startFds + o.fdsHeadroom }
         : {}),
@@ -99,7 +105,7 @@ export function createGenerationMeter(o: GenerationMeterOptions): GenerationMete
     const rss =
       sample.rssBytes === undefined ? "unreadable" : `${(sample.rssBytes / 2 ** 20).toFixed(1)} MiB`;
     o.log(
-      `chaos: ${new Date().toISOString()} daemon generation ${g.generation} (pid ${pid}) at its ${which} (at rest after ${rested - began} ms, measured in ${Date.now() - rested} ms): RSS ${rss}, ${sample.fds ?? "unreadable"} descriptors of its own${notAtRest ? `; not at rest: ${notAtRest}` : ""}`,
+      `chaos: ${new Date().toISOString()} daemon ${o.index === undefined ? "" : `${o.index} `}generation ${g.generation} (pid ${pid}) at its ${which} (at rest after ${rested - began} ms, measured in ${Date.now() - rested} ms): RSS ${rss}, ${sample.fds ?? "unreadable"} descriptors of its own${notAtRest ? `; not at rest: ${notAtRest}` : ""}`,
     );
   };
 

@@ -14,9 +14,14 @@ export interface StopRecord {
   /** The moment it aimed at; "quiet moment": every unfinished instance, to bring the daemon to rest. */
   readonly when: "before-start" | "running" | "after-end" | "quiet moment";
   readonly sentAt: number;
-  /** When `stop()` resolved; undefined when it rejected. */
+  /** In a cluster, the daemon it was sent through. */
+  readonly through?: number;
+  /** When `stop()` resolved for an instance the daemon knew; undefined when it rejected or did not know it. */
   ackAt: number | undefined;
-  /** The name of the error `stop()` rejected with. */
+  /**
+   * The name of the error `stop()` rejected with, or "unknown id" when the daemon did not know
+   * the instance (yet: in a cluster, a stop through one daemon can overtake the call through another).
+   */
   refused: string | undefined;
   /** Its `code`: EXECUTOR_UNAVAILABLE means the caller cannot know whether the stop landed. */
   refusedCode: string | undefined;
@@ -37,6 +42,8 @@ export interface Tracked {
   /** When the harness SIGKILLed this instance's workload (process mode). */
   readonly workloadKills: number[];
   crowd: boolean;
+  /** In a cluster, the daemon it was submitted through. */
+  readonly daemon?: number;
 }
 
 /** The daemon's state of an instance, as the checker reads it. */
@@ -121,11 +128,34 @@ export interface Observer {
   breaks: (id: string) => number;
   /** What else is known about its stream, for reports. */
   notes?: () => string;
+  /** In a cluster, the daemon it watches through. */
+  readonly daemon?: number;
 }
 
+/** A time a daemon was down: killed by the harness (or, in a cluster, exited on its own), until it listened again. */
 export interface Downtime {
   readonly from: number;
   readonly to: number | undefined;
+  /** Which daemon (0 when alone). */
+  readonly daemon?: number;
+}
+
+/** A time the database was out of reach of one daemon of a cluster, or of all. */
+export interface StoreOutage {
+  readonly kind: "postgres restart" | "connection cut";
+  readonly from: number;
+  /** When it was back; undefined when it never came back. */
+  to: number | undefined;
+  /** The daemon cut off; undefined: every daemon (the server itself was down). */
+  readonly daemon: number | undefined;
+}
+
+/** What a cluster run adds to the record (see `chaos/cluster-checks.ts`). */
+export interface ClusterFacts {
+  readonly leaseMs: number;
+  readonly storeOutages: readonly StoreOutage[];
+  /** Every name a daemon joined the cluster under: which daemon, which generation, since when. */
+  readonly members: ReadonlyMap<string, { daemon: number; generation: number; joinedAt: number }>;
 }
 
 /** A violation of an invariant, with what is needed to look into it. */
@@ -157,7 +187,8 @@ export interface RunRecord {
   /** Pool mode: when the harness SIGKILLed a worker, whatever it ran. */
   readonly poolKills: readonly number[];
   readonly daemonCrashes: readonly string[];
-  readonly shutdownExitCode: number | null;
+  /** Each daemon's exit code on SIGTERM after the run (null: it had to be killed). */
+  readonly shutdownExitCodes: ReadonlyArray<number | null>;
   readonly memory: MemoryFigures;
   readonly leftoverWorkloads: readonly number[];
   readonly rogueBreaches: readonly string[];
@@ -166,6 +197,8 @@ export interface RunRecord {
   readonly rogueAnswered: number;
   /** Process mode: the workload processes seen for each instance. */
   readonly workloadsSeen: ReadonlyMap<string, readonly WorkloadSighting[]>;
+  /** Set in a cluster run: what differs from a daemon alone. */
+  readonly cluster?: ClusterFacts;
 }
 
 /**
@@ -192,6 +225,8 @@ export interface DaemonSample {
  * near its start and near its end, so a leak shows whatever the restarts.
  */
 export interface GenerationFigures {
+  /** In a cluster, which daemon. */
+  readonly daemon?: number;
   readonly generation: number;
   readonly pid: number;
   /** After its warm-up: the first generation's calls, or what a restart left to finish. */
@@ -200,6 +235,8 @@ export interface GenerationFigures {
   end: DaemonSample | undefined;
   /** Instances that ended between the two samples: the load this generation's growth is over. */
   instances: number;
+  /** Why it could not be measured at both ends, when it could not through no fault of the harness's. */
+  cutShort?: string;
   rssPeakBytes: number;
   fdsPeak: number;
 }

@@ -4,7 +4,8 @@
  * balancer would. Each listening port is one "line", so clients on different lines get
  * different TCP connections even where gRPC would share one. A frozen line stops reading what
  * the daemon sends, so the daemon's writes back up as they would toward a client that does
- * not read its stream.
+ * not read its stream. A blocked line is a network cut that lasts: it drops what is open and
+ * refuses what comes until unblocked (in a cluster run, between a daemon and PostgreSQL).
  */
 import { type AddressInfo, type Server, type Socket, connect, createServer } from "node:net";
 
@@ -21,6 +22,9 @@ export interface TcpProxy {
   freeze(line: number): void;
   /** Passes on again what the daemon sent, and everything after. */
   thaw(line: number): void;
+  /** Cuts the line's open connections and refuses new ones until {@link unblock}; returns how many were cut. */
+  block(line: number): number;
+  unblock(line: number): void;
   close(): Promise<void>;
 }
 
@@ -33,6 +37,7 @@ interface Line {
   readonly server: Server;
   readonly pairs: Set<Pair>;
   frozen: boolean;
+  blocked: boolean;
   /** When each connection of the line was cut. */
   readonly cuts: number[];
 }
@@ -51,6 +56,10 @@ export async function createTcpProxy(target: string, count: number): Promise<Tcp
 
   for (let i = 0; i < count; i++) {
     const server = createServer((client) => {
+      if (line.blocked) {
+        client.destroy();
+        return;
+      }
       const pair: Pair = { client, daemon: upstream() };
       line.pairs.add(pair);
       const close = () => {
@@ -66,11 +75,27 @@ export async function createTcpProxy(target: string, count: number): Promise<Tcp
       if (line.frozen) pair.daemon.pause();
       else pair.daemon.pipe(client);
     });
-    const line: Line = { server, pairs: new Set(), frozen: false, cuts: [] };
+    const line: Line = { server, pairs: new Set(), frozen: false, blocked: false, cuts: [] };
     lines.push(line);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     addresses.push(`127.0.0.1:${(server.address() as AddressInfo).port}`);
   }
+
+  const cut = (which?: readonly number[]): number => {
+    let n = 0;
+    for (const index of which ?? lines.map((_, i) => i)) {
+      const line = lines[index];
+      if (line === undefined) continue;
+      for (const pair of [...line.pairs]) {
+        n++;
+        line.cuts.push(Date.now());
+        pair.client.destroy();
+        pair.daemon.destroy();
+      }
+      line.pairs.clear();
+    }
+    return n;
+  };
 
   return {
     addresses,
@@ -80,21 +105,7 @@ export async function createTcpProxy(target: string, count: number): Promise<Tcp
     cutsOn(index, from = 0, to = Number.POSITIVE_INFINITY) {
       return lines[index]?.cuts.filter((at) => at >= from && at <= to).length ?? 0;
     },
-    cut(which) {
-      let cut = 0;
-      for (const index of which ?? lines.map((_, i) => i)) {
-        const line = lines[index];
-        if (line === undefined) continue;
-        for (const pair of [...line.pairs]) {
-          cut++;
-          line.cuts.push(Date.now());
-          pair.client.destroy();
-          pair.daemon.destroy();
-        }
-        line.pairs.clear();
-      }
-      return cut;
-    },
+    cut,
     freeze(index) {
       const line = lines[index];
       if (line === undefined || line.frozen) return;
@@ -109,6 +120,16 @@ export async function createTcpProxy(target: string, count: number): Promise<Tcp
       if (line === undefined || !line.frozen) return;
       line.frozen = false;
       for (const pair of line.pairs) pair.daemon.pipe(pair.client);
+    },
+    block(index) {
+      const line = lines[index];
+      if (line === undefined) return 0;
+      line.blocked = true;
+      return cut([index]);
+    },
+    unblock(index) {
+      const line = lines[index];
+      if (line !== undefined) line.blocked = false;
     },
     async close() {
       for (const line of lines) {

