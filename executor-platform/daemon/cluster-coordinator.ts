@@ -19,6 +19,10 @@ export interface ClusterCoordinatorOptions {
   readonly metrics?: DaemonMetrics | undefined;
 }
 
+/** How often a stop for another daemon's instance is said again until the instance ends, and for how long. */
+const STOP_RETRY_MS = 1_000;
+const STOP_RETRY_FOR_MS = 10 * 60_000;
+
 /** Rows fetched per read of the other daemons' changes. */
 const FETCH_PAGE = 1000;
 /** The shortest heartbeat or reaping interval, whatever the lease. */
@@ -66,6 +70,8 @@ export class ClusterCoordinator implements Coordinator {
   /** When the last heartbeat succeeded. */
   #heartbeatAt = 0;
   #unsubscribe: (() => void) | undefined;
+  /** Stops asked for here of instances other daemons hold, asked again until they end. */
+  readonly #stopping = new Map<string, NodeJS.Timeout>();
   #wakeTimer: NodeJS.Timeout | undefined;
   #wakeTimerAt = 0;
 
@@ -151,6 +157,8 @@ export class ClusterCoordinator implements Coordinator {
 
   close(): void {
     for (const timer of this.#timers) clearInterval(timer);
+    for (const timer of this.#stopping.values()) clearInterval(timer);
+    this.#stopping.clear();
     clearTimeout(this.#wakeTimer);
     this.#unsubscribe?.();
   }
@@ -221,26 +229,59 @@ export class ClusterCoordinator implements Coordinator {
       });
   }
 
-  /** Cancels an unclaimed pending row here, or asks the daemon that holds it. */
+  /**
+   * Cancels an unclaimed pending row here, or asks the daemon that holds it; then keeps asking,
+   * once a second, until the instance has ended. A stop travels as an event, and the daemon that
+   * holds the instance may not hear it: its event connection down (a cut, a database restart),
+   * the row claimed but not yet in its hands, or the daemon dead and its rows given to others.
+   */
   async stopElsewhere(row: StoredInstance): Promise<void> {
-    const { store, owner } = this.#o;
-    const { table, queue } = this.#partsOf();
-    if (row.status === "pending" && row.owner === "") {
-      await table.durable();
-      const cancelled = await store.cancelPending(row.id);
-      if (cancelled !== undefined) {
-        this.#o.metrics?.endedInStore([cancelled]);
+    if (await this.#stopOnce(row.id, row.status === "pending" && row.owner === "")) return;
+    if (this.#stopping.has(row.id)) return;
+    const until = Date.now() + STOP_RETRY_FOR_MS;
+    const timer = setInterval(() => {
+      if (this.#o.state.stopped || Date.now() > until) {
+        clearInterval(timer);
+        this.#stopping.delete(row.id);
         return;
       }
+      this.#stopOnce(row.id, true).then(
+        (ended) => {
+          if (ended) {
+            clearInterval(timer);
+            this.#stopping.delete(row.id);
+          }
+        },
+        (error) =>
+          this.#o.log.warn({ err: error, instance: row.id }, "could not pass a stop on; trying again"),
+      );
+    }, STOP_RETRY_MS);
+    timer.unref();
+    this.#stopping.set(row.id, timer);
+  }
+
+  /** One try to stop `id` wherever it is; resolves whether it has ended. */
+  async #stopOnce(id: string, mayBeUnclaimed: boolean): Promise<boolean> {
+    const { store, owner } = this.#o;
+    const { table, queue } = this.#partsOf();
+    if (mayBeUnclaimed) {
+      await table.durable();
+      const cancelled = await store.cancelPending(id);
+      if (cancelled !== undefined) {
+        this.#o.metrics?.endedInStore([cancelled]);
+        return true;
+      }
     }
-    const current = (await store.getMany([row.id]))[0];
-    if (current === undefined || isTerminalStatus(current.status)) return;
+    const current = (await store.getMany([id]))[0];
+    if (current === undefined || isTerminalStatus(current.status)) return true;
+    if (current.owner === "") return false;
     if (current.owner === owner) {
-      const active = table.get(row.id);
+      const active = table.get(id);
       if (active) queue.stop(active);
-      return;
+      return false;
     }
-    await store.publish({ kind: "stop", instanceId: row.id, owner: current.owner });
+    await store.publish({ kind: "stop", instanceId: id, owner: current.owner });
+    return false;
   }
 
   /**
