@@ -5,7 +5,7 @@
  * its budget; and the local executor's budget. (Attribution of console output when instances
  * print at once is in the executor contract, test/executor-contract-logs.ts.)
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -38,6 +38,9 @@ afterEach(async () => {
   for (const executor of executors.splice(0)) await executor.close();
   for (const daemon of daemons.splice(0)) {
     await daemon.stop();
+    // Pool workers of a daemon killed with -9 reattach to the next one, which does not end them
+    // at its shutdown (it never started them): they would give up on their own a minute later.
+    killWorkloadsOf(daemon.dataDir);
     removeDataDir(daemon.dataDir);
   }
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
@@ -66,6 +69,25 @@ function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "nt-logs-"));
   dirs.push(dir);
   return dir;
+}
+
+/** SIGKILLs the workload processes whose daemon's data directory is `dataDir` (Linux: /proc). */
+function killWorkloadsOf(dataDir: string): void {
+  const mark = `NUMEROUS_WORKLOAD_SOCKET=${join(dataDir, "workload-frames.sock")}\0`;
+  let pids: string[];
+  try {
+    pids = readdirSync("/proc").filter((name) => /^\d+$/.test(name));
+  } catch {
+    return;
+  }
+  for (const pid of pids) {
+    try {
+      if (`${readFileSync(`/proc/${pid}/environ`, "utf8")}\0`.includes(mark))
+        process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // Gone, or not ours to read.
+    }
+  }
 }
 
 function sizeOf(dir: string): number {
