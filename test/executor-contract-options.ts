@@ -50,6 +50,13 @@ import { rejectionOf, untilSnapshot } from "./helpers/handles.js";
  * Declares the tests; `executor()` is the executor of the running test, made (and set) by the
  * contract's beforeEach.
  */
+/**
+ * Each of these tests starts several workloads one after another (a retry, a limit's next
+ * instance): on a loaded machine a process start takes seconds, so they get more than the
+ * default 30 s. A deadline, not a duration: none of them asserts how long anything took.
+ */
+const OPTION_TEST_TIMEOUT_MS = 90_000;
+
 export function describeRunOptionsContract(
   executor: () => Executor,
   capabilities: ContractCapabilities,
@@ -89,7 +96,7 @@ export function describeRunOptionsContract(
   };
   const workloads = capabilities.workloads;
 
-  describe("the options of an instance", () => {
+  describe("the options of an instance", { timeout: OPTION_TEST_TIMEOUT_MS }, () => {
     it("are kept with the instance and shown by its handle, get and lists", async () => {
       const key = `kept-${Math.random().toString(36).slice(2)}`;
       const instance = waitForStop.with({
@@ -128,7 +135,7 @@ export function describeRunOptionsContract(
     });
   });
 
-  describe("retry", () => {
+  describe("retry", { timeout: OPTION_TEST_TIMEOUT_MS }, () => {
     it("retries a failing attempt after its exponential backoff, capped, and records each attempt", async () => {
       const dir = tempDir();
       const instance = failsUntil.with({
@@ -302,7 +309,7 @@ export function describeRunOptionsContract(
     }
   });
 
-  describe("timeoutMs", () => {
+  describe("timeoutMs", { timeout: OPTION_TEST_TIMEOUT_MS }, () => {
     it("stops an attempt that runs past its timeout with a TaskTimeoutError reason, fails it, and retries it", async () => {
       const dir = tempDir();
       const instance = timesOutOnce.with({ timeoutMs: 200, retry: { maxAttempts: 2, initialDelayMs: 50 } })(
@@ -357,7 +364,7 @@ export function describeRunOptionsContract(
     }
   });
 
-  describe("idempotencyKey", () => {
+  describe("idempotencyKey", { timeout: OPTION_TEST_TIMEOUT_MS }, () => {
     it("makes one instance of 50 calls with one key: one id, one run, every handle the first call's result", async () => {
       const file = join(tempDir(), "ledger.txt");
       const key = `order-${Math.random().toString(36).slice(2)}`;
@@ -386,7 +393,7 @@ export function describeRunOptionsContract(
     });
   });
 
-  describe("delayMs and startAt", () => {
+  describe("delayMs and startAt", { timeout: OPTION_TEST_TIMEOUT_MS }, () => {
     it("keeps a delayed instance pending with scheduledFor, and starts it no earlier", async () => {
       const before = Date.now();
       const delayed = reportsStartTime.with({ delayMs: 300 })();
@@ -420,7 +427,7 @@ export function describeRunOptionsContract(
     });
   });
 
-  describe("priority", () => {
+  describe("priority", { timeout: OPTION_TEST_TIMEOUT_MS }, () => {
     it("starts ready instances higher priority first, first come first served within one", async () => {
       const fillers = [waitForStop("filler 0"), waitForStop("filler 1")];
       await Promise.all(
@@ -451,7 +458,7 @@ export function describeRunOptionsContract(
     });
   });
 
-  describe("concurrency", () => {
+  describe("concurrency", { timeout: OPTION_TEST_TIMEOUT_MS }, () => {
     it("runs at most `limit` (1) instances of a task at once, without holding back other tasks", async () => {
       const instances = Array.from({ length: 6 }, (_, i) => limitedToOne(`${i}`));
       await untilSnapshot(
@@ -517,7 +524,7 @@ export function describeRunOptionsContract(
     });
   });
 
-  describe("by name", () => {
+  describe("by name", { timeout: OPTION_TEST_TIMEOUT_MS }, () => {
     it("runTask starts a task by name or definition; an unknown name fails the handle with TaskNotFoundError", async () => {
       const byName = runTask<number>("add", [2, 3]);
       expect(byName.status).toBe(TaskStatus.Pending);
