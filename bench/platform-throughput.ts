@@ -211,7 +211,7 @@ async function measure(
 }
 
 /** `n` instances of `benchTick` through the current (platform) executor; seconds taken. */
-export async function platformRun(n: number): Promise<number> {
+async function platformRun(n: number): Promise<number> {
   const start = performance.now();
   const handles = new Array<TaskInstanceState<number>>(n);
   for (let i = 0; i < n; i++) handles[i] = benchTick(i);
