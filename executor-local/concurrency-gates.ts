@@ -1,5 +1,5 @@
 import { type OptionEntry, readyFirst } from "./entry.js";
-import { Heap } from "./heap.js";
+import { Heap } from "../sdk/heap.js";
 
 /** One concurrency key of a task (`""` for instances without one). */
 class KeyGroup {

@@ -22,7 +22,7 @@ import { failures } from "../sdk/failures.js";
 import { isTracing, runInProcessSpan } from "../sdk/tracing.js";
 import { ConcurrencyGates } from "./concurrency-gates.js";
 import { Entry, type Listener, OptionEntry, publish, readyFirst, snapshotOf } from "./entry.js";
-import { Heap } from "./heap.js";
+import { Heap } from "../sdk/heap.js";
 import { DEFAULT_LOG_BYTES } from "../sdk/log-lines.js";
 import { installOutputCapture } from "../sdk/output-capture.js";
 import { LocalLogs } from "./local-logs.js";

@@ -7,7 +7,7 @@ import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { StoredInstance } from "../store/store.js";
 import type { ActiveInstance } from "./active-instance.js";
 import type { DaemonState } from "./daemon-options.js";
-import { Heap } from "./heap.js";
+import { Heap } from "../../sdk/heap.js";
 import type { InstanceTable } from "./instance-table.js";
 import type { Workers } from "./workers.js";
 import type { WorkloadLauncher } from "./workload-launcher.js";
