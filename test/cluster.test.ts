@@ -10,6 +10,8 @@ import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CONTRACT_CONCURRENCY, describeExecutorContract } from "./executor-contract.js";
 import { countSlowly, holdUntilStopped, recordRun } from "./fixtures/cluster-tasks.js";
+import { printsAtExit } from "./fixtures/log-tasks.js";
+import { collect, linesOf } from "./executor-contract-logs.js";
 import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js";
 import { type Cluster, freshDatabase, startCluster as startClusterOn } from "./helpers/cluster.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
@@ -151,6 +153,23 @@ describe("cluster faults", () => {
     } finally {
       await holder.end();
     }
+  });
+
+  it("reads a log on another daemon to its last line, written as the workload exits after its end", async () => {
+    cluster = await startCluster([0, 1]);
+    setExecutor(cluster.client(0));
+    // The line comes 2.5 s after the end is stored: longer than any fixed wait a reader might guess.
+    const followed = printsAtExit("lingers", 2500);
+    const follow = collect(followed.logs({ follow: true }), "the follow to the end of the log");
+    expect(await followed.wait()).toBe("lingers");
+    expect(linesOf(await follow)).toEqual(["lingers first", "lingers at exit"]);
+    const read = printsAtExit("read", 2500);
+    await read.wait();
+    expect(linesOf(await collect(read.logs(), "a read once it ended"))).toEqual([
+      "read first",
+      "read at exit",
+    ]);
+    expect(linesOf(await collect(read.logs({ tail: 1 }), "its last line"))).toEqual(["read at exit"]);
   });
 
   it("rides out a database restart: running work finishes, nothing is lost, new work runs", async () => {

@@ -9,7 +9,6 @@ import {
   TaskInputError,
   deleteSchedule,
   listSchedules,
-  listTaskInstances,
   pauseSchedule,
   resumeSchedule,
   setExecutor,

@@ -136,7 +136,12 @@ class DaemonImpl implements Daemon {
       maxMessageBytes: o.maxMessageBytes,
       resumeBound: () => coordinator.resumeBound(),
     });
-    const logs = new LogKeeper({ store: o.store, log, limitBytes: o.logBytes });
+    const logs = new LogKeeper({
+      store: o.store,
+      log,
+      limitBytes: o.logBytes,
+      markEnds: isClusterStore(o.store),
+    });
     this.#logs = logs;
     const table = new InstanceTable({
       store: o.store,

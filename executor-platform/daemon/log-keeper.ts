@@ -10,7 +10,18 @@ export interface LogKeeperOptions {
   readonly log: Logger;
   /** Output kept per instance, in bytes; 0 keeps none. */
   readonly limitBytes: number;
+  /**
+   * Several daemons share the store: each instance's log ends with an {@link END_OF_LOG} chunk,
+   * so a reader on another daemon knows when the last of it is written.
+   */
+  readonly markEnds?: boolean;
 }
+
+/**
+ * The line count of the chunk written after an instance's last output, when daemons share the
+ * store: a reader elsewhere waits for it rather than guess how long that write takes.
+ */
+export const END_OF_LOG = -1;
 
 /** A line as a workload sends it. */
 export interface SentLine {
@@ -53,6 +64,8 @@ interface Plan {
   readonly markerIndex: number | undefined;
   readonly removed: number;
   readonly marker: string | undefined;
+  /** This write ends the log with its {@link END_OF_LOG} chunk. */
+  ends: boolean;
 }
 
 /** An instance's output while this daemon may still add to it. */
@@ -75,6 +88,8 @@ class OpenLog {
   /** Not written again before this time: it printed more than it keeps. */
   holdUntil = 0;
   closing = false;
+  /** Its {@link END_OF_LOG} chunk is written. */
+  ended = false;
   readonly closed: Promise<void>;
   resolveClosed: () => void = () => {};
 
@@ -142,7 +157,7 @@ export class LogKeeper {
    * it): an unfinished last line becomes a line, and the log is written and let go.
    */
   close(instanceId: string): void {
-    const log = this.#open.get(instanceId);
+    const log = this.#o.markEnds === true ? this.#log(instanceId) : this.#open.get(instanceId);
     if (log === undefined || log.closing) return;
     log.closing = true;
     for (const stream of [0, 1] as const) {
@@ -244,7 +259,12 @@ export class LogKeeper {
         held = true;
         continue;
       }
-      const plan = planWrite(instanceId, log, write, now);
+      let plan = planWrite(instanceId, log, write, now);
+      if (log.closing && this.#o.markEnds === true && !log.ended) {
+        plan ??= unchanged(instanceId, log);
+        plan.ends = true;
+        write.append.push({ instanceId, lines: "[]", lineCount: END_OF_LOG });
+      }
       if (plan !== undefined) plans.push(plan);
       else if (log.closing) this.#let(instanceId, log);
     }
@@ -260,6 +280,7 @@ export class LogKeeper {
       const chunks = await this.#o.store.writeLogs(write);
       for (const plan of plans) {
         apply(plan, chunks);
+        if (plan.ends) plan.log.ended = true;
         const { instanceId, log } = plan;
         this.#wake(instanceId);
         if (log.closing && log.writtenSeq >= log.window.lastSeq) this.#let(instanceId, log);
@@ -347,7 +368,34 @@ function planWrite(instanceId: string, log: OpenLog, write: WriteBuffer, now: nu
   const flooding =
     tail.length > 0 && (tail[0] as KeptLine).seq > Math.max(log.writtenSeq, head.at(-1)?.seq ?? 0) + 1;
   if (flooding) log.holdUntil = now + FLOOD_FLUSH_MS;
-  return { instanceId, log, upTo, headLines, headBytes, tail: tailPlan, markerIndex, removed, marker };
+  return {
+    instanceId,
+    log,
+    upTo,
+    headLines,
+    headBytes,
+    tail: tailPlan,
+    markerIndex,
+    removed,
+    marker,
+    ends: false,
+  };
+}
+
+/** A plan that writes nothing new of `log` (but may end it). */
+function unchanged(instanceId: string, log: OpenLog): Plan {
+  return {
+    instanceId,
+    log,
+    upTo: log.writtenSeq,
+    headLines: log.headLines,
+    headBytes: log.headBytes,
+    tail: [],
+    markerIndex: undefined,
+    removed: 0,
+    marker: undefined,
+    ends: false,
+  };
 }
 
 /** Records a stored plan in its log. */

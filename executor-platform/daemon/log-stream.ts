@@ -10,7 +10,7 @@ import { logStreamToWire } from "../protocol/wire.js";
 import type { Store, StoredLogChunk } from "../store/store.js";
 import { serviceError } from "./grpc-status.js";
 import type { InstanceTable } from "./instance-table.js";
-import type { LogKeeper } from "./log-keeper.js";
+import { END_OF_LOG, type LogKeeper } from "./log-keeper.js";
 
 export interface LogStreamOptions {
   readonly store: Store;
@@ -29,8 +29,13 @@ const PAGE = 16;
 const CLOSE_WAIT_MS = 5_000;
 /** A follower of an instance that runs on another daemon of a cluster reads the store this often. */
 const REMOTE_READ_MS = 1_000;
-/** ...and once it has ended, reads once more after this long: that daemon's last write. */
-const REMOTE_SETTLE_MS = 1_500;
+/**
+ * Once such an instance has ended, its log is read this often until that daemon's end-of-log
+ * chunk is there (its workload's pipes may still hold the last lines)...
+ */
+const REMOTE_END_READ_MS = 100;
+/** ...for this long at most: a daemon that died never writes it. */
+const REMOTE_END_WAIT_MS = 5_000;
 
 /**
  * Serves one StreamLogs call for `deployment`: what is kept of the instance's output, from its
@@ -51,6 +56,7 @@ export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment
     wake?.();
   };
   let cancelled = false;
+  let lastWasEnd = false;
   call.on("cancelled", () => {
     cancelled = true;
     poke();
@@ -85,33 +91,42 @@ export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment
       await o.logs.flush();
     }
     let cursor = afterCursor;
-    if (tail !== undefined && afterCursor === 0) cursor = await sendTail(o, id, tail, send);
+    if (tail !== undefined && afterCursor === 0) cursor = await sendTail(o, id, tail, send, saw);
     let here = o.logs.isOpen(id) || o.table.get(id) !== undefined;
-    let settled = !o.clustered;
+    let endBy: number | undefined;
     for (;;) {
-      let ended = !follow;
-      if (follow) {
+      let ended = true;
+      let started = row.startedAt !== undefined;
+      if (follow || o.clustered) {
         const current = await o.table.latest(id);
         here ||= o.logs.isOpen(id) || o.table.get(id) !== undefined;
         ended = (current === undefined || isTerminalStatus(current.status)) && !o.logs.isOpen(id);
-        if (ended && !here && !settled) {
-          // It ran on another daemon, whose last write may still be coming.
-          settled = true;
-          await sleep(REMOTE_SETTLE_MS);
-        }
+        started ||= current?.startedAt !== undefined;
       }
       cursor = await sendAfter(cursor);
-      if (ended || cancelled) break;
+      if (cancelled || (!follow && !ended)) break;
+      if (ended) {
+        // Written here, or by no workload at all: complete. Else it ran on another daemon of
+        // the cluster, which ends its log with a chunk of its own once the last is written.
+        if (here || !o.clustered || !started || lastWasEnd) break;
+        endBy ??= Date.now() + REMOTE_END_WAIT_MS;
+        if (Date.now() >= endBy) break;
+      }
       if (o.logs.stopped) {
         // The client's follow resumes from its cursor on the next daemon.
         throw serviceError(grpc.status.UNAVAILABLE, "the daemon is shutting down");
       }
-      await sleep(here ? undefined : REMOTE_READ_MS);
+      await sleep(here ? undefined : endBy !== undefined ? REMOTE_END_READ_MS : REMOTE_READ_MS);
     }
   } finally {
     unfollow();
   }
   if (!cancelled) call.end();
+
+  /** Whether the last chunk read ends a workload's log (a retry's lines come after it). */
+  function saw(chunk: StoredLogChunk): void {
+    lastWasEnd = chunk.lineCount === END_OF_LOG;
+  }
 
   /** Sends the chunks after `from`; resolves the last one read. */
   async function sendAfter(from: number): Promise<number> {
@@ -119,6 +134,7 @@ export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment
     for (;;) {
       const chunks = await o.store.readLogs(id, cursor, PAGE);
       for (const chunk of chunks) {
+        saw(chunk);
         await sendChunk(decodeChunk(chunk), cursor, chunk.chunk, o.maxMessageBytes, send);
         cursor = chunk.chunk;
         if (cancelled) return cursor;
@@ -134,6 +150,7 @@ async function sendTail(
   instanceId: string,
   count: number,
   send: (lines: LogLine[], cursor: number) => Promise<void>,
+  saw: (chunk: StoredLogChunk) => void,
 ): Promise<number> {
   const chunks: StoredLogChunk[] = [];
   let lines = 0;
@@ -142,13 +159,14 @@ async function sendTail(
     const page = await o.store.readLogsBackward(instanceId, before, count === 0 ? 1 : PAGE);
     for (const chunk of page) {
       chunks.push(chunk);
-      lines += chunk.lineCount;
+      lines += Math.max(0, chunk.lineCount);
       before = chunk.chunk;
     }
     if (count === 0 || lines >= count || page.length < PAGE) break;
   }
   chunks.reverse();
-  const newest = chunks.at(-1)?.chunk ?? 0;
+  const newest = chunks.at(-1);
+  if (newest !== undefined) saw(newest);
   let skip = Math.max(0, lines - count);
   let cursor = 0;
   for (const chunk of chunks) {
@@ -161,7 +179,7 @@ async function sendTail(
     await sendChunk(decoded, cursor, chunk.chunk, o.maxMessageBytes, send);
     cursor = chunk.chunk;
   }
-  return newest;
+  return newest?.chunk ?? 0;
 }
 
 /**
