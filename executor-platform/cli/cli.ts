@@ -27,6 +27,7 @@ async function runCommand(): Promise<number> {
     socket: process.env.NUMEROUS_WORKLOAD_SOCKET || undefined,
     token,
     instanceId: process.env.NUMEROUS_TASK_INSTANCE_ID || undefined,
+    warm: process.env.NUMEROUS_WORKLOAD_WARM === "1",
     logBytes: Number(process.env.NUMEROUS_WORKLOAD_LOG_BYTES) || 0,
   });
 }

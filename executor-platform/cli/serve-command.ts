@@ -132,6 +132,15 @@ export async function runCli(argv: readonly string[]): Promise<number> {
         .default("process"),
     )
     .addOption(
+      new Option(
+        "--warm-workloads <n>",
+        "process mode: runner processes started ahead of demand, each for one instance (at most the concurrency; 0: none)",
+      )
+        .env("NUMEROUS_EXECUTOR_WARM_WORKLOADS")
+        .argParser(whole)
+        .default(2),
+    )
+    .addOption(
       new Option("--reconnect-window-ms <ms>", "after a restart, how long running workloads have to reattach")
         .env("NUMEROUS_EXECUTOR_RECONNECT_WINDOW_MS")
         .argParser(whole)
@@ -229,6 +238,7 @@ interface ServeOptions {
   maxMessageBytes: number;
   connectionIdleMs: number;
   workloadMode: "process" | "pool";
+  warmWorkloads: number;
   reconnectWindowMs: number;
   shutdownGraceMs: number;
   token?: string;
@@ -334,6 +344,7 @@ async function serveWith(options: ServeOptions, destination: LogDestination): Pr
     maxMessageBytes: options.maxMessageBytes,
     connectionIdleMs: options.connectionIdleMs,
     workloadMode: options.workloadMode,
+    warmWorkloads: options.warmWorkloads,
     reconnectWindowMs: options.reconnectWindowMs,
     shutdownGraceMs: options.shutdownGraceMs,
     accessControl: new AccessControl(grants),

@@ -56,6 +56,12 @@ export interface DaemonOptions {
    * rest, with a line saying what was dropped between. Default 1 MiB; 0 keeps none.
    */
   readonly logBytes?: number;
+  /**
+   * Process mode: runner processes started ahead of demand, each waiting for one instance (its
+   * TypeScript loader already loaded), so an instance's start does not wait for a process to
+   * start. At most the concurrency; 0 starts each process when its instance starts. Default 2.
+   */
+  readonly warmWorkloads?: number;
 }
 
 /** The options with every default filled in. */
@@ -77,6 +83,7 @@ export const DAEMON_DEFAULTS = {
   shutdownGraceMs: 10_000,
   leaseMs: 10_000,
   logBytes: DEFAULT_LOG_BYTES,
+  warmWorkloads: 2,
 } as const;
 
 export function resolveDaemonOptions(options: DaemonOptions): ResolvedDaemonOptions {

@@ -207,7 +207,9 @@ class DaemonImpl implements Daemon {
             workers,
             spawner,
             tokens,
+            state,
             tokensRequired: access.enabled,
+            warm: Math.min(o.warmWorkloads, o.concurrency),
             began: (active) => queue.began(active),
           });
     queue.useLauncher(this.#launcher);

@@ -1,5 +1,7 @@
 import { isTerminalStatus } from "../../sdk/task-status.js";
+import { DEFAULT_DEPLOYMENT } from "./access-control.js";
 import type { ActiveInstance } from "./active-instance.js";
+import type { DaemonState } from "./daemon-options.js";
 import type { InstanceTable } from "./instance-table.js";
 import type { WorkerSpawner } from "./worker-spawner.js";
 import type { Worker, Workers } from "./workers.js";
@@ -11,15 +13,34 @@ export interface ProcessLauncherOptions {
   readonly workers: Workers;
   readonly spawner: WorkerSpawner;
   readonly tokens: WorkloadTokens;
+  readonly state: DaemonState;
   /** Whether clients need a token: then a task gets one for its own deployment. */
   readonly tokensRequired: boolean;
+  /** Runner processes kept started ahead of demand, each for one instance. */
+  readonly warm: number;
   /** An attempt begins to run: the queue records it and starts its timeout. */
   readonly began: (active: ActiveInstance) => void;
 }
 
-/** One OS process per instance: the platform's own model. */
+/** The first wait before starting a warm runner again after one died before it was ready. */
+const WARM_RETRY_MS = 250;
+const WARM_RETRY_MAX_MS = 30_000;
+
+/**
+ * One OS process per instance: the platform's own model. A few runner processes are started
+ * ahead of demand and wait, their runner (and TypeScript loader) loaded, each for one instance:
+ * a process still serves exactly one instance, but its start is off the instance's path. An
+ * instance that finds none waiting gets a process of its own, started for it.
+ */
 export class ProcessLauncher implements WorkloadLauncher {
   readonly #o: ProcessLauncherOptions;
+  /** Warm runners that said hello, waiting for an instance; the newest last. */
+  readonly #waiting: Worker[] = [];
+  /** Warm runners started that have not said hello yet (some may have been given an instance). */
+  readonly #starting = new Set<Worker>();
+  /** Warm runners that died before they were ready, in a row: each waits longer to try again. */
+  #failures = 0;
+  #retry: NodeJS.Timeout | undefined;
 
   constructor(options: ProcessLauncherOptions) {
     this.#o = options;
@@ -27,10 +48,29 @@ export class ProcessLauncher implements WorkloadLauncher {
 
   readonly ready = Number.POSITIVE_INFINITY;
 
-  open(): void {}
+  open(): void {
+    this.#fill();
+  }
 
-  /** It stays pending until its process says hello: a stop before then cancels it, and it never runs. */
+  /**
+   * It stays pending until its process says hello (a stop before then cancels it, and it never
+   * runs): at once on a waiting warm runner, else on one still starting, else on its own.
+   */
   start(active: ActiveInstance): void {
+    const warm = this.#warmFor(active);
+    if (warm !== undefined) {
+      const { id } = active.row;
+      warm.startFor = id;
+      warm.instanceId = id;
+      active.worker = warm;
+      if (!this.#starting.has(warm)) {
+        // Said hello already: it runs now, as a pool worker would.
+        this.#o.began(active);
+        sendStart(this.#o.workers, warm, active);
+      }
+      this.#fill();
+      return;
+    }
     const { id, deploymentId, module, args } = active.row;
     const { tokens } = this.#o;
     const worker = this.#o.spawner.spawn({
@@ -47,6 +87,14 @@ export class ProcessLauncher implements WorkloadLauncher {
   }
 
   helloFrom(worker: Worker): void {
+    if (worker.warm) {
+      this.#starting.delete(worker);
+      this.#failures = 0;
+      if (worker.startFor === undefined) {
+        this.#waiting.push(worker);
+        return;
+      }
+    }
     const { table, workers } = this.#o;
     const instanceId = worker.startFor as string;
     const active = table.get(instanceId);
@@ -62,7 +110,45 @@ export class ProcessLauncher implements WorkloadLauncher {
     }
   }
 
-  gone(): void {}
+  gone(worker: Worker): void {
+    if (!worker.warm) return;
+    const index = this.#waiting.indexOf(worker);
+    if (index >= 0) this.#waiting.splice(index, 1);
+    // One that never got ready: the next waits, so a runner that cannot start does not loop.
+    if (this.#starting.delete(worker)) this.#failures++;
+    if (this.#failures === 0) return this.#fill();
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(
+      () => this.#fill(),
+      Math.min(WARM_RETRY_MAX_MS, WARM_RETRY_MS * 2 ** (this.#failures - 1)),
+    );
+    this.#retry.unref();
+  }
+
+  /**
+   * A waiting runner, if the instance may have one: it was started with no deployment's token and
+   * the default deployment's environment, so an instance that needs either gets its own process.
+   */
+  #warmFor(active: ActiveInstance): Worker | undefined {
+    if (this.#o.tokensRequired || active.row.deploymentId !== DEFAULT_DEPLOYMENT) return undefined;
+    for (;;) {
+      const worker = this.#waiting.pop();
+      if (worker === undefined) break;
+      if (!worker.gone && worker.call !== undefined) return worker;
+    }
+    for (const worker of this.#starting) if (worker.startFor === undefined) return worker;
+    return undefined;
+  }
+
+  /** Starts warm runners up to the number to keep. */
+  #fill(): void {
+    const { state, spawner, tokens } = this.#o;
+    let spare = this.#waiting.length;
+    for (const worker of this.#starting) if (worker.startFor === undefined) spare++;
+    for (; state.accepting && spare < this.#o.warm; spare++) {
+      this.#starting.add(spawner.spawn({ kind: "warm", token: tokens.forWarm() }));
+    }
+  }
 }
 
 /** Tells a worker to run the instance. */

@@ -40,9 +40,12 @@ export interface WorkloadEnvironment {
   readonly logBytes: number;
 }
 
-/** What one workload process is for: one instance (process mode), or whatever comes (pool). */
+/**
+ * What one workload process is for: one instance (process mode), one instance it will be given
+ * (warm, process mode), or whatever comes (pool).
+ */
 export type WorkloadPurpose =
-  | { readonly kind: "pool"; readonly token: string }
+  | { readonly kind: "pool" | "warm"; readonly token: string }
   | {
       readonly kind: "instance";
       readonly token: string;
@@ -56,7 +59,8 @@ export type WorkloadPurpose =
 
 /** Starts `numerous-executor run` with the environment its purpose allows. */
 export function spawnWorkload(where: WorkloadEnvironment, purpose: WorkloadPurpose): ChildProcess {
-  const needsTsx = purpose.kind === "pool" || CLI.endsWith(".ts") || /\.[mc]?tsx?$/.test(purpose.module);
+  // A pool or warm runner has its loader ready for whatever module comes.
+  const needsTsx = purpose.kind !== "instance" || CLI.endsWith(".ts") || /\.[mc]?tsx?$/.test(purpose.module);
   const nodeArgs = needsTsx && TSX !== undefined ? ["--import", TSX] : [];
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
@@ -78,6 +82,8 @@ export function spawnWorkload(where: WorkloadEnvironment, purpose: WorkloadPurpo
     const args = purpose.args ?? "";
     if (args.length < MAX_INPUT_ENV_BYTES) env.TASK_DATA_INPUT = args;
   } else {
+    // A warm runner learns its instance (and sets these) with its start.
+    if (purpose.kind === "warm") env.NUMEROUS_WORKLOAD_WARM = "1";
     delete env.NUMEROUS_TASK_INSTANCE_ID;
     delete env.TASK_DATA_INPUT;
     delete env.NUMEROUS_API_ACCESS_TOKEN;

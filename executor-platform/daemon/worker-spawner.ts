@@ -38,19 +38,20 @@ export class WorkerSpawner {
     this.#metrics?.workloadStarted();
     const worker = this.#workers.add({
       pool: purpose.kind === "pool",
+      warm: purpose.kind === "warm",
       child,
       startFor: purpose.kind === "instance" ? purpose.instanceId : undefined,
     });
-    // A process-mode workload's output is its instance's; a pool worker's own is not any one's.
-    const output = purpose.kind === "instance" ? this.#onOutput : undefined;
-    const instanceId = purpose.kind === "instance" ? purpose.instanceId : "";
+    // A process-mode workload's output is its instance's (a warm one's, once it has one); a
+    // pool worker's own is not any one's.
+    const output = worker.pool ? undefined : this.#onOutput;
     child.stdout?.on("data", (chunk: Buffer) => {
       worker.tail.push(chunk);
-      output?.(instanceId, 0, chunk);
+      if (worker.startFor !== undefined) output?.(worker.startFor, 0, chunk);
     });
     child.stderr?.on("data", (chunk: Buffer) => {
       worker.tail.push(chunk);
-      output?.(instanceId, 1, chunk);
+      if (worker.startFor !== undefined) output?.(worker.startFor, 1, chunk);
     });
     child.on("error", (error) => {
       this.#log.error({ err: error }, "workload failed to start");

@@ -18,8 +18,13 @@ export interface Worker {
   call: WorkloadCall | undefined;
   /** The instance it runs now. */
   instanceId: string | undefined;
-  /** A process-mode worker's only instance, to start once it says hello. */
-  readonly startFor: string | undefined;
+  /**
+   * A process-mode worker's only instance: to start once it says hello, or, for a warm one, the
+   * one it was given (its output is that instance's to the end).
+   */
+  startFor: string | undefined;
+  /** A process-mode runner started ahead of demand: it waits, said hello, for one instance. */
+  readonly warm: boolean;
   gone: boolean;
   /** How its process ended, once it has (128 + the signal's number when a signal ended it). */
   exitCode: number | undefined;
@@ -27,6 +32,7 @@ export interface Worker {
 
 export interface NewWorker {
   readonly pool: boolean;
+  readonly warm?: boolean;
   readonly child?: ChildProcess | undefined;
   readonly pid?: number | undefined;
   readonly call?: WorkloadCall | undefined;
@@ -58,6 +64,7 @@ export class Workers {
       call: fields.call,
       instanceId: fields.instanceId,
       startFor: fields.startFor,
+      warm: fields.warm ?? false,
       gone: false,
       exitCode: undefined,
     };
@@ -102,10 +109,13 @@ export class Workers {
     else if (worker.pid !== undefined) killQuietly(worker.pid);
   }
 
-  /** On shutdown: idle pool workers end; running ones are handed back to the next daemon. */
+  /** On shutdown: idle pool and warm workers end; running ones are handed back to the next daemon. */
   release(): void {
     for (const worker of this.#all) {
-      if (worker.pool && worker.instanceId === undefined) worker.child?.kill("SIGTERM");
+      const waiting = worker.pool
+        ? worker.instanceId === undefined
+        : worker.warm && worker.startFor === undefined;
+      if (waiting) worker.child?.kill("SIGTERM");
       worker.call?.end();
       worker.child?.unref();
       for (const pipe of [worker.child?.stdout, worker.child?.stderr])

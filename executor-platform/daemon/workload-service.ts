@@ -160,8 +160,10 @@ export class WorkloadService {
       if (worker.call !== undefined || worker.gone || worker.child?.pid !== pid) continue;
       const mine =
         allowed === "instance"
-          ? worker.startFor === instanceId && !worker.pool
-          : worker.pool && instanceId === "";
+          ? worker.startFor === instanceId && !worker.pool && !worker.warm
+          : allowed === "warm"
+            ? worker.warm && instanceId === ""
+            : worker.pool && instanceId === "";
       if (!mine) continue;
       worker.call = call;
       this.#o.launcher().helloFrom(worker);

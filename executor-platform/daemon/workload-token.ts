@@ -30,6 +30,11 @@ export class WorkloadTokens {
     return this.#sign("pool");
   }
 
+  /** The token of a process-mode runner started ahead of demand: good for the one instance it is given. */
+  forWarm(): string {
+    return this.#sign("warm");
+  }
+
   /**
    * The access token a process-mode workload calls the task service with: a client of its own
    * deployment, as the app that submitted its instance is, so that a task can run other tasks.
@@ -43,10 +48,11 @@ export class WorkloadTokens {
     return equal(token, this.forDeployment(deploymentId));
   }
 
-  /** What a token allows: one instance, any the daemon assigned (pool), or nothing. */
-  check(token: string, instanceId: string): "instance" | "pool" | undefined {
+  /** What a token allows: one instance, any the daemon assigned (pool), the one it is given (warm), or nothing. */
+  check(token: string, instanceId: string): "instance" | "pool" | "warm" | undefined {
     if (instanceId !== "" && equal(token, this.forInstance(instanceId))) return "instance";
     if (equal(token, this.forPool())) return "pool";
+    if (equal(token, this.forWarm())) return "warm";
     return undefined;
   }
 

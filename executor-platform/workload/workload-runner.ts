@@ -31,8 +31,13 @@ export interface WorkloadEnvironment {
   /** The daemon's framed workload socket (NUMEROUS_WORKLOAD_SOCKET); preferred: no gRPC to load. */
   readonly socket: string | undefined;
   readonly token: string;
-  /** Process mode: the one instance to run. Pool mode: undefined. */
+  /** Process mode: the one instance to run. Pool mode, and a warm runner: undefined. */
   readonly instanceId: string | undefined;
+  /**
+   * A process-mode runner started ahead of demand (NUMEROUS_WORKLOAD_WARM): it runs the one
+   * instance the daemon gives it, its output read from its pipes as any process-mode workload's.
+   */
+  readonly warm?: boolean | undefined;
   /**
    * Pool mode: console output kept per instance (the daemon's --log-bytes), sent to the daemon;
    * 0 or absent: none is. (A process-mode workload's output is read from its pipes.)
@@ -181,11 +186,14 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     done = resolve;
   });
   let lostSince: number | undefined;
+  /** The first instance started here: a process-mode runner runs one only, and names it to the next daemon. */
+  let given: string | undefined;
 
   const send = (message: WorkloadMessage) => stream?.write(message);
   // In a pool worker, output written in a task's async context is that instance's.
+  const single = env.instanceId !== undefined || env.warm === true;
   const output =
-    env.instanceId === undefined && (env.logBytes ?? 0) > 0
+    !single && (env.logBytes ?? 0) > 0
       ? new WorkloadOutput(env.logBytes ?? 0, send, () => stream !== undefined)
       : undefined;
   if (output !== undefined) installOutputCapture();
@@ -280,7 +288,8 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         // need saying again.
         const ended = unacked.get(attemptKey(kind.value));
         if (ended !== undefined) return send(ended);
-        if (current !== undefined) return;
+        if (current !== undefined || (given !== undefined && single)) return;
+        given ??= kind.value.instanceId;
         void run(kind.value);
       } else if (kind.$case === "stop") {
         if (current?.start.instanceId === kind.value.instanceId) {
@@ -296,7 +305,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         for (const key of unacked.keys()) {
           if (key.startsWith(`${kind.value.instanceId}#`)) unacked.delete(key);
         }
-        if (env.instanceId !== undefined && current === undefined && unacked.size === 0) {
+        if (single && current === undefined && unacked.size === 0) {
           call.end();
           done?.(0);
         }
@@ -308,6 +317,11 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
       if (end?.code === STATUS.PERMISSION_DENIED || end?.code === STATUS.UNAUTHENTICATED) {
         process.stderr.write(`numerous-executor run: the daemon refused this workload: ${end.details}\n`);
         done?.(2);
+        return;
+      }
+      // A warm runner that was given nothing has nothing to tell the next daemon.
+      if (env.warm === true && given === undefined) {
+        done?.(0);
         return;
       }
       lostSince ??= Date.now();
@@ -325,7 +339,8 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         $case: "hello",
         value: {
           workloadToken: env.token,
-          instanceId: current?.start.instanceId ?? env.instanceId ?? "",
+          // A process-mode runner whose end is not acknowledged yet names its instance.
+          instanceId: current?.start.instanceId ?? env.instanceId ?? (single ? given : undefined) ?? "",
           pid: process.pid,
           stopRequestedAtMs: current?.stopRequestedAt ?? 0,
         },
