@@ -28,6 +28,7 @@ async function runCommand(): Promise<number> {
     token,
     instanceId: process.env.NUMEROUS_TASK_INSTANCE_ID || undefined,
     warm: process.env.NUMEROUS_WORKLOAD_WARM === "1",
+    typescript: process.env.NUMEROUS_WORKLOAD_TSX === "1",
     logBytes: Number(process.env.NUMEROUS_WORKLOAD_LOG_BYTES) || 0,
   });
 }

@@ -3,6 +3,7 @@ import { DEFAULT_DEPLOYMENT } from "./access-control.js";
 import type { ActiveInstance } from "./active-instance.js";
 import type { DaemonState } from "./daemon-options.js";
 import type { InstanceTable } from "./instance-table.js";
+import { isTypeScriptModule } from "./spawn-workload.js";
 import type { WorkerSpawner } from "./worker-spawner.js";
 import type { Worker, Workers } from "./workers.js";
 import type { WorkloadLauncher } from "./workload-launcher.js";
@@ -41,6 +42,8 @@ export class ProcessLauncher implements WorkloadLauncher {
   /** Warm runners that died before they were ready, in a row: each waits longer to try again. */
   #failures = 0;
   #retry: NodeJS.Timeout | undefined;
+  /** Whether the last instance started here was TypeScript: warm runners then load tsx ahead. */
+  #typescript = false;
 
   constructor(options: ProcessLauncherOptions) {
     this.#o = options;
@@ -57,6 +60,7 @@ export class ProcessLauncher implements WorkloadLauncher {
    * runs): at once on a waiting warm runner, else on one still starting, else on its own.
    */
   start(active: ActiveInstance): void {
+    this.#typescript = isTypeScriptModule(active.row.module);
     const warm = this.#warmFor(active);
     if (warm !== undefined) {
       const { id } = active.row;
@@ -110,13 +114,21 @@ export class ProcessLauncher implements WorkloadLauncher {
     }
   }
 
+  /** Process mode keeps no pool. */
+  adopts(): boolean {
+    return false;
+  }
+
   gone(worker: Worker): void {
     if (!worker.warm) return;
     const index = this.#waiting.indexOf(worker);
     if (index >= 0) this.#waiting.splice(index, 1);
     // One that never got ready: the next waits, so a runner that cannot start does not loop.
     if (this.#starting.delete(worker)) this.#failures++;
-    if (this.#failures === 0) return this.#fill();
+    if (this.#failures === 0) {
+      this.#fill();
+      return;
+    }
     clearTimeout(this.#retry);
     this.#retry = setTimeout(
       () => this.#fill(),
@@ -146,7 +158,9 @@ export class ProcessLauncher implements WorkloadLauncher {
     let spare = this.#waiting.length;
     for (const worker of this.#starting) if (worker.startFor === undefined) spare++;
     for (; state.accepting && spare < this.#o.warm; spare++) {
-      this.#starting.add(spawner.spawn({ kind: "warm", token: tokens.forWarm() }));
+      this.#starting.add(
+        spawner.spawn({ kind: "warm", token: tokens.forWarm(), typescript: this.#typescript }),
+      );
     }
   }
 }

@@ -45,7 +45,9 @@ export interface WorkloadEnvironment {
  * (warm, process mode), or whatever comes (pool).
  */
 export type WorkloadPurpose =
-  | { readonly kind: "pool" | "warm"; readonly token: string }
+  | { readonly kind: "pool"; readonly token: string }
+  /** `typescript`: load tsx ahead (the instances lately were TypeScript); else the runner loads it if its instance needs it. */
+  | { readonly kind: "warm"; readonly token: string; readonly typescript: boolean }
   | {
       readonly kind: "instance";
       readonly token: string;
@@ -57,10 +59,21 @@ export type WorkloadPurpose =
       readonly deploymentToken: string | undefined;
     };
 
+/** Whether a task module is TypeScript (loaded through tsx). */
+export function isTypeScriptModule(module: string): boolean {
+  return /\.[mc]?tsx?$/.test(module);
+}
+
 /** Starts `numerous-executor run` with the environment its purpose allows. */
 export function spawnWorkload(where: WorkloadEnvironment, purpose: WorkloadPurpose): ChildProcess {
-  // A pool or warm runner has its loader ready for whatever module comes.
-  const needsTsx = purpose.kind !== "instance" || CLI.endsWith(".ts") || /\.[mc]?tsx?$/.test(purpose.module);
+  // A pool worker has its loader ready for whatever module comes; a warm runner when TypeScript is likely.
+  const needsTsx =
+    CLI.endsWith(".ts") ||
+    (purpose.kind === "pool"
+      ? true
+      : purpose.kind === "warm"
+        ? purpose.typescript
+        : isTypeScriptModule(purpose.module));
   const nodeArgs = needsTsx && TSX !== undefined ? ["--import", TSX] : [];
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
@@ -71,6 +84,8 @@ export function spawnWorkload(where: WorkloadEnvironment, purpose: WorkloadPurpo
     NUMEROUS_WORKLOAD_TOKEN: purpose.token,
     NUMEROUS_DEPLOYMENT_ID: purpose.kind === "instance" ? purpose.deploymentId : DEFAULT_DEPLOYMENT,
     NUMEROUS_WORKLOAD_LOG_BYTES: String(where.logBytes),
+    // Whether TypeScript modules load already; else the runner registers tsx before one.
+    NUMEROUS_WORKLOAD_TSX: nodeArgs.length > 0 ? "1" : "",
   };
   // The daemon's own secrets would let one deployment's task act for every other.
   for (const secret of DAEMON_SECRETS) delete env[secret];

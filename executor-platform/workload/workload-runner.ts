@@ -38,6 +38,8 @@ export interface WorkloadEnvironment {
    * instance the daemon gives it, its output read from its pipes as any process-mode workload's.
    */
   readonly warm?: boolean | undefined;
+  /** Whether TypeScript modules load already (started with tsx: NUMEROUS_WORKLOAD_TSX=1). */
+  readonly typescript?: boolean | undefined;
   /**
    * Pool mode: console output kept per instance (the daemon's --log-bytes), sent to the daemon;
    * 0 or absent: none is. (A process-mode workload's output is read from its pipes.)
@@ -222,6 +224,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     try {
       let fn = findTaskFunction(start.taskName);
       if (fn === undefined) {
+        if (/\.[mc]?tsx?$/.test(start.module) && !env.typescript) await registerTypeScript();
         await import(pathToFileURL(start.module).href);
         fn = findTaskFunction(start.taskName);
       }
@@ -319,8 +322,12 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
         done?.(2);
         return;
       }
-      // A warm runner that was given nothing has nothing to tell the next daemon.
-      if (env.warm === true && given === undefined) {
+      // A warm runner that was given nothing, or a pool worker with nothing running and every
+      // end acknowledged, has nothing to tell the next daemon, which starts workloads of its own.
+      const idle = single
+        ? env.warm === true && given === undefined
+        : current === undefined && unacked.size === 0;
+      if (idle) {
         done?.(0);
         return;
       }
@@ -364,6 +371,23 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
   // The process exits next: spans an SDK still holds would be lost.
   await flushTraces(FLUSH_TRACES_MS);
   return code;
+}
+
+let typescriptLoader: Promise<void> | undefined;
+
+/** Registers tsx in this process, once: a warm runner started without it was given a TypeScript module. */
+function registerTypeScript(): Promise<void> {
+  typescriptLoader ??= import("tsx/esm/api").then(
+    ({ register }) => {
+      register();
+    },
+    (error: unknown) => {
+      throw new Error(
+        `this task's module is TypeScript, and tsx, which loads it, is not installed (${(error as Error).message})`,
+      );
+    },
+  );
+  return typescriptLoader;
 }
 
 /** Decodes TASK_DATA_INPUT as the platform sets it, for code that wants its arguments early. */
