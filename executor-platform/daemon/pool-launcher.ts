@@ -51,6 +51,13 @@ export class PoolLauncher implements WorkloadLauncher {
     this.#o.onIdle();
   }
 
+  /** While the pool is short of its size (a worker of its own died, or is still starting). */
+  adopts(): boolean {
+    let pool = 0;
+    for (const worker of this.#o.workers.all()) if (worker.pool && !worker.retiring) pool++;
+    return pool < this.#o.size;
+  }
+
   gone(worker: Worker): void {
     if (worker.pool && this.#o.state.accepting) this.#spawn();
   }

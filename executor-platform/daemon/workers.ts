@@ -25,6 +25,8 @@ export interface Worker {
   startFor: string | undefined;
   /** A process-mode runner started ahead of demand: it waits, said hello, for one instance. */
   readonly warm: boolean;
+  /** A pool worker of an earlier daemon the pool has no room for: let go once its ends are acknowledged. */
+  retiring: boolean;
   gone: boolean;
   /** How its process ended, once it has (128 + the signal's number when a signal ended it). */
   exitCode: number | undefined;
@@ -65,6 +67,7 @@ export class Workers {
       instanceId: fields.instanceId,
       startFor: fields.startFor,
       warm: fields.warm ?? false,
+      retiring: false,
       gone: false,
       exitCode: undefined,
     };

@@ -14,6 +14,11 @@ export interface WorkloadLauncher {
   start(active: ActiveInstance): void;
   /** A worker this launcher started said hello on its stream. */
   helloFrom(worker: Worker): void;
+  /**
+   * Whether a pool worker of an earlier daemon, with nothing running, joins the workers (else it
+   * only says the ends it kept, and is let go).
+   */
+  adopts(): boolean;
   /** A worker is gone (exited or disconnected); its instance, if any, is already ended. */
   gone(worker: Worker): void;
 }

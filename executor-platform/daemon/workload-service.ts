@@ -170,17 +170,23 @@ export class WorkloadService {
       return worker;
     }
     // A pool worker from before a restart with nothing running: adopted, it serves like the rest.
+    // Beyond the pool's size (the daemon started its own meanwhile), it only says the ends it
+    // kept; once they are acknowledged its stream ends, and a worker with nothing left exits.
     if (instanceId === "" && allowed === "pool") {
+      const adopted = this.#o.launcher().adopts();
       const worker = workers.add({ pool: true, pid: pid > 0 ? pid : undefined, call });
-      workers.idle.push(worker);
-      this.#o.log.info({ pid }, "pool workload reattached");
-      queue.pump();
+      this.#o.log.info({ pid, adopted }, "pool workload reattached");
+      if (adopted) {
+        workers.idle.push(worker);
+        queue.pump();
+      } else worker.retiring = true;
       return worker;
     }
     // A workload from before a restart, reattaching to its running instance.
     if (instanceId !== "") {
       const active = table.get(instanceId);
       if (active && active.row.status === "running" && active.worker === undefined) {
+        const retiring = allowed === "pool" && !this.#o.launcher().adopts();
         const worker = workers.add({
           pool: allowed === "pool",
           pid: pid > 0 ? pid : undefined,
@@ -188,6 +194,7 @@ export class WorkloadService {
           instanceId,
           startFor: instanceId,
         });
+        worker.retiring = retiring;
         active.worker = worker;
         clearTimeout(active.orphanTimer);
         this.#o.log.info({ instance: instanceId }, "workload reattached");
@@ -215,9 +222,7 @@ export class WorkloadService {
     if (active === undefined) {
       // Already recorded: the acknowledgement was what got lost.
       void this.#o.table.latest(instanceId).then((row) => {
-        if (row !== undefined && isTerminalStatus(row.status)) {
-          this.#o.workers.send(worker, { kind: { $case: "finishedAck", value: { instanceId } } });
-        }
+        if (row !== undefined && isTerminalStatus(row.status)) this.#acknowledge(worker, instanceId);
       });
       return true;
     }
@@ -262,13 +267,17 @@ export class WorkloadService {
       worker.instanceId = undefined;
       // A pool worker takes its next instance while this end is being written: it keeps the
       // end until the acknowledgement, and says it again to whoever listens after a crash.
-      if (worker.pool && !worker.gone) {
+      if (worker.pool && !worker.gone && !worker.retiring) {
         workers.idle.push(worker);
         queue.pump();
       }
     }
-    void table
-      .durable()
-      .then(() => workers.send(worker, { kind: { $case: "finishedAck", value: { instanceId } } }));
+    void table.durable().then(() => this.#acknowledge(worker, instanceId));
+  }
+
+  /** Tells a worker its end of the instance is durable; a retiring worker with nothing running is let go. */
+  #acknowledge(worker: Worker, instanceId: string): void {
+    this.#o.workers.send(worker, { kind: { $case: "finishedAck", value: { instanceId } } });
+    if (worker.retiring && worker.instanceId === undefined) worker.call?.end();
   }
 }
