@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PlatformExecutor, TaskFailedError, listTaskInstances, setExecutor } from "numerous-tasks";
+import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CONTRACT_CONCURRENCY, describeExecutorContract } from "./executor-contract.js";
@@ -16,6 +17,10 @@ import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js
 import { type Cluster, freshDatabase, startCluster as startClusterOn } from "./helpers/cluster.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 import { createTcpGate } from "./helpers/tcp-gate.js";
+import {
+  TaskServiceClient,
+  WatchInstancesRequest,
+} from "../executor-platform/protocol/generated/numerous/tasks/v1/tasks_pb.js";
 
 /** Short, so a test of the kill is short; long enough for a task that does stop to end. */
 const STOP_GRACE_MS = 2000;
@@ -172,6 +177,34 @@ describe("cluster faults", () => {
     expect(linesOf(await collect(read.logs({ tail: 1 }), "its last line"))).toEqual(["read at exit"]);
   });
 
+  it("refuses a watch of an id no instance can have (a NUL byte) and keeps serving everyone", async () => {
+    cluster = await startCluster([0, 2]);
+    setExecutor(cluster.client(0));
+    const client = new TaskServiceClient(
+      (cluster.daemons[0] as DaemonProcess).address,
+      grpc.credentials.createInsecure(),
+    );
+    try {
+      const refused = await new Promise<grpc.ServiceError>((resolve, reject) => {
+        const call = client.watchInstances(WatchInstancesRequest.fromPartial({ ids: ["a\u0000b"] }));
+        call.on("data", () => reject(new Error("a watch of a NUL id was served")));
+        call.on("error", resolve);
+      });
+      expect(refused.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(refused.details).toContain("not an instance id");
+      const found = await new Promise<unknown>((resolve, reject) =>
+        client.getInstance({ id: "a\u0000b" }, (error, response) =>
+          error ? reject(error) : resolve(response?.instance),
+        ),
+      );
+      expect(found).toBeUndefined();
+      // The others' watches and reads go on.
+      expect(await countSlowly(2, 1).wait()).toBe(2);
+    } finally {
+      client.close();
+    }
+  });
+
   it("rides out a database restart: running work finishes, nothing is lost, new work runs", async () => {
     cluster = await startCluster([0, 2]);
     setExecutor(cluster.client(0));
@@ -220,6 +253,10 @@ describe("cluster faults", () => {
       expect(daemon.child.exitCode, "a daemon exited").toBeNull();
       expect(daemon.logs.filter((entry) => Number(entry.level) >= 60)).toEqual([]);
       expect(daemon.logs.filter((entry) => entry.msg === "reaped the work of lost daemons")).toEqual([]);
+      // An outage is said once, not at every save that wanted a claim (it once was hundreds a second).
+      expect(
+        daemon.logs.filter((entry) => entry.msg === "could not claim pending instances").length,
+      ).toBeLessThanOrEqual(2);
     }
     const listed = await listTaskInstances();
     expect(listed.map((instance) => instance.status)).toEqual(all.map(() => "completed"));

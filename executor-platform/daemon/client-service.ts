@@ -98,6 +98,8 @@ export function createClientService(o: ClientServiceOptions): grpc.UntypedServic
   return {
     submit: unary((request: SubmitRequest, deployment) => submit(o, request, deployment)),
     getInstance: unary(async (request: { id: string }, deployment) => {
+      // An id no instance can have is not looked up (a NUL byte would make PostgreSQL fail).
+      if (!isValidInstanceId(request.id)) return { instance: undefined };
       const row = await o.table.latest(request.id);
       return { instance: row && row.deploymentId === deployment ? storedToWire(row) : undefined };
     }),
@@ -107,7 +109,7 @@ export function createClientService(o: ClientServiceOptions): grpc.UntypedServic
       return { definitions: definitions.map(({ id, name }) => ({ id, name })) };
     }),
     stopInstance: unary(async (request: { id: string }, deployment) => ({
-      found: await stop(o, request.id, deployment),
+      found: isValidInstanceId(request.id) && (await stop(o, request.id, deployment)),
     })),
     upsertSchedule: unary(async (request: UpsertScheduleRequest, deployment) => ({
       schedule: await o.scheduler().upsert(deployment, request.schedule),

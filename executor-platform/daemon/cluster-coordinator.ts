@@ -23,6 +23,10 @@ export interface ClusterCoordinatorOptions {
 const STOP_RETRY_MS = 1_000;
 const STOP_RETRY_FOR_MS = 10 * 60_000;
 
+/** After a claim failed (the database unreachable), the first pause before the next; it doubles up to the most. */
+const CLAIM_RETRY_MS = 100;
+const CLAIM_RETRY_MAX_MS = 2_000;
+
 /** Rows fetched per read of the other daemons' changes. */
 const FETCH_PAGE = 1000;
 /** The shortest heartbeat or reaping interval, whatever the lease. */
@@ -45,6 +49,9 @@ export class ClusterCoordinator implements Coordinator {
   #parts: CoordinatedParts | undefined;
   #claiming = false;
   #claimAgain = false;
+  /** Claims that failed in a row (the database unreachable): the next waits for {@link #claimRetry}. */
+  #claimFailures = 0;
+  #claimRetry: NodeJS.Timeout | undefined;
   #fetching: Promise<void> | undefined;
   #fetchAgain = false;
   /** The highest sequence fetched from the store and passed to watchers. */
@@ -160,6 +167,7 @@ export class ClusterCoordinator implements Coordinator {
     for (const timer of this.#stopping.values()) clearInterval(timer);
     this.#stopping.clear();
     clearTimeout(this.#wakeTimer);
+    clearTimeout(this.#claimRetry);
     this.#unsubscribe?.();
   }
 
@@ -203,7 +211,7 @@ export class ClusterCoordinator implements Coordinator {
   drained(): void {
     const { state, log, store, owner } = this.#o;
     if (!state.accepting || !state.listening || state.stopped) return;
-    if (this.#claiming) {
+    if (this.#claiming || this.#claimRetry !== undefined) {
       this.#claimAgain = true;
       return;
     }
@@ -220,12 +228,28 @@ export class ClusterCoordinator implements Coordinator {
           queue.enqueue(row.id);
         }
         if (rows.length === room) this.#claimAgain = true;
+        if (this.#claimFailures > 0) {
+          log.info({ failures: this.#claimFailures }, "claiming pending instances again");
+          this.#claimFailures = 0;
+        }
       })
-      .catch((error) => log.warn({ err: error }, "could not claim pending instances"))
+      .catch((error) => {
+        // Said once per outage, and tried again after a growing pause, not at every save.
+        if (this.#claimFailures++ === 0) log.warn({ err: error }, "could not claim pending instances");
+        this.#claimAgain = true;
+        this.#claimRetry = setTimeout(
+          () => {
+            this.#claimRetry = undefined;
+            this.drained();
+          },
+          Math.min(CLAIM_RETRY_MAX_MS, CLAIM_RETRY_MS * 2 ** Math.min(10, this.#claimFailures - 1)),
+        );
+        this.#claimRetry.unref();
+      })
       .finally(() => {
         this.#claiming = false;
         queue.pump();
-        if (this.#claimAgain) this.drained();
+        if (this.#claimAgain && this.#claimRetry === undefined) this.drained();
       });
   }
 

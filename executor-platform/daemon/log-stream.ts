@@ -1,5 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import type { StreamIndex } from "../../sdk/log-lines.js";
+import { isValidInstanceId } from "../../sdk/ids.js";
 import { isTerminalStatus } from "../../sdk/task-status.js";
 import type {
   LogLine,
@@ -45,7 +46,7 @@ const REMOTE_END_WAIT_MS = 5_000;
  */
 export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment: string): Promise<void> {
   const { id, follow, tail, afterCursor } = call.request;
-  const row = await o.table.latest(id);
+  const row = isValidInstanceId(id) ? await o.table.latest(id) : undefined;
   if (row === undefined || row.deploymentId !== deployment) {
     throw serviceError(grpc.status.NOT_FOUND, `no task instance with id ${JSON.stringify(id)}`);
   }

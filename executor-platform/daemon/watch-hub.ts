@@ -4,6 +4,7 @@ import type {
   InstanceChanges,
   WatchInstancesRequest,
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
+import { isValidInstanceId } from "../../sdk/ids.js";
 import { storedToWire } from "../protocol/wire.js";
 import type { Store, StoredInstance } from "../store/store.js";
 import { serviceError } from "./grpc-status.js";
@@ -82,6 +83,15 @@ export class WatchHub {
 
   watch(call: WatchCall, deployment: string): void {
     const request = call.request;
+    // Every instance's id is one (submits are checked): anything else names none, and a byte a
+    // store cannot even compare (NUL in PostgreSQL) would break the reads of every watcher.
+    const bad = request.ids.find((id) => !isValidInstanceId(id));
+    if (bad !== undefined) {
+      throw serviceError(
+        grpc.status.INVALID_ARGUMENT,
+        `not an instance id: ${JSON.stringify(String(bad).slice(0, 80))} (1 to 64 of A-Z a-z 0-9 _ -)`,
+      );
+    }
     const ids = request.ids.length > 0 ? new Set(request.ids) : undefined;
     // The first message says where this stream may be resumed from: "now" is the last change
     // already sent to watchers (never one still being written); a replay starts where asked.
