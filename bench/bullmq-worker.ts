@@ -1,6 +1,8 @@
 /**
- * The BullMQ side of `platform-throughput`: a Worker in its own process, as the daemon's
- * workloads are, doing what `benchTick` does (one progress report, return `i + 1`).
+ * The BullMQ side of `platform-throughput`: a Worker in its own process, as each of the daemon's
+ * workloads is, doing what `benchTick` does: one progress report, not awaited (the task's
+ * `setProgress` returns at once too; awaiting it would hold the slot for a Redis round trip),
+ * and return `i + 1`.
  *
  *   node --import tsx bench/bullmq-worker.ts <redis port> <queue name> <concurrency>
  *
@@ -17,7 +19,9 @@ if (port === undefined || queueName === undefined || concurrency === undefined) 
 const worker = new Worker(
   queueName,
   async (job) => {
-    await job.updateProgress(50);
+    job
+      .updateProgress(50)
+      .catch((error: Error) => process.stderr.write(`bullmq progress: ${error.message}\n`));
     return (job.data as { i: number }).i + 1;
   },
   {

@@ -11,10 +11,18 @@
 import { spawn } from "node:child_process";
 import { LocalExecutor } from "../executor-local/index.js";
 import { type TaskFunction, type TaskInstanceState, setExecutor } from "../index.js";
-import { CLI, ROOT, loadNote, loadNow, platformExecutor, startBenchDaemon } from "./platform-common.js";
+import {
+  CLI,
+  ROOT,
+  loadNote,
+  loadNow,
+  percentile,
+  platformExecutor,
+  startBenchDaemon,
+} from "./platform-common.js";
 import { type BenchRow, type BenchSection, formatNumber, median } from "./report.js";
-import { benchTickPlain } from "./tasks-plain.mjs";
-import { benchTick } from "./tasks.js";
+import { benchBeganPlain, benchTickPlain } from "./tasks-plain.mjs";
+import { benchBegan, benchTick } from "./tasks.js";
 
 /** Options of {@link benchPlatformProcess}. */
 export interface BenchPlatformProcessOptions {
@@ -26,7 +34,13 @@ export interface BenchPlatformProcessOptions {
   repeats?: number;
   /** Slices per run; the measurements take turns slice by slice. Default 5. */
   slices?: number;
+  /** Submit-to-running samples per setup (one instance at a time). Default 30. */
+  latencySamples?: number;
 }
+
+/** Between two latency samples: an app that starts a task now and then, not a flood. */
+const LATENCY_PACE_MS = 300;
+const LATENCY_GOAL = 1.2;
 
 const MEASURES = ["bare", "ts", "plain", "tsx", "runner"] as const;
 type Measure = (typeof MEASURES)[number];
@@ -48,7 +62,11 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
   const withTsx = (count: number) => startsSeconds(count, concurrency, ["--import", "tsx", "-e", "0"], env);
   const runner = (count: number) => startsSeconds(count, concurrency, [CLI, "run"], env, 2);
 
+  const latencySamples = options.latencySamples ?? 30;
   const daemon = await startBenchDaemon({ mode: "process", concurrency });
+  // The same daemon with no runner started ahead of demand: what warm runners save.
+  const cold = await startBenchDaemon({ mode: "process", concurrency, args: ["--warm-workloads", "0"] });
+  const coldExecutor = platformExecutor(cold.address);
   const executor = platformExecutor(daemon.address);
   const results = {
     bare: [] as number[],
@@ -56,6 +74,13 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
     plain: [] as number[],
     tsx: [] as number[],
     runner: [] as number[],
+  };
+  const latency = {
+    bare: [] as number[],
+    ts: [] as number[],
+    plain: [] as number[],
+    coldTs: [] as number[],
+    coldPlain: [] as number[],
   };
   try {
     setExecutor(executor);
@@ -84,10 +109,33 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
       }
       for (const measure of MEASURES) results[measure].push((perSlice * slices) / seconds[measure]);
     }
+    // Submit-to-running, one instance at a time, paced; the setups take turns sample by sample.
+    const pace = () => new Promise((resolve) => setTimeout(resolve, LATENCY_PACE_MS));
+    for (let i = 0; i < latencySamples + 2; i++) {
+      const keep = i >= 2; // the first two warm up each setup
+      const bareMs = await oneStartMs(env);
+      setExecutor(executor);
+      const ts = await beganMs(benchBegan);
+      await pace();
+      const plain = await beganMs(benchBeganPlain);
+      await pace();
+      setExecutor(coldExecutor);
+      const coldTs = await beganMs(benchBegan);
+      const coldPlain = await beganMs(benchBeganPlain);
+      await pace();
+      if (!keep) continue;
+      latency.bare.push(bareMs);
+      latency.ts.push(ts);
+      latency.plain.push(plain);
+      latency.coldTs.push(coldTs);
+      latency.coldPlain.push(coldPlain);
+    }
   } finally {
     setExecutor(new LocalExecutor({ concurrency: 4 }));
     await executor.close();
+    await coldExecutor.close();
     await daemon.dispose();
+    await cold.dispose();
   }
 
   const bareMedian = median(results.bare);
@@ -138,6 +186,39 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
       samples: results.runner,
     },
   ];
+  const bareStart = median(latency.bare);
+  const latencyRow = (name: string, values: number[], goal: boolean): BenchRow => {
+    const p50 = median(values);
+    return {
+      name,
+      value: p50,
+      unit: "ms",
+      baseline: bareStart,
+      ratio: p50 / bareStart,
+      ...(goal ? { goal: `ratio <= ${LATENCY_GOAL}`, pass: p50 / bareStart <= LATENCY_GOAL } : {}),
+      samples: [percentile(values, 90), Math.max(...values)],
+    };
+  };
+  rows.push(
+    {
+      name: "one bare `node -e 0` start, spawn to exit, p50",
+      value: bareStart,
+      unit: "ms",
+      samples: [percentile(latency.bare, 90), Math.max(...latency.bare)],
+    },
+    latencyRow(
+      "submit-to-running p50, process mode, .mjs module, warm runners (default)",
+      latency.plain,
+      true,
+    ),
+    latencyRow("submit-to-running p50, process mode, .ts module, warm runners (default)", latency.ts, true),
+    latencyRow(
+      "submit-to-running p50, process mode, .mjs module, --warm-workloads 0",
+      latency.coldPlain,
+      false,
+    ),
+    latencyRow("submit-to-running p50, process mode, .ts module, --warm-workloads 0", latency.coldTs, false),
+  );
   const perProcess = (perSecond: number) => formatNumber((concurrency / perSecond) * 1000);
   return {
     title: "Platform executor, process per instance, vs bare node process starts",
@@ -146,9 +227,28 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
       `${formatNumber(n)} instances per run, each a trivial task (one progress report, returns i + 1), all submitted at once, timed until the client holds every result; the baseline starts ${formatNumber(n)} \`node -e 0\` processes, ${concurrency} at a time; each run in ${slices} slices of ${formatNumber(Math.ceil(n / slices))} where every measurement takes its turn (order reversed every other slice), so outside load hits all alike; median of ${repeats} runs, after a warm-up of each`,
       `daemon: dist/, --workload-mode process --concurrency ${concurrency}, durable store on; each workload is \`node [--import tsx] dist/executor-platform/cli/cli.js run\`: start, connect, hello, import the task module, run, report, wait for the ack, exit`,
       `wall time per process slot (concurrency / rate): bare node ${perProcess(bareMedian)} ms, node + tsx ${perProcess(median(results.tsx))} ms, node + workload runner import ${perProcess(median(results.runner))} ms, platform instance ${perProcess(median(results.ts))} ms (.ts) / ${perProcess(median(results.plain))} ms (.mjs)`,
+      `submit-to-running: ${latencySamples} samples per setup after 2 of warm-up, one instance at a time, ${LATENCY_PACE_MS} ms apart (an app starting a task now and then), the setups taking turns; from the client's call to the task function's first line (performance.timeOrigin + now() in both processes); the baseline is one \`node -e 0\` spawned to its exit; samples column: p90 / worst`,
       loadNote(startLoad),
     ],
   };
+}
+
+/** Milliseconds from submitting one instance of `fn` to its function's first line. */
+async function beganMs(fn: TaskFunction<[], number>): Promise<number> {
+  const submitted = performance.timeOrigin + performance.now();
+  const began = await fn().wait({ timeoutMs: 60_000 });
+  return began - submitted;
+}
+
+/** Milliseconds from spawning one `node -e 0` to its exit. */
+async function oneStartMs(env: NodeJS.ProcessEnv): Promise<number> {
+  const start = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, ["-e", "0"], { cwd: ROOT, env, stdio: "ignore" });
+    child.once("error", reject);
+    child.once("exit", () => resolve());
+  });
+  return performance.now() - start;
 }
 
 /** `n` instances of `fn` through the current executor; seconds until all results are in. */

@@ -7,8 +7,10 @@
  * - platform: a daemon process (durable store on, its default) with `concurrency` warm workload
  *   processes; the client calls the task `instances` times in one turn (one batched Submit) and
  *   awaits every handle's `wait()`;
- * - BullMQ: a Worker with the same concurrency in its own process, `Queue.addBulk` from the
- *   client, completions counted from `QueueEvents` in the client.
+ * - BullMQ: as many Worker processes as the daemon has workload processes, each taking one job at
+ *   a time (its concurrency 1), as each pool worker does; `Queue.addBulk` from the client,
+ *   completions counted from `QueueEvents` in the client. Each job reports progress without
+ *   awaiting it, as the task's `setProgress` does.
  *
  * Runs alternate (platform, BullMQ, then BullMQ, platform, …) after a warm-up of each.
  * Installs `redis-server` from Debian when it is not on PATH; starts it on a free port with no
@@ -40,7 +42,7 @@ import { benchTick } from "./tasks.js";
 export interface BenchPlatformThroughputOptions {
   /** Jobs per run. Default 20,000. */
   instances?: number;
-  /** Daemon pool sizes (and BullMQ worker concurrencies) to compare at. Default [2, 4]. */
+  /** Daemon pool sizes (and BullMQ worker processes) to compare at. Default [4, 50]. */
   concurrencies?: readonly number[];
   /** Runs of each side per concurrency. Default 3. */
   repeats?: number;
@@ -49,6 +51,8 @@ export interface BenchPlatformThroughputOptions {
 }
 
 const RUN_TIMEOUT_MS = 10 * 60_000;
+/** Issue 14: the pool past BullMQ by a fifth, at 4 and at 50. */
+const GOAL = 1.2;
 
 interface Run {
   readonly jobsPerSecond: number;
@@ -67,7 +71,7 @@ export async function benchPlatformThroughput(
 ): Promise<BenchSection> {
   const startLoad = loadNow();
   const instances = options.instances ?? 20_000;
-  const concurrencies = options.concurrencies ?? [2, 4];
+  const concurrencies = options.concurrencies ?? [4, 50];
   const repeats = options.repeats ?? 3;
   const warmup = options.warmup ?? 1_000;
 
@@ -93,7 +97,8 @@ export async function benchPlatformThroughput(
   const notes: string[] = [
     `${formatNumber(instances)} jobs per run, each reports progress once and returns i + 1; all submitted at once, timed from the first submit until the client holds every result; median of ${repeats} runs per side, alternated, after a ${formatNumber(warmup)}-job warm-up of each`,
     "platform: daemon from dist/, pool mode, durable SQLite store on (synchronous=FULL); client = PlatformExecutor in the bench process (one batched Submit, every handle's wait())",
-    `BullMQ ${bullmqVersion()}: Worker in its own process with the same concurrency, Queue.addBulk + QueueEvents 'completed' in the bench process; ${redis.version}, --save '' --appendonly no (no persistence: the platform side writes every change durably, Redis here writes nothing to disk); completed jobs kept (BullMQ's default), as the daemon keeps instances`,
+    `BullMQ ${bullmqVersion()}: as many Worker processes as the pool has workloads, each with concurrency 1 (one job at a time, as a pool worker runs one instance at a time), the job's updateProgress not awaited (as setProgress returns at once); Queue.addBulk + QueueEvents 'completed' in the bench process; completed jobs kept (BullMQ's default), as the daemon keeps instances`,
+    `differences left, all in BullMQ's favour: ${redis.version} runs with --save '' --appendonly no, so it writes nothing to disk, while the daemon's store fsyncs every new instance and every end before it answers; the daemon also keeps each instance's row (arguments, result, attempts) for listing, and its log`,
   ];
   for (const { concurrency, platform, bullmq } of comparisons) {
     const p = median(platform.map((run) => run.jobsPerSecond));
@@ -117,8 +122,8 @@ export async function benchPlatformThroughput(
         unit: "x",
         baseline: b,
         ratio: p / b,
-        goal: "ratio >= 1.0",
-        pass: p / b >= 1,
+        goal: `ratio >= ${GOAL}`,
+        pass: p / b >= GOAL,
         samples: platform.map((run, i) => run.jobsPerSecond / (bullmq[i] as Run).jobsPerSecond),
       },
     );
@@ -145,27 +150,24 @@ async function compareAt(
   // Every job emits about five events; keep a whole run's, so a reader that falls behind loses none.
   const queue = new Queue(queueName, { connection, streams: { events: { maxLen: 10 * o.instances } } });
   const events = new QueueEvents(queueName, { connection });
-  const worker = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      join(ROOT, "bench/bullmq-worker.ts"),
-      String(o.redisPort),
-      queueName,
-      String(concurrency),
-    ],
-    { cwd: ROOT, stdio: ["ignore", "inherit", "inherit", "ipc"] },
+  const workers = Array.from({ length: concurrency }, () =>
+    spawn(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "bench/bullmq-worker.ts"), String(o.redisPort), queueName, "1"],
+      { cwd: ROOT, stdio: ["ignore", "inherit", "inherit", "ipc"] },
+    ),
   );
   const platform: Run[] = [];
   const bullmq: Run[] = [];
   try {
-    await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), workerReady(worker)]);
+    await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), ...workers.map(workerReady)]);
     setExecutor(executor);
     const platformSide = async (n: number) =>
       measure(n, { daemon: [daemon.pid], workloads: descendantsOf(daemon.pid) }, () => platformRun(n));
     const bullSide = async (n: number) =>
-      measure(n, { redis: [o.redisPid], worker: [worker.pid as number] }, () => bullmqRun(queue, events, n));
+      measure(n, { redis: [o.redisPid], workers: workers.map((worker) => worker.pid as number) }, () =>
+        bullmqRun(queue, events, n),
+      );
     await platformSide(o.warmup);
     await bullSide(o.warmup);
     for (let run = 0; run < o.repeats; run++) {
@@ -181,10 +183,14 @@ async function compareAt(
     setExecutor(new LocalExecutor({ concurrency: 4 }));
     await executor.close();
     await daemon.dispose();
-    worker.send("close");
-    const killer = setTimeout(() => worker.kill("SIGKILL"), 10_000);
-    await exitOf(worker);
-    clearTimeout(killer);
+    await Promise.all(
+      workers.map(async (worker) => {
+        worker.send("close");
+        const killer = setTimeout(() => worker.kill("SIGKILL"), 10_000);
+        await exitOf(worker);
+        clearTimeout(killer);
+      }),
+    );
     await events.close();
     await queue.obliterate({ force: true });
     await queue.close();

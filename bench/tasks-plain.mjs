@@ -6,3 +6,8 @@ export const benchTickPlain = task(function benchTickPlain(i) {
   getTaskController().setProgress(0.5);
   return i + 1;
 });
+
+// `benchBegan` of tasks.ts: when its function began, in epoch milliseconds with a fraction.
+export const benchBeganPlain = task(function benchBeganPlain() {
+  return performance.timeOrigin + performance.now();
+});

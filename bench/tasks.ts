@@ -92,3 +92,8 @@ export const benchLimitedFour = task(
 export const benchScheduled = task(function benchScheduled(i: number) {
   return i;
 });
+
+/** Returns when its function began, in epoch milliseconds with a fraction: submit-to-running. */
+export const benchBegan = task(function benchBegan() {
+  return performance.timeOrigin + performance.now();
+});
