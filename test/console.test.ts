@@ -445,5 +445,12 @@ describe("web console in a cluster", () => {
     expect(stop.status).toBe(200);
     await until(waiting, (i) => i.isDone(), "the stop");
     expect(waiting.status).toBe("cancelled");
+    // Counted and logged by the daemon it ran on, read on the other.
+    expect((await getJson(`http://${front}/console/api/overview`)).counts).toEqual({ cancelled: 1 });
+    const log = await readLog(
+      await fetch(`http://${front}/console/api/instances/${waiting.id}/logs`),
+      "the log of an instance that ran on the other daemon",
+    );
+    expect(log.end).toEqual({ status: "cancelled" });
   }, 60_000);
 });

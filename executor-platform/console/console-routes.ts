@@ -77,8 +77,13 @@ export function addConsoleRoutes(server: HttpServer, o: ConsoleOptions): void {
     response.writeHead(200, { ...headers, "content-type": "text/javascript; charset=utf-8" });
     response.end(script);
   });
+  // One daemon counts its store's rows cheaply (SQLite keeps the counts); daemons sharing a
+  // PostgreSQL store count its rows, so each reads them at most once a second per deployment.
+  const readOverview = isClusterStore(o.store)
+    ? atMostEverySecond((deployment: string) => overview(o, deployment))
+    : (deployment: string) => overview(o, deployment);
   server.route("GET", "/console/api/*", { access: "deployment" }, (request, response, context) =>
-    get(o, request, response, context),
+    get(o, readOverview, request, response, context),
   );
   server.route("POST", "/console/api/*", { access: "deployment" }, async (request, response, context) => {
     if (request.headers[CONSOLE_HEADER] !== "1") {
@@ -93,6 +98,7 @@ export function addConsoleRoutes(server: HttpServer, o: ConsoleOptions): void {
 
 async function get(
   o: ConsoleOptions,
+  readOverview: (deployment: string) => Promise<Overview>,
   request: IncomingMessage,
   response: ServerResponse,
   { url, deployment }: RouteContext,
@@ -123,7 +129,7 @@ async function get(
   }
   if (path === "schedules") return json(response, 200, { schedules: await o.scheduler.list(deployment) });
   if (path === "cluster") return json(response, 200, await cluster(o));
-  if (path === "overview") return json(response, 200, await overview(o, deployment));
+  if (path === "overview") return json(response, 200, await readOverview(deployment));
   if (path === "events") return events(o, request, response, deployment);
   json(response, 404, { error: "not found" });
 }
@@ -205,7 +211,14 @@ async function cluster(o: ConsoleOptions) {
   };
 }
 
-async function overview(o: ConsoleOptions, deployment: string) {
+/** The overview's figures: counts by status, and what finished in each of the last minutes. */
+interface Overview {
+  readonly counts: Partial<Record<TaskStatus, number>>;
+  readonly minutes: ReadonlyArray<{ minute: number; completed: number; failed: number; cancelled: number }>;
+  readonly now: number;
+}
+
+async function overview(o: ConsoleOptions, deployment: string): Promise<Overview> {
   const now = Date.now();
   const since = Math.floor(now / 60_000) * 60_000 - (THROUGHPUT_MINUTES - 1) * 60_000;
   const [counts, finished] = await Promise.all([
@@ -224,6 +237,30 @@ async function overview(o: ConsoleOptions, deployment: string) {
       bucket[status] += count;
   }
   return { counts, minutes, now };
+}
+
+/** Deployments whose figures are remembered at once, at most; older ones are let go first. */
+const MAX_REMEMBERED_DEPLOYMENTS = 100;
+
+/**
+ * `read`, called at most once a second per deployment: callers within the second (and while a
+ * read is under way) share its answer. A failed read is not kept.
+ */
+function atMostEverySecond<T>(read: (deployment: string) => Promise<T>): (deployment: string) => Promise<T> {
+  const reads = new Map<string, { readonly at: number; readonly value: Promise<T> }>();
+  return (deployment) => {
+    const now = Date.now();
+    const kept = reads.get(deployment);
+    if (kept !== undefined && now - kept.at < 1000) return kept.value;
+    reads.delete(deployment);
+    if (reads.size >= MAX_REMEMBERED_DEPLOYMENTS) reads.delete(reads.keys().next().value as string);
+    const value = read(deployment);
+    reads.set(deployment, { at: now, value });
+    value.catch(() => {
+      if (reads.get(deployment)?.value === value) reads.delete(deployment);
+    });
+    return value;
+  };
 }
 
 /**
