@@ -1,16 +1,19 @@
 /**
  * The web console in a real browser (SPEC §6): Debian's chromium driven by playwright-core
  * against a real daemon with tokens. A wrong token sees nothing; the right one sees a running
- * instance's bar move without a reload, opens it, stops it and sees it end cancelled.
+ * instance's bar move without a reload, opens it, stops it and sees it end cancelled, and reads
+ * another's log live on its page, stderr marked, to its end.
  * Screenshots go to test-results/console/. CI installs chromium (.ci/run); where it is missing
  * the test is skipped and says so.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PlatformExecutor, setExecutor } from "numerous-tasks";
 import { type Browser, chromium } from "playwright-core";
 import { afterEach, describe, expect, it } from "vitest";
 import { slowCount } from "./fixtures/contract-tasks.js";
+import { printsBothAroundFlag } from "./fixtures/log-tasks.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 import { until } from "./helpers/handles.js";
 
@@ -38,7 +41,7 @@ afterEach(async () => {
 });
 
 describe.skipIf(!HAVE_CHROMIUM)(`web console in chromium (${CHROMIUM})`, () => {
-  it("refuses a wrong token, then shows a bar moving live, and stops an instance from its page", async () => {
+  it("refuses a wrong token, then shows a bar moving live, stops an instance from its page, and follows another's log", async () => {
     const daemon: DaemonProcess = await startDaemon({
       args: ["--http", "127.0.0.1:0", "--tokens", `${TOKEN} team`],
     });
@@ -118,6 +121,34 @@ describe.skipIf(!HAVE_CHROMIUM)(`web console in chromium (${CHROMIUM})`, () => {
     await page.locator('[data-count="cancelled"]').waitFor();
     expect(await page.locator('[data-count="cancelled"] b').textContent()).toBe("1");
     await page.screenshot({ path: join(SHOTS, "5-overview.png") });
+
+    // An instance's page shows its log as it is printed, and says when it has ended.
+    const dir = mkdtempSync(join(tmpdir(), "nt-console-browser-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const flag = join(dir, "go");
+    const printing = printsBothAroundFlag("b", flag);
+    await until(printing, (i) => i.progress === 0.5, "the printing task to run");
+    await page.goto(`http://${http}/#/instance/${printing.id}`);
+    const logs = page.locator("#logs");
+    await logs.locator(".line", { hasText: "b out 1" }).waitFor();
+    await logs.locator('.line[data-stream="stderr"]', { hasText: "b err 1" }).waitFor();
+    expect(await page.locator("#log-state").textContent()).toContain("Following");
+    await page.evaluate(() => {
+      (globalThis as unknown as PageGlobals).marker = 2;
+    });
+    await page.screenshot({ path: join(SHOTS, "6-instance-log-following.png") });
+    writeFileSync(flag, "");
+    await logs.locator(".line", { hasText: "b out 3" }).waitFor();
+    await page.locator("#log-state", { hasText: "Log ended (completed)" }).waitFor();
+    expect(await logs.locator(".line").allTextContents()).toHaveLength(5);
+    expect(await logs.locator('.line[data-stream="stderr"]').allTextContents()).toEqual([
+      expect.stringContaining("b err 1"),
+      expect.stringContaining("b err 2"),
+    ]);
+    await page.locator('#status [data-status="completed"]').waitFor();
+    // Followed live, in the same document.
+    expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).marker)).toBe(2);
+    await page.screenshot({ path: join(SHOTS, "7-instance-log-ended.png") });
 
     // Everything came from the daemon, and no URL carried the token.
     for (const url of urls) {

@@ -4,9 +4,13 @@
  * the stop is the gRPC one. Real daemon processes over real HTTP; the browser test is
  * console-browser.test.ts.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PlatformExecutor, setExecutor } from "numerous-tasks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { slowCount, waitForStop } from "./fixtures/contract-tasks.js";
+import { printsBothAroundFlag } from "./fixtures/log-tasks.js";
 import { type Cluster, startCluster } from "./helpers/cluster.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
 import { withDeadline } from "./helpers/deadline.js";
@@ -18,8 +22,10 @@ const OTHER_TOKEN = "other-team-token-console";
 
 const daemons: DaemonProcess[] = [];
 const executors: PlatformExecutor[] = [];
+const dirs: string[] = [];
 
 afterEach(async () => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   for (const executor of executors.splice(0)) await executor.close();
   for (const daemon of daemons.splice(0)) {
     await daemon.stop();
@@ -81,6 +87,60 @@ async function eventUntil<T>(response: Response, wanted: (rows: T[]) => boolean,
   } finally {
     reader.cancel().catch(() => {});
   }
+}
+
+interface ServerEvent {
+  event: string;
+  data: string;
+  id: string | undefined;
+}
+
+/** The server-sent events of a fetch stream, one at a time, until it ends. */
+async function* serverEvents(response: Response): AsyncGenerator<ServerEvent, void> {
+  const reader = (response.body as ReadableStream<Uint8Array>)
+    .pipeThrough(new TextDecoderStream())
+    .getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event: ServerEvent = { event: "message", data: "", id: undefined };
+        for (const line of block.split("\n")) {
+          if (line.startsWith("data: ")) event.data = line.slice(6);
+          else if (line.startsWith("event: ")) event.event = line.slice(7);
+          else if (line.startsWith("id: ")) event.id = line.slice(4);
+        }
+        if (event.data !== "") yield event;
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+interface StreamedLine {
+  at: number;
+  stream: "stdout" | "stderr";
+  line: string;
+}
+
+/** A log stream's lines and its end event, read to the stream's end. */
+async function readLog(response: Response, what: string): Promise<{ lines: StreamedLine[]; end: unknown }> {
+  const lines: StreamedLine[] = [];
+  let end: unknown;
+  const reading = (async () => {
+    for await (const event of serverEvents(response)) {
+      if (event.event === "end") end = JSON.parse(event.data);
+      else lines.push(...(JSON.parse(event.data) as { lines: StreamedLine[] }).lines);
+    }
+  })();
+  await withDeadline(reading, what);
+  return { lines, end };
 }
 
 /** A JSON answer, read loosely: the assertions say what it holds. */
@@ -170,6 +230,76 @@ describe("web console over HTTP", () => {
     expect(stopped.status).toBe("cancelled");
   });
 
+  it("streams a running instance's log as server-sent events, follows it to the instance's end, and answers bad input plainly", async () => {
+    const { daemon, http } = await daemonWithHttp();
+    useDaemon(daemon);
+    const dir = mkdtempSync(join(tmpdir(), "nt-console-"));
+    dirs.push(dir);
+    const flag = join(dir, "go");
+    const instance = printsBothAroundFlag("c", flag);
+    await until(instance, (i) => i.progress === 0.5, "the task to run");
+
+    const logs = `http://${http}/console/api/instances/${instance.id}/logs`;
+    const response = await fetch(logs);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const events = serverEvents(response);
+    const seen: StreamedLine[] = [];
+    const cursors: number[] = [];
+    let end: unknown;
+    const next = async (what: string) => {
+      const { value, done } = await withDeadline(events.next(), what);
+      if (done) return false;
+      if (value.event === "end") end = JSON.parse(value.data);
+      else {
+        seen.push(...(JSON.parse(value.data) as { lines: StreamedLine[] }).lines);
+        cursors.push(Number(value.id));
+      }
+      return true;
+    };
+    // What it printed so far comes while it runs...
+    while (seen.length < 2) await next("the lines printed before the flag");
+    expect(instance.status).toBe("running");
+    // ...and what it prints next, as it prints it, until it has ended.
+    writeFileSync(flag, "");
+    while (await next("the rest of the log and its end"));
+    expect(end).toEqual({ status: "completed" });
+    expect(instance.status).toBe("completed");
+
+    const text = (stream: string) => seen.filter((l) => l.stream === stream).map((l) => l.line);
+    expect(text("stdout")).toEqual(["c out 1", "c out 2", "c out 3"]);
+    expect(text("stderr")).toEqual(["c err 1", "c err 2"]);
+    expect(seen).toHaveLength(5);
+    // Each stream's lines in order, those printed before the flag before those after it.
+    const position = (line: string) => seen.findIndex((l) => l.line === line);
+    expect(Math.max(position("c out 1"), position("c err 1"))).toBeLessThan(
+      Math.min(position("c out 2"), position("c err 2")),
+    );
+    for (const line of seen) expect(line.at).toBeGreaterThan(0);
+    expect([...cursors].sort((a, b) => a - b)).toEqual(cursors);
+
+    // An ended instance's log: what is kept, then its end; resumed after a cursor; its last lines.
+    const again = await readLog(await fetch(logs), "the log of the ended instance");
+    expect(again).toEqual({ lines: seen, end: { status: "completed" } });
+    const resumed = await readLog(await fetch(`${logs}?after=${cursors[0]}`), "the log after a cursor");
+    expect(resumed.lines).toEqual(seen.slice(seen.length - resumed.lines.length));
+    expect(resumed.lines.length).toBeLessThan(seen.length);
+    const tail = await readLog(await fetch(`${logs}?tail=1`), "the log's last line");
+    expect(tail).toEqual({ lines: seen.slice(-1), end: { status: "completed" } });
+
+    const unknown = await fetch(`http://${http}/console/api/instances/no-such-instance/logs`);
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(await unknown.json()).toEqual({ error: 'no task instance with id "no-such-instance"' });
+    for (const bad of ["tail=-1", "tail=abc", "tail=1.5", "after=x"]) {
+      const refused = await fetch(`${logs}?${bad}`);
+      expect(refused.status, bad).toBe(400);
+      expect(await refused.json(), bad).toEqual({
+        error: expect.stringMatching(/^(tail|after) must be a whole number of at least 0$/),
+      });
+    }
+  });
+
   it("pushes each progress change over the event stream as it happens", async () => {
     const { daemon, http } = await daemonWithHttp();
     useDaemon(daemon);
@@ -199,6 +329,7 @@ describe("web console over HTTP", () => {
     for (const path of [
       "instances",
       `instances/${mine.id}`,
+      `instances/${mine.id}/logs`,
       "overview",
       "definitions",
       "events",
@@ -221,6 +352,10 @@ describe("web console over HTTP", () => {
       headers: bearer(OTHER_TOKEN, "other"),
     });
     expect(otherDetail.status).toBe(404);
+    const otherLogs = await fetch(`http://${http}/console/api/instances/${mine.id}/logs`, {
+      headers: bearer(OTHER_TOKEN, "other"),
+    });
+    expect(otherLogs.status).toBe(404);
     const otherStop = await fetch(`http://${http}/console/api/instances/${mine.id}/stop`, {
       method: "POST",
       headers: { ...bearer(OTHER_TOKEN, "other"), "x-numerous-console": "1" },
@@ -310,5 +445,12 @@ describe("web console in a cluster", () => {
     expect(stop.status).toBe(200);
     await until(waiting, (i) => i.isDone(), "the stop");
     expect(waiting.status).toBe("cancelled");
+    // Counted and logged by the daemon it ran on, read on the other.
+    expect((await getJson(`http://${front}/console/api/overview`)).counts).toEqual({ cancelled: 1 });
+    const log = await readLog(
+      await fetch(`http://${front}/console/api/instances/${waiting.id}/logs`),
+      "the log of an instance that ran on the other daemon",
+    );
+    expect(log.end).toEqual({ status: "cancelled" });
   }, 60_000);
 });

@@ -82,6 +82,36 @@ describe("SQLite on a thread of its own", () => {
 });
 
 describe("SqliteStore", () => {
+  it("counts what a database from before the overview's counts holds when it is first opened", async () => {
+    const dir = tempDir();
+    const first = await open(dir);
+    const minute = 1_700_000_040_000;
+    await first.save([
+      row(1),
+      row(2, { status: "completed", finishedAt: minute + 1 }),
+      row(3, { status: "completed", finishedAt: minute + 2 }),
+      row(4, { status: "failed", finishedAt: minute + 60_001, deploymentId: "dep-b" }),
+    ]);
+    await first.close();
+    // The schema as the version before them left it.
+    const db = new Database(path.join(dir, DATABASE_FILE));
+    const version = Number(db.pragma("user_version", { simple: true }));
+    db.exec("DROP TABLE status_counts; DROP TABLE finished_counts");
+    db.pragma(`user_version = ${version - 1}`);
+    db.close();
+
+    const second = await open(dir);
+    expect(await second.statusCounts("dep-a")).toEqual({ pending: 1, completed: 2 });
+    expect(await second.finishedPerMinute("dep-a", minute)).toEqual([
+      { minute, status: "completed", count: 2 },
+    ]);
+    expect(await second.finishedPerMinute("dep-b", minute)).toEqual([
+      { minute: minute + 60_000, status: "failed", count: 1 },
+    ]);
+    await second.save([row(1, { status: "running", revision: 2 })]);
+    expect(await second.statusCounts("dep-a")).toEqual({ running: 1, completed: 2 });
+  });
+
   it("keeps the sequences it is given: changes come by sequence, not by insertion, and counters at the highest", async () => {
     const store = await open(tempDir());
     await store.save([

@@ -286,6 +286,52 @@ export function describeStoreContract(name: string, openStore: () => Promise<Sto
       ]);
     });
 
+    it("keeps the overview's counts right as instances change status, end, and are deleted, across a reopen", async () => {
+      const { store, reopen } = await fresh();
+      const minute = 1_700_000_040_000;
+      const since = minute - 60_000;
+      const view = async (s: Store) => ({
+        counts: await s.statusCounts("dep-a"),
+        perMinute: (await s.finishedPerMinute("dep-a", since)).sort(
+          (a, b) => a.minute - b.minute || a.status.localeCompare(b.status),
+        ),
+      });
+      await save(store, [storedRow(1), storedRow(2), storedRow(3), storedRow(9, { deploymentId: "dep-b" })]);
+      expect(await view(store)).toEqual({ counts: { pending: 3 }, perMinute: [] });
+      const running = { status: "running" as const, startedAt: minute - 10, revision: 2 };
+      await save(store, [storedRow(1, running), storedRow(2, running)]);
+      // Progress only: no status changes.
+      await save(store, [storedRow(1, { ...running, progress: 0.5, revision: 3 })]);
+      expect(await view(store)).toEqual({ counts: { pending: 1, running: 2 }, perMinute: [] });
+      await save(store, [
+        storedRow(1, { ...running, status: "completed", finishedAt: minute + 5, revision: 4 }),
+        storedRow(2, { ...running, status: "failed", finishedAt: minute + 60_000, revision: 3 }),
+        storedRow(3, { status: "cancelled", finishedAt: minute + 7, revision: 2 }),
+      ]);
+      const ended = {
+        counts: { completed: 1, failed: 1, cancelled: 1 },
+        perMinute: [
+          { minute, status: "cancelled", count: 1 },
+          { minute, status: "completed", count: 1 },
+          { minute: minute + 60_000, status: "failed", count: 1 },
+        ],
+      };
+      expect(await view(store)).toEqual(ended);
+      expect(await store.statusCounts("dep-b")).toEqual({ pending: 1 });
+
+      await store.close();
+      const again = await reopen();
+      expect(await view(again)).toEqual(ended);
+      // Retention deletes the two that ended in the first minute.
+      expect(await again.deleteFinished(minute + 60_000, 10)).toBe(2);
+      expect(await view(again)).toEqual({
+        counts: { failed: 1 },
+        perMinute: [{ minute: minute + 60_000, status: "failed", count: 1 }],
+      });
+      await save(again, [storedRow(4)]);
+      expect(await again.statusCounts("dep-a")).toEqual({ pending: 1, failed: 1 });
+    });
+
     it("returns changes since a sequence, by sequence, scoped to the deployment", async () => {
       const { store } = await fresh();
       // One save each, so every store gives them increasing sequences: inst-3, inst-1, inst-4 (dep-b), inst-2.

@@ -54,6 +54,11 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .chart { display: flex; align-items: flex-end; gap: 3px; height: 120px; border-bottom: 1px solid #8886; }
 .chart > div { flex: 1; display: flex; flex-direction: column-reverse; min-width: 6px; }
 .chart .completed { background: var(--ok); } .chart .failed { background: var(--bad); } .chart .cancelled { background: var(--cancel); }
+.log { font: 12px/1.45 ui-monospace, monospace; background: #8881; padding: .5rem; overflow: auto; max-height: 28rem; white-space: pre-wrap; overflow-wrap: anywhere; }
+.log .line { padding-left: .4rem; border-left: 3px solid transparent; }
+.log .line time { color: var(--wait); }
+.log .line.stderr { border-left-color: var(--bad); color: var(--bad); }
+.log .note, .log-state { color: var(--wait); font-style: italic; }
 pre { background: #8881; padding: .5rem; overflow: auto; max-height: 24rem; }
 .error { color: var(--bad); }
 form.token { display: flex; flex-direction: column; gap: .5rem; max-width: 28rem; }

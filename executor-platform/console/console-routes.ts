@@ -3,8 +3,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { decodeValue } from "../../sdk/codec.js";
+import { STREAM_NAMES } from "../../sdk/log-lines.js";
 import { type TaskStatus, isTaskStatus } from "../../sdk/task-status.js";
 import type { InstanceTable } from "../daemon/instance-table.js";
+import { type LogSink, type LogStreamEnd, type LogStreamRequest, drained } from "../daemon/log-stream.js";
 import type { RunQueue } from "../daemon/run-queue.js";
 import type { Scheduler } from "../daemon/scheduler.js";
 import type { WatchHub } from "../daemon/watch-hub.js";
@@ -22,6 +24,12 @@ export interface ConsoleOptions {
   readonly scheduler: Scheduler;
   /** The same stop the gRPC StopInstance calls; false when the deployment has no such instance. */
   readonly stop: (id: string, deployment: string) => Promise<boolean>;
+  /** The reading of an instance's log that the gRPC StreamLogs serves too. */
+  readonly streamLogs: (
+    request: LogStreamRequest,
+    deployment: string,
+    sink: LogSink,
+  ) => Promise<LogStreamEnd>;
   /** This daemon's name in the cluster view (its lease owner in a cluster). */
   readonly owner: string;
   readonly concurrency: number;
@@ -69,8 +77,13 @@ export function addConsoleRoutes(server: HttpServer, o: ConsoleOptions): void {
     response.writeHead(200, { ...headers, "content-type": "text/javascript; charset=utf-8" });
     response.end(script);
   });
+  // One daemon counts its store's rows cheaply (SQLite keeps the counts); daemons sharing a
+  // PostgreSQL store count its rows, so each reads them at most once a second per deployment.
+  const readOverview = isClusterStore(o.store)
+    ? atMostEverySecond((deployment: string) => overview(o, deployment))
+    : (deployment: string) => overview(o, deployment);
   server.route("GET", "/console/api/*", { access: "deployment" }, (request, response, context) =>
-    get(o, request, response, context),
+    get(o, readOverview, request, response, context),
   );
   server.route("POST", "/console/api/*", { access: "deployment" }, async (request, response, context) => {
     if (request.headers[CONSOLE_HEADER] !== "1") {
@@ -85,6 +98,7 @@ export function addConsoleRoutes(server: HttpServer, o: ConsoleOptions): void {
 
 async function get(
   o: ConsoleOptions,
+  readOverview: (deployment: string) => Promise<Overview>,
   request: IncomingMessage,
   response: ServerResponse,
   { url, deployment }: RouteContext,
@@ -98,6 +112,8 @@ async function get(
       throw error;
     }
   }
+  const logsOf = /^instances\/([^/]+)\/logs$/.exec(path);
+  if (logsOf !== null) return logs(o, response, decodeURIComponent(logsOf[1] as string), url, deployment);
   if (path.startsWith("instances/")) {
     const id = decodeURIComponent(path.slice("instances/".length));
     const row = await o.table.latest(id);
@@ -113,7 +129,7 @@ async function get(
   }
   if (path === "schedules") return json(response, 200, { schedules: await o.scheduler.list(deployment) });
   if (path === "cluster") return json(response, 200, await cluster(o));
-  if (path === "overview") return json(response, 200, await overview(o, deployment));
+  if (path === "overview") return json(response, 200, await readOverview(deployment));
   if (path === "events") return events(o, request, response, deployment);
   json(response, 404, { error: "not found" });
 }
@@ -195,7 +211,14 @@ async function cluster(o: ConsoleOptions) {
   };
 }
 
-async function overview(o: ConsoleOptions, deployment: string) {
+/** The overview's figures: counts by status, and what finished in each of the last minutes. */
+interface Overview {
+  readonly counts: Partial<Record<TaskStatus, number>>;
+  readonly minutes: ReadonlyArray<{ minute: number; completed: number; failed: number; cancelled: number }>;
+  readonly now: number;
+}
+
+async function overview(o: ConsoleOptions, deployment: string): Promise<Overview> {
   const now = Date.now();
   const since = Math.floor(now / 60_000) * 60_000 - (THROUGHPUT_MINUTES - 1) * 60_000;
   const [counts, finished] = await Promise.all([
@@ -214,6 +237,30 @@ async function overview(o: ConsoleOptions, deployment: string) {
       bucket[status] += count;
   }
   return { counts, minutes, now };
+}
+
+/** Deployments whose figures are remembered at once, at most; older ones are let go first. */
+const MAX_REMEMBERED_DEPLOYMENTS = 100;
+
+/**
+ * `read`, called at most once a second per deployment: callers within the second (and while a
+ * read is under way) share its answer. A failed read is not kept.
+ */
+function atMostEverySecond<T>(read: (deployment: string) => Promise<T>): (deployment: string) => Promise<T> {
+  const reads = new Map<string, { readonly at: number; readonly value: Promise<T> }>();
+  return (deployment) => {
+    const now = Date.now();
+    const kept = reads.get(deployment);
+    if (kept !== undefined && now - kept.at < 1000) return kept.value;
+    reads.delete(deployment);
+    if (reads.size >= MAX_REMEMBERED_DEPLOYMENTS) reads.delete(reads.keys().next().value as string);
+    const value = read(deployment);
+    reads.set(deployment, { at: now, value });
+    value.catch(() => {
+      if (reads.get(deployment)?.value === value) reads.delete(deployment);
+    });
+    return value;
+  };
 }
 
 /**
@@ -244,6 +291,81 @@ function events(o: ConsoleOptions, request: IncomingMessage, response: ServerRes
   };
   request.on("close", close);
   response.on("close", close);
+}
+
+/**
+ * Server-sent events of an instance's log, followed as `tasks logs --follow` follows it: what is
+ * kept (its last `tail` lines, or what comes after the cursor `after`), then each new line until
+ * the instance has ended and its last output is written, then one `end` event. Each message is a
+ * `data:` line of `{ lines: [{ at, stream, line }] }` with its cursor as the event's id, so a
+ * reader cut off (a daemon restart) resumes with `after`. A slow reader is waited for, not cut.
+ */
+async function logs(
+  o: ConsoleOptions,
+  response: ServerResponse,
+  id: string,
+  url: URL,
+  deployment: string,
+): Promise<void> {
+  const tail = wholeNumber(url.searchParams.get("tail"), "tail");
+  const after = wholeNumber(url.searchParams.get("after"), "after");
+  if (typeof tail === "string") return json(response, 400, { error: tail });
+  if (typeof after === "string") return json(response, 400, { error: after });
+  const abort = new AbortController();
+  const gone = () => abort.abort();
+  response.on("close", gone);
+  // Opened with the first message, so an unknown id is still answered 404.
+  const open = () => {
+    if (response.headersSent) return;
+    response.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+    });
+    response.write(": open\n\n");
+  };
+  const keepalive = setInterval(() => {
+    open();
+    response.write(": ping\n\n");
+  }, KEEPALIVE_MS);
+  keepalive.unref();
+  try {
+    const end = await o.streamLogs({ id, follow: true, tail, afterCursor: after ?? 0 }, deployment, {
+      signal: abort.signal,
+      send: async (lines, cursor) => {
+        open();
+        const shown = lines.map(({ atMs, stream, line }) => ({
+          at: atMs,
+          stream: STREAM_NAMES[stream],
+          line,
+        }));
+        if (!response.write(`id: ${cursor}\ndata: ${JSON.stringify({ lines: shown })}\n\n`)) {
+          await drained(response, abort.signal);
+        }
+      },
+    });
+    if (end === "not-found")
+      return json(response, 404, { error: `no task instance with id ${JSON.stringify(id)}` });
+    if (end === "gone") return;
+    open();
+    // The end event only for a complete log: one cut short by this daemon's shutdown ends
+    // without it, and the page resumes after its cursor.
+    if (end === "ended") {
+      const row = await o.table.latest(id);
+      response.write(`event: end\ndata: ${JSON.stringify({ status: row?.status })}\n\n`);
+    }
+    response.end();
+  } finally {
+    clearInterval(keepalive);
+    response.off("close", gone);
+  }
+}
+
+/** A query parameter that must be a whole number of at least 0: the number, undefined when absent, or what is wrong. */
+function wholeNumber(value: string | null, name: string): number | undefined | string {
+  if (value === null || value === "") return undefined;
+  const n = Number(value);
+  return /^\d+$/.test(value) && Number.isSafeInteger(n) ? n : `${name} must be a whole number of at least 0`;
 }
 
 class ConsoleInputError extends Error {}

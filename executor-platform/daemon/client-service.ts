@@ -23,7 +23,13 @@ import type {
 } from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
 import type { RunSpec } from "../../sdk/run-options.js";
 import { checkTraceContext } from "../../sdk/tracing.js";
-import { errorToWire, specFromWire, statusFromWire, storedToWire } from "../protocol/wire.js";
+import {
+  errorToWire,
+  logStreamToWire,
+  specFromWire,
+  statusFromWire,
+  storedToWire,
+} from "../protocol/wire.js";
 import { isClusterStore } from "../store/cluster-store.js";
 import { runFields, type Store, type StoredInstance } from "../store/store.js";
 import type { AccessControl } from "./access-control.js";
@@ -32,7 +38,7 @@ import type { DaemonState } from "./daemon-options.js";
 import { serviceError, toStatus } from "./grpc-status.js";
 import type { InstanceTable } from "./instance-table.js";
 import type { LogKeeper } from "./log-keeper.js";
-import { streamLogs } from "./log-stream.js";
+import { drained, streamLogs } from "./log-stream.js";
 import type { ModuleResolver } from "./module-resolver.js";
 import { chunkRows, nextPageSize, sizeOfRows } from "./row-size.js";
 import type { RunQueue } from "./run-queue.js";
@@ -145,14 +151,41 @@ export function createClientService(o: ClientServiceOptions): grpc.UntypedServic
         call.emit("error", deployment);
         return;
       }
-      const { store, table, logs, maxMessageBytes } = o;
-      streamLogs(
-        { store, table, logs, maxMessageBytes, clustered: isClusterStore(store) },
-        call,
-        deployment,
-      ).catch((error: unknown) => call.emit("error", toStatus(error)));
+      serveLogs(o, call, deployment).catch((error: unknown) => call.emit("error", toStatus(error)));
     },
   };
+}
+
+/** One StreamLogs call: the log stream's messages as LogLines, its end as the call's. */
+async function serveLogs(
+  o: ClientServiceOptions,
+  call: grpc.ServerWritableStream<StreamLogsRequest, LogLines>,
+  deployment: string,
+): Promise<void> {
+  const { store, table, logs, maxMessageBytes } = o;
+  const abort = new AbortController();
+  call.on("cancelled", () => abort.abort());
+  const { id, follow, tail, afterCursor } = call.request;
+  const end = await streamLogs(
+    { store, table, logs, maxMessageBytes, clustered: isClusterStore(store) },
+    { id, follow, tail, afterCursor },
+    deployment,
+    {
+      signal: abort.signal,
+      send: async (lines, cursor) => {
+        const message = {
+          lines: lines.map(({ atMs, stream, line }) => ({ atMs, stream: logStreamToWire(stream), line })),
+          cursor,
+        };
+        if (!call.write(message)) await drained(call, abort.signal);
+      },
+    },
+  );
+  if (end === "not-found") {
+    throw serviceError(grpc.status.NOT_FOUND, `no task instance with id ${JSON.stringify(id)}`);
+  }
+  if (end === "shutting-down") throw serviceError(grpc.status.UNAVAILABLE, "the daemon is shutting down");
+  if (end === "ended") call.end();
 }
 
 /** Creates instances (idempotent on their ids); one result per instance, in order. */

@@ -32,6 +32,7 @@ import {
 import { createHealthService } from "./health-service.js";
 import { InstanceTable } from "./instance-table.js";
 import { LogKeeper } from "./log-keeper.js";
+import { type LogStreamOptions, streamLogs } from "./log-stream.js";
 import { ModuleResolver } from "./module-resolver.js";
 import { PoolLauncher } from "./pool-launcher.js";
 import { ProcessLauncher } from "./process-launcher.js";
@@ -257,6 +258,13 @@ class DaemonImpl implements Daemon {
       latest: (id) => table.latest(id),
     });
     if (this.#http !== undefined) {
+      const logStream: LogStreamOptions = {
+        store: o.store,
+        table,
+        logs,
+        maxMessageBytes: o.maxMessageBytes,
+        clustered: isClusterStore(o.store),
+      };
       addConsoleRoutes(this.#http, {
         store: o.store,
         table,
@@ -264,6 +272,7 @@ class DaemonImpl implements Daemon {
         hub,
         scheduler: this.#scheduler,
         stop: (id, deployment) => stopInstance(serviceOptions, id, deployment),
+        streamLogs: (request, deployment, sink) => streamLogs(logStream, request, deployment, sink),
         owner,
         concurrency: o.concurrency,
       });

@@ -1,15 +1,7 @@
-import * as grpc from "@grpc/grpc-js";
 import type { StreamIndex } from "../../sdk/log-lines.js";
 import { isValidInstanceId } from "../../sdk/ids.js";
 import { isTerminalStatus } from "../../sdk/task-status.js";
-import type {
-  LogLine,
-  LogLines,
-  StreamLogsRequest,
-} from "../protocol/generated/numerous/tasks/v1/tasks_pb.js";
-import { logStreamToWire } from "../protocol/wire.js";
 import type { Store, StoredLogChunk } from "../store/store.js";
-import { serviceError } from "./grpc-status.js";
 import type { InstanceTable } from "./instance-table.js";
 import { END_OF_LOG, type LogKeeper } from "./log-keeper.js";
 
@@ -17,12 +9,62 @@ export interface LogStreamOptions {
   readonly store: Store;
   readonly table: InstanceTable;
   readonly logs: LogKeeper;
+  /** A message of lines stays well under this many bytes. */
   readonly maxMessageBytes: number;
   /** Several daemons share the store: an instance may print on another one. */
   readonly clustered: boolean;
 }
 
-type LogsCall = grpc.ServerWritableStream<StreamLogsRequest, LogLines>;
+/** What a reader asks of an instance's log. */
+export interface LogStreamRequest {
+  readonly id: string;
+  /** Go on with each write of it until the instance has ended and its last output is written. */
+  readonly follow: boolean;
+  /** Only the last `tail` lines kept (when reading from the start). */
+  readonly tail?: number | undefined;
+  /** Resume after this cursor (one a message carried); 0: from the start. */
+  readonly afterCursor: number;
+}
+
+/** A kept line as a log stream sends it. */
+export interface StreamedLine {
+  readonly atMs: number;
+  readonly stream: StreamIndex;
+  /** Without its line break. */
+  readonly line: string;
+}
+
+/** Where a log stream's messages go: a gRPC StreamLogs call, or the console's event stream. */
+export interface LogSink {
+  /**
+   * Sends one message of lines, with the cursor a reader resumes after; resolves once the
+   * reader may take more (or has gone).
+   */
+  send(lines: readonly StreamedLine[], cursor: number): Promise<void>;
+  /** Aborted when the reader goes away. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * How a log stream ended. `ended`: everything asked for was sent; `not-found`: the deployment has
+ * no such instance (nothing was sent); `gone`: the reader went away; `shutting-down`: this daemon
+ * is stopping, and a follower resumes from its cursor on the next one.
+ */
+export type LogStreamEnd = "ended" | "not-found" | "gone" | "shutting-down";
+
+/** Resolves once `stream` drains (a sink's reader took what was buffered), or `signal` aborts. */
+export function drained(stream: NodeJS.EventEmitter, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    if (signal.aborted) return resolve();
+    stream.once("drain", done);
+    signal.addEventListener("abort", done);
+  });
+}
 
 /** Chunks read from the store at a time. */
 const PAGE = 16;
@@ -39,33 +81,35 @@ const REMOTE_END_READ_MS = 100;
 const REMOTE_END_WAIT_MS = 5_000;
 
 /**
- * Serves one StreamLogs call for `deployment`: what is kept of the instance's output, from its
- * start, its last `tail` lines, or after a cursor; with `follow`, then each write of it, woken
- * by the log keeper (no polling, but for an instance that runs on another daemon of a cluster),
- * until the instance has ended and its last output is written.
+ * Streams an instance's log, for `deployment`, to `sink`: what is kept of its output, from its
+ * start, its last `tail` lines, or after a cursor; with `follow`, then each write of it, woken by
+ * the log keeper (no polling, but for an instance that runs on another daemon of a cluster),
+ * until the instance has ended and its last output is written. The one reading of logs behind
+ * both the gRPC StreamLogs call and the console's event stream.
  */
-export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment: string): Promise<void> {
-  const { id, follow, tail, afterCursor } = call.request;
+export async function streamLogs(
+  o: LogStreamOptions,
+  request: LogStreamRequest,
+  deployment: string,
+  sink: LogSink,
+): Promise<LogStreamEnd> {
+  const { id, follow, tail, afterCursor } = request;
+  const { signal } = sink;
+  // An id no instance can have is not looked up (a NUL byte would make PostgreSQL fail).
   const row = isValidInstanceId(id) ? await o.table.latest(id) : undefined;
-  if (row === undefined || row.deploymentId !== deployment) {
-    throw serviceError(grpc.status.NOT_FOUND, `no task instance with id ${JSON.stringify(id)}`);
-  }
+  if (row === undefined || row.deploymentId !== deployment) return "not-found";
   let wake: (() => void) | undefined;
   let woken = false;
   const poke = () => {
     woken = true;
     wake?.();
   };
-  let cancelled = false;
   let lastWasEnd = false;
-  call.on("cancelled", () => {
-    cancelled = true;
-    poke();
-  });
+  signal.addEventListener("abort", poke);
   const unfollow = o.logs.follow(id, poke);
   const sleep = (ms: number | undefined) =>
     new Promise<void>((resolve) => {
-      if (woken || cancelled) return resolve();
+      if (woken || signal.aborted) return resolve();
       const timer = ms === undefined ? undefined : setTimeout(resolve, ms);
       wake = () => {
         clearTimeout(timer);
@@ -75,14 +119,8 @@ export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment
       wake = undefined;
       woken = false;
     });
-  const send = async (lines: LogLine[], cursor: number) => {
-    if (cancelled) return;
-    if (!call.write({ lines, cursor })) {
-      await new Promise<void>((resolve) => {
-        call.once("drain", resolve);
-        call.once("cancelled", resolve);
-      });
-    }
+  const send = async (lines: StreamedLine[], cursor: number) => {
+    if (!signal.aborted) await sink.send(lines, cursor);
   };
   try {
     // What was printed up to now, its last lines included: an ended instance's output may
@@ -105,7 +143,7 @@ export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment
         started ||= current?.startedAt !== undefined;
       }
       cursor = await sendAfter(cursor);
-      if (cancelled || (!follow && !ended)) break;
+      if (signal.aborted || (!follow && !ended)) break;
       if (ended) {
         // Written here, or by no workload at all: complete. Else it ran on another daemon of
         // the cluster, which ends its log with a chunk of its own once the last is written.
@@ -113,16 +151,15 @@ export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment
         endBy ??= Date.now() + REMOTE_END_WAIT_MS;
         if (Date.now() >= endBy) break;
       }
-      if (o.logs.stopped) {
-        // The client's follow resumes from its cursor on the next daemon.
-        throw serviceError(grpc.status.UNAVAILABLE, "the daemon is shutting down");
-      }
+      // A follower's reader resumes from its cursor on the next daemon.
+      if (o.logs.stopped) return "shutting-down";
       await sleep(here ? undefined : endBy !== undefined ? REMOTE_END_READ_MS : REMOTE_READ_MS);
     }
   } finally {
     unfollow();
+    signal.removeEventListener("abort", poke);
   }
-  if (!cancelled) call.end();
+  return signal.aborted ? "gone" : "ended";
 
   /** Whether the last chunk read ends a workload's log (a retry's lines come after it). */
   function saw(chunk: StoredLogChunk): void {
@@ -138,7 +175,7 @@ export async function streamLogs(o: LogStreamOptions, call: LogsCall, deployment
         saw(chunk);
         await sendChunk(decodeChunk(chunk), cursor, chunk.chunk, o.maxMessageBytes, send);
         cursor = chunk.chunk;
-        if (cancelled) return cursor;
+        if (signal.aborted) return cursor;
       }
       if (chunks.length < PAGE) return cursor;
     }
@@ -150,7 +187,7 @@ async function sendTail(
   o: LogStreamOptions,
   instanceId: string,
   count: number,
-  send: (lines: LogLine[], cursor: number) => Promise<void>,
+  send: (lines: StreamedLine[], cursor: number) => Promise<void>,
   saw: (chunk: StoredLogChunk) => void,
 ): Promise<number> {
   const chunks: StoredLogChunk[] = [];
@@ -188,15 +225,15 @@ async function sendTail(
  * the chunk, so a client that resumes after one of them reads the chunk again rather than lose it.
  */
 async function sendChunk(
-  lines: LogLine[],
+  lines: StreamedLine[],
   before: number,
   chunk: number,
   maxMessageBytes: number,
-  send: (lines: LogLine[], cursor: number) => Promise<void>,
+  send: (lines: StreamedLine[], cursor: number) => Promise<void>,
 ): Promise<void> {
   if (lines.length === 0) return;
   const budget = Math.max(1024, Math.floor(maxMessageBytes / 2));
-  let piece: LogLine[] = [];
+  let piece: StreamedLine[] = [];
   let bytes = 0;
   for (const line of lines) {
     const size = 3 * line.line.length + 24;
@@ -211,9 +248,9 @@ async function sendChunk(
   await send(piece, chunk);
 }
 
-function decodeChunk(chunk: StoredLogChunk): LogLine[] {
+function decodeChunk(chunk: StoredLogChunk): StreamedLine[] {
   const lines = JSON.parse(chunk.lines) as Array<[number, StreamIndex, string]>;
-  return lines.map(([atMs, stream, line]) => ({ atMs, stream: logStreamToWire(stream), line }));
+  return lines.map(([atMs, stream, line]) => ({ atMs, stream, line }));
 }
 
 function within(promise: Promise<void>, ms: number): Promise<void> {

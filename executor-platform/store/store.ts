@@ -230,6 +230,9 @@ export interface FinishedCount {
 export interface ConsoleStore {
   /** How many instances of the deployment have each status (statuses with none left out). */
   statusCounts(deploymentId: string): Promise<Partial<Record<TaskStatus, number>>>;
-  /** Instances of the deployment that finished at or after `since`, counted per minute and status. */
+  /**
+   * Instances of the deployment that finished at or after `since` (the start of a minute), counted
+   * per minute and status.
+   */
   finishedPerMinute(deploymentId: string, since: number): Promise<FinishedCount[]>;
 }

@@ -13,10 +13,12 @@ import {
   bar,
   h,
   headers,
+  readEvents,
   statusBadge,
   time,
   token,
 } from "./console-kit.js";
+import { logPanel, settleLogPanel } from "./console-logs.js";
 
 const main = document.getElementById("main") as HTMLElement;
 const live = document.getElementById("live") as HTMLElement;
@@ -46,23 +48,10 @@ async function stream(): Promise<void> {
   while (!abort.signal.aborted) {
     try {
       const response = await fetch("/console/api/events", { headers: headers(), signal: abort.signal });
-      if (!response.ok || response.body === null) throw new Error(String(response.status));
+      if (!response.ok) throw new Error(String(response.status));
       live.textContent = "live";
       live.classList.add("on");
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let end = buffer.indexOf("\n\n");
-        while (end >= 0) {
-          const event = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          if (event.startsWith("data: ")) onChanges?.(JSON.parse(event.slice(6)) as Summary[]);
-          end = buffer.indexOf("\n\n");
-        }
-      }
+      await readEvents(response, ({ data }) => onChanges?.(JSON.parse(data) as Summary[]));
     } catch {
       if (abort.signal.aborted) return;
     }
@@ -292,6 +281,7 @@ async function instancePage(id: string): Promise<void> {
           ),
         ]
       : []),
+    logPanel(instance.id),
   );
   // The bar follows each pushed change; the rest (output) is read again at most twice a second,
   // and at once when the status changes.
@@ -399,6 +389,8 @@ async function render(): Promise<void> {
       );
       sessionStorage.removeItem(TOKEN_KEY);
     } else main.replaceChildren(h("p", { class: "error" }, String(error)));
+  } finally {
+    settleLogPanel(main);
   }
 }
 

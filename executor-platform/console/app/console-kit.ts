@@ -52,6 +52,46 @@ export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   return (await response.json()) as T;
 }
 
+/** A server-sent event: its type ("message" unless named), data and id. */
+export interface ServerEvent {
+  event: string;
+  data: string;
+  id: string | undefined;
+}
+
+/**
+ * Reads server-sent events from a fetch response (EventSource cannot send the token's header),
+ * calling `onEvent` for each until the stream ends; comments (keepalives) are skipped.
+ */
+export async function readEvents(response: Response, onEvent: (event: ServerEvent) => void): Promise<void> {
+  if (response.body === null) return;
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event: ServerEvent = { event: "message", data: "", id: undefined };
+      let data: string[] | undefined;
+      for (const line of block.split("\n")) {
+        const colon = line.indexOf(":");
+        if (colon === 0) continue;
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + (line[colon + 1] === " " ? 2 : 1));
+        if (field === "data") (data ??= []).push(text);
+        else if (field === "event") event.event = text;
+        else if (field === "id") event.id = text;
+      }
+      if (data === undefined) continue;
+      event.data = data.join("\n");
+      onEvent(event);
+    }
+  }
+}
+
 /** Builds an element: h("td", { class: "num" }, "3"). */
 export function h(
   tag: string,

@@ -14,6 +14,7 @@ import type {
   StoreListQuery,
 } from "../store.js";
 import { DEFINITION_COLUMNS, type DefinitionRow, toDefinition } from "../definition-row.js";
+import { type CountChanges, OverviewCounts } from "./overview-counts.js";
 import {
   INSTANCE_COLUMNS,
   type InstanceRow,
@@ -135,6 +136,29 @@ const MIGRATIONS: readonly string[] = [
     DELETE FROM instance_logs WHERE instance_id = old.id;
   END;
   `,
+  `
+  -- The console's overview (SPEC section 6) reads these counts rather than count every row: by
+  -- deployment and status, and rows with a finished_at by deployment, minute of it and status.
+  -- Every write of the instances table changes them in the same transaction.
+  CREATE TABLE status_counts (
+    deployment_id TEXT    NOT NULL,
+    status        TEXT    NOT NULL,
+    n             INTEGER NOT NULL,
+    PRIMARY KEY (deployment_id, status)
+  ) STRICT, WITHOUT ROWID;
+  CREATE TABLE finished_counts (
+    deployment_id TEXT    NOT NULL,
+    minute        INTEGER NOT NULL,
+    status        TEXT    NOT NULL,
+    n             INTEGER NOT NULL,
+    PRIMARY KEY (deployment_id, minute, status)
+  ) STRICT, WITHOUT ROWID;
+  INSERT INTO status_counts (deployment_id, status, n)
+    SELECT deployment_id, status, count(*) FROM instances GROUP BY deployment_id, status;
+  INSERT INTO finished_counts (deployment_id, minute, status, n)
+    SELECT deployment_id, (finished_at / 60000) * 60000, status, count(*) FROM instances
+      WHERE finished_at IS NOT NULL GROUP BY 1, 2, 3;
+  `,
 ];
 
 const COLUMNS = instanceColumnList();
@@ -151,9 +175,11 @@ export class SqliteStore implements Store {
   readonly #upsertDefinition: Statement;
   readonly #bumpCounters: Statement;
   readonly #saveBatch: Database.Transaction<
-    (rows: readonly StoredInstance[], definitions: readonly StoredDefinition[]) => void
+    (rows: readonly StoredInstance[], definitions: readonly StoredDefinition[]) => CountChanges
   >;
   readonly #writeLogs: Database.Transaction<(write: LogWrite) => number[]>;
+  readonly #counts: OverviewCounts;
+  readonly #deleteFinished: Database.Transaction<(before: number, limit: number) => number>;
 
   /** Use {@link openSqliteStore}; this takes an already opened and migrated database. */
   constructor(db: Database.Database, file: string) {
@@ -170,11 +196,14 @@ export class SqliteStore implements Store {
     this.#bumpCounters = db.prepare(
       "UPDATE counters SET sequence = MAX(sequence, ?), position = MAX(position, ?) WHERE singleton = 1",
     );
+    const counts = new OverviewCounts(db);
+    this.#counts = counts;
     this.#saveBatch = db.transaction(
       (rows: readonly StoredInstance[], definitions: readonly StoredDefinition[]) => {
         let sequence = 0;
         let position = 0;
         const upsert = this.#upsertInstance;
+        const changes = counts.saving(rows);
         for (const row of rows) {
           upsert.run(...instanceValues(row));
           if (row.sequence > sequence) sequence = row.sequence;
@@ -182,8 +211,31 @@ export class SqliteStore implements Store {
         }
         for (const d of definitions) this.#upsertDefinition.run(d.deploymentId, d.id, d.name, d.module);
         if (rows.length > 0) this.#bumpCounters.run(sequence, position);
+        counts.write(changes);
+        return changes;
       },
     );
+    const deleteFinished = db.prepare<
+      [number, number],
+      { deployment_id: string; status: TaskStatus; finished_at: number }
+    >(
+      `DELETE FROM instances WHERE id IN (
+         SELECT id FROM instances WHERE finished_at < ? AND status IN ('completed', 'failed', 'cancelled') LIMIT ?)
+       RETURNING deployment_id, status, finished_at`,
+    );
+    this.#deleteFinished = db.transaction((before: number, limit: number) => {
+      const deleted = deleteFinished.all(before, limit);
+      counts.write(
+        counts.deleting(
+          deleted.map((row) => ({
+            deploymentId: row.deployment_id,
+            status: row.status,
+            finishedAt: row.finished_at,
+          })),
+        ),
+      );
+      return deleted.length;
+    });
     const appendLog = db.prepare(
       "INSERT INTO instance_logs (instance_id, lines, line_count) VALUES (?, ?, ?)",
     );
@@ -222,7 +274,7 @@ export class SqliteStore implements Store {
     }
     // IMMEDIATE: a deferred transaction in WAL mode can fail with SQLITE_BUSY without waiting
     // when another process writes between its read and its write.
-    this.#saveBatch.immediate(rows, definitions);
+    this.#counts.committed(this.#saveBatch.immediate(rows, definitions));
   }
 
   async getMany(ids: readonly string[]): Promise<StoredInstance[]> {
@@ -352,28 +404,18 @@ export class SqliteStore implements Store {
   }
 
   async deleteFinished(before: number, limit: number): Promise<number> {
-    return this.#prepare(
-      `DELETE FROM instances WHERE id IN (
-         SELECT id FROM instances WHERE finished_at < ? AND status IN ('completed', 'failed', 'cancelled') LIMIT ?)`,
-    ).run(before, Math.max(0, Math.floor(limit))).changes;
+    this.#open();
+    return this.#deleteFinished.immediate(before, Math.max(0, Math.floor(limit)));
   }
 
   async statusCounts(deploymentId: string): Promise<Partial<Record<TaskStatus, number>>> {
-    const rows = this.#prepare<{ status: TaskStatus; n: number }>(
-      "SELECT status, count(*) AS n FROM instances WHERE deployment_id = ? GROUP BY status",
-    ).all(deploymentId);
-    return Object.fromEntries(rows.map((row) => [row.status, row.n]));
+    this.#open();
+    return this.#counts.statusCounts(deploymentId);
   }
 
   async finishedPerMinute(deploymentId: string, since: number): Promise<FinishedCount[]> {
-    // The finished_at index finds the few recent rows; the deployment is checked on each.
-    return this.#prepare<{ minute: number; status: TaskStatus; n: number }>(
-      `SELECT (finished_at / 60000) * 60000 AS minute, status, count(*) AS n FROM instances
-         WHERE finished_at IS NOT NULL AND finished_at >= ? AND deployment_id = ?
-         GROUP BY minute, status ORDER BY minute`,
-    )
-      .all(since, deploymentId)
-      .map((row) => ({ minute: row.minute, status: row.status, count: row.n }));
+    this.#open();
+    return this.#counts.finishedPerMinute(deploymentId, since);
   }
 
   async writeLogs(write: LogWrite): Promise<number[]> {
