@@ -11,7 +11,7 @@ import {
   type SqliteStore,
 } from "../executor-platform/store/sqlite/sqlite-store.js";
 import { INSTANCE_COLUMNS } from "../executor-platform/store/instance-columns.js";
-import type { Store, StoredInstance } from "../executor-platform/store/store.js";
+import type { StoredInstance } from "../executor-platform/store/store.js";
 import { describeStoreContract, storedRow as row } from "./store-contract.js";
 
 const projectRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -44,41 +44,6 @@ afterEach(async () => {
 describeStoreContract("SQLite", async () => {
   const dir = tempDir();
   return { store: await openSqliteStore(dir), reopen: () => openSqliteStore(dir) };
-});
-
-/**
- * The daemon runs the store on a thread of its own. Loaded from the build: a worker thread has no
- * TypeScript loader under the test runner.
- */
-async function openThreaded(dir: string): Promise<Store> {
-  const built = pathToFileURL(
-    path.join(projectRoot, "dist/executor-platform/store/sqlite/threaded-store.js"),
-  );
-  const module = (await import(
-    built.href
-  )) as typeof import("../executor-platform/store/sqlite/threaded-store.js");
-  return module.openThreadedSqliteStore(dir);
-}
-
-describeStoreContract("SQLite on a thread of its own", async () => {
-  const dir = tempDir();
-  return { store: await openThreaded(dir), reopen: () => openThreaded(dir) };
-});
-
-describe("SQLite on a thread of its own", () => {
-  it("refuses a file that is not ours as the store on the daemon's thread does", async () => {
-    const dir = tempDir();
-    fs.writeFileSync(path.join(dir, DATABASE_FILE), "not a database at all, just text");
-    await expect(openThreaded(dir)).rejects.toThrow("is not a numerous-tasks database");
-  });
-
-  it("refuses calls once closed, with a clear error", async () => {
-    const store = await openThreaded(tempDir());
-    await store.save([row(1)]);
-    expect((await store.getMany([row(1).id])).map((r) => r.id)).toEqual([row(1).id]);
-    await store.close();
-    await expect(store.getMany([row(1).id])).rejects.toThrow("the embedded store is closed");
-  });
 });
 
 describe("SqliteStore", () => {

@@ -12,7 +12,7 @@ import { type LogDestination, openStdoutDestination } from "./log-destination.js
 import { AccessControl, loadTokenGrants } from "../daemon/access-control.js";
 import { createDaemon } from "../daemon/daemon.js";
 import type { Store } from "../store/store.js";
-import { openThreadedSqliteStore } from "../store/sqlite/threaded-store.js";
+import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]|::1)(:\d+)?$/;
 
@@ -324,8 +324,7 @@ async function serveWith(options: ServeOptions, destination: LogDestination): Pr
   const dataDir = resolve(options.dataDir);
   let store: Store;
   if (options.store === undefined || options.store === "") {
-    // On a thread of its own: SQLite's commits never hold up the daemon's event loop.
-    store = await openThreadedSqliteStore(dataDir);
+    store = await openSqliteStore(dataDir);
   } else if (/^postgres(ql)?:\/\//.test(options.store)) {
     const { openPostgresStore } = await import("../store/postgres/postgres-store.js");
     store = await openPostgresStore(options.store, { logger });
