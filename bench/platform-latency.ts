@@ -13,7 +13,7 @@
  * Times come from the machine-wide monotonic clock (see `bench/tasks.ts`), in microseconds.
  */
 import { LocalExecutor } from "../executor-local/index.js";
-import { type Executor, setExecutor } from "../index.js";
+import { setExecutor } from "../index.js";
 import { type BenchRow, type BenchSection, formatNumber } from "./report.js";
 import {
   loadNote,
@@ -59,41 +59,38 @@ export async function benchPlatformLatency(options: BenchPlatformLatencyOptions 
   const repeats = options.repeats ?? 5;
   const concurrency = options.concurrency ?? 2;
 
-  const daemons = await Promise.all(MODES.map((mode) => startBenchDaemon({ mode, concurrency })));
-  const platforms = daemons.map((daemon) => platformExecutor(daemon.address));
   const local = new LocalExecutor({ concurrency: 4 });
   const progress = new Map<Mode, Runs>(MODES.map((mode) => [mode, { platform: [], local: [] }]));
   const stop = new Map<Mode, Runs>(MODES.map((mode) => [mode, { platform: [], local: [] }]));
-  try {
-    // Warm-up, not reported: every workload process imports the task module and runs both probes.
-    for (const platform of platforms) {
+  setExecutor(local);
+  await progressRun(20, 2);
+  await stopRun(3);
+  // One daemon at a time: a process-mode daemon replacing its warm runners would take the CPU
+  // from the other's measurement on a small machine.
+  for (const mode of MODES) {
+    const daemon = await startBenchDaemon({ mode, concurrency });
+    const platform = platformExecutor(daemon.address);
+    try {
+      // Warm-up, not reported: every workload process imports the task module and runs both probes.
       setExecutor(platform);
       await Promise.all(Array.from({ length: concurrency * 2 }, () => progressRun(20, 2)));
       for (let i = 0; i < concurrency * 2; i++) await stopRun(3);
-    }
-    setExecutor(local);
-    await progressRun(20, 2);
-    await stopRun(3);
-
-    // Each mode's platform run is paired with a local run right after it (the same moment's load).
-    const measure = async (mode: Mode, index: number) => {
-      for (const [which, executor] of [
-        ["platform", platforms[index] as Executor],
-        ["local", local],
-      ] as const) {
-        setExecutor(executor);
-        progress.get(mode)?.[which].push((await progressRun(steps, gapMs)).samples);
-        stop.get(mode)?.[which].push(await stopRun(stops));
+      // Each platform run is paired with a local run right after it (the same moment's load).
+      for (let run = 0; run < repeats; run++) {
+        for (const [which, executor] of [
+          ["platform", platform],
+          ["local", local],
+        ] as const) {
+          setExecutor(executor);
+          progress.get(mode)?.[which].push((await progressRun(steps, gapMs)).samples);
+          stop.get(mode)?.[which].push(await stopRun(stops));
+        }
       }
-    };
-    for (let run = 0; run < repeats; run++) {
-      const order = run % 2 === 0 ? [0, 1] : [1, 0];
-      for (const index of order) await measure(MODES[index] as Mode, index);
+    } finally {
+      setExecutor(new LocalExecutor({ concurrency: 4 }));
+      await platform.close();
+      await daemon.dispose();
     }
-  } finally {
-    setExecutor(new LocalExecutor({ concurrency: 4 }));
-    for (const platform of platforms) await platform.close();
-    for (const daemon of daemons) await daemon.dispose();
   }
 
   const rows: BenchRow[] = [];
@@ -109,7 +106,7 @@ export async function benchPlatformLatency(options: BenchPlatformLatencyOptions 
     title: "Platform executor latency (pool and process mode) vs LocalExecutor",
     rows,
     notes: [
-      `daemons: one in pool mode (${concurrency} warm workload processes), one in process mode (a process per instance, its default warm runners); durable store on; one instance at a time; LocalExecutor in the bench process as the baseline, run right after each platform run`,
+      `daemons: one in pool mode (${concurrency} warm workload processes), then one in process mode (a process per instance, its default warm runners), one at a time; durable store on; one instance at a time; LocalExecutor in the bench process as the baseline, run right after each platform run`,
       `progress: ${repeats} runs x ${steps} steps ${gapMs} ms apart per executor and mode; every step counts: one the daemon coalesced with later ones as heard when the first later value arrived; samples column: each run's percentile, or each run's worst`,
       `stop: ${repeats} runs x ${stops} stops per executor and mode, each on a fresh instance that said it was listening (in process mode, a fresh process)`,
       "times: machine-wide monotonic clock (process.hrtime) read in both processes, so no clock offset; the progress figure includes encoding the output (a few us)",
