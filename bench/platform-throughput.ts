@@ -40,7 +40,7 @@ import { benchTick } from "./tasks.js";
 
 /** Options of {@link benchPlatformThroughput}. */
 export interface BenchPlatformThroughputOptions {
-  /** Jobs per run. Default 20,000. */
+  /** Jobs per run. Default 10,000. */
   instances?: number;
   /** Daemon pool sizes (and BullMQ worker processes) to compare at. Default [4, 50]. */
   concurrencies?: readonly number[];
@@ -72,7 +72,7 @@ export async function benchPlatformThroughput(
   options: BenchPlatformThroughputOptions = {},
 ): Promise<BenchSection> {
   const startLoad = loadNow();
-  const instances = options.instances ?? 20_000;
+  const instances = options.instances ?? 10_000;
   const concurrencies = options.concurrencies ?? [4, 50];
   const repeats = options.repeats ?? 3;
   const warmup = options.warmup ?? 1_000;
