@@ -163,8 +163,9 @@ describe("GET /metrics", () => {
   });
 
   it("counts a retried attempt, and a workload that died", async () => {
-    // Process mode: a workload per attempt.
-    const { daemon, http } = await daemonWithHttp(["--concurrency", "2"]);
+    // Process mode: a workload per attempt, each started for it (warm runners, started ahead of
+    // demand, would count before anything ran).
+    const { daemon, http } = await daemonWithHttp(["--concurrency", "2", "--warm-workloads", "0"]);
     useDaemon(daemon);
     const dir = mkdtempSync(join(tmpdir(), "nt-metrics-"));
     dirs.push(dir);
