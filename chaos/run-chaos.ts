@@ -184,6 +184,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const args = [
     "--workload-mode",
     mode,
+    // The harness tells which instance a workload process runs from its environment (to excuse
+    // the instances of the workloads it kills); a warm runner learns its instance after it
+    // started. Warm runners are tested in test/warm-workloads.test.ts.
+    "--warm-workloads",
+    "0",
     "--concurrency",
     String(concurrency),
     "--stop-grace-ms",
