@@ -1,9 +1,9 @@
 import { isTerminalStatus } from "../../sdk/task-status.js";
+import { isTypeScriptModule } from "../protocol/wire.js";
 import { DEFAULT_DEPLOYMENT } from "./access-control.js";
 import type { ActiveInstance } from "./active-instance.js";
 import type { DaemonState } from "./daemon-options.js";
 import type { InstanceTable } from "./instance-table.js";
-import { isTypeScriptModule } from "./spawn-workload.js";
 import type { WorkerSpawner } from "./worker-spawner.js";
 import type { Worker, Workers } from "./workers.js";
 import type { WorkloadLauncher } from "./workload-launcher.js";

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { isTypeScriptModule } from "../protocol/wire.js";
 import { DEFAULT_DEPLOYMENT } from "./access-control.js";
 
 /** Daemon settings a workload must not inherit. */
@@ -58,11 +59,6 @@ export type WorkloadPurpose =
       /** A token that lets the task call the daemon for its own deployment, when calls need one. */
       readonly deploymentToken: string | undefined;
     };
-
-/** Whether a task module is TypeScript (loaded through tsx). */
-export function isTypeScriptModule(module: string): boolean {
-  return /\.[mc]?tsx?$/.test(module);
-}
 
 /** Starts `numerous-executor run` with the environment its purpose allows. */
 export function spawnWorkload(where: WorkloadEnvironment, purpose: WorkloadPurpose): ChildProcess {

@@ -29,6 +29,11 @@ const FROM_WIRE = new Map<Status, TaskStatus>(
   Object.entries(TO_WIRE).map(([status, wire]) => [wire, status as TaskStatus]),
 );
 
+/** Whether a task module is TypeScript (loaded through tsx): the daemon and the runner decide alike. */
+export function isTypeScriptModule(module: string): boolean {
+  return /\.[mc]?tsx?$/.test(module);
+}
+
 export function statusToWire(status: TaskStatus): Status {
   return TO_WIRE[status];
 }

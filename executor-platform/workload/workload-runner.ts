@@ -21,7 +21,7 @@ import {
   decodeRefusal,
   encodeFrame,
 } from "../protocol/workload-frames.js";
-import { errorToWire, statusToWire } from "../protocol/wire.js";
+import { errorToWire, isTypeScriptModule, statusToWire } from "../protocol/wire.js";
 import { WorkloadOutput } from "./workload-output.js";
 
 /** What a workload needs from its environment: set by the daemon that started it. */
@@ -224,7 +224,7 @@ export async function runWorkload(env: WorkloadEnvironment): Promise<number> {
     try {
       let fn = findTaskFunction(start.taskName);
       if (fn === undefined) {
-        if (/\.[mc]?tsx?$/.test(start.module) && !env.typescript) await registerTypeScript();
+        if (isTypeScriptModule(start.module) && !env.typescript) await registerTypeScript();
         await import(pathToFileURL(start.module).href);
         fn = findTaskFunction(start.taskName);
       }
