@@ -438,9 +438,52 @@ describe("PostgresStore", () => {
       ["inst-1", "daemon-a", claimedAt],
       ["inst-2", "daemon-a", claimedAt],
     ]);
-    expect(await events.next(isChanged(claimedAt))).toEqual({ kind: "changed", sequence: claimedAt });
+    expect(await events.next(isChanged(claimedAt))).toEqual({
+      kind: "changed",
+      sequence: claimedAt,
+      by: "daemon-a",
+    });
     await final(b, claimedAt);
     expect((await b.changesSinceAll(s, 10)).map((r) => r.id)).toEqual(["inst-1", "inst-2"]);
+  });
+
+  it("writes an end and claims the next work in one statement, naming the daemon in its event", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    const events = record(b);
+    await b.listening();
+    const [held] = await a.saveAssigned([
+      row(1, { status: "running", owner: "daemon-a" }),
+      row(2),
+      row(3, { priority: 5 }),
+      row(4),
+      row(5, { concurrencyLimit: 1 }),
+    ]);
+    const ended = { ...(held as StoredInstance), status: "completed" as const, result: "1", revision: 2 };
+    // inst-6 is saved (new, pending) by this very statement: not claimable by it.
+    const saved = await a.saveAndClaim([ended, row(6)], [], { owner: "daemon-a", limit: 2 });
+    const at = saved.stored[0]?.sequence ?? 0;
+    expect(saved.stored.map((r) => [r.id, r.status, r.sequence])).toEqual([
+      ["inst-1", "completed", at],
+      ["inst-6", "pending", at],
+    ]);
+    // Highest priority first, then by position; both with the save's sequence.
+    expect(saved.claimed.map((r) => [r.id, r.owner, r.revision, r.sequence])).toEqual([
+      ["inst-3", "daemon-a", 2, at],
+      ["inst-2", "daemon-a", 2, at],
+    ]);
+    expect(saved.limitedWaiting).toBe(true);
+    expect(await events.next(isChanged(at))).toEqual({ kind: "changed", sequence: at, by: "daemon-a" });
+    expect((await getOne(b, "inst-2"))?.owner).toBe("daemon-a");
+    expect((await getOne(b, "inst-4"))?.owner).toBe("");
+
+    // Without a claim: nothing claimed, nothing looked for.
+    const plain = await a.saveAndClaim([row(7)], [], { owner: "daemon-a", limit: 0 });
+    expect(plain.claimed).toEqual([]);
+    expect(plain.limitedWaiting).toBe(false);
+    // The limited row is left to the claim function (which takes it after the others).
+    expect((await a.claim("daemon-b", 5)).map((r) => r.id)).toEqual(["inst-4", "inst-6", "inst-7", "inst-5"]);
   });
 
   it("cancels only pending rows that no daemon owns", async () => {
@@ -752,7 +795,7 @@ describe("PostgresStore", () => {
   it("migrates a fresh database once when several daemons open it at once, and refuses a newer schema", async () => {
     const url = await database();
     const opened = await Promise.all(Array.from({ length: 5 }, () => open(url)));
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 6 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 7 }]);
     expect(await sql(url, "SELECT value FROM feed_offset")).toEqual([{ value: "0" }]);
     const [saved] = (await opened[0]?.saveAssigned([row(0, { position: 0 })])) ?? [];
     await final(opened[4] as PostgresStore, saved?.sequence ?? 0);
@@ -793,7 +836,7 @@ describe("PostgresStore", () => {
     await first.close();
 
     const upgraded = await open(url);
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 6 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 7 }]);
     const [next] = await upgraded.saveAssigned([row(0, { id: "new", position: 0 })]);
     expect(next?.sequence).toBeGreaterThan(old);
     expect(next?.position).toBe(41);

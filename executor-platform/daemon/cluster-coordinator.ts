@@ -19,14 +19,21 @@ export interface ClusterCoordinatorOptions {
   readonly metrics?: DaemonMetrics | undefined;
 }
 
-/** How often a stop for another daemon's instance is said again until the instance ends, and for how long. */
-const STOP_RETRY_MS = 1_000;
+/**
+ * How often a stop for another daemon's instance is said again until the instance ends, and for
+ * how long. Often enough that a daemon that missed it (cut off the database) hears it again soon
+ * after it is back, before it starts an instance it held pending: a quarter of the stop grace
+ * at its default. Each try is two short statements, and only while a stop is on its way.
+ */
+const STOP_RETRY_MS = 250;
 const STOP_RETRY_FOR_MS = 10 * 60_000;
 
 /** After a claim failed (the database unreachable), the first pause before the next; it doubles up to the most. */
 const CLAIM_RETRY_MS = 100;
 const CLAIM_RETRY_MAX_MS = 2_000;
 
+/** How long after its own write a daemon reads the feed past it (one read for many writes). */
+const OWN_FETCH_MS = 200;
 /** Rows fetched per read of the other daemons' changes. */
 const FETCH_PAGE = 1000;
 /** The shortest heartbeat or reaping interval, whatever the lease. */
@@ -49,6 +56,14 @@ export class ClusterCoordinator implements Coordinator {
   #parts: CoordinatedParts | undefined;
   #claiming = false;
   #claimAgain = false;
+  /** The next write claims too (a write was due when room came up): one commit for both. */
+  #claimWithWrite = false;
+  /** A write that claims is in flight. */
+  #claimingInWrite = false;
+  /** Starting what a claim took (the queue's "drained" then is this daemon's own doing). */
+  #starting = false;
+  /** A fetch to catch up past this daemon's own writes is due (see {@link #fetchOwnLater}). */
+  #ownFetch: NodeJS.Timeout | undefined;
   /** Claims that failed in a row (the database unreachable): the next waits for {@link #claimRetry}. */
   #claimFailures = 0;
   #claimRetry: NodeJS.Timeout | undefined;
@@ -103,9 +118,73 @@ export class ClusterCoordinator implements Coordinator {
     rows: readonly StoredInstance[],
     definitions: readonly StoredDefinition[],
   ): Promise<readonly StoredInstance[]> {
-    const stored = await this.#o.store.saveAssigned(rows, definitions);
-    for (const row of stored) this.#ownSequences.add(row.sequence);
-    return stored;
+    const { state, owner, store } = this.#o;
+    let limit = 0;
+    if (this.#claimWithWrite) {
+      this.#claimWithWrite = false;
+      if (this.#claiming || this.#claimRetry !== undefined) this.#claimAgain = true;
+      else if (state.accepting && state.listening && !state.stopped)
+        limit = Math.max(0, this.#partsOf().queue.room());
+    }
+    if (limit > 0) this.#claimingInWrite = true;
+    let saved: Awaited<ReturnType<ClusterStore["saveAndClaim"]>>;
+    try {
+      saved = await store.saveAndClaim(rows, definitions, { owner, limit });
+    } catch (error) {
+      if (limit > 0) {
+        this.#claimingInWrite = false;
+        this.#claimFailed(error);
+      }
+      throw error;
+    }
+    for (const row of saved.stored) this.#ownSequences.add(row.sequence);
+    if (limit > 0) {
+      this.#claimingInWrite = false;
+      this.#took(saved.claimed);
+      this.#claimsWork();
+      // Room is left and more may wait (a full claim), or only rows of limited tasks do, which
+      // the store's claim function takes; or room came up meanwhile.
+      if (saved.claimed.length === limit || saved.limitedWaiting || this.#claimAgain) {
+        this.#claimAgain = false;
+        // After the rows are saved and broadcast (the caller does that next).
+        queueMicrotask(() => this.drained());
+      }
+    }
+    return saved.stored;
+  }
+
+  /** Rows this daemon claimed: held, queued, and shown to its watchers. */
+  #took(rows: readonly StoredInstance[]): void {
+    if (rows.length === 0) return;
+    const { table, queue, hub } = this.#partsOf();
+    for (const row of rows) {
+      table.hold(row);
+      queue.enqueue(row.id);
+      this.#ownSequences.add(row.sequence);
+    }
+    hub.broadcast(rows);
+    // The queue says it ran dry once it started them: that is no reason to claim again.
+    this.#starting = true;
+    try {
+      queue.pump();
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  /** A claim failed (the database unreachable): said once per outage, tried again after a growing pause. */
+  #claimFailed(error: unknown): void {
+    if (this.#claimFailures++ === 0) this.#o.log.warn({ err: error }, "could not claim pending instances");
+    this.#claimAgain = true;
+    if (this.#claimRetry !== undefined) return;
+    this.#claimRetry = setTimeout(
+      () => {
+        this.#claimRetry = undefined;
+        this.drained();
+      },
+      Math.min(CLAIM_RETRY_MAX_MS, CLAIM_RETRY_MS * 2 ** Math.min(10, this.#claimFailures - 1)),
+    );
+    this.#claimRetry.unref();
   }
 
   /**
@@ -168,6 +247,7 @@ export class ClusterCoordinator implements Coordinator {
     this.#stopping.clear();
     clearTimeout(this.#wakeTimer);
     clearTimeout(this.#claimRetry);
+    clearTimeout(this.#ownFetch);
     this.#unsubscribe?.();
   }
 
@@ -209,48 +289,45 @@ export class ClusterCoordinator implements Coordinator {
 
   /** Claims unowned pending instances while this daemon has room. */
   drained(): void {
-    const { state, log, store, owner } = this.#o;
-    if (!state.accepting || !state.listening || state.stopped) return;
-    if (this.#claiming || this.#claimRetry !== undefined) {
+    const { state, store, owner } = this.#o;
+    if (!state.accepting || !state.listening || state.stopped || this.#starting) return;
+    if (this.#claiming || this.#claimingInWrite || this.#claimRetry !== undefined) {
       this.#claimAgain = true;
       return;
     }
     const { table, queue } = this.#partsOf();
     const room = queue.room();
     if (room <= 0) return;
+    if (table.writeDue) {
+      // An end (or a start) is about to be written: its statement claims too.
+      this.#claimWithWrite = true;
+      return;
+    }
     this.#claiming = true;
     this.#claimAgain = false;
     store
       .claim(owner, room)
       .then((rows) => {
-        for (const row of rows) {
-          table.hold(row);
-          queue.enqueue(row.id);
-        }
+        this.#took(rows);
         if (rows.length === room) this.#claimAgain = true;
-        if (this.#claimFailures > 0) {
-          log.info({ failures: this.#claimFailures }, "claiming pending instances again");
-          this.#claimFailures = 0;
-        }
+        this.#claimsWork();
       })
-      .catch((error) => {
-        // Said once per outage, and tried again after a growing pause, not at every save.
-        if (this.#claimFailures++ === 0) log.warn({ err: error }, "could not claim pending instances");
-        this.#claimAgain = true;
-        this.#claimRetry = setTimeout(
-          () => {
-            this.#claimRetry = undefined;
-            this.drained();
-          },
-          Math.min(CLAIM_RETRY_MAX_MS, CLAIM_RETRY_MS * 2 ** Math.min(10, this.#claimFailures - 1)),
-        );
-        this.#claimRetry.unref();
-      })
+      .catch((error) => this.#claimFailed(error))
       .finally(() => {
         this.#claiming = false;
-        queue.pump();
+        // Claim again only for a reason: the claim was full, or room or work came meanwhile. (It
+        // used to pump the queue here, whose "ran dry" claimed again at once: an idle daemon
+        // claimed in a loop, over a thousand statements a second.)
         if (this.#claimAgain && this.#claimRetry === undefined) this.drained();
       });
+  }
+
+  /** A claim succeeded: after an outage, say so once. */
+  #claimsWork(): void {
+    if (this.#claimFailures > 0) {
+      this.#o.log.info({ failures: this.#claimFailures }, "claiming pending instances again");
+      this.#claimFailures = 0;
+    }
   }
 
   /**
@@ -338,12 +415,51 @@ export class ClusterCoordinator implements Coordinator {
         );
       }
     } else if (event.kind === "changed") {
-      this.#announced = Math.max(this.#announced, event.sequence);
-      this.#fetchChanges();
+      // Nothing to read now when this daemon wrote it, or nobody here watches.
+      if (event.by === this.#o.owner || this.#partsOf().hub.idle) this.#fetchOwnLater();
+      else {
+        this.#announced = Math.max(this.#announced, event.sequence);
+        this.#fetchChanges();
+      }
     } else if (event.kind === "stop" && event.owner === this.#o.owner) {
       const active = this.#partsOf().table.get(event.instanceId);
       if (active !== undefined) this.#partsOf().queue.stop(active);
     }
+  }
+
+  /**
+   * This daemon's own write was announced: it has its rows already, so nothing needs reading now.
+   * A fetch a little later moves the feed past them (the watchers' resume point, and the
+   * sequences to skip), one for many writes.
+   */
+  #fetchOwnLater(): void {
+    if (this.#ownFetch !== undefined) return;
+    this.#ownFetch = setTimeout(() => {
+      this.#ownFetch = undefined;
+      if (this.#o.state.stopped) return;
+      if (!this.#partsOf().hub.idle || this.#fetching !== undefined) {
+        this.#fetchChanges();
+        return;
+      }
+      // Nobody here watches: move past what is final without reading it. Whoever starts watching
+      // after this starts from here; whoever started meanwhile gets a real read.
+      this.#o.store.currentSequence().then(
+        (final) => {
+          if (!this.#partsOf().hub.idle || this.#fetching !== undefined) this.#fetchChanges();
+          else this.#skipTo(final);
+        },
+        (error) => this.#o.log.warn({ err: error }, "could not read the store's final sequence"),
+      );
+    }, OWN_FETCH_MS);
+    this.#ownFetch.unref();
+  }
+
+  /** Moves the feed to `sequence` without reading: nobody here watches what it passes. */
+  #skipTo(sequence: number): void {
+    if (sequence <= this.#fetched) return;
+    this.#fetched = sequence;
+    this.#settled = Math.max(this.#settled, sequence);
+    for (const own of this.#ownSequences) if (own <= sequence) this.#ownSequences.delete(own);
   }
 
   /**

@@ -63,6 +63,11 @@ export class InstanceTable {
     return this.#active.values();
   }
 
+  /** Whether changes wait for a write that is due (a flush is scheduled or will follow the one in flight). */
+  get writeDue(): boolean {
+    return this.#dirty.size > 0 || this.#dirtyDefinitions.size > 0;
+  }
+
   /** The newest row this daemon has without reading the store: held, or written but not yet stored. */
   known(id: string): StoredInstance | undefined {
     return this.#active.get(id)?.row ?? this.#dirty.get(id);

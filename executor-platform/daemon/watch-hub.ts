@@ -71,6 +71,11 @@ export class WatchHub {
     return this.#watchers.size;
   }
 
+  /** No stream and no in-daemon listener: a broadcast now would reach nobody. */
+  get idle(): boolean {
+    return this.#watchers.size === 0 && this.#listeners.size === 0;
+  }
+
   /** Changes up to this sequence have been passed to watchers. */
   get shownSequence(): number {
     return this.#shown;

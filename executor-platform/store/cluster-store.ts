@@ -3,8 +3,11 @@ import type { Store, StoredDefinition, StoredInstance } from "./store.js";
 
 /** What one daemon hears from the others through the store. */
 export type ClusterEvent =
-  /** Rows up to this sequence are committed: fetch them with `changesSinceAll`. */
-  | { readonly kind: "changed"; readonly sequence: number }
+  /**
+   * Rows up to this sequence are committed: fetch them with `changesSinceAll`. `by`: the daemon
+   * that wrote them, when it said (it has them already).
+   */
+  | { readonly kind: "changed"; readonly sequence: number; readonly by?: string }
   /**
    * New pending instances wait to be claimed: now, or from `at` (epoch ms) when all of them wait
    * for a later time (a delay, a retry's backoff). `resync`: the listener (re)connected and may
@@ -39,6 +42,18 @@ export interface ClusterStore extends Store {
     rows: readonly StoredInstance[],
     definitions?: readonly StoredDefinition[],
   ): Promise<StoredInstance[]>;
+  /**
+   * As {@link saveAssigned}, as daemon `claim.owner`'s write: its `changed` event names it (so
+   * that daemon need not read its own rows back), and in the same transaction it claims for that
+   * daemon up to `claim.limit` ready pending rows of tasks without a concurrency limit, as
+   * {@link claim} would. `limitedWaiting` says whether rows of tasks with a limit wait (then
+   * {@link claim} takes them).
+   */
+  saveAndClaim(
+    rows: readonly StoredInstance[],
+    definitions: readonly StoredDefinition[],
+    claim: { readonly owner: string; readonly limit: number },
+  ): Promise<{ stored: StoredInstance[]; claimed: StoredInstance[]; limitedWaiting: boolean }>;
   /**
    * Every deployment's final rows with `sequence > afterSequence`, by sequence then id: about
    * `limit` of them, more when the rows of the last sequence go past it (a page never splits a

@@ -167,7 +167,11 @@ export class ClusterEventListener {
 export function encodeEvent(event: ClusterEvent): string {
   switch (event.kind) {
     case "changed":
-      return JSON.stringify({ kind: "changed", sequence: event.sequence });
+      return JSON.stringify(
+        event.by === undefined
+          ? { kind: "changed", sequence: event.sequence }
+          : { kind: "changed", sequence: event.sequence, by: event.by },
+      );
     case "pending":
       return JSON.stringify(event.at === undefined ? { kind: "pending" } : { kind: "pending", at: event.at });
     case "stop":
@@ -189,8 +193,11 @@ function decodeEvent(payload: string): ClusterEvent | undefined {
   }
   if (typeof value !== "object" || value === null) return undefined;
   const event = value as Record<string, unknown>;
-  if (event.kind === "changed" && typeof event.sequence === "number")
-    return { kind: "changed", sequence: event.sequence };
+  if (event.kind === "changed" && typeof event.sequence === "number") {
+    return typeof event.by === "string"
+      ? { kind: "changed", sequence: event.sequence, by: event.by }
+      : { kind: "changed", sequence: event.sequence };
+  }
   if (event.kind === "pending") {
     return typeof event.at === "number" ? { kind: "pending", at: event.at } : { kind: "pending" };
   }

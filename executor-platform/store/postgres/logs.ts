@@ -1,5 +1,6 @@
 /** The PostgreSQL store's logs: chunks of an instance's output, appended, rewritten or deleted. */
 import type { LogWrite, StoredLogChunk } from "../store.js";
+import { prepared } from "./prepared.js";
 import { storeError } from "./store-error.js";
 import type { WriteTarget } from "./writes.js";
 
@@ -40,15 +41,17 @@ interface LogRow {
 export async function writeLogs(target: WriteTarget, write: LogWrite): Promise<number[]> {
   if (write.append.length === 0 && write.rewrite.length === 0 && write.remove.length === 0) return [];
   try {
-    const result = await target.pool.query<{ chunk: number }>(WRITE_LOGS, [
-      write.append.map((c) => c.instanceId),
-      write.append.map((c) => c.lines),
-      write.append.map((c) => c.lineCount),
-      write.rewrite.map((c) => c.chunk),
-      write.rewrite.map((c) => c.lines),
-      write.rewrite.map((c) => c.lineCount),
-      write.remove,
-    ]);
+    const result = await target.pool.query<{ chunk: number }>(
+      prepared(WRITE_LOGS, [
+        write.append.map((c) => c.instanceId),
+        write.append.map((c) => c.lines),
+        write.append.map((c) => c.lineCount),
+        write.rewrite.map((c) => c.chunk),
+        write.rewrite.map((c) => c.lines),
+        write.rewrite.map((c) => c.lineCount),
+        write.remove,
+      ]),
+    );
     return result.rows.map((row) => row.chunk);
   } catch (error) {
     throw storeError(target.label, error);
@@ -63,11 +66,13 @@ export async function readLogs(
   direction: "forward" | "backward",
 ): Promise<StoredLogChunk[]> {
   try {
-    const result = await target.pool.query<LogRow>(direction === "forward" ? READ_FORWARD : READ_BACKWARD, [
-      instanceId,
-      from,
-      Math.max(0, Math.floor(limit)),
-    ]);
+    const result = await target.pool.query<LogRow>(
+      prepared(direction === "forward" ? READ_FORWARD : READ_BACKWARD, [
+        instanceId,
+        from,
+        Math.max(0, Math.floor(limit)),
+      ]),
+    );
     return result.rows.map((row) => ({
       chunk: row.chunk,
       instanceId,

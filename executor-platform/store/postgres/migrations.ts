@@ -215,6 +215,71 @@ const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER instance_logs_go_with_instances AFTER DELETE ON instances
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION numerous_tasks_drop_logs();
   `,
+  `
+  -- A claim's changed event names the claiming daemon, which has the rows already and need
+  -- not read them back (the same function otherwise).
+  CREATE OR REPLACE FUNCTION numerous_tasks_claim(p_owner text, p_limit int, p_offset int8, p_channel text, p_now int8)
+  RETURNS SETOF instances LANGUAGE plpgsql AS $fn$
+  DECLARE
+    v_sequence int8 := pg_current_xact_id()::text::int8 + p_offset;
+    v_taken int := 0;
+    v_count int;
+    v_full text[] := '{}';
+    c record;
+  BEGIN
+    RETURN QUERY
+      WITH picked AS (
+        SELECT id FROM instances
+        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
+          AND concurrency_limit = 0 AND per_key_limit = 0
+        ORDER BY priority DESC, position LIMIT p_limit FOR UPDATE SKIP LOCKED
+      )
+      UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
+      FROM picked WHERE i.id = picked.id RETURNING i.*;
+    GET DIAGNOSTICS v_taken = ROW_COUNT;
+    IF v_taken < p_limit THEN
+      FOR c IN
+        SELECT id, deployment_id, task_id, concurrency_key, concurrency_limit, per_key_limit FROM instances
+        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
+          AND (concurrency_limit > 0 OR per_key_limit > 0)
+        ORDER BY priority DESC, position LIMIT 1000
+      LOOP
+        CONTINUE WHEN (c.deployment_id || E'\n' || c.task_id) = ANY (v_full)
+          OR (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, '')) = ANY (v_full);
+        PERFORM pg_advisory_xact_lock(1314149195, hashtext(c.deployment_id || E'\n' || c.task_id));
+        PERFORM 1 FROM instances WHERE id = c.id AND status = 'pending' AND owner = '' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        IF c.concurrency_limit > 0 THEN
+          SELECT count(*) INTO v_count FROM instances
+          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND owner <> ''
+            AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
+          IF v_count >= c.concurrency_limit THEN
+            v_full := v_full || (c.deployment_id || E'\n' || c.task_id);
+            CONTINUE;
+          END IF;
+        END IF;
+        IF c.per_key_limit > 0 THEN
+          SELECT count(*) INTO v_count FROM instances
+          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND concurrency_key = c.concurrency_key
+            AND owner <> '' AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
+          IF v_count >= c.per_key_limit THEN
+            v_full := v_full || (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, ''));
+            CONTINUE;
+          END IF;
+        END IF;
+        RETURN QUERY
+          UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
+          WHERE i.id = c.id RETURNING i.*;
+        v_taken := v_taken + 1;
+        EXIT WHEN v_taken >= p_limit;
+      END LOOP;
+    END IF;
+    IF v_taken > 0 THEN
+      PERFORM pg_notify(p_channel, json_build_object('kind', 'changed', 'sequence', v_sequence, 'by', p_owner)::text);
+    END IF;
+  END
+  $fn$;
+  `,
 ];
 
 /**

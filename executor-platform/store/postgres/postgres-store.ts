@@ -35,6 +35,7 @@ import {
   SELECT_SEQUENCE,
   UNFINISHED,
 } from "./statements.js";
+import { prepared } from "./prepared.js";
 import { describeUrl, errorMessage, storeError } from "./store-error.js";
 import {
   cancelPendingRow,
@@ -42,6 +43,8 @@ import {
   deleteFinished,
   nextReadyAt,
   reapExpired,
+  type SaveClaim,
+  type SavedRows,
   saveRows,
   type WriteTarget,
 } from "./writes.js";
@@ -127,7 +130,23 @@ export class PostgresStore implements ClusterStore {
     const unique = [...new Map(rows.map((row) => [row.id, row])).values()];
     const defs = [...new Map(definitions.map((d) => [`${d.deploymentId}\0${d.name}`, d])).values()];
     if (unique.length === 0 && defs.length === 0) return [];
-    return saveRows(this.#target, unique, defs);
+    return (await saveRows(this.#target, unique, defs)).stored;
+  }
+
+  /**
+   * As {@link saveAssigned}, as daemon `claim.owner`'s write (its `changed` event names it), and
+   * in the same transaction claims for it up to `claim.limit` ready pending rows of tasks without
+   * a concurrency limit.
+   */
+  async saveAndClaim(
+    rows: readonly StoredInstance[],
+    definitions: readonly StoredDefinition[],
+    claim: SaveClaim,
+  ): Promise<SavedRows> {
+    this.#checkOpen();
+    const unique = [...new Map(rows.map((row) => [row.id, row])).values()];
+    const defs = [...new Map(definitions.map((d) => [`${d.deploymentId}\0${d.name}`, d])).values()];
+    return saveRows(this.#target, unique, defs, claim);
   }
 
   async getMany(ids: readonly string[]): Promise<StoredInstance[]> {
@@ -389,7 +408,7 @@ export class PostgresStore implements ClusterStore {
   async #query<R extends QueryResultRow = QueryResultRow>(sql: string, params?: unknown[]): Promise<R[]> {
     this.#checkOpen();
     try {
-      const result = await this.#pool.query<R>(sql, params);
+      const result = await this.#pool.query<R>(prepared(sql, params));
       return result.rows;
     } catch (error) {
       throw storeError(this.label, error);

@@ -30,7 +30,10 @@ const sequenceOf = (param: string) => `(pg_current_xact_id()::text::int8 + ${par
 /** The horizon of the statement's snapshot, with the feed offset `param`. */
 const horizonOf = (param: string) => `(pg_snapshot_xmin(pg_current_snapshot())::text::int8 + ${param}::int8)`;
 /** The payload of the `changed` event for sequence column `column`. */
-const changedOf = (column: string) => `json_build_object('kind', 'changed', 'sequence', ${column})::text`;
+const changedOf = (column: string, by?: string) =>
+  by === undefined
+    ? `json_build_object('kind', 'changed', 'sequence', ${column})::text`
+    : `json_build_object('kind', 'changed', 'sequence', ${column}, 'by', ${by})::text`;
 
 export const SELECT_FEED_OFFSET = "SELECT value FROM feed_offset WHERE singleton";
 
@@ -56,6 +59,12 @@ const P_DEFINITIONS = [3, 4, 5, 6].map((i) => `$${COLUMN_COUNT + i}::text[]`).jo
 const P_CHANNEL = `$${COLUMN_COUNT + 7}`;
 const P_PENDING = `$${COLUMN_COUNT + 8}`;
 const P_PENDING_PAYLOAD = `$${COLUMN_COUNT + 9}`;
+/** The saving daemon (named in the `changed` event) and its claim: at most this many rows, ready by now (epoch ms). */
+const P_BY = `$${COLUMN_COUNT + 10}::text`;
+const P_CLAIM = `$${COLUMN_COUNT + 11}::int4`;
+const P_NOW = `$${COLUMN_COUNT + 12}::int8`;
+/** The ids' array. */
+const P_IDS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "id") + 1}::text[]`;
 /** The positions' array. */
 const P_POSITIONS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "position") + 1}::int8[]`;
 
@@ -68,8 +77,16 @@ const P_POSITIONS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "
  * daemon gives only positions the store handed out, so this never races with other saves).
  * Inserts in id order, so concurrent saves of the same rows lock them in the same order.
  * Then the definitions (unique by deployment and name) and the events, delivered at commit:
- * `changed` with the sequence when rows were saved, `pending` when told. Returns id, sequence
- * and position of every saved row.
+ * `changed` with the sequence and the saving daemon when rows were saved, `pending` when told.
+ *
+ * With a claim limit above 0, the same statement also claims for the saving daemon up to that
+ * many ready, unowned pending rows without a concurrency limit (as `numerous_tasks_claim` does,
+ * skipping rows another claim holds and the rows being saved), in the same transaction: a daemon
+ * whose instance ended writes the end and takes its next work in one commit.
+ *
+ * Returns a row per saved row (`claimed` false: id, sequence and position; other columns null),
+ * then a row per claimed row (`claimed` true, whole), each with `limited_waiting`: whether a
+ * ready, unowned pending row with a concurrency limit waits (only looked for with a claim).
  */
 export const SAVE = `
   WITH explicit AS MATERIALIZED (
@@ -114,12 +131,39 @@ export const SAVE = `
     WHERE excluded.revision > 1
     RETURNING id, sequence, position
   ),
+  claimable AS (
+    SELECT id FROM instances
+    WHERE ${P_CLAIM} > 0 AND status = 'pending' AND owner = '' AND ready_at <= ${P_NOW}
+      AND concurrency_limit = 0 AND per_key_limit = 0 AND id <> ALL(${P_IDS})
+    ORDER BY priority DESC, position LIMIT ${P_CLAIM} FOR UPDATE SKIP LOCKED
+  ),
+  claimed AS (
+    UPDATE instances AS i SET owner = ${P_BY}, revision = i.revision + 1, sequence = ${sequenceOf(P_OFFSET)}
+    FROM claimable WHERE i.id = claimable.id
+    RETURNING ${I_COLUMNS}
+  ),
+  limited AS (
+    SELECT ${P_CLAIM} > 0 AND EXISTS (
+      SELECT 1 FROM instances WHERE status = 'pending' AND owner = '' AND ready_at <= ${P_NOW}
+        AND (concurrency_limit > 0 OR per_key_limit > 0)
+    ) AS waiting
+  ),
   notified AS (
-    SELECT pg_notify(${P_CHANNEL}, ${changedOf("max(sequence)")}),
+    SELECT pg_notify(${P_CHANNEL}, ${changedOf("max(sequence)", P_BY)}),
       CASE WHEN ${P_PENDING}::bool THEN pg_notify(${P_CHANNEL}, ${P_PENDING_PAYLOAD}) END
-    FROM saved HAVING count(*) > 0
+    FROM (SELECT sequence FROM saved UNION ALL SELECT sequence FROM claimed) AS written HAVING count(*) > 0
   )
-  SELECT saved.id, saved.sequence, saved.position FROM saved LEFT JOIN notified ON true`;
+  SELECT written.*, (SELECT waiting FROM limited) AS limited_waiting
+  FROM (
+    SELECT false AS claimed, ${INSTANCE_COLUMNS.map((column) =>
+      ["id", "sequence", "position"].includes(column.name)
+        ? `saved.${column.name}`
+        : `NULL::${column.postgres} AS ${column.name}`,
+    ).join(", ")}
+    FROM saved
+    UNION ALL
+    SELECT true, ${INSTANCE_COLUMNS.map((column) => `claimed.${column.name}`).join(", ")} FROM claimed
+  ) AS written LEFT JOIN notified ON true`;
 
 // Reading.
 

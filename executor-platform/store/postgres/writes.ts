@@ -21,6 +21,7 @@ import {
   SELECT_BY_IDS,
   SELECT_EXPIRED,
 } from "./statements.js";
+import { prepared } from "./prepared.js";
 import { storeError } from "./store-error.js";
 import { transaction } from "./transaction.js";
 
@@ -36,19 +37,42 @@ export interface WriteTarget {
   readonly label: string;
 }
 
+/** What a save claimed in the same statement (see {@link saveRows}). */
+export interface SaveClaim {
+  /** The daemon saving: its `changed` event names it, and it is the owner of what it claims. */
+  readonly owner: string;
+  /** Claims at most this many rows; 0 for none. */
+  readonly limit: number;
+}
+
+/** The rows as stored, and what the save claimed. */
+export interface SavedRows {
+  readonly stored: StoredInstance[];
+  /** Claimed rows, highest priority first, then by position. */
+  readonly claimed: StoredInstance[];
+  /** Whether a ready, unowned pending row of a task with a concurrency limit waits (looked for only with a claim). */
+  readonly limitedWaiting: boolean;
+}
+
 /**
  * Upserts `rows` (unique ids) with this transaction's sequence, and the next positions for rows
  * given with position 0 (a row that already exists keeps its position), plus `definitions`
- * (unique by deployment and name). Resolves the rows as stored, in the given order.
+ * (unique by deployment and name). With `claim`, names the saving daemon in the `changed` event
+ * and, in the same statement, claims for it up to `claim.limit` ready pending rows without a
+ * concurrency limit (none when the rows take more than one statement). Resolves the rows as
+ * stored, in the given order, and the claimed ones.
  */
 export async function saveRows(
   target: WriteTarget,
   rows: readonly StoredInstance[],
   definitions: readonly StoredDefinition[],
-): Promise<StoredInstance[]> {
+  claim?: SaveClaim,
+): Promise<SavedRows> {
   const chunks: Array<readonly StoredInstance[]> = [];
   for (let i = 0; i < rows.length; i += UPSERT_CHUNK) chunks.push(rows.slice(i, i + UPSERT_CHUNK));
   if (chunks.length === 0) chunks.push([]);
+  const now = Date.now();
+  const claimLimit = chunks.length === 1 ? Math.max(0, Math.floor(claim?.limit ?? 0)) : 0;
   const params = (chunk: readonly StoredInstance[], i: number): unknown[] => [
     ...columnsOf(chunk),
     target.offset,
@@ -57,17 +81,28 @@ export async function saveRows(
     CHANNEL,
     chunk.some((row) => (row.status === "pending" && row.owner === "") || freesLimitedSlot(row)),
     pendingPayload(chunk),
+    claim?.owner ?? null,
+    claimLimit,
+    now,
   ];
   const assigned = new Map<string, { sequence: number; position: number }>();
-  const keep = (result: { rows: Array<{ id: string; sequence: number; position: number }> }): void => {
-    for (const row of result.rows) assigned.set(row.id, { sequence: row.sequence, position: row.position });
+  const claimed: StoredInstance[] = [];
+  let limitedWaiting = false;
+  const keep = (result: { rows: SaveResultRow[] }): void => {
+    for (const row of result.rows) {
+      if (row.limited_waiting === true) limitedWaiting = true;
+      if (row.claimed) claimed.push(toInstance(row));
+      else assigned.set(row.id, { sequence: row.sequence, position: row.position });
+    }
   };
   try {
-    if (chunks.length === 1) keep(await target.pool.query(SAVE, params(chunks[0] as StoredInstance[], 0)));
+    if (chunks.length === 1)
+      keep(await target.pool.query<SaveResultRow>(prepared(SAVE, params(chunks[0] as StoredInstance[], 0))));
     else {
       // Too many rows for one statement: one transaction, so one sequence and one commit.
       await transaction(target.pool, "BEGIN ISOLATION LEVEL READ COMMITTED", async (client) => {
-        for (const [i, chunk] of chunks.entries()) keep(await client.query(SAVE, params(chunk, i)));
+        for (const [i, chunk] of chunks.entries())
+          keep(await client.query<SaveResultRow>(prepared(SAVE, params(chunk, i))));
       });
     }
   } catch (error) {
@@ -83,14 +118,25 @@ export async function saveRows(
       existing.set(instance.id, instance);
     }
   }
-  return rows.map((row): StoredInstance => {
+  const stored = rows.map((row): StoredInstance => {
     const found = existing.get(row.id);
     if (found !== undefined) return found;
-    const stored = assigned.get(row.id);
-    if (stored === undefined) throw storeError(target.label, new Error(`row ${row.id} was not saved`));
-    return { ...row, sequence: stored.sequence, position: stored.position };
+    const saved = assigned.get(row.id);
+    if (saved === undefined) throw storeError(target.label, new Error(`row ${row.id} was not saved`));
+    return { ...row, sequence: saved.sequence, position: saved.position };
   });
+  claimed.sort((a, b) => b.priority - a.priority || a.position - b.position);
+  return { stored, claimed, limitedWaiting };
 }
+
+/** A row of {@link SAVE}'s answer: a saved row's id, sequence and position, or a claimed row whole. */
+type SaveResultRow = InstanceRow & {
+  id: string;
+  sequence: number;
+  position: number;
+  claimed: boolean;
+  limited_waiting: boolean | null;
+};
 
 /**
  * An ended instance of a task with a concurrency limit: its slot is free once this commits, and
@@ -160,7 +206,7 @@ export async function reapExpired(
 
 async function run(target: WriteTarget, sql: string, params: unknown[]): Promise<InstanceRow[]> {
   try {
-    return (await target.pool.query<InstanceRow>(sql, params)).rows;
+    return (await target.pool.query<InstanceRow>(prepared(sql, params))).rows;
   } catch (error) {
     throw storeError(target.label, error);
   }
