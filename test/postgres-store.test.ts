@@ -447,6 +447,35 @@ describe("PostgresStore", () => {
     expect((await b.changesSinceAll(s, 10)).map((r) => r.id)).toEqual(["inst-1", "inst-2"]);
   });
 
+  it("carries a small save's rows in its changed event, and leaves big or new rows to be read", async () => {
+    const url = await database();
+    const a = await open(url);
+    const b = await open(url);
+    const events = record(b);
+    await b.listening();
+    const [held] = await a.saveAssigned([row(1, { status: "running", owner: "daemon-a" })]);
+    const running = held as StoredInstance;
+    const progressed = { ...running, progress: 0.5, revision: 2 };
+    const small = await a.saveAndClaim([progressed], [], { owner: "daemon-a", limit: 0 });
+    const at = small.stored[0]?.sequence ?? 0;
+    const event = await events.next(isChanged(at));
+    expect(event).toMatchObject({ kind: "changed", sequence: at, by: "daemon-a" });
+    // As stored: the same row a read gives.
+    expect(event.kind === "changed" ? event.rows : undefined).toEqual([await getOne(b, "inst-1")]);
+
+    const big = { ...progressed, output: JSON.stringify("x".repeat(10_000)), revision: 3 };
+    const bigAt = (await a.saveAndClaim([big], [], { owner: "daemon-a", limit: 0 })).stored[0]?.sequence ?? 0;
+    expect(await events.next(isChanged(bigAt))).toEqual({ kind: "changed", sequence: bigAt, by: "daemon-a" });
+    const fresh = (
+      await a.saveAndClaim([row(0, { id: "new", position: 0 })], [], { owner: "daemon-a", limit: 0 })
+    ).stored[0];
+    expect(await events.next(isChanged(fresh?.sequence ?? 0))).toEqual({
+      kind: "changed",
+      sequence: fresh?.sequence,
+      by: "daemon-a",
+    });
+  });
+
   it("writes an end and claims the next work in one statement, naming the daemon in its event", async () => {
     const url = await database();
     const a = await open(url);
@@ -542,6 +571,62 @@ describe("PostgresStore", () => {
       { owner: "daemon-b", running: 0 },
     ]);
     for (const daemon of daemons) expect(daemon.leaseUntil).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  it("keeps a stop on the row: its owner hears it, a claim says so, and reaping cancels rather than retries", async () => {
+    const url = await database();
+    const dying = await open(url);
+    const survivor = await open(url);
+    const events = record(dying);
+    await dying.listening();
+    expect(await dying.heartbeat("daemon-a", 5_000)).toBe(true);
+    await dying.save([
+      row(1, { maxAttempts: 3 }),
+      row(2, { maxAttempts: 3 }),
+      row(3),
+      row(4, { status: "completed", result: "1" }),
+    ]);
+    // Asked before anyone claimed it: marked, nobody to tell; the claim hands it over marked.
+    expect(await survivor.requestStop("inst-2")).toEqual({ owner: "", status: "pending" });
+    const claimed = await dying.claim("daemon-a", 3);
+    expect(claimed.map((r) => [r.id, r.stopRequested])).toEqual([
+      ["inst-1", undefined],
+      ["inst-2", true],
+      ["inst-3", undefined],
+    ]);
+    const one = claimed[0] as StoredInstance;
+    await dying.save([{ ...one, status: "running", startedAt: 10, revision: one.revision + 1 }]);
+    // Asked of a held row: its owner is told, and finds it on the row too.
+    expect(await survivor.requestStop("inst-1")).toEqual({ owner: "daemon-a", status: "running" });
+    expect(await events.next((e) => e.kind === "stop")).toEqual({
+      kind: "stop",
+      instanceId: "inst-1",
+      owner: "daemon-a",
+    });
+    expect((await dying.stopsRequested("daemon-a")).sort()).toEqual(["inst-1", "inst-2"]);
+    // Ended or unknown: nothing to stop.
+    expect(await survivor.requestStop("inst-4")).toBeUndefined();
+    expect(await survivor.requestStop("no-such")).toBeUndefined();
+
+    // daemon-a dies: its stopped rows are cancelled (inst-1 had attempts left), inst-3 is freed.
+    expect(await dying.heartbeat("daemon-a", 1)).toBe(true);
+    const deadline = Date.now() + 10_000;
+    let reaped: StoredInstance[] = [];
+    while (reaped.length === 0) {
+      expect(Date.now()).toBeLessThan(deadline);
+      reaped = await survivor.reap(() => ({ name: "DaemonLostError", message: "gone" }));
+      if (reaped.length === 0) await sleep(25);
+    }
+    const byId = new Map(reaped.map((r) => [r.id, r]));
+    expect(byId.get("inst-1")).toMatchObject({
+      status: "cancelled",
+      error: undefined,
+      args: undefined,
+      attempt: 1,
+    });
+    expect(byId.get("inst-1")?.finishedAt).toBeGreaterThan(0);
+    expect(byId.get("inst-2")).toMatchObject({ status: "cancelled", error: undefined });
+    expect(byId.get("inst-3")).toMatchObject({ status: "pending", owner: "" });
   });
 
   it("reaps a daemon whose lease ran out: running rows fail, pending rows are freed, its heartbeat says false", async () => {
@@ -795,7 +880,7 @@ describe("PostgresStore", () => {
   it("migrates a fresh database once when several daemons open it at once, and refuses a newer schema", async () => {
     const url = await database();
     const opened = await Promise.all(Array.from({ length: 5 }, () => open(url)));
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 7 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 8 }]);
     expect(await sql(url, "SELECT value FROM feed_offset")).toEqual([{ value: "0" }]);
     const [saved] = (await opened[0]?.saveAssigned([row(0, { position: 0 })])) ?? [];
     await final(opened[4] as PostgresStore, saved?.sequence ?? 0);
@@ -829,14 +914,14 @@ describe("PostgresStore", () => {
        ALTER TABLE instances DROP COLUMN options, DROP COLUMN priority, DROP COLUMN ready_at,
          DROP COLUMN attempt, DROP COLUMN max_attempts, DROP COLUMN attempts,
          DROP COLUMN concurrency_limit, DROP COLUMN per_key_limit, DROP COLUMN concurrency_key,
-         DROP COLUMN trace_context;
+         DROP COLUMN trace_context, DROP COLUMN stop_requested;
        CREATE INDEX instances_open ON instances (owner, position) WHERE status IN ('pending', 'running');
        UPDATE counters SET sequence = ${old}, position = 40; UPDATE numerous_tasks_schema SET version = 1`,
     );
     await first.close();
 
     const upgraded = await open(url);
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 7 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 8 }]);
     const [next] = await upgraded.saveAssigned([row(0, { id: "new", position: 0 })]);
     expect(next?.sequence).toBeGreaterThan(old);
     expect(next?.position).toBe(41);
@@ -856,9 +941,11 @@ describe("PostgresStore", () => {
       `SELECT column_name, data_type, is_nullable FROM information_schema.columns
        WHERE table_schema = current_schema() AND table_name = 'instances' ORDER BY ordinal_position`,
     );
-    expect(table.map((c) => [c.column_name, c.data_type, c.is_nullable === "YES"])).toEqual(
-      INSTANCE_COLUMNS.map((c) => [c.name, c.postgres, c.nullable]),
-    );
+    expect(table.map((c) => [c.column_name, c.data_type, c.is_nullable === "YES"])).toEqual([
+      ...INSTANCE_COLUMNS.map((c) => [c.name, c.postgres, c.nullable]),
+      // The cluster's own: a stop asked of the row's owner (not a field of an instance).
+      ["stop_requested", "boolean", false],
+    ]);
   });
 
   it("refuses bad URLs, wrong passwords and unreachable servers with clear errors", async () => {

@@ -1,8 +1,8 @@
 import { failures } from "../../sdk/failures.js";
 import type { Logger } from "pino";
-import { isTerminalStatus } from "../../sdk/task-status.js";
-import type { ClusterEvent, ClusterStore } from "../store/cluster-store.js";
+import type { ClaimedInstance, ClusterEvent, ClusterStore } from "../store/cluster-store.js";
 import type { StoredDefinition, StoredInstance } from "../store/store.js";
+import type { ActiveInstance } from "./active-instance.js";
 import type { CoordinatedParts, Coordinator } from "./coordinator.js";
 import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
@@ -153,16 +153,23 @@ export class ClusterCoordinator implements Coordinator {
     return saved.stored;
   }
 
-  /** Rows this daemon claimed: held, queued, and shown to its watchers. */
-  #took(rows: readonly StoredInstance[]): void {
+  /**
+   * Rows this daemon claimed: held and queued; one whose stop was asked for meanwhile is
+   * cancelled before it can start. Watchers are not told: a claim changes nothing they see (the
+   * row is still pending), and its start follows at once.
+   */
+  #took(rows: readonly ClaimedInstance[]): void {
     if (rows.length === 0) return;
-    const { table, queue, hub } = this.#partsOf();
+    const { table, queue } = this.#partsOf();
+    const stopped: ActiveInstance[] = [];
     for (const row of rows) {
-      table.hold(row);
+      const { stopRequested, ...plain } = row;
+      const active = table.hold(plain);
       queue.enqueue(row.id);
       this.#ownSequences.add(row.sequence);
+      if (stopRequested === true) stopped.push(active);
     }
-    hub.broadcast(rows);
+    for (const active of stopped) queue.stop(active);
     // The queue says it ran dry once it started them: that is no reason to claim again.
     this.#starting = true;
     try {
@@ -209,7 +216,10 @@ export class ClusterCoordinator implements Coordinator {
             this.#reachableSince ??= this.#heartbeatAt;
             this.#o.metrics?.leaseRenewal(alive ? "renewed" : "lost");
             if (!alive) this.#lostLease();
-            else this.drained();
+            else {
+              this.drained();
+              this.#applyRequestedStops();
+            }
           },
           (error) => {
             this.#reachableSince = undefined;
@@ -373,16 +383,29 @@ export class ClusterCoordinator implements Coordinator {
         return true;
       }
     }
-    const current = (await store.getMany([id]))[0];
-    if (current === undefined || isTerminalStatus(current.status)) return true;
-    if (current.owner === "") return false;
-    if (current.owner === owner) {
+    // Kept on the row and told to its owner in one statement: an owner that misses the event
+    // finds the stop when it claims, renews its lease or reconnects; reaping cancels it.
+    const marked = await store.requestStop(id);
+    if (marked === undefined) return true;
+    if (marked.owner === owner) {
       const active = table.get(id);
       if (active) queue.stop(active);
-      return false;
     }
-    await store.publish({ kind: "stop", instanceId: id, owner: current.owner });
     return false;
+  }
+
+  /** Stops what this daemon holds whose stop was asked for while it may not have heard. */
+  #applyRequestedStops(): void {
+    this.#o.store.stopsRequested(this.#o.owner).then(
+      (ids) => {
+        const { table, queue } = this.#partsOf();
+        for (const id of ids) {
+          const active = table.get(id);
+          if (active !== undefined && !active.userStopped) queue.stop(active);
+        }
+      },
+      (error) => this.#o.log.warn({ err: error }, "could not read the stops asked of this daemon"),
+    );
   }
 
   /**
@@ -407,6 +430,8 @@ export class ClusterCoordinator implements Coordinator {
       if (event.at !== undefined) this.#wakeAt(event.at);
       else this.drained();
       if (event.resync) {
+        // Back after a break: stops sent meanwhile were missed.
+        this.#applyRequestedStops();
         this.#o.store.nextReadyAt().then(
           (at) => {
             if (at !== undefined) this.#wakeAt(at);
@@ -415,9 +440,16 @@ export class ClusterCoordinator implements Coordinator {
         );
       }
     } else if (event.kind === "changed") {
+      const { hub } = this.#partsOf();
       // Nothing to read now when this daemon wrote it, or nobody here watches.
-      if (event.by === this.#o.owner || this.#partsOf().hub.idle) this.#fetchOwnLater();
-      else {
+      if (event.by === this.#o.owner || hub.idle) this.#fetchOwnLater();
+      else if (event.rows !== undefined) {
+        // The event carries every row of its transaction: on to the watchers at once (as this
+        // daemon's own rows are, ahead of the feed); the feed skips that sequence later.
+        this.#ownSequences.add(event.sequence);
+        hub.broadcast(event.rows);
+        this.#fetchOwnLater();
+      } else {
         this.#announced = Math.max(this.#announced, event.sequence);
         this.#fetchChanges();
       }

@@ -5,9 +5,15 @@ import type { Store, StoredDefinition, StoredInstance } from "./store.js";
 export type ClusterEvent =
   /**
    * Rows up to this sequence are committed: fetch them with `changesSinceAll`. `by`: the daemon
-   * that wrote them, when it said (it has them already).
+   * that wrote them, when it said (it has them already). `rows`: every row that transaction
+   * wrote, with its sequence, when they were few and small (no need to fetch them).
    */
-  | { readonly kind: "changed"; readonly sequence: number; readonly by?: string }
+  | {
+      readonly kind: "changed";
+      readonly sequence: number;
+      readonly by?: string;
+      readonly rows?: readonly StoredInstance[];
+    }
   /**
    * New pending instances wait to be claimed: now, or from `at` (epoch ms) when all of them wait
    * for a later time (a delay, a retry's backoff). `resync`: the listener (re)connected and may
@@ -18,6 +24,9 @@ export type ClusterEvent =
   | { readonly kind: "schedules" }
   /** Someone asked to stop an instance; its owner delivers the stop to its workload. */
   | { readonly kind: "stop"; readonly instanceId: string; readonly owner: string };
+
+/** A row a claim gave a daemon; `stopRequested` when someone asked to stop it meanwhile (it must not run). */
+export type ClaimedInstance = StoredInstance & { readonly stopRequested?: true };
 
 /**
  * A store that several daemons share (PostgreSQL). On top of {@link Store}:
@@ -53,7 +62,7 @@ export interface ClusterStore extends Store {
     rows: readonly StoredInstance[],
     definitions: readonly StoredDefinition[],
     claim: { readonly owner: string; readonly limit: number },
-  ): Promise<{ stored: StoredInstance[]; claimed: StoredInstance[]; limitedWaiting: boolean }>;
+  ): Promise<{ stored: StoredInstance[]; claimed: ClaimedInstance[]; limitedWaiting: boolean }>;
   /**
    * Every deployment's final rows with `sequence > afterSequence`, by sequence then id: about
    * `limit` of them, more when the rows of the last sequence go past it (a page never splits a
@@ -71,7 +80,15 @@ export interface ClusterStore extends Store {
    * Claims up to `limit` unowned pending rows in creation order for `owner` (row locks with
    * SKIP LOCKED: two daemons never claim the same row), sets their owner, and returns them.
    */
-  claim(owner: string, limit: number): Promise<StoredInstance[]>;
+  claim(owner: string, limit: number): Promise<ClaimedInstance[]>;
+  /**
+   * Keeps a stop of instance `id` on its row while it is pending or running (a claim then says
+   * so, and reaping cancels it rather than run it again) and tells its owner with a `stop`
+   * event. Resolves its owner and status; undefined when it has ended or is unknown.
+   */
+  requestStop(id: string): Promise<{ owner: string; status: string } | undefined>;
+  /** The instances `owner` holds whose stop was asked for (see {@link requestStop}). */
+  stopsRequested(owner: string): Promise<string[]>;
   /**
    * Cancels a row that is pending and unowned, in one conditional update, and returns it as
    * stored; undefined otherwise (a claimed row is stopped by its owner, through a `stop` event).

@@ -1,5 +1,6 @@
 import { Client, type ClientConfig } from "pg";
 import type { ClusterEvent } from "../cluster-store.js";
+import type { StoredInstance } from "../store.js";
 import type { PostgresStoreLogger } from "./postgres-store.js";
 import { CHANNEL, LISTEN, PING, SELECT_SEQUENCE } from "./statements.js";
 import { errorMessage } from "./store-error.js";
@@ -194,9 +195,11 @@ function decodeEvent(payload: string): ClusterEvent | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const event = value as Record<string, unknown>;
   if (event.kind === "changed" && typeof event.sequence === "number") {
-    return typeof event.by === "string"
+    if (typeof event.by !== "string") return { kind: "changed", sequence: event.sequence };
+    const rows = pushedRows(event.rows, event.sequence);
+    return rows === undefined
       ? { kind: "changed", sequence: event.sequence, by: event.by }
-      : { kind: "changed", sequence: event.sequence };
+      : { kind: "changed", sequence: event.sequence, by: event.by, rows };
   }
   if (event.kind === "pending") {
     return typeof event.at === "number" ? { kind: "pending", at: event.at } : { kind: "pending" };
@@ -206,4 +209,22 @@ function decodeEvent(payload: string): ClusterEvent | undefined {
     return { kind: "stop", instanceId: event.instanceId, owner: event.owner };
   }
   return undefined;
+}
+
+/**
+ * The rows a `changed` event carries, each with the event's sequence; undefined when it carries
+ * none or anything that is not a row (then they are read from the store).
+ */
+function pushedRows(value: unknown, sequence: number): StoredInstance[] | undefined {
+  if (!Array.isArray(value) || value.length === 0) return undefined;
+  const rows: StoredInstance[] = [];
+  for (const row of value) {
+    if (typeof row !== "object" || row === null) return undefined;
+    const r = row as Record<string, unknown>;
+    if (typeof r.id !== "string" || typeof r.deploymentId !== "string" || typeof r.status !== "string")
+      return undefined;
+    if (typeof r.revision !== "number" || typeof r.position !== "number") return undefined;
+    rows.push({ ...(row as StoredInstance), sequence });
+  }
+  return rows;
 }

@@ -280,6 +280,13 @@ const MIGRATIONS: readonly string[] = [
   END
   $fn$;
   `,
+  `
+  -- A stop asked of an instance another daemon holds is kept on its row, not only sent as an
+  -- event: a daemon that missed the event (cut off the database, restarting, not yet holding
+  -- the row it claimed) finds it when it claims, renews its lease or reconnects, and reaping
+  -- cancels a stopped instance rather than run it again.
+  ALTER TABLE instances ADD COLUMN stop_requested boolean NOT NULL DEFAULT false;
+  `,
 ];
 
 /**

@@ -1,6 +1,6 @@
 import { type ClientConfig, Pool, type QueryResultRow, TypeOverrides } from "pg";
 import type { TaskErrorInfo } from "../../../sdk/errors.js";
-import type { ClusterEvent, ClusterStore } from "../cluster-store.js";
+import type { ClaimedInstance, ClusterEvent, ClusterStore } from "../cluster-store.js";
 import { type DefinitionRow, toDefinition } from "../definition-row.js";
 import { type InstanceRow, toInstance } from "../instance-columns.js";
 import { SCHEDULE_COLUMNS, scheduleValues, toSchedule } from "../schedule-row.js";
@@ -45,7 +45,9 @@ import {
   reapExpired,
   type SaveClaim,
   type SavedRows,
+  requestStop,
   saveRows,
+  stopsRequested,
   type WriteTarget,
 } from "./writes.js";
 
@@ -59,6 +61,8 @@ export interface PostgresStoreOptions {
 }
 
 const POOL_SIZE = 10;
+/** Connections for the writes that need not wait for the disk (progress, output, starts). */
+const LAZY_POOL_SIZE = 3;
 const CONNECT_TIMEOUT_MS = 10_000;
 const ID_CHUNK = 10_000;
 
@@ -79,6 +83,7 @@ export class PostgresStore implements ClusterStore {
   /** The URL without its password, e.g. `postgres://daemon@db.internal:5432/tasks`. */
   readonly label: string;
   readonly #pool: Pool;
+  readonly #lazyPool: Pool;
   /** Added to transaction ids to make sequences (see migration 2); fixed per database. */
   readonly #offset: number;
   readonly #target: WriteTarget;
@@ -92,7 +97,21 @@ export class PostgresStore implements ClusterStore {
     this.#pool = pool;
     this.label = label;
     this.#offset = offset;
-    this.#target = { pool, offset, label };
+    // Batches of progress, output and starts are committed without waiting for the WAL flush
+    // (see `saveRows`), on connections of their own.
+    this.#lazyPool = new Pool({
+      ...config,
+      options: "-c synchronous_commit=off",
+      max: LAZY_POOL_SIZE,
+      idleTimeoutMillis: 30_000,
+    });
+    this.#lazyPool.on("error", (error) => {
+      logger?.warn(
+        { store: label, err: errorMessage(error) },
+        "an idle task store connection failed; it is replaced",
+      );
+    });
+    this.#target = { pool, lazyPool: this.#lazyPool, offset, label };
     this.#events = new ClusterEventListener(config, label, offset, logger);
   }
 
@@ -258,11 +277,21 @@ export class PostgresStore implements ClusterStore {
     return renewed.length > 0;
   }
 
-  async claim(owner: string, limit: number): Promise<StoredInstance[]> {
+  async claim(owner: string, limit: number): Promise<ClaimedInstance[]> {
     this.#checkOpen();
     const n = Math.floor(limit);
     if (!(n > 0)) return [];
     return claimRows(this.#target, owner, n);
+  }
+
+  async requestStop(id: string): Promise<{ owner: string; status: string } | undefined> {
+    this.#checkOpen();
+    return requestStop(this.#target, id);
+  }
+
+  async stopsRequested(owner: string): Promise<string[]> {
+    this.#checkOpen();
+    return stopsRequested(this.#target, owner);
   }
 
   /** Pending and unowned → cancelled (args, result and error cleared, finishedAt now), with a new sequence. */
@@ -396,7 +425,7 @@ export class PostgresStore implements ClusterStore {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#events.close();
-      await this.#pool.end();
+      await Promise.all([this.#pool.end(), this.#lazyPool.end()]);
     })();
     return this.#closing;
   }

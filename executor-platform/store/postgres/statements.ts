@@ -30,10 +30,15 @@ const sequenceOf = (param: string) => `(pg_current_xact_id()::text::int8 + ${par
 /** The horizon of the statement's snapshot, with the feed offset `param`. */
 const horizonOf = (param: string) => `(pg_snapshot_xmin(pg_current_snapshot())::text::int8 + ${param}::int8)`;
 /** The payload of the `changed` event for sequence column `column`. */
-const changedOf = (column: string, by?: string) =>
+const changedOf = (column: string, by?: string, rows?: string) =>
   by === undefined
     ? `json_build_object('kind', 'changed', 'sequence', ${column})::text`
-    : `json_build_object('kind', 'changed', 'sequence', ${column}, 'by', ${by})::text`;
+    : rows === undefined
+      ? `json_build_object('kind', 'changed', 'sequence', ${column}, 'by', ${by})::text`
+      : `CASE WHEN ${rows} IS NULL
+          THEN json_build_object('kind', 'changed', 'sequence', ${column}, 'by', ${by})
+          ELSE json_build_object('kind', 'changed', 'sequence', ${column}, 'by', ${by}, 'rows', ${rows})
+        END::text`;
 
 export const SELECT_FEED_OFFSET = "SELECT value FROM feed_offset WHERE singleton";
 
@@ -63,6 +68,8 @@ const P_PENDING_PAYLOAD = `$${COLUMN_COUNT + 9}`;
 const P_BY = `$${COLUMN_COUNT + 10}::text`;
 const P_CLAIM = `$${COLUMN_COUNT + 11}::int4`;
 const P_NOW = `$${COLUMN_COUNT + 12}::int8`;
+/** The saved rows themselves for the `changed` event, when small (JSON, or null). */
+const P_ROWS = `$${COLUMN_COUNT + 13}::json`;
 /** The ids' array. */
 const P_IDS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "id") + 1}::text[]`;
 /** The positions' array. */
@@ -77,7 +84,9 @@ const P_POSITIONS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "
  * daemon gives only positions the store handed out, so this never races with other saves).
  * Inserts in id order, so concurrent saves of the same rows lock them in the same order.
  * Then the definitions (unique by deployment and name) and the events, delivered at commit:
- * `changed` with the sequence and the saving daemon when rows were saved, `pending` when told.
+ * `changed` with the sequence and the saving daemon when rows were saved (and the rows
+ * themselves when given: the daemon gives them when they are all of the transaction's rows and
+ * small), `pending` when told.
  *
  * With a claim limit above 0, the same statement also claims for the saving daemon up to that
  * many ready, unowned pending rows without a concurrency limit (as `numerous_tasks_claim` does,
@@ -140,7 +149,7 @@ export const SAVE = `
   claimed AS (
     UPDATE instances AS i SET owner = ${P_BY}, revision = i.revision + 1, sequence = ${sequenceOf(P_OFFSET)}
     FROM claimable WHERE i.id = claimable.id
-    RETURNING ${I_COLUMNS}
+    RETURNING ${I_COLUMNS}, i.stop_requested
   ),
   limited AS (
     SELECT ${P_CLAIM} > 0 AND EXISTS (
@@ -149,7 +158,7 @@ export const SAVE = `
     ) AS waiting
   ),
   notified AS (
-    SELECT pg_notify(${P_CHANNEL}, ${changedOf("max(sequence)", P_BY)}),
+    SELECT pg_notify(${P_CHANNEL}, ${changedOf("max(sequence)", P_BY, P_ROWS)}),
       CASE WHEN ${P_PENDING}::bool THEN pg_notify(${P_CHANNEL}, ${P_PENDING_PAYLOAD}) END
     FROM (SELECT sequence FROM saved UNION ALL SELECT sequence FROM claimed) AS written HAVING count(*) > 0
   )
@@ -160,9 +169,11 @@ export const SAVE = `
         ? `saved.${column.name}`
         : `NULL::${column.postgres} AS ${column.name}`,
     ).join(", ")}
+      , false AS stop_requested
     FROM saved
     UNION ALL
-    SELECT true, ${INSTANCE_COLUMNS.map((column) => `claimed.${column.name}`).join(", ")} FROM claimed
+    SELECT true, ${INSTANCE_COLUMNS.map((column) => `claimed.${column.name}`).join(", ")}, claimed.stop_requested
+    FROM claimed
   ) AS written LEFT JOIN notified ON true`;
 
 // Reading.
@@ -240,7 +251,27 @@ const notifyChanged = (rows: string, channel: string) =>
  * first, then creation order, within their tasks' concurrency limits, skipping rows another claim
  * holds; $3 feed offset, $4 channel, $5 now (epoch ms). See `numerous_tasks_claim` (migration 3).
  */
-export const CLAIM = `SELECT ${COLUMNS} FROM numerous_tasks_claim($1, $2, $3, $4, $5)`;
+export const CLAIM = `SELECT ${COLUMNS}, stop_requested FROM numerous_tasks_claim($1, $2, $3, $4, $5)`;
+
+/**
+ * Keeps a stop of row $1 on the row while it is pending or running, and tells its owner ($2
+ * channel) at commit; returns its owner and status (no row: it has ended or is unknown).
+ */
+export const REQUEST_STOP = `
+  WITH marked AS (
+    UPDATE instances SET stop_requested = true
+    WHERE id = $1 AND status IN ('pending', 'running')
+    RETURNING owner, status
+  ),
+  notified AS (
+    SELECT pg_notify($2, json_build_object('kind', 'stop', 'instanceId', $1::text, 'owner', owner)::text)
+    FROM marked WHERE owner <> ''
+  )
+  SELECT marked.owner, marked.status FROM marked LEFT JOIN notified ON true`;
+
+/** $1 owner: the rows it holds whose stop was asked for. */
+export const STOPS_REQUESTED = `SELECT id FROM instances
+  WHERE owner = $1 AND status IN ('pending', 'running') AND stop_requested`;
 
 /** The earliest time after $1 (epoch ms) at which an unowned pending row becomes ready, or null. */
 export const NEXT_READY = `SELECT min(ready_at) AS at FROM instances
@@ -267,10 +298,12 @@ export const CANCEL_PENDING = `
 /** Reading only: the owners whose lease ran out by the database clock. */
 export const SELECT_EXPIRED = "SELECT owner FROM daemons WHERE lease_until < now() ORDER BY owner";
 
+/** A row whose stop was asked for: the reaper cancels it, pending or running. */
+const CANCELS = "i.stop_requested";
 /** A running row with attempts left: the reaper retries it rather than failing it. */
-const RETRIES = "(i.status = 'running' AND i.attempt < i.max_attempts)";
+const RETRIES = "(i.status = 'running' AND i.attempt < i.max_attempts AND NOT i.stop_requested)";
 /** A running row on its last attempt: the reaper fails it. */
-const FAILS = "(i.status = 'running' AND i.attempt >= i.max_attempts)";
+const FAILS = "(i.status = 'running' AND i.attempt >= i.max_attempts AND NOT i.stop_requested)";
 
 /**
  * Of owners $1 (errors $2), those whose lease is still out lose their lease row (a renewal that
@@ -278,7 +311,8 @@ const FAILS = "(i.status = 'running' AND i.attempt >= i.max_attempts)";
  * fail with their error at $3 (args dropped), or, with attempts left, wait pending for their next
  * attempt, ready at once (the attempt's record closed with the error); their pending rows lose
  * their owner; each gets a new revision. $4 feed offset, $5 channel, $6 the `pending` payload,
- * sent when rows were freed. Returns the changed rows by position.
+ * sent when rows were freed. A row whose stop was asked for is cancelled instead, pending or
+ * running (args dropped, finished at $3), never run again. Returns the changed rows by position.
  */
 export const REAP = `
   WITH dead AS (
@@ -286,15 +320,16 @@ export const REAP = `
   ),
   reaped AS (
     UPDATE instances AS i SET
-      status = CASE WHEN ${RETRIES} THEN 'pending' WHEN ${FAILS} THEN 'failed' ELSE i.status END,
-      error = CASE WHEN ${FAILS} THEN r.error ELSE i.error END,
-      args = CASE WHEN ${FAILS} THEN NULL ELSE i.args END,
-      finished_at = CASE WHEN ${FAILS} THEN $3::int8 ELSE i.finished_at END,
-      owner = CASE WHEN i.status = 'pending' OR ${RETRIES} THEN '' ELSE i.owner END,
+      status = CASE WHEN ${CANCELS} THEN 'cancelled' WHEN ${RETRIES} THEN 'pending' WHEN ${FAILS} THEN 'failed' ELSE i.status END,
+      error = CASE WHEN ${FAILS} THEN r.error WHEN ${CANCELS} THEN NULL ELSE i.error END,
+      args = CASE WHEN ${FAILS} OR ${CANCELS} THEN NULL ELSE i.args END,
+      result = CASE WHEN ${CANCELS} THEN NULL ELSE i.result END,
+      finished_at = CASE WHEN ${FAILS} OR ${CANCELS} THEN $3::int8 ELSE i.finished_at END,
+      owner = CASE WHEN (i.status = 'pending' AND NOT ${CANCELS}) OR ${RETRIES} THEN '' ELSE i.owner END,
       attempt = CASE WHEN ${RETRIES} THEN i.attempt + 1 ELSE i.attempt END,
       ready_at = CASE WHEN ${RETRIES} THEN $3::int8 ELSE i.ready_at END,
       attempts = CASE
-        WHEN i.status = 'running' AND i.attempts IS NOT NULL AND jsonb_array_length(i.attempts::jsonb) > 0 THEN
+        WHEN i.status = 'running' AND NOT ${CANCELS} AND i.attempts IS NOT NULL AND jsonb_array_length(i.attempts::jsonb) > 0 THEN
           jsonb_set(i.attempts::jsonb, ARRAY[(jsonb_array_length(i.attempts::jsonb) - 1)::text],
             (i.attempts::jsonb -> -1) || jsonb_build_object('finishedAt', $3::int8, 'error', r.error::jsonb))::text
         ELSE i.attempts END,

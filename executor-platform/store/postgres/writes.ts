@@ -8,6 +8,7 @@ import type { Pool } from "pg";
 import type { TaskErrorInfo } from "../../../sdk/errors.js";
 import { isTerminalStatus } from "../../../sdk/task-status.js";
 import { INSTANCE_COLUMNS, type InstanceRow, instanceValues, toInstance } from "../instance-columns.js";
+import type { ClaimedInstance } from "../cluster-store.js";
 import type { StoredDefinition, StoredInstance } from "../store.js";
 import { encodeEvent } from "./cluster-event-listener.js";
 import {
@@ -17,9 +18,11 @@ import {
   DELETE_FINISHED,
   NEXT_READY,
   REAP,
+  REQUEST_STOP,
   SAVE,
   SELECT_BY_IDS,
   SELECT_EXPIRED,
+  STOPS_REQUESTED,
 } from "./statements.js";
 import { prepared } from "./prepared.js";
 import { storeError } from "./store-error.js";
@@ -29,10 +32,14 @@ import { transaction } from "./transaction.js";
 const UPSERT_CHUNK = 5_000;
 
 const PENDING = encodeEvent({ kind: "pending" });
+/** The most JSON a `changed` event carries rows in (NOTIFY payloads end at 8,000 bytes). */
+const PUSH_MAX_CHARS = 7_000;
 
 /** Where a write goes: the pool, the feed offset of its database, and the store's label for errors. */
 export interface WriteTarget {
   readonly pool: Pool;
+  /** Connections with `synchronous_commit` off, for the saves that promise nothing (see {@link saveRows}). */
+  readonly lazyPool?: Pool;
   readonly offset: number;
   readonly label: string;
 }
@@ -49,7 +56,7 @@ export interface SaveClaim {
 export interface SavedRows {
   readonly stored: StoredInstance[];
   /** Claimed rows, highest priority first, then by position. */
-  readonly claimed: StoredInstance[];
+  readonly claimed: ClaimedInstance[];
   /** Whether a ready, unowned pending row of a task with a concurrency limit waits (looked for only with a claim). */
   readonly limitedWaiting: boolean;
 }
@@ -84,23 +91,35 @@ export async function saveRows(
     claim?.owner ?? null,
     claimLimit,
     now,
+    claim === undefined || claimLimit > 0 || chunks.length > 1 ? null : pushedRows(chunk),
   ];
+  // What a user was promised waits for the disk: a new instance, an end, a definition, and a
+  // row given back to the store (a retry's next attempt, which any daemon may claim). Progress,
+  // output and starts of rows this daemon holds are committed without waiting for the WAL flush:
+  // the next commit that waits flushes them too, and only a crash of PostgreSQL's machine can
+  // lose the last of them, never a result. (The embedded SQLite store does the same.)
+  const pool =
+    target.lazyPool !== undefined &&
+    definitions.length === 0 &&
+    !rows.some((row) => row.revision === 1 || isTerminalStatus(row.status) || row.owner === "")
+      ? target.lazyPool
+      : target.pool;
   const assigned = new Map<string, { sequence: number; position: number }>();
-  const claimed: StoredInstance[] = [];
+  const claimed: ClaimedInstance[] = [];
   let limitedWaiting = false;
   const keep = (result: { rows: SaveResultRow[] }): void => {
     for (const row of result.rows) {
       if (row.limited_waiting === true) limitedWaiting = true;
-      if (row.claimed) claimed.push(toInstance(row));
+      if (row.claimed) claimed.push(toClaimed(row));
       else assigned.set(row.id, { sequence: row.sequence, position: row.position });
     }
   };
   try {
     if (chunks.length === 1)
-      keep(await target.pool.query<SaveResultRow>(prepared(SAVE, params(chunks[0] as StoredInstance[], 0))));
+      keep(await pool.query<SaveResultRow>(prepared(SAVE, params(chunks[0] as StoredInstance[], 0))));
     else {
       // Too many rows for one statement: one transaction, so one sequence and one commit.
-      await transaction(target.pool, "BEGIN ISOLATION LEVEL READ COMMITTED", async (client) => {
+      await transaction(pool, "BEGIN ISOLATION LEVEL READ COMMITTED", async (client) => {
         for (const [i, chunk] of chunks.entries())
           keep(await client.query<SaveResultRow>(prepared(SAVE, params(chunk, i))));
       });
@@ -137,6 +156,18 @@ type SaveResultRow = InstanceRow & {
   claimed: boolean;
   limited_waiting: boolean | null;
 };
+
+/**
+ * The rows of a save as its `changed` event carries them, so that the other daemons pass them on
+ * without reading them back: only when they are all the transaction's rows (no claim), none is
+ * new (its position is the store's to give), and they fit well within a NOTIFY payload's 8,000
+ * bytes. Null otherwise: the daemons read them.
+ */
+function pushedRows(rows: readonly StoredInstance[]): string | null {
+  if (rows.length === 0 || rows.some((row) => row.revision === 1 || row.position === 0)) return null;
+  const json = JSON.stringify(rows);
+  return json.length <= PUSH_MAX_CHARS && Buffer.byteLength(json) <= PUSH_MAX_CHARS ? json : null;
+}
 
 /**
  * An ended instance of a task with a concurrency limit: its slot is free once this commits, and
@@ -177,8 +208,31 @@ export async function claimRows(
   target: WriteTarget,
   owner: string,
   limit: number,
-): Promise<StoredInstance[]> {
-  return (await run(target, CLAIM, [owner, limit, target.offset, CHANNEL, Date.now()])).map(toInstance);
+): Promise<ClaimedInstance[]> {
+  return (await run(target, CLAIM, [owner, limit, target.offset, CHANNEL, Date.now()])).map(toClaimed);
+}
+
+/** A claimed row as stored, marked when its stop was asked for. */
+function toClaimed(row: InstanceRow): ClaimedInstance {
+  const instance = toInstance(row);
+  return (row as { stop_requested?: boolean }).stop_requested === true
+    ? { ...instance, stopRequested: true }
+    : instance;
+}
+
+/** See `ClusterStore.requestStop`. */
+export async function requestStop(
+  target: WriteTarget,
+  id: string,
+): Promise<{ owner: string; status: string } | undefined> {
+  const rows = await run(target, REQUEST_STOP, [id, CHANNEL]);
+  const row = rows[0] as { owner?: unknown; status?: unknown } | undefined;
+  return row === undefined ? undefined : { owner: String(row.owner), status: String(row.status) };
+}
+
+/** See `ClusterStore.stopsRequested`. */
+export async function stopsRequested(target: WriteTarget, owner: string): Promise<string[]> {
+  return (await run(target, STOPS_REQUESTED, [owner])).map((row) => String(row.id));
 }
 
 /** Cancels row `id` if it is pending and unowned; resolves it as stored, or undefined. */
