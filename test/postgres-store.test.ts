@@ -604,6 +604,14 @@ describe("PostgresStore", () => {
       owner: "daemon-a",
     });
     expect((await dying.stopsRequested("daemon-a")).sort()).toEqual(["inst-1", "inst-2"]);
+    // And on the rows it writes: a stop missed (the event lost) shows at its next progress.
+    const [current] = await dying.getMany(["inst-1"]);
+    const progressed = { ...(current as StoredInstance), progress: 0.5, revision: 4 };
+    const written = await dying.saveAndClaim([progressed], [], { owner: "daemon-a", limit: 0 });
+    expect(written.stopsRequested).toEqual(["inst-1"]);
+    expect((await dying.saveAndClaim([row(9)], [], { owner: "daemon-a", limit: 0 })).stopsRequested).toEqual(
+      [],
+    );
     // Ended or unknown: nothing to stop.
     expect(await survivor.requestStop("inst-4")).toBeUndefined();
     expect(await survivor.requestStop("no-such")).toBeUndefined();

@@ -138,6 +138,9 @@ export class ClusterCoordinator implements Coordinator {
       throw error;
     }
     for (const row of saved.stored) this.#ownSequences.add(row.sequence);
+    // A stop this daemon missed (its event lost in a cut or a reconnect) shows on the rows it
+    // writes: its start, its progress. Stopped once the caller has taken the rows in.
+    if (saved.stopsRequested.length > 0) queueMicrotask(() => this.#stopAll(saved.stopsRequested));
     if (limit > 0) {
       this.#claimingInWrite = false;
       this.#took(saved.claimed);
@@ -397,15 +400,18 @@ export class ClusterCoordinator implements Coordinator {
   /** Stops what this daemon holds whose stop was asked for while it may not have heard. */
   #applyRequestedStops(): void {
     this.#o.store.stopsRequested(this.#o.owner).then(
-      (ids) => {
-        const { table, queue } = this.#partsOf();
-        for (const id of ids) {
-          const active = table.get(id);
-          if (active !== undefined && !active.userStopped) queue.stop(active);
-        }
-      },
+      (ids) => this.#stopAll(ids),
       (error) => this.#o.log.warn({ err: error }, "could not read the stops asked of this daemon"),
     );
+  }
+
+  /** Stops the instances of `ids` this daemon holds, unless already stopped. */
+  #stopAll(ids: readonly string[]): void {
+    const { table, queue } = this.#partsOf();
+    for (const id of ids) {
+      const active = table.get(id);
+      if (active !== undefined && !active.userStopped) queue.stop(active);
+    }
   }
 
   /**

@@ -62,7 +62,13 @@ export interface ClusterStore extends Store {
     rows: readonly StoredInstance[],
     definitions: readonly StoredDefinition[],
     claim: { readonly owner: string; readonly limit: number },
-  ): Promise<{ stored: StoredInstance[]; claimed: ClaimedInstance[]; limitedWaiting: boolean }>;
+  ): Promise<{
+    stored: StoredInstance[];
+    claimed: ClaimedInstance[];
+    limitedWaiting: boolean;
+    /** Saved rows, not ended, whose stop was asked for: a stop their owner may have missed. */
+    stopsRequested: string[];
+  }>;
   /**
    * Every deployment's final rows with `sequence > afterSequence`, by sequence then id: about
    * `limit` of them, more when the rows of the last sequence go past it (a page never splits a

@@ -5,8 +5,13 @@ import type { PostgresStoreLogger } from "./postgres-store.js";
 import { CHANNEL, LISTEN, PING, SELECT_SEQUENCE } from "./statements.js";
 import { errorMessage } from "./store-error.js";
 
+/**
+ * The event connection is tried again after 100 ms, doubling to at most 500 ms: while it is down
+ * this daemon hears no stop, so it comes back soon after the database does (one connection
+ * attempt per daemon every half second is nothing to a database that is up).
+ */
 const RECONNECT_MIN_MS = 100;
-const RECONNECT_MAX_MS = 2_000;
+const RECONNECT_MAX_MS = 500;
 /** How often the LISTEN connection is pinged, to notice a connection that died silently. */
 const PING_INTERVAL_MS = 15_000;
 const PING_TIMEOUT_MS = 10_000;

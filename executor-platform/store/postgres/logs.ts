@@ -41,7 +41,8 @@ interface LogRow {
 export async function writeLogs(target: WriteTarget, write: LogWrite): Promise<number[]> {
   if (write.append.length === 0 && write.rewrite.length === 0 && write.remove.length === 0) return [];
   try {
-    const result = await target.pool.query<{ chunk: number }>(
+    // Output, like progress, does not wait for the disk (see `saveRows`).
+    const result = await (target.lazyPool ?? target.pool).query<{ chunk: number }>(
       prepared(WRITE_LOGS, [
         write.append.map((c) => c.instanceId),
         write.append.map((c) => c.lines),

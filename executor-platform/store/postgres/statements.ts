@@ -93,7 +93,8 @@ const P_POSITIONS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "
  * skipping rows another claim holds and the rows being saved), in the same transaction: a daemon
  * whose instance ended writes the end and takes its next work in one commit.
  *
- * Returns a row per saved row (`claimed` false: id, sequence and position; other columns null),
+ * Returns a row per saved row (`claimed` false: id, sequence, position and whether its stop
+ * was asked for; other columns null),
  * then a row per claimed row (`claimed` true, whole), each with `limited_waiting`: whether a
  * ready, unowned pending row with a concurrency limit waits (only looked for with a claim).
  */
@@ -138,7 +139,7 @@ export const SAVE = `
     -- A new row (revision 1) never replaces one that exists: two daemons creating one id (an
     -- idempotency key) leave the first; the caller reads it back.
     WHERE excluded.revision > 1
-    RETURNING id, sequence, position
+    RETURNING id, sequence, position, stop_requested
   ),
   claimable AS (
     SELECT id FROM instances
@@ -169,7 +170,7 @@ export const SAVE = `
         ? `saved.${column.name}`
         : `NULL::${column.postgres} AS ${column.name}`,
     ).join(", ")}
-      , false AS stop_requested
+      , saved.stop_requested
     FROM saved
     UNION ALL
     SELECT true, ${INSTANCE_COLUMNS.map((column) => `claimed.${column.name}`).join(", ")}, claimed.stop_requested

@@ -59,6 +59,8 @@ export interface SavedRows {
   readonly claimed: ClaimedInstance[];
   /** Whether a ready, unowned pending row of a task with a concurrency limit waits (looked for only with a claim). */
   readonly limitedWaiting: boolean;
+  /** Saved rows, not ended, whose stop was asked for (`requestStop`): their owner must stop them. */
+  readonly stopsRequested: string[];
 }
 
 /**
@@ -107,11 +109,15 @@ export async function saveRows(
   const assigned = new Map<string, { sequence: number; position: number }>();
   const claimed: ClaimedInstance[] = [];
   let limitedWaiting = false;
+  const stopped = new Set<string>();
   const keep = (result: { rows: SaveResultRow[] }): void => {
     for (const row of result.rows) {
       if (row.limited_waiting === true) limitedWaiting = true;
       if (row.claimed) claimed.push(toClaimed(row));
-      else assigned.set(row.id, { sequence: row.sequence, position: row.position });
+      else {
+        assigned.set(row.id, { sequence: row.sequence, position: row.position });
+        if (row.stop_requested === true) stopped.add(row.id);
+      }
     }
   };
   try {
@@ -145,7 +151,10 @@ export async function saveRows(
     return { ...row, sequence: saved.sequence, position: saved.position };
   });
   claimed.sort((a, b) => b.priority - a.priority || a.position - b.position);
-  return { stored, claimed, limitedWaiting };
+  const stopsRequested = stored
+    .filter((row) => stopped.has(row.id) && !isTerminalStatus(row.status))
+    .map((row) => row.id);
+  return { stored, claimed, limitedWaiting, stopsRequested };
 }
 
 /** A row of {@link SAVE}'s answer: a saved row's id, sequence and position, or a claimed row whole. */
@@ -155,6 +164,7 @@ type SaveResultRow = InstanceRow & {
   position: number;
   claimed: boolean;
   limited_waiting: boolean | null;
+  stop_requested: boolean | null;
 };
 
 /**
