@@ -92,7 +92,7 @@ export interface Runner {
 const RUN_TIMEOUT_MS = 10 * 60_000;
 const TOP_STATEMENTS = 10;
 /** The fewest jobs per run, however slow the setups: enough to dwarf the start and the tail. */
-export const MIN_INSTANCES = 200;
+export const MIN_INSTANCES = 1_000;
 
 /**
  * Starts the setups: graphile-worker, one and three daemons on PostgreSQL, one daemon on the

@@ -40,7 +40,7 @@ export interface BenchClusterOptions {
   /**
    * About how many seconds the measured throughput runs of one part may take, all setups
    * together: every setup runs the same number of jobs, as many as fit by the warm-up rates
-   * (at least 200, at most `instances`). Default 80 (long: 600).
+   * (at least 1,000, at most `instances`). Default 80 (long: 600).
    */
   budgetSeconds?: number;
   /** Throughput runs of each setup, setups taking turns. Default 3. */
