@@ -5,12 +5,18 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PlatformExecutor, TaskFailedError, listTaskInstances, setExecutor } from "numerous-tasks";
+import {
+  PlatformExecutor,
+  TaskFailedError,
+  getTaskInstance,
+  listTaskInstances,
+  setExecutor,
+} from "numerous-tasks";
 import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CONTRACT_CONCURRENCY, describeExecutorContract } from "./executor-contract.js";
-import { countSlowly, holdUntilStopped, recordRun } from "./fixtures/cluster-tasks.js";
+import { countSlowly, holdUntilStopped, ignoresStops, recordRun } from "./fixtures/cluster-tasks.js";
 import { printsAtExit } from "./fixtures/log-tasks.js";
 import { collect, linesOf } from "./executor-contract-logs.js";
 import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js";
@@ -116,6 +122,40 @@ describe("cluster faults", () => {
     expect(front.child.exitCode).toBeNull();
     const stuck = await listTaskInstances({ status: ["pending", "running"] });
     expect(stuck).toEqual([]);
+  });
+
+  it("cancels, not retries, an instance whose daemon took its stop and was SIGKILLed before it ended", async () => {
+    // A long grace, so the workload is still running when its daemon dies; the stop is taken by
+    // the very daemon that runs it (its own client), and the other daemon runs nothing.
+    cluster = await startClusterOn(postgres, [1, 0], ["--lease-ms", "1000"], 60_000);
+    const [holder] = cluster.daemons as [DaemonProcess, DaemonProcess];
+    setExecutor(cluster.client(0));
+    const instance = ignoresStops.with({ retry: { maxAttempts: 3, initialDelayMs: 0 } })();
+    for await (const snapshot of instance) if (snapshot.output !== undefined) break;
+    await instance.stop();
+    // Kept on the row, then the daemon dies before the workload's grace is over.
+    const db = new pg.Client(cluster.url);
+    await db.connect();
+    try {
+      for (;;) {
+        const marked = await db.query("SELECT stop_requested FROM instances WHERE id = $1", [instance.id]);
+        if (marked.rows[0]?.stop_requested === true) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      await db.end();
+    }
+    await holder.kill9();
+
+    setExecutor(cluster.client(1));
+    const seen = await getTaskInstance(instance.id);
+    expect(seen).toBeDefined();
+    const final = await seen?.wait().then(
+      () => seen.status,
+      () => seen.status,
+    );
+    expect(final).toBe("cancelled");
+    expect(seen?.attempt ?? 1).toBe(1);
   });
 
   it("passes a change on to other daemons once an older transaction that announces nothing ends", async () => {

@@ -385,5 +385,6 @@ export async function stop(o: ClientServiceOptions, id: string, deployment: stri
   }
   if (active.row.deploymentId !== deployment) return false;
   o.queue.stop(active);
+  o.coordinator.stoppedHere(active);
   return true;
 }

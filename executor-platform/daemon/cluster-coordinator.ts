@@ -60,6 +60,8 @@ export class ClusterCoordinator implements Coordinator {
   #claimWithWrite = false;
   /** A write that claims is in flight. */
   #claimingInWrite = false;
+  /** The last write's claim left room while rows of limited tasks waited: the claim function takes them next. */
+  #limitedWaiting = false;
   /** Starting what a claim took (the queue's "drained" then is this daemon's own doing). */
   #starting = false;
   /** A fetch to catch up past this daemon's own writes is due (see {@link #fetchOwnLater}). */
@@ -147,7 +149,8 @@ export class ClusterCoordinator implements Coordinator {
       this.#claimsWork();
       // Room is left and more may wait (a full claim), or only rows of limited tasks do, which
       // the store's claim function takes; or room came up meanwhile.
-      if (saved.claimed.length === limit || saved.limitedWaiting || this.#claimAgain) {
+      this.#limitedWaiting = saved.limitedWaiting && saved.claimed.length < limit;
+      if (saved.claimed.length === limit || this.#limitedWaiting || this.#claimAgain) {
         this.#claimAgain = false;
         // After the rows are saved and broadcast (the caller does that next).
         queueMicrotask(() => this.drained());
@@ -311,13 +314,15 @@ export class ClusterCoordinator implements Coordinator {
     const { table, queue } = this.#partsOf();
     const room = queue.room();
     if (room <= 0) return;
-    if (table.writeDue) {
-      // An end (or a start) is about to be written: its statement claims too.
+    if (table.writeDue && !this.#limitedWaiting) {
+      // An end (or a start) is about to be written: its statement claims too (not rows of tasks
+      // with a concurrency limit: when those wait, the claim function below takes them).
       this.#claimWithWrite = true;
       return;
     }
     this.#claiming = true;
     this.#claimAgain = false;
+    this.#limitedWaiting = false;
     store
       .claim(owner, room)
       .then((rows) => {
@@ -372,6 +377,17 @@ export class ClusterCoordinator implements Coordinator {
     }, STOP_RETRY_MS);
     timer.unref();
     this.#stopping.set(row.id, timer);
+  }
+
+  stoppedHere(active: ActiveInstance): void {
+    // Running (a pending one ends cancelled at once, and its end is written): kept on the row in
+    // case this daemon dies before the workload ends; reaping then cancels it.
+    if (active.row.status !== "running") return;
+    this.#o.store
+      .requestStop(active.row.id)
+      .catch((error) =>
+        this.#o.log.warn({ err: error, instance: active.row.id }, "could not keep a stop on its row"),
+      );
   }
 
   /** One try to stop `id` wherever it is; resolves whether it has ended. */

@@ -1,4 +1,5 @@
 import type { StoredInstance } from "../store/store.js";
+import type { ActiveInstance } from "./active-instance.js";
 import type { InstanceTable, RowWriter } from "./instance-table.js";
 import type { RunQueue } from "./run-queue.js";
 import type { WatchHub } from "./watch-hub.js";
@@ -35,4 +36,9 @@ export interface Coordinator extends RowWriter {
   drained(): void;
   /** Stops an unfinished instance that this daemon does not hold. */
   stopElsewhere(row: StoredInstance): Promise<void>;
+  /**
+   * A user stopped an instance this daemon holds (the queue stops it): a cluster keeps the stop
+   * on its row too, so that if this daemon dies first, the instance is cancelled, not run again.
+   */
+  stoppedHere(active: ActiveInstance): void;
 }

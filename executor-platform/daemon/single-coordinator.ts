@@ -90,6 +90,10 @@ export class SingleCoordinator implements Coordinator {
     // Every unfinished instance of a lone daemon is held by it.
   }
 
+  stoppedHere(): void {
+    // Its workload reattaches to the daemon started again, which still holds the stop's end.
+  }
+
   #partsOf(): CoordinatedParts {
     if (this.#parts === undefined) throw new Error("the coordinator is not attached");
     return this.#parts;
