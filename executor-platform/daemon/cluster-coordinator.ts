@@ -350,7 +350,7 @@ export class ClusterCoordinator implements Coordinator {
 
   /**
    * Cancels an unclaimed pending row here, or asks the daemon that holds it; then keeps asking,
-   * once a second, until the instance has ended. A stop travels as an event, and the daemon that
+   * every {@link STOP_RETRY_MS}, until the instance has ended. A stop travels as an event, and the daemon that
    * holds the instance may not hear it: its event connection down (a cut, a database restart),
    * the row claimed but not yet in its hands, or the daemon dead and its rows given to others.
    */
@@ -393,7 +393,7 @@ export class ClusterCoordinator implements Coordinator {
   /** One try to stop `id` wherever it is; resolves whether it has ended. */
   async #stopOnce(id: string, mayBeUnclaimed: boolean): Promise<boolean> {
     const { store, owner } = this.#o;
-    const { table, queue } = this.#partsOf();
+    const { table } = this.#partsOf();
     if (mayBeUnclaimed) {
       await table.durable();
       const cancelled = await store.cancelPending(id);
@@ -406,10 +406,7 @@ export class ClusterCoordinator implements Coordinator {
     // finds the stop when it claims, renews its lease or reconnects; reaping cancels it.
     const marked = await store.requestStop(id);
     if (marked === undefined) return true;
-    if (marked.owner === owner) {
-      const active = table.get(id);
-      if (active) queue.stop(active);
-    }
+    if (marked.owner === owner) this.#stopAll([id]);
     return false;
   }
 
@@ -476,8 +473,7 @@ export class ClusterCoordinator implements Coordinator {
         this.#fetchChanges();
       }
     } else if (event.kind === "stop" && event.owner === this.#o.owner) {
-      const active = this.#partsOf().table.get(event.instanceId);
-      if (active !== undefined) this.#partsOf().queue.stop(active);
+      this.#stopAll([event.instanceId]);
     }
   }
 
@@ -513,6 +509,11 @@ export class ClusterCoordinator implements Coordinator {
     if (sequence <= this.#fetched) return;
     this.#fetched = sequence;
     this.#settled = Math.max(this.#settled, sequence);
+    this.#forgetOwnUpTo(sequence);
+  }
+
+  /** The feed has passed these: no read will meet their rows again. */
+  #forgetOwnUpTo(sequence: number): void {
     for (const own of this.#ownSequences) if (own <= sequence) this.#ownSequences.delete(own);
   }
 
@@ -573,8 +574,7 @@ export class ClusterCoordinator implements Coordinator {
       }
       const last = rows.at(-1);
       if (last !== undefined) this.#fetched = last.sequence;
-      for (const sequence of this.#ownSequences)
-        if (sequence <= this.#fetched) this.#ownSequences.delete(sequence);
+      this.#forgetOwnUpTo(this.#fetched);
       if (theirs.length > 0) hub.broadcast(theirs);
       if (rows.length < FETCH_PAGE) return;
     }

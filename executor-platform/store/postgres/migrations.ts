@@ -4,6 +4,75 @@ import { errorMessage } from "./store-error.js";
 import { transaction } from "./transaction.js";
 
 /**
+ * The claim function (see migration 3), created by step 3 and replaced by step 7 with an event
+ * that names the claiming daemon; `changed` is the JSON of its `changed` event.
+ */
+function claimFunction(create: "CREATE" | "CREATE OR REPLACE", changed: string): string {
+  return `
+  ${create} FUNCTION numerous_tasks_claim(p_owner text, p_limit int, p_offset int8, p_channel text, p_now int8)
+  RETURNS SETOF instances LANGUAGE plpgsql AS $fn$
+  DECLARE
+    v_sequence int8 := pg_current_xact_id()::text::int8 + p_offset;
+    v_taken int := 0;
+    v_count int;
+    v_full text[] := '{}';
+    c record;
+  BEGIN
+    RETURN QUERY
+      WITH picked AS (
+        SELECT id FROM instances
+        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
+          AND concurrency_limit = 0 AND per_key_limit = 0
+        ORDER BY priority DESC, position LIMIT p_limit FOR UPDATE SKIP LOCKED
+      )
+      UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
+      FROM picked WHERE i.id = picked.id RETURNING i.*;
+    GET DIAGNOSTICS v_taken = ROW_COUNT;
+    IF v_taken < p_limit THEN
+      FOR c IN
+        SELECT id, deployment_id, task_id, concurrency_key, concurrency_limit, per_key_limit FROM instances
+        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
+          AND (concurrency_limit > 0 OR per_key_limit > 0)
+        ORDER BY priority DESC, position LIMIT 1000
+      LOOP
+        CONTINUE WHEN (c.deployment_id || E'\n' || c.task_id) = ANY (v_full)
+          OR (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, '')) = ANY (v_full);
+        PERFORM pg_advisory_xact_lock(1314149195, hashtext(c.deployment_id || E'\n' || c.task_id));
+        PERFORM 1 FROM instances WHERE id = c.id AND status = 'pending' AND owner = '' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        IF c.concurrency_limit > 0 THEN
+          SELECT count(*) INTO v_count FROM instances
+          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND owner <> ''
+            AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
+          IF v_count >= c.concurrency_limit THEN
+            v_full := v_full || (c.deployment_id || E'\n' || c.task_id);
+            CONTINUE;
+          END IF;
+        END IF;
+        IF c.per_key_limit > 0 THEN
+          SELECT count(*) INTO v_count FROM instances
+          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND concurrency_key = c.concurrency_key
+            AND owner <> '' AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
+          IF v_count >= c.per_key_limit THEN
+            v_full := v_full || (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, ''));
+            CONTINUE;
+          END IF;
+        END IF;
+        RETURN QUERY
+          UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
+          WHERE i.id = c.id RETURNING i.*;
+        v_taken := v_taken + 1;
+        EXIT WHEN v_taken >= p_limit;
+      END LOOP;
+    END IF;
+    IF v_taken > 0 THEN
+      PERFORM pg_notify(p_channel, ${changed}::text);
+    END IF;
+  END
+  $fn$;`;
+}
+
+/**
  * Applied in order at open, in one transaction; step i brings the schema from version i to i + 1.
  * Never edit a shipped step: add one.
  */
@@ -102,67 +171,7 @@ const MIGRATIONS: readonly string[] = [
   -- under a transaction lock of that task: the count of its claimed rows is read after the lock
   -- is taken (a statement of a volatile function sees what committed before it), so two daemons
   -- never both admit past the limit. Notifies 'changed' with the claim's sequence.
-  CREATE FUNCTION numerous_tasks_claim(p_owner text, p_limit int, p_offset int8, p_channel text, p_now int8)
-  RETURNS SETOF instances LANGUAGE plpgsql AS $fn$
-  DECLARE
-    v_sequence int8 := pg_current_xact_id()::text::int8 + p_offset;
-    v_taken int := 0;
-    v_count int;
-    v_full text[] := '{}';
-    c record;
-  BEGIN
-    RETURN QUERY
-      WITH picked AS (
-        SELECT id FROM instances
-        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
-          AND concurrency_limit = 0 AND per_key_limit = 0
-        ORDER BY priority DESC, position LIMIT p_limit FOR UPDATE SKIP LOCKED
-      )
-      UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
-      FROM picked WHERE i.id = picked.id RETURNING i.*;
-    GET DIAGNOSTICS v_taken = ROW_COUNT;
-    IF v_taken < p_limit THEN
-      FOR c IN
-        SELECT id, deployment_id, task_id, concurrency_key, concurrency_limit, per_key_limit FROM instances
-        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
-          AND (concurrency_limit > 0 OR per_key_limit > 0)
-        ORDER BY priority DESC, position LIMIT 1000
-      LOOP
-        CONTINUE WHEN (c.deployment_id || E'\n' || c.task_id) = ANY (v_full)
-          OR (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, '')) = ANY (v_full);
-        PERFORM pg_advisory_xact_lock(1314149195, hashtext(c.deployment_id || E'\n' || c.task_id));
-        PERFORM 1 FROM instances WHERE id = c.id AND status = 'pending' AND owner = '' FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
-        IF c.concurrency_limit > 0 THEN
-          SELECT count(*) INTO v_count FROM instances
-          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND owner <> ''
-            AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
-          IF v_count >= c.concurrency_limit THEN
-            v_full := v_full || (c.deployment_id || E'\n' || c.task_id);
-            CONTINUE;
-          END IF;
-        END IF;
-        IF c.per_key_limit > 0 THEN
-          SELECT count(*) INTO v_count FROM instances
-          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND concurrency_key = c.concurrency_key
-            AND owner <> '' AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
-          IF v_count >= c.per_key_limit THEN
-            v_full := v_full || (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, ''));
-            CONTINUE;
-          END IF;
-        END IF;
-        RETURN QUERY
-          UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
-          WHERE i.id = c.id RETURNING i.*;
-        v_taken := v_taken + 1;
-        EXIT WHEN v_taken >= p_limit;
-      END LOOP;
-    END IF;
-    IF v_taken > 0 THEN
-      PERFORM pg_notify(p_channel, json_build_object('kind', 'changed', 'sequence', v_sequence)::text);
-    END IF;
-  END
-  $fn$;
+${claimFunction("CREATE", "json_build_object('kind', 'changed', 'sequence', v_sequence)")}
   `,
   `
   -- Schedules (SPEC section 5).
@@ -218,67 +227,7 @@ const MIGRATIONS: readonly string[] = [
   `
   -- A claim's changed event names the claiming daemon, which has the rows already and need
   -- not read them back (the same function otherwise).
-  CREATE OR REPLACE FUNCTION numerous_tasks_claim(p_owner text, p_limit int, p_offset int8, p_channel text, p_now int8)
-  RETURNS SETOF instances LANGUAGE plpgsql AS $fn$
-  DECLARE
-    v_sequence int8 := pg_current_xact_id()::text::int8 + p_offset;
-    v_taken int := 0;
-    v_count int;
-    v_full text[] := '{}';
-    c record;
-  BEGIN
-    RETURN QUERY
-      WITH picked AS (
-        SELECT id FROM instances
-        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
-          AND concurrency_limit = 0 AND per_key_limit = 0
-        ORDER BY priority DESC, position LIMIT p_limit FOR UPDATE SKIP LOCKED
-      )
-      UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
-      FROM picked WHERE i.id = picked.id RETURNING i.*;
-    GET DIAGNOSTICS v_taken = ROW_COUNT;
-    IF v_taken < p_limit THEN
-      FOR c IN
-        SELECT id, deployment_id, task_id, concurrency_key, concurrency_limit, per_key_limit FROM instances
-        WHERE status = 'pending' AND owner = '' AND ready_at <= p_now
-          AND (concurrency_limit > 0 OR per_key_limit > 0)
-        ORDER BY priority DESC, position LIMIT 1000
-      LOOP
-        CONTINUE WHEN (c.deployment_id || E'\n' || c.task_id) = ANY (v_full)
-          OR (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, '')) = ANY (v_full);
-        PERFORM pg_advisory_xact_lock(1314149195, hashtext(c.deployment_id || E'\n' || c.task_id));
-        PERFORM 1 FROM instances WHERE id = c.id AND status = 'pending' AND owner = '' FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
-        IF c.concurrency_limit > 0 THEN
-          SELECT count(*) INTO v_count FROM instances
-          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND owner <> ''
-            AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
-          IF v_count >= c.concurrency_limit THEN
-            v_full := v_full || (c.deployment_id || E'\n' || c.task_id);
-            CONTINUE;
-          END IF;
-        END IF;
-        IF c.per_key_limit > 0 THEN
-          SELECT count(*) INTO v_count FROM instances
-          WHERE deployment_id = c.deployment_id AND task_id = c.task_id AND concurrency_key = c.concurrency_key
-            AND owner <> '' AND status IN ('pending', 'running') AND (concurrency_limit > 0 OR per_key_limit > 0);
-          IF v_count >= c.per_key_limit THEN
-            v_full := v_full || (c.deployment_id || E'\n' || c.task_id || E'\n' || coalesce(c.concurrency_key, ''));
-            CONTINUE;
-          END IF;
-        END IF;
-        RETURN QUERY
-          UPDATE instances AS i SET owner = p_owner, revision = i.revision + 1, sequence = v_sequence
-          WHERE i.id = c.id RETURNING i.*;
-        v_taken := v_taken + 1;
-        EXIT WHEN v_taken >= p_limit;
-      END LOOP;
-    END IF;
-    IF v_taken > 0 THEN
-      PERFORM pg_notify(p_channel, json_build_object('kind', 'changed', 'sequence', v_sequence, 'by', p_owner)::text);
-    END IF;
-  END
-  $fn$;
+${claimFunction("CREATE OR REPLACE", "json_build_object('kind', 'changed', 'sequence', v_sequence, 'by', p_owner)")}
   `,
   `
   -- A stop asked of an instance another daemon holds is kept on its row, not only sent as an
