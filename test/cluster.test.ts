@@ -2,9 +2,10 @@
  * Several daemons on one PostgreSQL (started by this file): one executor, whichever daemon a
  * client talks to.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import {
   PlatformExecutor,
   TaskFailedError,
@@ -22,6 +23,7 @@ import { collect, linesOf } from "./executor-contract-logs.js";
 import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js";
 import { type Cluster, freshDatabase, startCluster as startClusterOn } from "./helpers/cluster.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import { pollUntil } from "./helpers/deadline.js";
 import { createTcpGate } from "./helpers/tcp-gate.js";
 import {
   TaskServiceClient,
@@ -157,6 +159,75 @@ describe("cluster faults", () => {
     expect(final).toBe("cancelled");
     expect(seen?.attempt ?? 1).toBe(1);
   });
+
+  it("never begins an instance whose stop was kept on its row while its daemon was cut off the database", async () => {
+    // The runner's workload is held between its spawn and its hello; meanwhile the runner is cut
+    // off PostgreSQL and the instance is stopped through the other daemon (kept on the row, the
+    // event lost). Let go during the cut, the workload must not begin the task: its daemon cannot
+    // tell whether it was stopped until it reaches the database again.
+    const url = await freshDatabase(postgres);
+    const target = new URL(url);
+    const gate = await createTcpGate({ host: target.hostname, port: Number(target.port) });
+    const gated = new URL(url);
+    gated.host = gate.address;
+    const hold = mkdtempSync(join(tmpdir(), "hold-start-"));
+    const ledger = join(hold, "ledger");
+    const args = ["--lease-ms", "10000", "--workload-mode", "process", "--warm-workloads", "0"];
+    const stopper = await startDaemon({ args: ["--store", url, "--concurrency", "0", ...args] });
+    const runner = await startDaemon({
+      args: ["--store", gated.toString(), "--concurrency", "1", ...args],
+      env: {
+        NODE_OPTIONS: `--import ${pathToFileURL(join(import.meta.dirname, "fixtures/hold-workload-start.mjs")).href}`,
+        HOLD_WORKLOAD_START: hold,
+      },
+    });
+    cluster = {
+      daemons: [stopper, runner],
+      url,
+      client: () => {
+        throw new Error("not used");
+      },
+      async close() {
+        await gate.close();
+        await Promise.all([stopper, runner].map((d) => (d.child.exitCode === null ? d.stop() : undefined)));
+        for (const daemon of [stopper, runner]) removeDataDir(daemon.dataDir);
+        rmSync(hold, { recursive: true, force: true });
+      },
+    };
+    const executor = new PlatformExecutor({
+      address: stopper.address,
+      accessToken: undefined,
+      deploymentId: undefined,
+      tlsCaFile: undefined,
+    });
+    setExecutor(executor);
+    try {
+      const instance = recordRun(ledger, 21);
+      await pollUntil(() => existsSync(join(hold, "spawned")), "the runner's workload to be spawned");
+      // The claim was a while ago (its proof that no stop was kept is stale); the time passing is
+      // the point here, not a synchronisation.
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      gate.shut();
+      await instance.stop();
+      writeFileSync(join(hold, "go"), "");
+      // Either it holds the workload at its start, or (the fault) the task runs; the other wait
+      // is left to lapse.
+      const held = runner.waitForLog(
+        (entry) => entry.msg === "workloads wait to begin: the store cannot say whether they were stopped",
+        "the runner to hold the workload at its start",
+      );
+      const ran = pollUntil(() => existsSync(ledger), "the task to run");
+      for (const wait of [held, ran]) wait.catch(() => {});
+      await Promise.race([held, ran]);
+      gate.open();
+      await expect(instance.wait()).rejects.toThrow();
+      expect(instance.status).toBe("cancelled");
+      expect(existsSync(ledger), "the task ran after its stop was acknowledged").toBe(false);
+      expect(runner.child.exitCode, "the runner exited").toBeNull();
+    } finally {
+      await executor.close();
+    }
+  }, 120_000);
 
   it("passes a change on to other daemons once an older transaction that announces nothing ends", async () => {
     // A daemon shows another's change once every older transaction on the server has ended. One

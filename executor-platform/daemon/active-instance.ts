@@ -18,6 +18,11 @@ export interface ActiveInstance {
   /** Its attempt ran past its timeout and was asked to stop: the attempt fails. */
   timedOut: boolean;
   timeoutTimer: NodeJS.Timeout | undefined;
+  /**
+   * In a cluster: when the last statement that showed its row had no stop asked for was sent
+   * (its claim, or the start gate's check), ms since the epoch.
+   */
+  checkedAt?: number;
   /** Given back to the shared store to wait for its next attempt: forgotten once saved. */
   released: boolean;
 }

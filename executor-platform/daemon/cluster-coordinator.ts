@@ -6,6 +6,7 @@ import type { ActiveInstance } from "./active-instance.js";
 import type { CoordinatedParts, Coordinator } from "./coordinator.js";
 import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
+import { StartGate } from "./start-gate.js";
 
 export interface ClusterCoordinatorOptions {
   readonly store: ClusterStore;
@@ -54,6 +55,7 @@ const RETRY_MAX_MS = 100;
 export class ClusterCoordinator implements Coordinator {
   readonly #o: ClusterCoordinatorOptions;
   #parts: CoordinatedParts | undefined;
+  readonly #gate: StartGate;
   #claiming = false;
   #claimAgain = false;
   /** The next write claims too (a write was due when room came up): one commit for both. */
@@ -101,6 +103,13 @@ export class ClusterCoordinator implements Coordinator {
 
   constructor(options: ClusterCoordinatorOptions) {
     this.#o = options;
+    this.#gate = new StartGate({
+      store: options.store,
+      owner: options.owner,
+      log: options.log,
+      began: (active, at) => this.#partsOf().queue.began(active, at),
+      stop: (ids) => this.#stopAll(ids),
+    });
   }
 
   attach(parts: CoordinatedParts): void {
@@ -129,6 +138,7 @@ export class ClusterCoordinator implements Coordinator {
         limit = Math.max(0, this.#partsOf().queue.room());
     }
     if (limit > 0) this.#claimingInWrite = true;
+    const sentAt = Date.now();
     let saved: Awaited<ReturnType<ClusterStore["saveAndClaim"]>>;
     try {
       saved = await store.saveAndClaim(rows, definitions, { owner, limit });
@@ -145,7 +155,7 @@ export class ClusterCoordinator implements Coordinator {
     if (saved.stopsRequested.length > 0) queueMicrotask(() => this.#stopAll(saved.stopsRequested));
     if (limit > 0) {
       this.#claimingInWrite = false;
-      this.#took(saved.claimed);
+      this.#took(saved.claimed, sentAt);
       this.#claimsWork();
       // Room is left and more may wait (a full claim), or only rows of limited tasks do, which
       // the store's claim function takes; or room came up meanwhile.
@@ -164,13 +174,16 @@ export class ClusterCoordinator implements Coordinator {
    * cancelled before it can start. Watchers are not told: a claim changes nothing they see (the
    * row is still pending), and its start follows at once.
    */
-  #took(rows: readonly ClaimedInstance[]): void {
+  #took(rows: readonly ClaimedInstance[], sentAt: number): void {
     if (rows.length === 0) return;
     const { table, queue } = this.#partsOf();
     const stopped: ActiveInstance[] = [];
     for (const row of rows) {
       const { stopRequested, ...plain } = row;
       const active = table.hold(plain);
+      // The claim saw the row's stop, or a stop kept after it finds the row claimed: proof
+      // enough for its workload to begin now (see StartGate).
+      active.checkedAt = sentAt;
       queue.enqueue(row.id);
       this.#ownSequences.add(row.sequence);
       if (stopRequested === true) stopped.push(active);
@@ -265,6 +278,11 @@ export class ClusterCoordinator implements Coordinator {
     clearTimeout(this.#claimRetry);
     clearTimeout(this.#ownFetch);
     this.#unsubscribe?.();
+    this.#gate.close();
+  }
+
+  begin(active: ActiveInstance, send: () => void): void {
+    this.#gate.begin(active, send);
   }
 
   /** Claims at `at` (epoch ms), when a delayed instance or a retry becomes ready. */
@@ -323,10 +341,11 @@ export class ClusterCoordinator implements Coordinator {
     this.#claiming = true;
     this.#claimAgain = false;
     this.#limitedWaiting = false;
+    const sentAt = Date.now();
     store
       .claim(owner, room)
       .then((rows) => {
-        this.#took(rows);
+        this.#took(rows, sentAt);
         if (rows.length === room) this.#claimAgain = true;
         this.#claimsWork();
       })

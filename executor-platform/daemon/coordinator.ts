@@ -41,4 +41,9 @@ export interface Coordinator extends RowWriter {
    * on its row too, so that if this daemon dies first, the instance is cancelled, not run again.
    */
   stoppedHere(active: ActiveInstance): void;
+  /**
+   * An attempt of a held instance is to begin: records it, then `send` tells its workload. A
+   * daemon alone does both at once; a cluster first makes sure no stop was kept on its row.
+   */
+  begin(active: ActiveInstance, send: () => void): void;
 }

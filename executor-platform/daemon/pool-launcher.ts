@@ -17,8 +17,8 @@ export interface PoolLauncherOptions {
   readonly size: number;
   /** A worker became idle: queued instances can start. */
   readonly onIdle: () => void;
-  /** An attempt begins to run: the queue records it and starts its timeout. */
-  readonly began: (active: ActiveInstance) => void;
+  /** An attempt begins: recorded, then `send` tells its workload (see `Coordinator.begin`). */
+  readonly begin: (active: ActiveInstance, send: () => void) => void;
 }
 
 /** Warm processes, each running one instance after another. */
@@ -39,11 +39,10 @@ export class PoolLauncher implements WorkloadLauncher {
 
   start(active: ActiveInstance): void {
     const { workers } = this.#o;
-    this.#o.began(active);
     const worker = workers.idle.pop() as Worker;
     worker.instanceId = active.row.id;
     active.worker = worker;
-    sendStart(workers, worker, active);
+    this.#o.begin(active, () => sendStart(workers, worker, active));
   }
 
   helloFrom(worker: Worker): void {

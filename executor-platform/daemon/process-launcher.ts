@@ -19,8 +19,8 @@ export interface ProcessLauncherOptions {
   readonly tokensRequired: boolean;
   /** Runner processes kept started ahead of demand, each for one instance. */
   readonly warm: number;
-  /** An attempt begins to run: the queue records it and starts its timeout. */
-  readonly began: (active: ActiveInstance) => void;
+  /** An attempt begins: recorded, then `send` tells its workload (see `Coordinator.begin`). */
+  readonly begin: (active: ActiveInstance, send: () => void) => void;
 }
 
 /** The first wait before starting a warm runner again after one died before it was ready. */
@@ -69,8 +69,7 @@ export class ProcessLauncher implements WorkloadLauncher {
       active.worker = warm;
       if (!this.#starting.has(warm)) {
         // Said hello already: it runs now, as a pool worker would.
-        this.#o.began(active);
-        sendStart(this.#o.workers, warm, active);
+        this.#o.begin(active, () => sendStart(this.#o.workers, warm, active));
       }
       this.#fill();
       return;
@@ -103,11 +102,14 @@ export class ProcessLauncher implements WorkloadLauncher {
     const instanceId = worker.startFor as string;
     const active = table.get(instanceId);
     if (active && active.worker === worker && !isTerminalStatus(active.row.status)) {
-      if (active.row.status === "pending") this.#o.began(active);
-      sendStart(workers, worker, active);
-      if (active.stopRequested) {
-        workers.send(worker, { kind: { $case: "stop", value: { instanceId, timeoutMs: 0 } } });
-      }
+      const send = () => {
+        sendStart(workers, worker, active);
+        if (active.stopRequested) {
+          workers.send(worker, { kind: { $case: "stop", value: { instanceId, timeoutMs: 0 } } });
+        }
+      };
+      if (active.row.status === "pending") this.#o.begin(active, send);
+      else send();
     } else {
       // Cancelled while its process was starting.
       worker.child?.kill("SIGKILL");

@@ -151,10 +151,10 @@ export class RunQueue {
 
   /**
    * An attempt begins to run (its workload has it): the row turns running, the attempt is
-   * recorded (a later attempt starts with progress and output reset), and its timeout starts.
+   * recorded (a later attempt starts with progress and output reset). `now`: when it began, if
+   * not now (a cluster counts from the statement that showed its row had no stop).
    */
-  began(active: ActiveInstance): void {
-    const now = Date.now();
+  began(active: ActiveInstance, now = Date.now()): void {
     const row = active.row;
     const attempts: AttemptRecord[] | undefined =
       row.maxAttempts > 1 || row.attempt > 1

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Store, StoredDefinition, StoredInstance } from "../store/store.js";
+import type { ActiveInstance } from "./active-instance.js";
 import type { CoordinatedParts, Coordinator } from "./coordinator.js";
 
 /**
@@ -92,6 +93,12 @@ export class SingleCoordinator implements Coordinator {
 
   stoppedHere(): void {
     // Its workload reattaches to the daemon started again, which still holds the stop's end.
+  }
+
+  begin(active: ActiveInstance, send: () => void): void {
+    // Every stop comes through this daemon: none can be waiting anywhere else.
+    this.#partsOf().queue.began(active);
+    send();
   }
 
   #partsOf(): CoordinatedParts {

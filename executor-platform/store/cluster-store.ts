@@ -96,6 +96,12 @@ export interface ClusterStore extends Store {
   /** The instances `owner` holds whose stop was asked for (see {@link requestStop}). */
   stopsRequested(owner: string): Promise<string[]>;
   /**
+   * Of `ids`, the rows `owner` still holds pending, each with whether its stop was asked for. A
+   * daemon asks before a workload begins a row it claimed a while ago: a stop kept on the row
+   * before this statement began is seen; one after it finds the row running.
+   */
+  startable(owner: string, ids: readonly string[]): Promise<{ id: string; stopRequested: boolean }[]>;
+  /**
    * Cancels a row that is pending and unowned, in one conditional update, and returns it as
    * stored; undefined otherwise (a claimed row is stopped by its owner, through a `stop` event).
    */

@@ -47,6 +47,7 @@ import {
   type SavedRows,
   requestStop,
   saveRows,
+  startableRows,
   stopsRequested,
   type WriteTarget,
 } from "./writes.js";
@@ -292,6 +293,12 @@ export class PostgresStore implements ClusterStore {
   async stopsRequested(owner: string): Promise<string[]> {
     this.#checkOpen();
     return stopsRequested(this.#target, owner);
+  }
+
+  async startable(owner: string, ids: readonly string[]): Promise<{ id: string; stopRequested: boolean }[]> {
+    this.#checkOpen();
+    if (ids.length === 0) return [];
+    return startableRows(this.#target, owner, ids);
   }
 
   /** Pending and unowned → cancelled (args, result and error cleared, finishedAt now), with a new sequence. */

@@ -274,6 +274,13 @@ export const REQUEST_STOP = `
 export const STOPS_REQUESTED = `SELECT id FROM instances
   WHERE owner = $1 AND status IN ('pending', 'running') AND stop_requested`;
 
+/**
+ * Of the rows $2 (ids), those $1 holds still pending, with whether a stop was asked for: what a
+ * daemon checks before it lets a workload begin one (see `ClusterStore.startable`).
+ */
+export const STARTABLE = `SELECT id, stop_requested FROM instances
+  WHERE id = ANY($2::text[]) AND owner = $1 AND status = 'pending'`;
+
 /** The earliest time after $1 (epoch ms) at which an unowned pending row becomes ready, or null. */
 export const NEXT_READY = `SELECT min(ready_at) AS at FROM instances
   WHERE status = 'pending' AND owner = '' AND ready_at > $1`;

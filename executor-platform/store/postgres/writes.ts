@@ -22,6 +22,7 @@ import {
   SAVE,
   SELECT_BY_IDS,
   SELECT_EXPIRED,
+  STARTABLE,
   STOPS_REQUESTED,
 } from "./statements.js";
 import { prepared } from "./prepared.js";
@@ -243,6 +244,18 @@ export async function requestStop(
 /** See `ClusterStore.stopsRequested`. */
 export async function stopsRequested(target: WriteTarget, owner: string): Promise<string[]> {
   return (await run(target, STOPS_REQUESTED, [owner])).map((row) => String(row.id));
+}
+
+/** See `ClusterStore.startable`. */
+export async function startableRows(
+  target: WriteTarget,
+  owner: string,
+  ids: readonly string[],
+): Promise<{ id: string; stopRequested: boolean }[]> {
+  return (await run(target, STARTABLE, [owner, ids])).map((row) => ({
+    id: String(row.id),
+    stopRequested: (row as { stop_requested?: unknown }).stop_requested === true,
+  }));
 }
 
 /** Cancels row `id` if it is pending and unowned; resolves it as stored, or undefined. */
