@@ -14,7 +14,7 @@
  * Nothing else is excused: a database outage shorter than the lease loses no call, fails no
  * instance and presumes no daemon dead.
  */
-import type { Downtime, FinalRow, RunRecord } from "./run-record.js";
+import type { Downtime, FinalRow, RunRecord, StoreOutage } from "./run-record.js";
 
 /** A daemon's event connection is back this long after the database is (its backoff, and a connect). */
 export const STORE_RECONNECT_MS = 3_000;
@@ -48,9 +48,11 @@ export function stopDeadline(
     };
     for (const d of kills ? record.downtimes : []) {
       // It may have run on the killed daemon: it ends when another reaps it.
-      if (d.from > deadline || d.from + failover < from) continue;
+      if (d.from > deadline) continue;
+      const reaped = reapedBy(d.from, cluster.storeOutages, failover);
+      if (reaped < from) continue;
       killed = true;
-      push(d.from + failover);
+      push(reaped);
     }
     for (const o of cluster.storeOutages) {
       const to = o.to ?? Number.POSITIVE_INFINITY;
@@ -61,6 +63,25 @@ export function stopDeadline(
     }
   }
   return deadline;
+}
+
+/**
+ * By when the work of a daemon killed at `at` is reaped: `failover` after the kill, or after the
+ * end of each restart of the database that began before then (reaping waits a full lease of
+ * reaching it again). A cut of one daemon's connection leaves the others to reap.
+ */
+function reapedBy(at: number, outages: readonly StoreOutage[], failover: number): number {
+  let by = at + failover;
+  for (let pushed = true; pushed; ) {
+    pushed = false;
+    for (const o of outages) {
+      const to = o.to ?? Number.POSITIVE_INFINITY;
+      if (o.daemon !== undefined || o.from > by || to < at || to + failover <= by) continue;
+      by = to + failover;
+      pushed = true;
+    }
+  }
+  return by;
 }
 
 /**

@@ -118,6 +118,33 @@ describe("chaos checker, cluster rules", () => {
     ]);
   });
 
+  it("holds a stop of an instance on a killed daemon until its reaping, which each database restart puts off", () => {
+    // Killed at AT; the stop is acknowledged 20 s later, past 1.5 leases and the slack (17 s),
+    // so on its own it has the grace period and the slack (4 s). A restart of the database 9-11 s
+    // after the kill put reaping off to 11 + 17 = 28 s.
+    const instance = shortInstance("orphaned", "cancelled", undefined, [stopRecord({ ackAt: AT + 20_000 })]);
+    const endingAt = (finishedAt: number) => ({
+      tracked: instance.tracked,
+      row: { ...instance.row, finishedAt },
+    });
+    const downtimes = [{ from: AT, to: AT + 3_000, daemon: 1 }];
+    const restart: StoreOutage = {
+      kind: "postgres restart",
+      from: AT + 9_000,
+      to: AT + 11_000,
+      daemon: undefined,
+    };
+    const run = (finishedAt: number, outage: StoreOutage) =>
+      runRecord([endingAt(finishedAt)], { downtimes, cluster: facts({ storeOutages: [outage] }) });
+    const late = [expect.stringContaining("allowed until")];
+    expect(violated(run(AT + 27_000, restart), INVARIANTS.stops)).toEqual([]);
+    expect(violated(run(AT + 29_000, restart), INVARIANTS.stops)).toEqual(late);
+    // A cut of one daemon's line leaves the others to reap.
+    const cut: StoreOutage = { ...restart, kind: "connection cut", daemon: 0 };
+    expect(violated(run(AT + 23_000, cut), INVARIANTS.stops)).toEqual([]);
+    expect(violated(run(AT + 27_000, cut), INVARIANTS.stops)).toEqual(late);
+  });
+
   it("excuses a call the SDK gave up on only by an outage of the daemon it went through, or of its database", () => {
     const { tracked } = shortInstance("gave-up", "failed", undefined);
     const gaveUp: Tracked = {
