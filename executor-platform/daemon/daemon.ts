@@ -49,6 +49,9 @@ import { WorkloadService } from "./workload-service.js";
 import { type WorkloadSocketServer, createWorkloadSocketServer } from "./workload-socket.js";
 import { WorkloadTokens } from "./workload-token.js";
 
+/** How long a ping of a client connection may go unanswered before the connection is closed. */
+const KEEPALIVE_TIMEOUT_MS = 10_000;
+
 export type { DaemonOptions } from "./daemon-options.js";
 
 /** A running daemon. */
@@ -201,7 +204,7 @@ class DaemonImpl implements Daemon {
             state,
             size: o.concurrency,
             onIdle: () => queue.pump(),
-            began: (active) => queue.began(active),
+            begin: (active, send) => coordinator.begin(active, send),
           })
         : new ProcessLauncher({
             table,
@@ -211,7 +214,7 @@ class DaemonImpl implements Daemon {
             state,
             tokensRequired: access.enabled,
             warm: Math.min(o.warmWorkloads, o.concurrency),
-            began: (active) => queue.began(active),
+            begin: (active, send) => coordinator.begin(active, send),
           });
     queue.useLauncher(this.#launcher);
     coordinator.attach({ table, queue, hub, workers });
@@ -232,6 +235,11 @@ class DaemonImpl implements Daemon {
       "grpc.max_receive_message_length": o.maxMessageBytes,
       "grpc.max_send_message_length": o.maxMessageBytes,
       "grpc.max_connection_idle_ms": o.connectionIdleMs,
+      // A connection whose client vanished without a word (a cut line, a half-closed socket) is
+      // pinged as often as an idle one is closed, and closed when the ping goes unanswered: its
+      // open calls end and its descriptor is freed, instead of staying for good.
+      "grpc.keepalive_time_ms": o.connectionIdleMs,
+      "grpc.keepalive_timeout_ms": Math.min(KEEPALIVE_TIMEOUT_MS, o.connectionIdleMs),
     });
     const serviceOptions: ClientServiceOptions = {
       store: o.store,

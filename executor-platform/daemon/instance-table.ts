@@ -34,7 +34,9 @@ type FlushWaiter = {
   reject: (error: unknown) => void;
 };
 
+/** The first pause before a failed write is tried again, doubling up to the next. */
 const RETRY_WRITE_MS = 100;
+const RETRY_WRITE_MAX_MS = 1_000;
 
 /**
  * The instances this daemon holds, and every change not yet in the store. Changes made in one
@@ -50,6 +52,10 @@ export class InstanceTable {
   #flushScheduled = false;
   #flushing: Promise<void> | undefined;
   #flushWaiters: FlushWaiter[] = [];
+  /** After a failed write: nothing is written until it fires (changes meanwhile join the retry). */
+  #retryTimer: NodeJS.Timeout | undefined;
+  /** Failed writes in a row: said once per outage, and the pause grows. */
+  #writeFailures = 0;
 
   constructor(options: InstanceTableOptions) {
     this.#o = options;
@@ -122,7 +128,7 @@ export class InstanceTable {
   }
 
   #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
+    if (this.#flushScheduled || this.#retryTimer !== undefined) return;
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
@@ -167,7 +173,7 @@ export class InstanceTable {
       metrics?.storeCommitted((performance.now() - began) / 1000);
     } catch (error) {
       metrics?.storeCommitFailed();
-      this.#o.log.error({ err: error }, "store write failed; retrying");
+      if (this.#writeFailures++ === 0) this.#o.log.error({ err: error }, "store write failed; retrying");
       for (const row of rows) if (!this.#dirty.has(row.id)) this.#dirty.set(row.id, row);
       for (const definition of definitions) {
         this.#dirtyDefinitions.set(
@@ -176,8 +182,20 @@ export class InstanceTable {
         );
       }
       this.#flushWaiters.push(...waiters);
-      setTimeout(() => this.#scheduleFlush(), RETRY_WRITE_MS).unref();
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = setTimeout(
+        () => {
+          this.#retryTimer = undefined;
+          this.#scheduleFlush();
+        },
+        Math.min(RETRY_WRITE_MAX_MS, RETRY_WRITE_MS * 2 ** Math.min(10, this.#writeFailures - 1)),
+      );
+      this.#retryTimer.unref();
       return;
+    }
+    if (this.#writeFailures > 0) {
+      this.#o.log.info({ failedWrites: this.#writeFailures }, "store writes succeed again");
+      this.#writeFailures = 0;
     }
     const byId = new Map<string, StoredInstance>();
     for (const row of stored) {
