@@ -115,6 +115,10 @@ export class LogKeeper {
   readonly #open = new Map<string, OpenLog>();
   readonly #followers = new Map<string, Set<() => void>>();
   #timer: NodeJS.Timeout | undefined;
+  /** After a failed write, nothing is written until this fires (the store is likely away). */
+  #retry: NodeJS.Timeout | undefined;
+  /** Failed writes in a row: said once per outage. */
+  #failures = 0;
   #writing: Promise<void> | undefined;
   #stopped = false;
 
@@ -209,6 +213,7 @@ export class LogKeeper {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#retry);
     for (const instanceId of [...this.#followers.keys()]) this.#wake(instanceId);
   }
 
@@ -237,7 +242,7 @@ export class LogKeeper {
   }
 
   #schedule(delay = FLUSH_MS): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#retry !== undefined) return;
     if (this.#timer !== undefined) {
       if (delay > 0) return;
       clearTimeout(this.#timer);
@@ -285,9 +290,18 @@ export class LogKeeper {
         this.#wake(instanceId);
         if (log.closing && log.writtenSeq >= log.window.lastSeq) this.#let(instanceId, log);
       }
+      if (this.#failures > 0) {
+        this.#o.log.info({ failedWrites: this.#failures }, "task logs are written again");
+        this.#failures = 0;
+      }
     } catch (error) {
-      this.#o.log.error({ err: error }, "writing task logs failed; retrying");
-      setTimeout(() => this.#schedule(0), RETRY_MS).unref();
+      if (this.#failures++ === 0) this.#o.log.error({ err: error }, "writing task logs failed; retrying");
+      clearTimeout(this.#retry);
+      this.#retry = setTimeout(() => {
+        this.#retry = undefined;
+        this.#schedule(0);
+      }, RETRY_MS);
+      this.#retry.unref();
     } finally {
       this.#writing = undefined;
       written();

@@ -236,7 +236,9 @@ export async function requestStop(
   target: WriteTarget,
   id: string,
 ): Promise<{ owner: string; status: string } | undefined> {
-  const rows = await run(target, REQUEST_STOP, [id, CHANNEL]);
+  // It does not wait for the disk (the lazy connections): its event goes out a flush sooner, and
+  // only a crash of the database's machine could lose the mark, not the stop already sent.
+  const rows = await run(target, REQUEST_STOP, [id, CHANNEL], target.lazyPool);
   const row = rows[0] as { owner?: unknown; status?: unknown } | undefined;
   return row === undefined ? undefined : { owner: String(row.owner), status: String(row.status) };
 }
@@ -281,9 +283,14 @@ export async function reapExpired(
   return reaped.map(toInstance);
 }
 
-async function run(target: WriteTarget, sql: string, params: unknown[]): Promise<InstanceRow[]> {
+async function run(
+  target: WriteTarget,
+  sql: string,
+  params: unknown[],
+  pool: Pool = target.pool,
+): Promise<InstanceRow[]> {
   try {
-    return (await target.pool.query<InstanceRow>(prepared(sql, params))).rows;
+    return (await pool.query<InstanceRow>(prepared(sql, params))).rows;
   } catch (error) {
     throw storeError(target.label, error);
   }
