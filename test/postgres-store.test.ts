@@ -386,6 +386,8 @@ describe("PostgresStore", () => {
     const url = await database();
     const a = await open(url);
     const b = await open(url);
+    // Daemons hold a lease before they claim or save (a reaped one is refused both).
+    await Promise.all(["daemon-a", "daemon-b"].map((owner) => a.heartbeat(owner, 60_000)));
     const rows = Array.from({ length: 1_000 }, (_, i) => row(i + 1));
     const [saved] = await a.saveAssigned([
       ...rows,
@@ -426,6 +428,8 @@ describe("PostgresStore", () => {
     const url = await database();
     const a = await open(url);
     const b = await open(url);
+    // Daemons hold a lease before they claim or save (a reaped one is refused both).
+    await Promise.all(["daemon-a", "daemon-b"].map((owner) => a.heartbeat(owner, 60_000)));
     const events = record(b);
     await b.listening();
     const [saved] = await a.saveAssigned([row(3), row(1), row(2), row(4, { status: "running", owner: "x" })]);
@@ -451,6 +455,8 @@ describe("PostgresStore", () => {
     const url = await database();
     const a = await open(url);
     const b = await open(url);
+    // Daemons hold a lease before they claim or save (a reaped one is refused both).
+    await Promise.all(["daemon-a", "daemon-b"].map((owner) => a.heartbeat(owner, 60_000)));
     const events = record(b);
     await b.listening();
     const [held] = await a.saveAssigned([row(1, { status: "running", owner: "daemon-a" })]);
@@ -480,6 +486,8 @@ describe("PostgresStore", () => {
     const url = await database();
     const a = await open(url);
     const b = await open(url);
+    // Daemons hold a lease before they claim or save (a reaped one is refused both).
+    await Promise.all(["daemon-a", "daemon-b"].map((owner) => a.heartbeat(owner, 60_000)));
     const events = record(b);
     await b.listening();
     const [held] = await a.saveAssigned([
@@ -635,6 +643,43 @@ describe("PostgresStore", () => {
     expect(byId.get("inst-1")?.finishedAt).toBeGreaterThan(0);
     expect(byId.get("inst-2")).toMatchObject({ status: "cancelled", error: undefined });
     expect(byId.get("inst-3")).toMatchObject({ status: "pending", owner: "" });
+  });
+
+  it("refuses the changes and claims of a daemon whose lease was reaped, and keeps its new rows", async () => {
+    const url = await database();
+    const dying = await open(url);
+    const survivor = await open(url);
+    expect(await dying.heartbeat("daemon-a", 5_000)).toBe(true);
+    await dying.save([row(1), row(2)]);
+    const [claimed] = await dying.claim("daemon-a", 1);
+    const held = claimed as StoredInstance;
+    const running = { ...held, status: "running" as const, startedAt: 10, revision: held.revision + 1 };
+    const [started] = (await dying.saveAndClaim([running], [], { owner: "daemon-a", limit: 0 })).stored;
+    // Presumed dead: its lease runs out and another daemon reaps it.
+    expect(await dying.heartbeat("daemon-a", 1)).toBe(true);
+    const deadline = Date.now() + 10_000;
+    let reaped: StoredInstance[] = [];
+    while (reaped.length === 0) {
+      expect(Date.now()).toBeLessThan(deadline);
+      reaped = await survivor.reap(() => ({ name: "DaemonLostError", message: "gone" }));
+      if (reaped.length === 0) await sleep(25);
+    }
+    expect(reaped.map((r) => [r.id, r.status])).toEqual([["inst-1", "failed"]]);
+    // Its end, written late, does not replace the failure; it claims nothing; a new call it took is kept.
+    const late = {
+      ...(started as StoredInstance),
+      status: "completed" as const,
+      result: "J2",
+      revision: (started as StoredInstance).revision + 1,
+    };
+    const written = await dying.saveAndClaim([late, row(5)], [], { owner: "daemon-a", limit: 2 });
+    expect(written.fenced).toEqual(["inst-1"]);
+    expect(written.stored.map((r) => r.id)).toEqual(["inst-5"]);
+    expect(written.claimed).toEqual([]);
+    expect(await dying.claim("daemon-a", 2)).toEqual([]);
+    const [one, two] = await survivor.getMany(["inst-1", "inst-2"]);
+    expect(one).toMatchObject({ status: "failed", result: undefined });
+    expect(two).toMatchObject({ status: "pending", owner: "" });
   });
 
   it("reaps a daemon whose lease ran out: running rows fail, pending rows are freed, its heartbeat says false", async () => {
@@ -888,7 +933,7 @@ describe("PostgresStore", () => {
   it("migrates a fresh database once when several daemons open it at once, and refuses a newer schema", async () => {
     const url = await database();
     const opened = await Promise.all(Array.from({ length: 5 }, () => open(url)));
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 8 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 9 }]);
     expect(await sql(url, "SELECT value FROM feed_offset")).toEqual([{ value: "0" }]);
     const [saved] = (await opened[0]?.saveAssigned([row(0, { position: 0 })])) ?? [];
     await final(opened[4] as PostgresStore, saved?.sequence ?? 0);
@@ -929,7 +974,7 @@ describe("PostgresStore", () => {
     await first.close();
 
     const upgraded = await open(url);
-    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 8 }]);
+    expect(await sql(url, "SELECT version FROM numerous_tasks_schema")).toEqual([{ version: 9 }]);
     const [next] = await upgraded.saveAssigned([row(0, { id: "new", position: 0 })]);
     expect(next?.sequence).toBeGreaterThan(old);
     expect(next?.position).toBe(41);

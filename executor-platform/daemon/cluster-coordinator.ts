@@ -56,6 +56,8 @@ export class ClusterCoordinator implements Coordinator {
   readonly #o: ClusterCoordinatorOptions;
   #parts: CoordinatedParts | undefined;
   readonly #gate: StartGate;
+  /** It found its lease reaped: it stops, once. */
+  #lost = false;
   #claiming = false;
   #claimAgain = false;
   /** The next write claims too (a write was due when room came up): one commit for both. */
@@ -148,6 +150,15 @@ export class ClusterCoordinator implements Coordinator {
         this.#claimFailed(error);
       }
       throw error;
+    }
+    if (saved.fenced.length > 0) {
+      // The others reaped this daemon (a stall or a cut longer than its lease): what it would
+      // write now contradicts what they stored. It stops, as at a refused lease renewal.
+      this.#o.log.warn(
+        { instances: saved.fenced.length },
+        "the store refused changes: this daemon's lease was reaped",
+      );
+      queueMicrotask(() => this.#lostLease());
     }
     for (const row of saved.stored) this.#ownSequences.add(row.sequence);
     // A stop this daemon missed (its event lost in a cut or a reconnect) shows on the rows it
@@ -457,6 +468,8 @@ export class ClusterCoordinator implements Coordinator {
   }
 
   #lostLease(): void {
+    if (this.#lost) return;
+    this.#lost = true;
     const reason = `daemon ${this.#o.owner} lost its lease: the cluster presumed it dead and gave its work to others`;
     this.#o.log.fatal({ owner: this.#o.owner }, reason);
     this.#o.onLostLease(reason);

@@ -68,6 +68,11 @@ export interface ClusterStore extends Store {
     limitedWaiting: boolean;
     /** Saved rows, not ended, whose stop was asked for: a stop their owner may have missed. */
     stopsRequested: string[];
+    /**
+     * Changed rows the store refused, left out of `stored`: `claim.owner`'s lease was reaped (it
+     * was presumed dead and its rows failed or given to others), so it changes and claims nothing.
+     */
+    fenced: string[];
   }>;
   /**
    * Every deployment's final rows with `sequence > afterSequence`, by sequence then id: about

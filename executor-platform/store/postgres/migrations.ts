@@ -7,7 +7,7 @@ import { transaction } from "./transaction.js";
  * The claim function (see migration 3), created by step 3 and replaced by step 7 with an event
  * that names the claiming daemon; `changed` is the JSON of its `changed` event.
  */
-function claimFunction(create: "CREATE" | "CREATE OR REPLACE", changed: string): string {
+function claimFunction(create: "CREATE" | "CREATE OR REPLACE", changed: string, fenced = false): string {
   return `
   ${create} FUNCTION numerous_tasks_claim(p_owner text, p_limit int, p_offset int8, p_channel text, p_now int8)
   RETURNS SETOF instances LANGUAGE plpgsql AS $fn$
@@ -17,7 +17,15 @@ function claimFunction(create: "CREATE" | "CREATE OR REPLACE", changed: string):
     v_count int;
     v_full text[] := '{}';
     c record;
-  BEGIN
+  BEGIN${
+    fenced
+      ? `
+    -- A daemon presumed dead (its lease reaped) claims nothing: it would hold rows nobody reaps.
+    IF NOT EXISTS (SELECT 1 FROM daemons WHERE owner = p_owner) THEN
+      RETURN;
+    END IF;`
+      : ""
+  }
     RETURN QUERY
       WITH picked AS (
         SELECT id FROM instances
@@ -235,6 +243,11 @@ ${claimFunction("CREATE OR REPLACE", "json_build_object('kind', 'changed', 'sequ
   -- the row it claimed) finds it when it claims, renews its lease or reconnects, and reaping
   -- cancels a stopped instance rather than run it again.
   ALTER TABLE instances ADD COLUMN stop_requested boolean NOT NULL DEFAULT false;
+  `,
+  `
+  -- A daemon presumed dead (its lease reaped) claims nothing any more (its saves are refused
+  -- the same way, in the SAVE statement).
+${claimFunction("CREATE OR REPLACE", "json_build_object('kind', 'changed', 'sequence', v_sequence, 'by', p_owner)", true)}
   `,
 ];
 

@@ -98,6 +98,9 @@ const P_POSITIONS = `$${INSTANCE_COLUMNS.findIndex((column) => column.name === "
  * then a row per claimed row (`claimed` true, whole), each with `limited_waiting`: whether a
  * ready, unowned pending row with a concurrency limit waits (only looked for with a claim).
  */
+/** The saving daemon still holds its lease (or the save names none: not a daemon's). */
+const LEASED = `(${P_BY} IS NULL OR EXISTS (SELECT 1 FROM daemons WHERE owner = ${P_BY}))`;
+
 export const SAVE = `
   WITH explicit AS MATERIALIZED (
     SELECT CASE WHEN x.top > s.last_value OR (x.top = s.last_value AND NOT s.is_called)
@@ -137,14 +140,15 @@ export const SAVE = `
       )
       .join(", ")}
     -- A new row (revision 1) never replaces one that exists: two daemons creating one id (an
-    -- idempotency key) leave the first; the caller reads it back.
-    WHERE excluded.revision > 1
+    -- idempotency key) leave the first; the caller reads it back. A daemon presumed dead (its
+    -- lease reaped) changes nothing any more: its rows were failed or given to others.
+    WHERE excluded.revision > 1 AND ${LEASED}
     RETURNING id, sequence, position, stop_requested
   ),
   claimable AS (
     SELECT id FROM instances
     WHERE ${P_CLAIM} > 0 AND status = 'pending' AND owner = '' AND ready_at <= ${P_NOW}
-      AND concurrency_limit = 0 AND per_key_limit = 0 AND id <> ALL(${P_IDS})
+      AND concurrency_limit = 0 AND per_key_limit = 0 AND id <> ALL(${P_IDS}) AND ${LEASED}
     ORDER BY priority DESC, position LIMIT ${P_CLAIM} FOR UPDATE SKIP LOCKED
   ),
   claimed AS (

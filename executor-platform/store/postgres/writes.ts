@@ -62,6 +62,8 @@ export interface SavedRows {
   readonly limitedWaiting: boolean;
   /** Saved rows, not ended, whose stop was asked for (`requestStop`): their owner must stop them. */
   readonly stopsRequested: string[];
+  /** Changed rows not saved: the saving daemon's lease was reaped, so it was presumed dead. */
+  readonly fenced: string[];
 }
 
 /**
@@ -144,18 +146,23 @@ export async function saveRows(
       existing.set(instance.id, instance);
     }
   }
-  const stored = rows.map((row): StoredInstance => {
+  // A change the store refused: the saving daemon's lease was reaped (it was presumed dead).
+  const fenced = rows.filter((row) => row.revision > 1 && !assigned.has(row.id)).map((row) => row.id);
+  const stored = rows.flatMap((row): StoredInstance[] => {
     const found = existing.get(row.id);
-    if (found !== undefined) return found;
+    if (found !== undefined) return [found];
     const saved = assigned.get(row.id);
-    if (saved === undefined) throw storeError(target.label, new Error(`row ${row.id} was not saved`));
-    return { ...row, sequence: saved.sequence, position: saved.position };
+    if (saved === undefined) {
+      if (claim !== undefined && row.revision > 1) return [];
+      throw storeError(target.label, new Error(`row ${row.id} was not saved`));
+    }
+    return [{ ...row, sequence: saved.sequence, position: saved.position }];
   });
   claimed.sort((a, b) => b.priority - a.priority || a.position - b.position);
   const stopsRequested = stored
     .filter((row) => stopped.has(row.id) && !isTerminalStatus(row.status))
     .map((row) => row.id);
-  return { stored, claimed, limitedWaiting, stopsRequested };
+  return { stored, claimed, limitedWaiting, stopsRequested, fenced: claim === undefined ? [] : fenced };
 }
 
 /** A row of {@link SAVE}'s answer: a saved row's id, sequence and position, or a claimed row whole. */
