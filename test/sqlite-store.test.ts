@@ -12,6 +12,7 @@ import {
 } from "../executor-platform/store/sqlite/sqlite-store.js";
 import { INSTANCE_COLUMNS } from "../executor-platform/store/instance-columns.js";
 import type { StoredInstance } from "../executor-platform/store/store.js";
+import { pollUntil } from "./helpers/deadline.js";
 import { describeStoreContract, storedRow as row } from "./store-contract.js";
 
 const projectRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -116,6 +117,19 @@ describe("SqliteStore", () => {
     } finally {
       db.close();
     }
+  });
+
+  it("moves its write-ahead log into the database file off the event loop, and leaves no log at close", async () => {
+    // SQLite's own checkpoint waits for 1,000 pages of log; these commits make far fewer. They
+    // reach the database file while the store is open only through the checkpoint thread.
+    const dir = tempDir();
+    const store = await openSqliteStore(dir);
+    const file = path.join(dir, DATABASE_FILE);
+    const before = fs.statSync(file).size;
+    for (let i = 1; i <= 100; i++) await store.save([row(i, { output: `J"${"x".repeat(2_000)}"` })]);
+    await pollUntil(() => fs.statSync(file).size > before, "the log to be checkpointed into the database file");
+    await store.close();
+    expect(fs.existsSync(`${file}-wal`), "the log left at close").toBe(false);
   });
 
   it("creates a missing data directory", async () => {

@@ -15,6 +15,7 @@ import type {
 } from "../store.js";
 import { DEFINITION_COLUMNS, type DefinitionRow, toDefinition } from "../definition-row.js";
 import { type CountChanges, OverviewCounts } from "./overview-counts.js";
+import { WalCheckpointer } from "./wal-checkpointer.js";
 import {
   INSTANCE_COLUMNS,
   type InstanceRow,
@@ -180,6 +181,8 @@ export class SqliteStore implements Store {
   readonly #writeLogs: Database.Transaction<(write: LogWrite) => number[]>;
   readonly #counts: OverviewCounts;
   readonly #deleteFinished: Database.Transaction<(before: number, limit: number) => number>;
+  /** Checkpoints off the event loop; started with the first write. */
+  #checkpointer: WalCheckpointer | undefined;
 
   /** Use {@link openSqliteStore}; this takes an already opened and migrated database. */
   constructor(db: Database.Database, file: string) {
@@ -266,6 +269,7 @@ export class SqliteStore implements Store {
     // a definition. A batch of progress and output alone is written without the fsync: it
     // survives the daemon's crash (the page cache keeps it) and reaches the disk with the next
     // synced commit; only a power cut in between loses it, and never a result.
+    this.#checkpointer ??= this.#startCheckpointer(db);
     const sync =
       definitions.length > 0 || rows.some((row) => row.revision === 1 || isTerminalStatus(row.status));
     if (sync !== this.#synced) {
@@ -420,6 +424,7 @@ export class SqliteStore implements Store {
 
   async writeLogs(write: LogWrite): Promise<number[]> {
     const db = this.#open();
+    this.#checkpointer ??= this.#startCheckpointer(db);
     if (this.#synced) {
       db.pragma("synchronous = NORMAL");
       this.#synced = false;
@@ -456,11 +461,22 @@ export class SqliteStore implements Store {
     if (db === undefined) return;
     this.#db = undefined;
     this.#statements.clear();
+    // Its connection first: the last one to close checkpoints what is left and removes the log.
+    await this.#checkpointer?.close();
     try {
       db.pragma("optimize");
     } finally {
       db.close();
     }
+  }
+
+  /** The checkpoint thread; the connection's own checkpoints off while it runs. */
+  #startCheckpointer(db: Database.Database): WalCheckpointer {
+    const checkpointer = new WalCheckpointer(this.file, () => {
+      if (this.#db === db) db.pragma("wal_autocheckpoint = 1000");
+    });
+    db.pragma("wal_autocheckpoint = 0");
+    return checkpointer;
   }
 
   #open(): Database.Database {
