@@ -127,7 +127,10 @@ describe("SqliteStore", () => {
     const file = path.join(dir, DATABASE_FILE);
     const before = fs.statSync(file).size;
     for (let i = 1; i <= 100; i++) await store.save([row(i, { output: `J"${"x".repeat(2_000)}"` })]);
-    await pollUntil(() => fs.statSync(file).size > before, "the log to be checkpointed into the database file");
+    await pollUntil(
+      () => fs.statSync(file).size > before,
+      "the log to be checkpointed into the database file",
+    );
     await store.close();
     expect(fs.existsSync(`${file}-wal`), "the log left at close").toBe(false);
   });
