@@ -21,6 +21,7 @@ import {
 import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { GrpcConnection, WatchStream } from "./grpc-connection.js";
 import type { ScheduleExecutor, ScheduleRecord, ScheduleSnapshot } from "../../sdk/schedules.js";
+import { doublingDelay } from "../doubling-delay.js";
 
 type Listener = (snapshot: InstanceSnapshot) => void;
 
@@ -181,7 +182,7 @@ export class PlatformExecutor implements Executor, ScheduleExecutor {
         signal?.throwIfAborted();
         const error = thrown as TaskError;
         if (error.code !== "EXECUTOR_UNAVAILABLE" || Date.now() >= retryUntil || this.#closed) throw thrown;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
+        await new Promise((resolve) => setTimeout(resolve, doublingDelay(attempt + 1, 50, 500)));
       }
     }
   }
@@ -196,7 +197,7 @@ export class PlatformExecutor implements Executor, ScheduleExecutor {
       } catch (thrown) {
         if ((thrown as TaskError).code !== "EXECUTOR_UNAVAILABLE" || Date.now() >= deadline || this.#closed)
           throw thrown;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
+        await new Promise((resolve) => setTimeout(resolve, doublingDelay(attempt + 1, 50, 500)));
       }
     }
   }
@@ -309,7 +310,7 @@ export class PlatformExecutor implements Executor, ScheduleExecutor {
           return;
         }
         if (error.code === "EXECUTOR_UNAVAILABLE" && Date.now() < deadline && !this.#closed) {
-          await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
+          await new Promise((resolve) => setTimeout(resolve, doublingDelay(attempt + 1, 50, 500)));
           continue;
         }
         for (const request of chunk) {

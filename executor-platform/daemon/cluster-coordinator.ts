@@ -7,6 +7,7 @@ import type { CoordinatedParts, Coordinator } from "./coordinator.js";
 import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
 import { StartGate } from "./start-gate.js";
+import { doublingDelay } from "../doubling-delay.js";
 
 export interface ClusterCoordinatorOptions {
   readonly store: ClusterStore;
@@ -219,7 +220,7 @@ export class ClusterCoordinator implements Coordinator {
         this.#claimRetry = undefined;
         this.drained();
       },
-      Math.min(CLAIM_RETRY_MAX_MS, CLAIM_RETRY_MS * 2 ** Math.min(10, this.#claimFailures - 1)),
+      doublingDelay(this.#claimFailures, CLAIM_RETRY_MS, CLAIM_RETRY_MAX_MS),
     );
     this.#claimRetry.unref();
   }

@@ -4,6 +4,7 @@ import type { Store, StoredDefinition, StoredInstance } from "../store/store.js"
 import { type ActiveInstance, activeInstance } from "./active-instance.js";
 import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
+import { doublingDelay } from "../doubling-delay.js";
 
 /** How rows are numbered and written: by this daemon alone, or by a store that several share. */
 export interface RowWriter {
@@ -188,7 +189,7 @@ export class InstanceTable {
           this.#retryTimer = undefined;
           this.#scheduleFlush();
         },
-        Math.min(RETRY_WRITE_MAX_MS, RETRY_WRITE_MS * 2 ** Math.min(10, this.#writeFailures - 1)),
+        doublingDelay(this.#writeFailures, RETRY_WRITE_MS, RETRY_WRITE_MAX_MS),
       );
       this.#retryTimer.unref();
       return;

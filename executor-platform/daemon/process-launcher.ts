@@ -8,6 +8,7 @@ import type { WorkerSpawner } from "./worker-spawner.js";
 import type { Worker, Workers } from "./workers.js";
 import type { WorkloadLauncher } from "./workload-launcher.js";
 import type { WorkloadTokens } from "./workload-token.js";
+import { doublingDelay } from "../doubling-delay.js";
 
 export interface ProcessLauncherOptions {
   readonly table: InstanceTable;
@@ -134,7 +135,7 @@ export class ProcessLauncher implements WorkloadLauncher {
     clearTimeout(this.#retry);
     this.#retry = setTimeout(
       () => this.#fill(),
-      Math.min(WARM_RETRY_MAX_MS, WARM_RETRY_MS * 2 ** (this.#failures - 1)),
+      doublingDelay(this.#failures, WARM_RETRY_MS, WARM_RETRY_MAX_MS),
     );
     this.#retry.unref();
   }

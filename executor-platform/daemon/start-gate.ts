@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { ClusterStore } from "../store/cluster-store.js";
 import type { ActiveInstance } from "./active-instance.js";
+import { doublingDelay } from "../doubling-delay.js";
 
 export interface StartGateOptions {
   readonly store: ClusterStore;
@@ -106,7 +107,7 @@ export class StartGate {
             this.#retry = undefined;
             this.#ask();
           },
-          Math.min(RETRY_MAX_MS, RETRY_MS * 2 ** Math.min(10, this.#failures - 1)),
+          doublingDelay(this.#failures, RETRY_MS, RETRY_MAX_MS),
         );
         this.#retry.unref();
       },

@@ -4,6 +4,7 @@ import type { StoredInstance } from "../store.js";
 import type { PostgresStoreLogger } from "./postgres-store.js";
 import { CHANNEL, LISTEN, PING, SELECT_SEQUENCE } from "./statements.js";
 import { errorMessage } from "./store-error.js";
+import { doublingDelay } from "../../doubling-delay.js";
 
 /**
  * The event connection is tried again after 100 ms, doubling to at most 500 ms: while it is down
@@ -143,7 +144,7 @@ export class ClusterEventListener {
     client.end().catch(() => undefined);
     if (!this.#active || this.#closed) return;
     this.#failures++;
-    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** (this.#failures - 1));
+    const delay = doublingDelay(this.#failures, RECONNECT_MIN_MS, RECONNECT_MAX_MS);
     const jittered = Math.round(delay * (0.75 + Math.random() * 0.5));
     // Once per outage, then every tenth attempt, so a long outage does not flood the log.
     if (this.#failures === 1 || this.#failures % 10 === 0) {
