@@ -6,6 +6,7 @@ import type { ActiveInstance } from "./active-instance.js";
 import type { CoordinatedParts, Coordinator } from "./coordinator.js";
 import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
+import { ChangeFeed } from "./change-feed.js";
 import { StartGate } from "./start-gate.js";
 import { doublingDelay } from "../doubling-delay.js";
 
@@ -34,19 +35,8 @@ const STOP_RETRY_FOR_MS = 10 * 60_000;
 const CLAIM_RETRY_MS = 100;
 const CLAIM_RETRY_MAX_MS = 2_000;
 
-/** How long after its own write a daemon reads the feed past it (one read for many writes). */
-const OWN_FETCH_MS = 200;
-/** Rows fetched per read of the other daemons' changes. */
-const FETCH_PAGE = 1000;
 /** The shortest heartbeat or reaping interval, whatever the lease. */
 const MIN_INTERVAL_MS = 50;
-/**
- * How soon, and at most how seldom, a fetch tries again while a change it was told of is not yet
- * readable: the store shows a change once every older transaction has ended, and one that ends
- * without an event of its own (a heartbeat, another application's write) wakes nobody.
- */
-const RETRY_MIN_MS = 2;
-const RETRY_MAX_MS = 100;
 
 /**
  * A daemon of a cluster: several daemons share one store. The store numbers rows; new instances
@@ -69,26 +59,11 @@ export class ClusterCoordinator implements Coordinator {
   #limitedWaiting = false;
   /** Starting what a claim took (the queue's "drained" then is this daemon's own doing). */
   #starting = false;
-  /** A fetch to catch up past this daemon's own writes is due (see {@link #fetchOwnLater}). */
-  #ownFetch: NodeJS.Timeout | undefined;
   /** Claims that failed in a row (the database unreachable): the next waits for {@link #claimRetry}. */
   #claimFailures = 0;
   #claimRetry: NodeJS.Timeout | undefined;
-  #fetching: Promise<void> | undefined;
-  #fetchAgain = false;
-  /** The highest sequence fetched from the store and passed to watchers. */
-  #fetched = 0;
-  /** The highest sequence a `changed` event announced. */
-  #announced = 0;
-  /** Everything up to this sequence is known to be read (it was final before the last read). */
-  #settled = 0;
-  /** Ends the wait between two tries of a fetch, when an event comes. */
-  #wake: (() => void) | undefined;
-  /**
-   * Sequences this daemon saved and already broadcast, so a fetch skips their rows (one save's
-   * rows share one sequence).
-   */
-  readonly #ownSequences = new Set<number>();
+  /** The other daemons' changes, on to this daemon's watchers; made once the parts are attached. */
+  #feed: ChangeFeed | undefined;
   readonly #timers: NodeJS.Timeout[] = [];
   /**
    * Since when this daemon has reached the store without a failed heartbeat. It reaps only after
@@ -117,6 +92,8 @@ export class ClusterCoordinator implements Coordinator {
 
   attach(parts: CoordinatedParts): void {
     this.#parts = parts;
+    const { store, owner, state, log } = this.#o;
+    this.#feed = new ChangeFeed({ store, owner, state, log, table: parts.table, hub: parts.hub });
   }
 
   numberNew(): { sequence: number; position: number } {
@@ -161,7 +138,7 @@ export class ClusterCoordinator implements Coordinator {
       );
       queueMicrotask(() => this.#lostLease());
     }
-    for (const row of saved.stored) this.#ownSequences.add(row.sequence);
+    for (const row of saved.stored) this.#feedOf().own(row.sequence);
     // A stop this daemon missed (its event lost in a cut or a reconnect) shows on the rows it
     // writes: its start, its progress. Stopped once the caller has taken the rows in.
     if (saved.stopsRequested.length > 0) queueMicrotask(() => this.#stopAll(saved.stopsRequested));
@@ -197,7 +174,7 @@ export class ClusterCoordinator implements Coordinator {
       // enough for its workload to begin now (see StartGate).
       active.checkedAt = sentAt;
       queue.enqueue(row.id);
-      this.#ownSequences.add(row.sequence);
+      this.#feedOf().own(row.sequence);
       if (stopRequested === true) stopped.push(active);
     }
     for (const active of stopped) queue.stop(active);
@@ -230,8 +207,9 @@ export class ClusterCoordinator implements Coordinator {
    * the others once its lease runs out.
    */
   async recover(): Promise<void> {
-    this.#fetched = await this.#o.store.currentSequence();
-    this.#partsOf().hub.startAt(this.#fetched);
+    const final = await this.#o.store.currentSequence();
+    this.#feedOf().startAt(final);
+    this.#partsOf().hub.startAt(final);
     await this.#o.store.heartbeat(this.#o.owner, this.#o.leaseMs);
     this.#reachableSince = this.#heartbeatAt = Date.now();
   }
@@ -288,7 +266,7 @@ export class ClusterCoordinator implements Coordinator {
     this.#stopping.clear();
     clearTimeout(this.#wakeTimer);
     clearTimeout(this.#claimRetry);
-    clearTimeout(this.#ownFetch);
+    this.#feed?.close();
     this.#unsubscribe?.();
     this.#gate.close();
   }
@@ -322,7 +300,7 @@ export class ClusterCoordinator implements Coordinator {
   }
 
   resumeBound(): number {
-    return this.#fetched;
+    return this.#feedOf().fetched;
   }
 
   created(): void {
@@ -492,125 +470,15 @@ export class ClusterCoordinator implements Coordinator {
         );
       }
     } else if (event.kind === "changed") {
-      const { hub } = this.#partsOf();
-      // Nothing to read now when this daemon wrote it, or nobody here watches.
-      if (event.by === this.#o.owner || hub.idle) this.#fetchOwnLater();
-      else if (event.rows !== undefined) {
-        // The event carries every row of its transaction: on to the watchers at once (as this
-        // daemon's own rows are, ahead of the feed); the feed skips that sequence later.
-        this.#ownSequences.add(event.sequence);
-        hub.broadcast(event.rows);
-        this.#fetchOwnLater();
-      } else {
-        this.#announced = Math.max(this.#announced, event.sequence);
-        this.#fetchChanges();
-      }
+      this.#feedOf().changed(event.sequence, event.by, event.rows);
     } else if (event.kind === "stop" && event.owner === this.#o.owner) {
       this.#stopAll([event.instanceId]);
     }
   }
 
-  /**
-   * This daemon's own write was announced: it has its rows already, so nothing needs reading now.
-   * A fetch a little later moves the feed past them (the watchers' resume point, and the
-   * sequences to skip), one for many writes.
-   */
-  #fetchOwnLater(): void {
-    if (this.#ownFetch !== undefined) return;
-    this.#ownFetch = setTimeout(() => {
-      this.#ownFetch = undefined;
-      if (this.#o.state.stopped) return;
-      if (!this.#partsOf().hub.idle || this.#fetching !== undefined) {
-        this.#fetchChanges();
-        return;
-      }
-      // Nobody here watches: move past what is final without reading it. Whoever starts watching
-      // after this starts from here; whoever started meanwhile gets a real read.
-      this.#o.store.currentSequence().then(
-        (final) => {
-          if (!this.#partsOf().hub.idle || this.#fetching !== undefined) this.#fetchChanges();
-          else this.#skipTo(final);
-        },
-        (error) => this.#o.log.warn({ err: error }, "could not read the store's final sequence"),
-      );
-    }, OWN_FETCH_MS);
-    this.#ownFetch.unref();
-  }
-
-  /** Moves the feed to `sequence` without reading: nobody here watches what it passes. */
-  #skipTo(sequence: number): void {
-    if (sequence <= this.#fetched) return;
-    this.#fetched = sequence;
-    this.#settled = Math.max(this.#settled, sequence);
-    this.#forgetOwnUpTo(sequence);
-  }
-
-  /** The feed has passed these: no read will meet their rows again. */
-  #forgetOwnUpTo(sequence: number): void {
-    for (const own of this.#ownSequences) if (own <= sequence) this.#ownSequences.delete(own);
-  }
-
-  /**
-   * Passes what other daemons saved on to this daemon's watchers, in sequence order. The store
-   * shows only final changes; while an announced one is not yet final, this tries again (sooner
-   * when another event comes), until it was read or is final.
-   */
-  #fetchChanges(): void {
-    if (this.#fetching !== undefined) {
-      this.#fetchAgain = true;
-      this.#wake?.();
-      return;
-    }
-    this.#fetching = (async () => {
-      let delay = RETRY_MIN_MS;
-      for (;;) {
-        do {
-          this.#fetchAgain = false;
-          await this.#readChanges();
-        } while (this.#fetchAgain);
-        if (this.#o.state.stopped || this.#announced <= Math.max(this.#fetched, this.#settled)) return;
-        // Read once more when it is final now: its rows may have changed again since (then they
-        // come with that later change), but nothing up to `final` is missed.
-        const final = await this.#o.store.currentSequence();
-        if (final >= this.#announced) {
-          this.#settled = final;
-          continue;
-        }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay);
-          timer.unref();
-          this.#wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.#wake = undefined;
-        if (this.#o.state.stopped) return;
-        delay = Math.min(RETRY_MAX_MS, delay * 2);
-      }
-    })()
-      .catch((error) => this.#o.log.warn({ err: error }, "could not fetch changes from the store"))
-      .finally(() => {
-        this.#fetching = undefined;
-      });
-  }
-
-  /** Reads every final change after `#fetched`, page by page, and broadcasts the others' rows. */
-  async #readChanges(): Promise<void> {
-    const { table, hub } = this.#partsOf();
-    for (;;) {
-      const rows = await this.#o.store.changesSinceAll(this.#fetched, FETCH_PAGE);
-      const theirs: StoredInstance[] = [];
-      for (const row of rows) {
-        if (this.#ownSequences.has(row.sequence)) continue;
-        theirs.push(table.get(row.id)?.row ?? row);
-      }
-      const last = rows.at(-1);
-      if (last !== undefined) this.#fetched = last.sequence;
-      this.#forgetOwnUpTo(this.#fetched);
-      if (theirs.length > 0) hub.broadcast(theirs);
-      if (rows.length < FETCH_PAGE) return;
-    }
+  #feedOf(): ChangeFeed {
+    if (this.#feed === undefined) throw new Error("the coordinator is not attached");
+    return this.#feed;
   }
 
   #partsOf(): CoordinatedParts {
