@@ -45,7 +45,9 @@ const LATENCY_GOAL = 1.2;
 const MEASURES = ["bare", "ts", "plain", "tsx", "runner"] as const;
 type Measure = (typeof MEASURES)[number];
 
-const GOAL = 0.8;
+/** Instances per second against bare node starts (issue 14): plain modules, and TypeScript through tsx. */
+const GOAL_PLAIN = 0.8;
+const GOAL_TYPESCRIPT = 0.5;
 
 export async function benchPlatformProcess(options: BenchPlatformProcessOptions = {}): Promise<BenchSection> {
   const startLoad = loadNow();
@@ -139,7 +141,7 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
   }
 
   const bareMedian = median(results.bare);
-  const ratioRow = (name: string, values: number[]): BenchRow => {
+  const ratioRow = (name: string, values: number[], goal: number): BenchRow => {
     const ratio = median(values) / bareMedian;
     return {
       name,
@@ -147,8 +149,8 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
       unit: "x",
       baseline: bareMedian,
       ratio,
-      goal: `ratio >= ${GOAL}`,
-      pass: ratio >= GOAL,
+      goal: `ratio >= ${goal}`,
+      pass: ratio >= goal,
       samples: values.map((value, run) => value / (results.bare[run] as number)),
     };
   };
@@ -165,14 +167,14 @@ export async function benchPlatformProcess(options: BenchPlatformProcessOptions 
       unit: "instances/s",
       samples: results.ts,
     },
-    ratioRow("ratio platform (.ts module) / bare node starts", results.ts),
+    ratioRow("ratio platform (.ts module) / bare node starts", results.ts, GOAL_TYPESCRIPT),
     {
       name: `platform, process mode, plain .mjs task module, concurrency ${concurrency}`,
       value: median(results.plain),
       unit: "instances/s",
       samples: results.plain,
     },
-    ratioRow("ratio platform (.mjs module) / bare node starts", results.plain),
+    ratioRow("ratio platform (.mjs module) / bare node starts", results.plain, GOAL_PLAIN),
     {
       name: `\`node --import tsx -e 0\`, ${concurrency} at a time (context)`,
       value: median(results.tsx),
