@@ -682,6 +682,25 @@ describe("PostgresStore", () => {
     expect(two).toMatchObject({ status: "pending", owner: "" });
   });
 
+  it("reaps rows held by an owner with no lease at all (its claim committed as it was reaped)", async () => {
+    const url = await database();
+    const store = await open(url);
+    expect(await store.heartbeat("daemon-live", 60_000)).toBe(true);
+    await store.save([
+      row(1, { status: "running", owner: "ghost", startedAt: 5 }),
+      row(2, { owner: "ghost" }),
+      row(3, { status: "running", owner: "daemon-live", startedAt: 5 }),
+    ]);
+    const reaped = await store.reap((owner) => ({ name: "DaemonLostError", message: `lost ${owner}` }));
+    expect(reaped.map((r) => [r.id, r.status, r.owner, r.error?.message])).toEqual([
+      ["inst-1", "failed", "ghost", "lost ghost"],
+      ["inst-2", "pending", "", undefined],
+    ]);
+    // The live daemon's row is left alone, and nothing is left to reap.
+    expect((await store.getMany(["inst-3"]))[0]).toMatchObject({ status: "running", owner: "daemon-live" });
+    expect(await store.reap(() => ({ name: "X", message: "x" }))).toEqual([]);
+  });
+
   it("reaps a daemon whose lease ran out: running rows fail, pending rows are freed, its heartbeat says false", async () => {
     const url = await database();
     const dying = await open(url);

@@ -307,8 +307,17 @@ export const CANCEL_PENDING = `
   ${notifyChanged("cancelled", "$4")}
   SELECT cancelled.* FROM cancelled LEFT JOIN notified ON true`;
 
-/** Reading only: the owners whose lease ran out by the database clock. */
-export const SELECT_EXPIRED = "SELECT owner FROM daemons WHERE lease_until < now() ORDER BY owner";
+/**
+ * Reading only: the owners whose lease ran out by the database clock, and those holding open
+ * rows with no lease at all (reaped while a claim of theirs was committing: nobody else would
+ * ever free those rows).
+ */
+export const SELECT_EXPIRED = `SELECT owner FROM daemons WHERE lease_until < now()
+  UNION
+  SELECT DISTINCT i.owner FROM instances AS i
+  WHERE i.owner > '' AND i.status IN ('pending', 'running')
+    AND NOT EXISTS (SELECT 1 FROM daemons AS d WHERE d.owner = i.owner)
+  ORDER BY owner`;
 
 /** A row whose stop was asked for: the reaper cancels it, pending or running. */
 const CANCELS = "i.stop_requested";
@@ -319,16 +328,22 @@ const FAILS = "(i.status = 'running' AND i.attempt >= i.max_attempts AND NOT i.s
 
 /**
  * Of owners $1 (errors $2), those whose lease is still out lose their lease row (a renewal that
- * committed first wins: the row's lease is checked again once it is locked); their running rows
- * fail with their error at $3 (args dropped), or, with attempts left, wait pending for their next
- * attempt, ready at once (the attempt's record closed with the error); their pending rows lose
- * their owner; each gets a new revision. $4 feed offset, $5 channel, $6 the `pending` payload,
+ * committed first wins: the row's lease is checked again once it is locked), and those with no
+ * lease row at all count as gone too; their running rows fail with their error at $3 (args
+ * dropped), or, with attempts left, wait pending for their next attempt, ready at once (the
+ * attempt's record closed with the error); their pending rows lose their owner; each gets a new
+ * revision. $4 feed offset, $5 channel, $6 the `pending` payload,
  * sent when rows were freed. A row whose stop was asked for is cancelled instead, pending or
  * running (args dropped, finished at $3), never run again. Returns the changed rows by position.
  */
 export const REAP = `
-  WITH dead AS (
+  WITH expired AS (
     DELETE FROM daemons WHERE owner = ANY($1::text[]) AND lease_until < now() RETURNING owner
+  ),
+  dead AS (
+    SELECT owner FROM expired
+    UNION
+    SELECT o FROM unnest($1::text[]) AS o WHERE NOT EXISTS (SELECT 1 FROM daemons AS d WHERE d.owner = o)
   ),
   reaped AS (
     UPDATE instances AS i SET
