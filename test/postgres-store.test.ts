@@ -122,6 +122,25 @@ const isChanged =
 const isPending = (event: ClusterEvent) => event.kind === "pending";
 const ids = (list: readonly StoredInstance[]) => list.map((r) => r.id);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Reaps through `store` until a lease has run out by the database clock and something was
+ * reaped (within 10 s); `each` runs before every try (a survivor renewing its own lease).
+ */
+async function reapWhenExpired(
+  store: PostgresStore,
+  reason: (owner: string) => TaskErrorInfo = () => ({ name: "DaemonLostError", message: "gone" }),
+  each: () => Promise<void> = async () => {},
+): Promise<StoredInstance[]> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    expect(Date.now()).toBeLessThan(deadline);
+    await each();
+    const reaped = await store.reap(reason);
+    if (reaped.length > 0) return reaped;
+    await sleep(25);
+  }
+}
 const view = (list: StoredInstance[]) => list.map((r) => `${r.id}@${r.sequence}`);
 
 /** Waits until everything up to `sequence` is final (every older transaction has ended). */
@@ -626,13 +645,7 @@ describe("PostgresStore", () => {
 
     // daemon-a dies: its stopped rows are cancelled (inst-1 had attempts left), inst-3 is freed.
     expect(await dying.heartbeat("daemon-a", 1)).toBe(true);
-    const deadline = Date.now() + 10_000;
-    let reaped: StoredInstance[] = [];
-    while (reaped.length === 0) {
-      expect(Date.now()).toBeLessThan(deadline);
-      reaped = await survivor.reap(() => ({ name: "DaemonLostError", message: "gone" }));
-      if (reaped.length === 0) await sleep(25);
-    }
+    const reaped = await reapWhenExpired(survivor);
     const byId = new Map(reaped.map((r) => [r.id, r]));
     expect(byId.get("inst-1")).toMatchObject({
       status: "cancelled",
@@ -657,13 +670,7 @@ describe("PostgresStore", () => {
     const [started] = (await dying.saveAndClaim([running], [], { owner: "daemon-a", limit: 0 })).stored;
     // Presumed dead: its lease runs out and another daemon reaps it.
     expect(await dying.heartbeat("daemon-a", 1)).toBe(true);
-    const deadline = Date.now() + 10_000;
-    let reaped: StoredInstance[] = [];
-    while (reaped.length === 0) {
-      expect(Date.now()).toBeLessThan(deadline);
-      reaped = await survivor.reap(() => ({ name: "DaemonLostError", message: "gone" }));
-      if (reaped.length === 0) await sleep(25);
-    }
+    const reaped = await reapWhenExpired(survivor);
     expect(reaped.map((r) => [r.id, r.status])).toEqual([["inst-1", "failed"]]);
     // Its end, written late, does not replace the failure; it claims nothing; a new call it took is kept.
     const late = {
@@ -743,14 +750,9 @@ describe("PostgresStore", () => {
       code: "DAEMON_LOST",
     });
     // Now it stops; the survivor polls until the lease has run out by the database clock.
-    const deadline = Date.now() + 10_000;
-    let reaped: StoredInstance[] = [];
-    while (reaped.length === 0) {
-      expect(Date.now()).toBeLessThan(deadline);
+    const reaped = await reapWhenExpired(survivor, reason, async () => {
       expect(await survivor.heartbeat("daemon-b", 5_000)).toBe(true);
-      reaped = await survivor.reap(reason);
-      if (reaped.length === 0) await sleep(25);
-    }
+    });
     // Not before the lease ran out: right after the reap, the database clock is past it (a reap
     // soon after the short renewal would find the clock still before it).
     const after = await clock.query<{ past: boolean }>("SELECT now() > $1::timestamptz AS past", [
