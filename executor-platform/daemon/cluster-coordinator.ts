@@ -8,7 +8,7 @@ import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
 import { ChangeFeed } from "./change-feed.js";
 import { StartGate } from "./start-gate.js";
-import { doublingDelay } from "../doubling-delay.js";
+import { RetryPause } from "../retry-pause.js";
 
 export interface ClusterCoordinatorOptions {
   readonly store: ClusterStore;
@@ -59,9 +59,8 @@ export class ClusterCoordinator implements Coordinator {
   #limitedWaiting = false;
   /** Starting what a claim took (the queue's "drained" then is this daemon's own doing). */
   #starting = false;
-  /** Claims that failed in a row (the database unreachable): the next waits for {@link #claimRetry}. */
-  #claimFailures = 0;
-  #claimRetry: NodeJS.Timeout | undefined;
+  /** After a failed claim (the database unreachable), the next waits out its pause. */
+  readonly #claimRetry: RetryPause;
   /** The other daemons' changes, on to this daemon's watchers; made once the parts are attached. */
   #feed: ChangeFeed | undefined;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -88,6 +87,12 @@ export class ClusterCoordinator implements Coordinator {
       began: (active, at) => this.#partsOf().queue.began(active, at),
       stop: (ids) => this.#stopAll(ids),
     });
+    this.#claimRetry = new RetryPause({
+      firstMs: CLAIM_RETRY_MS,
+      maxMs: CLAIM_RETRY_MAX_MS,
+      onFirstFailure: (error) => options.log.warn({ err: error }, "could not claim pending instances"),
+      onRecovered: (failures) => options.log.info({ failures }, "claiming pending instances again"),
+    });
   }
 
   attach(parts: CoordinatedParts): void {
@@ -113,7 +118,7 @@ export class ClusterCoordinator implements Coordinator {
     let limit = 0;
     if (this.#claimWithWrite) {
       this.#claimWithWrite = false;
-      if (this.#claiming || this.#claimRetry !== undefined) this.#claimAgain = true;
+      if (this.#claiming || this.#claimRetry.waiting) this.#claimAgain = true;
       else if (state.accepting && state.listening && !state.stopped)
         limit = Math.max(0, this.#partsOf().queue.room());
     }
@@ -189,17 +194,8 @@ export class ClusterCoordinator implements Coordinator {
 
   /** A claim failed (the database unreachable): said once per outage, tried again after a growing pause. */
   #claimFailed(error: unknown): void {
-    if (this.#claimFailures++ === 0) this.#o.log.warn({ err: error }, "could not claim pending instances");
     this.#claimAgain = true;
-    if (this.#claimRetry !== undefined) return;
-    this.#claimRetry = setTimeout(
-      () => {
-        this.#claimRetry = undefined;
-        this.drained();
-      },
-      doublingDelay(this.#claimFailures, CLAIM_RETRY_MS, CLAIM_RETRY_MAX_MS),
-    );
-    this.#claimRetry.unref();
+    this.#claimRetry.failed(error, () => this.drained());
   }
 
   /**
@@ -265,7 +261,7 @@ export class ClusterCoordinator implements Coordinator {
     for (const timer of this.#stopping.values()) clearInterval(timer);
     this.#stopping.clear();
     clearTimeout(this.#wakeTimer);
-    clearTimeout(this.#claimRetry);
+    this.#claimRetry.close();
     this.#feed?.close();
     this.#unsubscribe?.();
     this.#gate.close();
@@ -315,7 +311,7 @@ export class ClusterCoordinator implements Coordinator {
   drained(): void {
     const { state, store, owner } = this.#o;
     if (!state.accepting || !state.listening || state.stopped || this.#starting) return;
-    if (this.#claiming || this.#claimingInWrite || this.#claimRetry !== undefined) {
+    if (this.#claiming || this.#claimingInWrite || this.#claimRetry.waiting) {
       this.#claimAgain = true;
       return;
     }
@@ -351,10 +347,7 @@ export class ClusterCoordinator implements Coordinator {
 
   /** A claim succeeded: after an outage, say so once. */
   #claimsWork(): void {
-    if (this.#claimFailures > 0) {
-      this.#o.log.info({ failures: this.#claimFailures }, "claiming pending instances again");
-      this.#claimFailures = 0;
-    }
+    this.#claimRetry.succeeded();
   }
 
   /**

@@ -4,7 +4,7 @@ import type { Store, StoredDefinition, StoredInstance } from "../store/store.js"
 import { type ActiveInstance, activeInstance } from "./active-instance.js";
 import type { DaemonMetrics } from "./daemon-metrics.js";
 import type { DaemonState } from "./daemon-options.js";
-import { doublingDelay } from "../doubling-delay.js";
+import { RetryPause } from "../retry-pause.js";
 
 /** How rows are numbered and written: by this daemon alone, or by a store that several share. */
 export interface RowWriter {
@@ -53,13 +53,17 @@ export class InstanceTable {
   #flushScheduled = false;
   #flushing: Promise<void> | undefined;
   #flushWaiters: FlushWaiter[] = [];
-  /** After a failed write: nothing is written until it fires (changes meanwhile join the retry). */
-  #retryTimer: NodeJS.Timeout | undefined;
-  /** Failed writes in a row: said once per outage, and the pause grows. */
-  #writeFailures = 0;
+  /** After a failed write: nothing is written until its pause is over (changes meanwhile join the retry). */
+  readonly #retry: RetryPause;
 
   constructor(options: InstanceTableOptions) {
     this.#o = options;
+    this.#retry = new RetryPause({
+      firstMs: RETRY_WRITE_MS,
+      maxMs: RETRY_WRITE_MAX_MS,
+      onFirstFailure: (error) => options.log.error({ err: error }, "store write failed; retrying"),
+      onRecovered: (failedWrites) => options.log.info({ failedWrites }, "store writes succeed again"),
+    });
   }
 
   get(id: string): ActiveInstance | undefined {
@@ -129,7 +133,7 @@ export class InstanceTable {
   }
 
   #scheduleFlush(): void {
-    if (this.#flushScheduled || this.#retryTimer !== undefined) return;
+    if (this.#flushScheduled || this.#retry.waiting) return;
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
@@ -174,7 +178,6 @@ export class InstanceTable {
       metrics?.storeCommitted((performance.now() - began) / 1000);
     } catch (error) {
       metrics?.storeCommitFailed();
-      if (this.#writeFailures++ === 0) this.#o.log.error({ err: error }, "store write failed; retrying");
       for (const row of rows) if (!this.#dirty.has(row.id)) this.#dirty.set(row.id, row);
       for (const definition of definitions) {
         this.#dirtyDefinitions.set(
@@ -183,21 +186,10 @@ export class InstanceTable {
         );
       }
       this.#flushWaiters.push(...waiters);
-      clearTimeout(this.#retryTimer);
-      this.#retryTimer = setTimeout(
-        () => {
-          this.#retryTimer = undefined;
-          this.#scheduleFlush();
-        },
-        doublingDelay(this.#writeFailures, RETRY_WRITE_MS, RETRY_WRITE_MAX_MS),
-      );
-      this.#retryTimer.unref();
+      this.#retry.failed(error, () => this.#scheduleFlush());
       return;
     }
-    if (this.#writeFailures > 0) {
-      this.#o.log.info({ failedWrites: this.#writeFailures }, "store writes succeed again");
-      this.#writeFailures = 0;
-    }
+    this.#retry.succeeded();
     const byId = new Map<string, StoredInstance>();
     for (const row of stored) {
       byId.set(row.id, row);

@@ -4,6 +4,7 @@ import { LineSplitter, type StreamIndex, droppedLine, lineBytes } from "../../sd
 import { type KeptLine, LogWindow } from "../../sdk/log-window.js";
 import { isTerminalStatus } from "../../sdk/task-status.js";
 import type { Store, StoredInstance, StoredLogChunk } from "../store/store.js";
+import { RetryPause } from "../retry-pause.js";
 
 export interface LogKeeperOptions {
   readonly store: Store;
@@ -115,15 +116,19 @@ export class LogKeeper {
   readonly #open = new Map<string, OpenLog>();
   readonly #followers = new Map<string, Set<() => void>>();
   #timer: NodeJS.Timeout | undefined;
-  /** After a failed write, nothing is written until this fires (the store is likely away). */
-  #retry: NodeJS.Timeout | undefined;
-  /** Failed writes in a row: said once per outage. */
-  #failures = 0;
+  /** After a failed write, nothing is written until its pause is over (the store is likely away). */
+  readonly #retry: RetryPause;
   #writing: Promise<void> | undefined;
   #stopped = false;
 
   constructor(options: LogKeeperOptions) {
     this.#o = options;
+    this.#retry = new RetryPause({
+      firstMs: RETRY_MS,
+      maxMs: RETRY_MS,
+      onFirstFailure: (error) => options.log.error({ err: error }, "writing task logs failed; retrying"),
+      onRecovered: (failedWrites) => options.log.info({ failedWrites }, "task logs are written again"),
+    });
   }
 
   /** Whether output is kept at all. */
@@ -213,7 +218,7 @@ export class LogKeeper {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    clearTimeout(this.#retry);
+    this.#retry.close();
     for (const instanceId of [...this.#followers.keys()]) this.#wake(instanceId);
   }
 
@@ -242,7 +247,7 @@ export class LogKeeper {
   }
 
   #schedule(delay = FLUSH_MS): void {
-    if (this.#stopped || this.#retry !== undefined) return;
+    if (this.#stopped || this.#retry.waiting) return;
     if (this.#timer !== undefined) {
       if (delay > 0) return;
       clearTimeout(this.#timer);
@@ -290,18 +295,9 @@ export class LogKeeper {
         this.#wake(instanceId);
         if (log.closing && log.writtenSeq >= log.window.lastSeq) this.#let(instanceId, log);
       }
-      if (this.#failures > 0) {
-        this.#o.log.info({ failedWrites: this.#failures }, "task logs are written again");
-        this.#failures = 0;
-      }
+      this.#retry.succeeded();
     } catch (error) {
-      if (this.#failures++ === 0) this.#o.log.error({ err: error }, "writing task logs failed; retrying");
-      clearTimeout(this.#retry);
-      this.#retry = setTimeout(() => {
-        this.#retry = undefined;
-        this.#schedule(0);
-      }, RETRY_MS);
-      this.#retry.unref();
+      this.#retry.failed(error, () => this.#schedule(0));
     } finally {
       this.#writing = undefined;
       written();

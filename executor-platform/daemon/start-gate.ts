@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { ClusterStore } from "../store/cluster-store.js";
 import type { ActiveInstance } from "./active-instance.js";
-import { doublingDelay } from "../doubling-delay.js";
+import { RetryPause } from "../retry-pause.js";
 
 export interface StartGateOptions {
   readonly store: ClusterStore;
@@ -37,11 +37,20 @@ export class StartGate {
   /** Held rows waiting for their proof, with what tells their workload to begin. */
   #waiting = new Map<ActiveInstance, () => void>();
   #asking = false;
-  #failures = 0;
-  #retry: NodeJS.Timeout | undefined;
+  readonly #retry: RetryPause;
 
   constructor(options: StartGateOptions) {
     this.#o = options;
+    this.#retry = new RetryPause({
+      firstMs: RETRY_MS,
+      maxMs: RETRY_MAX_MS,
+      onFirstFailure: (error) =>
+        options.log.warn(
+          { err: error },
+          "workloads wait to begin: the store cannot say whether they were stopped",
+        ),
+      onRecovered: () => options.log.info("workloads may begin again: the store answers"),
+    });
   }
 
   /** Begins the attempt and calls `send` (which tells its workload) once its row is known to have no stop. */
@@ -57,12 +66,12 @@ export class StartGate {
   }
 
   close(): void {
-    clearTimeout(this.#retry);
+    this.#retry.close();
     this.#waiting.clear();
   }
 
   #ask(): void {
-    if (this.#asking || this.#retry !== undefined || this.#waiting.size === 0) return;
+    if (this.#asking || this.#retry.waiting || this.#waiting.size === 0) return;
     this.#asking = true;
     const batch = this.#waiting;
     this.#waiting = new Map();
@@ -71,8 +80,7 @@ export class StartGate {
     this.#o.store.startable(this.#o.owner, ids).then(
       (rows) => {
         this.#asking = false;
-        if (this.#failures > 0) this.#o.log.info("workloads may begin again: the store answers");
-        this.#failures = 0;
+        this.#retry.succeeded();
         const stopped = rows.filter((row) => row.stopRequested).map((row) => row.id);
         const startable = new Set(rows.filter((row) => !row.stopRequested).map((row) => row.id));
         if (stopped.length > 0) this.#o.stop(stopped);
@@ -96,20 +104,7 @@ export class StartGate {
       (error: unknown) => {
         this.#asking = false;
         for (const [active, send] of batch) if (!this.#waiting.has(active)) this.#waiting.set(active, send);
-        if (this.#failures++ === 0) {
-          this.#o.log.warn(
-            { err: error },
-            "workloads wait to begin: the store cannot say whether they were stopped",
-          );
-        }
-        this.#retry = setTimeout(
-          () => {
-            this.#retry = undefined;
-            this.#ask();
-          },
-          doublingDelay(this.#failures, RETRY_MS, RETRY_MAX_MS),
-        );
-        this.#retry.unref();
+        this.#retry.failed(error, () => this.#ask());
       },
     );
   }
