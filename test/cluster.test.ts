@@ -6,13 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import {
-  PlatformExecutor,
-  TaskFailedError,
-  getTaskInstance,
-  listTaskInstances,
-  setExecutor,
-} from "numerous-tasks";
+import { TaskFailedError, getTaskInstance, listTaskInstances, setExecutor } from "numerous-tasks";
 import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -21,10 +15,9 @@ import { countSlowly, holdUntilStopped, ignoresStops, recordRun } from "./fixtur
 import { printsAtExit } from "./fixtures/log-tasks.js";
 import { collect, linesOf } from "./executor-contract-logs.js";
 import { type TestPostgres, startPostgres } from "./helpers/embedded-postgres.js";
-import { type Cluster, freshDatabase, startCluster as startClusterOn } from "./helpers/cluster.js";
-import { type DaemonProcess, removeDataDir, startDaemon } from "./helpers/daemon-process.js";
+import { type Cluster, clusterOf, gatedDatabase, startCluster as startClusterOn } from "./helpers/cluster.js";
+import { type DaemonProcess, startDaemon } from "./helpers/daemon-process.js";
 import { pollUntil } from "./helpers/deadline.js";
-import { createTcpGate } from "./helpers/tcp-gate.js";
 import {
   TaskServiceClient,
   WatchInstancesRequest,
@@ -165,68 +158,45 @@ describe("cluster faults", () => {
     // off PostgreSQL and the instance is stopped through the other daemon (kept on the row, the
     // event lost). Let go during the cut, the workload must not begin the task: its daemon cannot
     // tell whether it was stopped until it reaches the database again.
-    const url = await freshDatabase(postgres);
-    const target = new URL(url);
-    const gate = await createTcpGate({ host: target.hostname, port: Number(target.port) });
-    const gated = new URL(url);
-    gated.host = gate.address;
+    const { url, gatedUrl, gate } = await gatedDatabase(postgres);
     const hold = mkdtempSync(join(tmpdir(), "hold-start-"));
     const ledger = join(hold, "ledger");
     const args = ["--lease-ms", "10000", "--workload-mode", "process", "--warm-workloads", "0"];
     const stopper = await startDaemon({ args: ["--store", url, "--concurrency", "0", ...args] });
     const runner = await startDaemon({
-      args: ["--store", gated.toString(), "--concurrency", "1", ...args],
+      args: ["--store", gatedUrl, "--concurrency", "1", ...args],
       env: {
         NODE_OPTIONS: `--import ${pathToFileURL(join(import.meta.dirname, "fixtures/hold-workload-start.mjs")).href}`,
         HOLD_WORKLOAD_START: hold,
       },
     });
-    cluster = {
-      daemons: [stopper, runner],
-      url,
-      client: () => {
-        throw new Error("not used");
-      },
-      async close() {
-        await gate.close();
-        await Promise.all([stopper, runner].map((d) => (d.child.exitCode === null ? d.stop() : undefined)));
-        for (const daemon of [stopper, runner]) removeDataDir(daemon.dataDir);
-        rmSync(hold, { recursive: true, force: true });
-      },
-    };
-    const executor = new PlatformExecutor({
-      address: stopper.address,
-      accessToken: undefined,
-      deploymentId: undefined,
-      tlsCaFile: undefined,
+    cluster = clusterOf([stopper, runner], url, async () => {
+      await gate.close();
+      rmSync(hold, { recursive: true, force: true });
     });
-    setExecutor(executor);
-    try {
-      const instance = recordRun(ledger, 21);
-      await pollUntil(() => existsSync(join(hold, "spawned")), "the runner's workload to be spawned");
-      // The claim was a while ago (its proof that no stop was kept is stale); the time passing is
-      // the point here, not a synchronisation.
-      await new Promise((resolve) => setTimeout(resolve, 700));
-      gate.shut();
-      await instance.stop();
-      writeFileSync(join(hold, "go"), "");
-      // Either it holds the workload at its start, or (the fault) the task runs; the other wait
-      // is left to lapse.
-      const held = runner.waitForLog(
-        (entry) => entry.msg === "workloads wait to begin: the store cannot say whether they were stopped",
-        "the runner to hold the workload at its start",
-      );
-      const ran = pollUntil(() => existsSync(ledger), "the task to run");
-      for (const wait of [held, ran]) wait.catch(() => {});
-      await Promise.race([held, ran]);
-      gate.open();
-      await expect(instance.wait()).rejects.toThrow();
-      expect(instance.status).toBe("cancelled");
-      expect(existsSync(ledger), "the task ran after its stop was acknowledged").toBe(false);
-      expect(runner.child.exitCode, "the runner exited").toBeNull();
-    } finally {
-      await executor.close();
-    }
+    setExecutor(cluster.client(0));
+    const instance = recordRun(ledger, 21);
+    await pollUntil(() => existsSync(join(hold, "spawned")), "the runner's workload to be spawned");
+    // The claim was a while ago (its proof that no stop was kept is stale); the time passing is
+    // the point here, not a synchronisation.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    gate.shut();
+    await instance.stop();
+    writeFileSync(join(hold, "go"), "");
+    // Either it holds the workload at its start, or (the fault) the task runs; the other wait
+    // is left to lapse.
+    const held = runner.waitForLog(
+      (entry) => entry.msg === "workloads wait to begin: the store cannot say whether they were stopped",
+      "the runner to hold the workload at its start",
+    );
+    const ran = pollUntil(() => existsSync(ledger), "the task to run");
+    for (const wait of [held, ran]) wait.catch(() => {});
+    await Promise.race([held, ran]);
+    gate.open();
+    await expect(instance.wait()).rejects.toThrow();
+    expect(instance.status).toBe("cancelled");
+    expect(existsSync(ledger), "the task ran after its stop was acknowledged").toBe(false);
+    expect(runner.child.exitCode, "the runner exited").toBeNull();
   }, 120_000);
 
   it("passes a change on to other daemons once an older transaction that announces nothing ends", async () => {
@@ -382,58 +352,31 @@ describe("cluster faults", () => {
     // is back. Its lease ran out during the outage; daemon 0 must not reap it before it had a
     // full lease of its own to renew in.
     const leaseMs = 2000;
-    const url = await freshDatabase(postgres);
-    const target = new URL(url);
-    const gate = await createTcpGate({ host: target.hostname, port: Number(target.port) });
-    const gated = new URL(url);
-    gated.host = gate.address;
+    const { url, gatedUrl, gate } = await gatedDatabase(postgres);
     const args = ["--lease-ms", String(leaseMs), "--workload-mode", "pool", "--stop-grace-ms", "2000"];
     const direct = await startDaemon({ args: ["--store", url, "--concurrency", "0", ...args] });
     const behindGate = await startDaemon({
-      args: ["--store", gated.toString(), "--concurrency", "2", ...args],
+      args: ["--store", gatedUrl, "--concurrency", "2", ...args],
     });
-    cluster = {
-      daemons: [direct, behindGate],
-      url,
-      client: () => {
-        throw new Error("not used");
+    cluster = clusterOf([direct, behindGate], url, () => gate.close());
+    setExecutor(cluster.client(0));
+    const running = [countSlowly(60, 50), countSlowly(60, 50)];
+    await Promise.all(
+      running.map(async (instance) => {
+        for await (const snapshot of instance) if (snapshot.progress > 0) break;
+      }),
+    );
+    await postgres.restart({
+      whileDown: async () => {
+        gate.shut();
+        await new Promise((resolve) => setTimeout(resolve, leaseMs * 1.5));
       },
-      async close() {
-        await gate.close();
-        await Promise.all(
-          [direct, behindGate].map((d) => (d.child.exitCode === null ? d.stop() : undefined)),
-        );
-        for (const daemon of [direct, behindGate]) removeDataDir(daemon.dataDir);
-      },
-    };
-    const executor = new PlatformExecutor({
-      address: direct.address,
-      accessToken: undefined,
-      deploymentId: undefined,
-      tlsCaFile: undefined,
     });
-    setExecutor(executor);
-    try {
-      const running = [countSlowly(60, 50), countSlowly(60, 50)];
-      await Promise.all(
-        running.map(async (instance) => {
-          for await (const snapshot of instance) if (snapshot.progress > 0) break;
-        }),
-      );
-      await postgres.restart({
-        whileDown: async () => {
-          gate.shut();
-          await new Promise((resolve) => setTimeout(resolve, leaseMs * 1.5));
-        },
-      });
-      await new Promise((resolve) => setTimeout(resolve, leaseMs * 0.75));
-      gate.open();
-      expect(await Promise.all(running.map((instance) => instance.wait()))).toEqual([60, 60]);
-      expect(behindGate.child.exitCode, "the daemon behind the gate exited").toBeNull();
-      expect(direct.logs.filter((entry) => entry.msg === "reaped the work of lost daemons")).toEqual([]);
-    } finally {
-      await executor.close();
-    }
+    await new Promise((resolve) => setTimeout(resolve, leaseMs * 0.75));
+    gate.open();
+    expect(await Promise.all(running.map((instance) => instance.wait()))).toEqual([60, 60]);
+    expect(behindGate.child.exitCode, "the daemon behind the gate exited").toBeNull();
+    expect(direct.logs.filter((entry) => entry.msg === "reaped the work of lost daemons")).toEqual([]);
   }, 120_000);
 
   it("loses nothing and presumes no daemon dead when the database is down for longer than a lease", async () => {

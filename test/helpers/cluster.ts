@@ -7,6 +7,7 @@ import type { PlatformExecutor as PlatformExecutorType } from "numerous-tasks";
 import { PlatformExecutor } from "numerous-tasks";
 import type { TestPostgres } from "./embedded-postgres.js";
 import { type DaemonProcess, removeDataDir, startDaemon } from "./daemon-process.js";
+import { type TcpGate, createTcpGate } from "./tcp-gate.js";
 
 let databases = 0;
 
@@ -57,6 +58,19 @@ export async function startCluster(
       }),
     ),
   );
+  return clusterOf(daemons, url);
+}
+
+/**
+ * The cluster of daemons a test started itself on the database of `url`: its clients, and a close
+ * that closes them, stops the daemons, deletes their data and then runs `more` (a gate, a
+ * directory of the test's own).
+ */
+export function clusterOf(
+  daemons: DaemonProcess[],
+  url: string,
+  more: () => Promise<void> | void = () => {},
+): Cluster {
   const clients: PlatformExecutor[] = [];
   return {
     daemons,
@@ -78,6 +92,22 @@ export async function startCluster(
         daemons.map((daemon) => (daemon.child.exitCode === null ? daemon.stop() : undefined)),
       );
       for (const daemon of daemons) removeDataDir(daemon.dataDir);
+      await more();
     },
   };
+}
+
+/**
+ * A fresh database, and a TCP gate in front of it: a daemon given `gatedUrl` reaches the database
+ * only while the gate is open. The test closes the gate (a cluster's `more`).
+ */
+export async function gatedDatabase(
+  postgres: TestPostgres,
+): Promise<{ url: string; gatedUrl: string; gate: TcpGate }> {
+  const url = await freshDatabase(postgres);
+  const target = new URL(url);
+  const gate = await createTcpGate({ host: target.hostname, port: Number(target.port) });
+  const gated = new URL(url);
+  gated.host = gate.address;
+  return { url, gatedUrl: gated.toString(), gate };
 }
